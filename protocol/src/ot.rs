@@ -1,0 +1,395 @@
+//! Operational-transform helpers on top of the `operational-transform` crate.
+//!
+//! The crate supplies the algebra (compose, transform) in the ot.js format:
+//! lengths counted in Unicode scalar values. This module adds what it lacks:
+//!
+//! * a validating wire form ([`WireOp`]) — the crate's own serde impl panics
+//!   on `i64::MIN` and accepts zero-length or absurd components;
+//! * applying an op to a [`Rope`] in place (the crate's `apply` rebuilds the
+//!   whole `String`, ~120 µs per op on a 100 KB document);
+//! * splitting an op into single contiguous spans, which is how the proxy
+//!   hands remote edits to editors (one `TextEdit` per `applyEdit`);
+//! * building an op from two texts (prefix/suffix diff).
+//!
+//! Invariant: every `transform` call in Chorus passes the operation that is
+//! *not yet ordered by the hub* first. The crate breaks ties between two
+//! inserts at one place in favour of its first argument, so using the same
+//! side everywhere is what keeps hub and proxies agreeing.
+
+use std::fmt;
+
+pub use operational_transform::{OTError, Operation, OperationSeq};
+use ropey::Rope;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Largest single retain/delete count accepted from the wire. Far above any
+/// real document, far below anything that could overflow length arithmetic.
+pub const MAX_COMPONENT_LEN: u64 = 1 << 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpError {
+    #[error("operation expects a document of {expected} characters, but it has {actual}")]
+    LengthMismatch { expected: usize, actual: usize },
+    #[error("operations do not fit together: {0}")]
+    Incompatible(String),
+}
+
+impl From<OTError> for OpError {
+    fn from(err: OTError) -> Self {
+        OpError::Incompatible(err.to_string())
+    }
+}
+
+/// An [`OperationSeq`] as it travels on the wire: the ot.js array form
+/// `[retain, "insert", -delete]`, validated when decoded.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct WireOp(pub OperationSeq);
+
+impl Serialize for WireOp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ops = self.0.ops();
+        let mut seq = serializer.serialize_seq(Some(ops.len()))?;
+        for op in ops {
+            match op {
+                Operation::Retain(n) => seq.serialize_element(n)?,
+                Operation::Delete(n) => seq.serialize_element(&-(*n as i64))?,
+                Operation::Insert(s) => seq.serialize_element(s)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for WireOp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(WireOpVisitor)
+    }
+}
+
+struct WireOpVisitor;
+
+impl<'de> Visitor<'de> for WireOpVisitor {
+    type Value = WireOp;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an ot.js operation: an array of positive integers (retain), negative integers (delete) and non-empty strings (insert)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<WireOp, A::Error> {
+        let mut op = OperationSeq::default();
+        while let Some(component) = seq.next_element::<Component>()? {
+            match component {
+                Component::Count(n) if n > 0 => {
+                    let n = n as u64;
+                    if n > MAX_COMPONENT_LEN {
+                        return Err(de::Error::custom("retain count too large"));
+                    }
+                    op.retain(n);
+                }
+                Component::Count(n) if n < 0 => {
+                    let n = n.unsigned_abs();
+                    if n > MAX_COMPONENT_LEN {
+                        return Err(de::Error::custom("delete count too large"));
+                    }
+                    op.delete(n);
+                }
+                Component::Count(_) => {
+                    return Err(de::Error::custom("zero-length component"));
+                }
+                Component::Text(s) if s.is_empty() => {
+                    return Err(de::Error::custom("empty insert"));
+                }
+                Component::Text(s) => op.insert(&s),
+            }
+        }
+        Ok(WireOp(op))
+    }
+}
+
+/// One element of the ot.js array. `i64` keeps the negative range and serde
+/// rejects floats and out-of-range integers for us.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Component {
+    Count(i64),
+    Text(String),
+}
+
+/// Applies `op` to `rope` in place.
+pub fn apply_to_rope(rope: &mut Rope, op: &OperationSeq) -> Result<(), OpError> {
+    let actual = rope.len_chars();
+    if op.base_len() != actual {
+        return Err(OpError::LengthMismatch {
+            expected: op.base_len(),
+            actual,
+        });
+    }
+    let mut pos = 0usize;
+    for component in op.ops() {
+        match component {
+            Operation::Retain(n) => pos += *n as usize,
+            Operation::Delete(n) => rope.remove(pos..pos + *n as usize),
+            Operation::Insert(s) => {
+                rope.insert(pos, s);
+                pos += s.chars().count();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies `op` to a string (for tests and small texts).
+pub fn apply_to_string(text: &str, op: &OperationSeq) -> Result<String, OpError> {
+    let mut rope = Rope::from_str(text);
+    apply_to_rope(&mut rope, op)?;
+    Ok(rope.to_string())
+}
+
+/// A contiguous replacement: at character `start`, delete `deleted`
+/// characters and insert `inserted`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub deleted: usize,
+    pub inserted: String,
+}
+
+impl Span {
+    pub fn to_op(&self, base_len: usize) -> OperationSeq {
+        let mut op = OperationSeq::default();
+        op.retain(self.start as u64);
+        op.delete(self.deleted as u64);
+        op.insert(&self.inserted);
+        op.retain((base_len - self.start - self.deleted) as u64);
+        op
+    }
+}
+
+/// Splits `op` into its first contiguous span and the rest, such that
+/// `first ∘ rest == op`. Returns `None` for a no-op.
+pub fn split_first_span(op: &OperationSeq) -> Option<(Span, OperationSeq)> {
+    let ops = op.ops();
+    let mut idx = 0;
+    let mut start = 0usize;
+    while let Some(Operation::Retain(n)) = ops.get(idx) {
+        start += *n as usize;
+        idx += 1;
+    }
+    if idx == ops.len() {
+        return None;
+    }
+    let mut span = Span {
+        start,
+        deleted: 0,
+        inserted: String::new(),
+    };
+    while let Some(component) = ops.get(idx) {
+        match component {
+            Operation::Retain(_) => break,
+            Operation::Delete(n) => span.deleted += *n as usize,
+            Operation::Insert(s) => span.inserted.push_str(s),
+        }
+        idx += 1;
+    }
+    // `rest` works on the text after `first`: the span's inserted text is
+    // kept, everything after it is the original op unchanged.
+    let mut rest = OperationSeq::default();
+    rest.retain((start + span.inserted.chars().count()) as u64);
+    for component in &ops[idx..] {
+        match component {
+            Operation::Retain(n) => rest.retain(*n),
+            Operation::Delete(n) => rest.delete(*n),
+            Operation::Insert(s) => rest.insert(s),
+        }
+    }
+    Some((span, rest))
+}
+
+/// The smallest single span that turns `old` into `new` (common prefix and
+/// suffix trimmed), as an op on `old`.
+pub fn diff(old: &Rope, new: &str) -> OperationSeq {
+    let old_len = old.len_chars();
+    let new_chars: Vec<char> = new.chars().collect();
+    let prefix = old
+        .chars()
+        .zip(new_chars.iter())
+        .take_while(|(a, b)| a == *b)
+        .count();
+    let max_suffix = (old_len - prefix).min(new_chars.len() - prefix);
+    let suffix = old
+        .chars_at(old_len)
+        .reversed()
+        .zip(new_chars.iter().rev())
+        .take(max_suffix)
+        .take_while(|(a, b)| a == *b)
+        .count();
+    let inserted: String = new_chars[prefix..new_chars.len() - suffix].iter().collect();
+    Span {
+        start: prefix,
+        deleted: old_len - prefix - suffix,
+        inserted,
+    }
+    .to_op(old_len)
+}
+
+/// Transforms `op` (not yet ordered) past `ordered` (already ordered) and
+/// returns `(op', ordered')`.
+pub fn transform(
+    op: &OperationSeq,
+    ordered: &OperationSeq,
+) -> Result<(OperationSeq, OperationSeq), OpError> {
+    Ok(op.transform(ordered)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode(json: &str) -> Result<WireOp, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn wire_round_trip() {
+        let op = decode(r#"[3, "héllo", -2, 4]"#).unwrap();
+        assert_eq!(op.0.base_len(), 9);
+        assert_eq!(op.0.target_len(), 12);
+        assert_eq!(serde_json::to_string(&op).unwrap(), r#"[3,"héllo",-2,4]"#);
+    }
+
+    #[test]
+    fn wire_rejects_garbage() {
+        for bad in [
+            r#"[0]"#,
+            r#"[""]"#,
+            r#"[1.5]"#,
+            r#"[-9223372036854775808]"#,
+            r#"[99999999999999]"#,
+            r#"[null]"#,
+            r#"{"a":1}"#,
+            r#"[[1]]"#,
+        ] {
+            assert!(decode(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn apply_checks_length() {
+        let mut rope = Rope::from_str("abc");
+        let op = decode(r#"[5]"#).unwrap().0;
+        assert_eq!(
+            apply_to_rope(&mut rope, &op),
+            Err(OpError::LengthMismatch {
+                expected: 5,
+                actual: 3
+            })
+        );
+        assert_eq!(rope.to_string(), "abc");
+    }
+
+    #[test]
+    fn split_spans_in_order() {
+        let op = decode(r#"[1, "X", -1, 2, -1, "YZ", 1]"#).unwrap().0;
+        let (first, rest) = split_first_span(&op).unwrap();
+        assert_eq!(
+            first,
+            Span {
+                start: 1,
+                deleted: 1,
+                inserted: "X".into()
+            }
+        );
+        let (second, rest2) = split_first_span(&rest).unwrap();
+        assert_eq!(
+            second,
+            Span {
+                start: 4,
+                deleted: 1,
+                inserted: "YZ".into()
+            }
+        );
+        assert!(split_first_span(&rest2).is_none());
+        let text = "abcdef";
+        let step = apply_to_string(text, &first.to_op(6)).unwrap();
+        assert_eq!(
+            apply_to_string(&step, &rest).unwrap(),
+            apply_to_string(text, &op).unwrap()
+        );
+    }
+
+    /// A random op on a text of `len` characters.
+    fn arb_op(len: usize) -> impl Strategy<Value = OperationSeq> {
+        proptest::collection::vec((0usize..4, 0usize..5, "[a-zé😀\n]{0,3}"), 0..6).prop_map(
+            move |steps| {
+                let mut op = OperationSeq::default();
+                let mut remaining = len;
+                for (kind, n, s) in steps {
+                    let n = n.min(remaining);
+                    match kind {
+                        0 => {
+                            op.retain(n as u64);
+                            remaining -= n;
+                        }
+                        1 => {
+                            op.delete(n as u64);
+                            remaining -= n;
+                        }
+                        _ => op.insert(&s),
+                    }
+                }
+                op.retain(remaining as u64);
+                op
+            },
+        )
+    }
+
+    fn arb_text_and_two_ops() -> impl Strategy<Value = (String, OperationSeq, OperationSeq)> {
+        "[a-c\n😀é]{0,12}".prop_flat_map(|text| {
+            let len = text.chars().count();
+            (Just(text), arb_op(len), arb_op(len))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn transform_converges((text, a, b) in arb_text_and_two_ops()) {
+            let (a2, b2) = transform(&a, &b).unwrap();
+            let left = apply_to_string(&apply_to_string(&text, &b).unwrap(), &a2).unwrap();
+            let right = apply_to_string(&apply_to_string(&text, &a).unwrap(), &b2).unwrap();
+            prop_assert_eq!(left, right);
+        }
+
+        #[test]
+        fn rope_apply_matches_crate_apply((text, a, _b) in arb_text_and_two_ops()) {
+            prop_assert_eq!(apply_to_string(&text, &a).unwrap(), a.apply(&text).unwrap());
+        }
+
+        #[test]
+        fn spans_recompose((text, a, _b) in arb_text_and_two_ops()) {
+            let expected = apply_to_string(&text, &a).unwrap();
+            let mut current = text.clone();
+            let mut rest = a.clone();
+            while let Some((span, next)) = split_first_span(&rest) {
+                current = apply_to_string(&current, &span.to_op(current.chars().count())).unwrap();
+                rest = next;
+            }
+            prop_assert_eq!(current, expected);
+        }
+
+        #[test]
+        fn diff_reaches_target(old in "[ab😀\r\n]{0,10}", new in "[ab😀\r\n]{0,10}") {
+            let op = diff(&Rope::from_str(&old), &new);
+            prop_assert_eq!(apply_to_string(&old, &op).unwrap(), new);
+        }
+
+        #[test]
+        fn wire_form_round_trips((_text, a, _b) in arb_text_and_two_ops()) {
+            let json = serde_json::to_string(&WireOp(a.clone())).unwrap();
+            let back: WireOp = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back.0, a);
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The hub protocol: JSON text frames over one WebSocket per proxy.
+//!
+//! ```text
+//!  proxy                                   hub
+//!    │ hello{protocol, session, name}  ──►   │  (first frame, always)
+//!    │ ◄── welcome{clientId, participants}   │  or error{incompatible_protocol}
+//!    │ open{doc, text}                 ──►   │  text seeds the doc if it is new
+//!    │ ◄── opened{doc, rev, text, created}   │  the hub's text wins otherwise
+//!    │ op{doc, rev, op}                ──►   │  rev = last revision the proxy saw
+//!    │ ◄── ack{doc, rev}                     │  rev = revision the op became
+//!    │ ◄── remote{doc, rev, op, clientId}    │  everyone else's ops, in order
+//! ```
+//!
+//! Every frame is an object with a `type`; field names are camelCase. The
+//! hub answers anything it cannot accept with `error{code, message}` and
+//! keeps the connection. Plugins that read these (via the proxy's custom
+//! notifications) mirror the shapes declared here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ot::WireOp;
+
+/// Bumped on any change an older peer would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default cap on one client frame. Documents larger than this cannot be
+/// seeded through `open`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// A selection in character offsets at a given revision; `anchor == head`
+/// is a plain cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    pub anchor: u64,
+    pub head: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub client_id: u64,
+    pub name: String,
+    /// Which editor the participant uses, as its proxy reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub editor: Option<String>,
+}
+
+/// Proxy → hub.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum ClientMsg {
+    Hello {
+        protocol: u32,
+        session: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        editor: Option<String>,
+    },
+    Open {
+        doc: String,
+        text: String,
+    },
+    Op {
+        doc: String,
+        rev: u64,
+        op: WireOp,
+    },
+    Close {
+        doc: String,
+    },
+    Cursor {
+        doc: String,
+        rev: u64,
+        selections: Vec<Selection>,
+    },
+    Ping {
+        #[serde(default)]
+        nonce: u64,
+    },
+}
+
+impl ClientMsg {
+    pub const TYPES: &'static [&'static str] = &["hello", "open", "op", "close", "cursor", "ping"];
+}
+
+/// Hub → proxy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum ServerMsg {
+    Welcome {
+        protocol: u32,
+        session: String,
+        client_id: u64,
+        participants: Vec<Participant>,
+    },
+    Opened {
+        doc: String,
+        rev: u64,
+        text: String,
+        /// True when this `open` created the document from the sent text.
+        created: bool,
+    },
+    Ack {
+        doc: String,
+        rev: u64,
+    },
+    Remote {
+        doc: String,
+        rev: u64,
+        op: WireOp,
+        client_id: u64,
+    },
+    Joined {
+        participant: Participant,
+    },
+    Left {
+        client_id: u64,
+        name: String,
+    },
+    Cursor {
+        client_id: u64,
+        name: String,
+        doc: String,
+        rev: u64,
+        selections: Vec<Selection>,
+    },
+    Pong {
+        nonce: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doc: Option<String>,
+    },
+}
+
+/// Stable error codes; the message beside them is for humans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    UnknownType,
+    BadMessage,
+    BinaryFrame,
+    TooLarge,
+    IncompatibleProtocol,
+    NotJoined,
+    AlreadyJoined,
+    BadSession,
+    BadPath,
+    UnknownDocument,
+    InvalidOp,
+    StaleRevision,
+    Overloaded,
+}
+
+/// Why a frame could not be decoded, ready to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ClientMsg {
+    /// Decodes one text frame, telling bad JSON, unknown types and bad
+    /// fields apart so that the sender learns which it was.
+    pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|err| DecodeError {
+            code: ErrorCode::BadJson,
+            message: format!("frame is not valid JSON: {err}"),
+        })?;
+        let kind = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| DecodeError {
+                code: ErrorCode::BadMessage,
+                message: "frame must be an object with a string \"type\"".into(),
+            })?;
+        if !Self::TYPES.contains(&kind) {
+            return Err(DecodeError {
+                code: ErrorCode::UnknownType,
+                message: format!(
+                    "unknown message type {kind:?}; this hub understands {}",
+                    Self::TYPES.join(", ")
+                ),
+            });
+        }
+        let kind = kind.to_owned();
+        serde_json::from_value(value).map_err(|err| DecodeError {
+            code: ErrorCode::BadMessage,
+            message: format!("bad {kind:?} message: {err}"),
+        })
+    }
+}
+
+impl ServerMsg {
+    pub fn error(code: ErrorCode, message: impl Into<String>, doc: Option<&str>) -> ServerMsg {
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+            doc: doc.map(str::to_owned),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with
+        // non-string keys, no fallible custom impls.
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+/// Checks a document path: workspace-relative, `/`-separated, no `.` or
+/// `..` components, no absolute paths.
+pub fn validate_doc_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("document path is empty".into());
+    }
+    if path.len() > 4096 {
+        return Err("document path is longer than 4096 bytes".into());
+    }
+    let drive_letter =
+        path.len() >= 2 && path.as_bytes()[0].is_ascii_alphabetic() && path.as_bytes()[1] == b':';
+    if path.starts_with('/') || path.contains('\\') || drive_letter {
+        return Err(format!("document path {path:?} must be relative to the workspace, with / separators"));
+    }
+    if path.contains('\0') {
+        return Err("document path contains a NUL byte".into());
+    }
+    for part in path.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return Err(format!(
+                "document path {path:?} must not contain empty, \".\" or \"..\" components"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a session id: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn validate_session_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "session id {id:?} must be 1-64 characters of letters, digits, '.', '_' or '-'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_tells_errors_apart() {
+        assert_eq!(ClientMsg::decode("{nope").unwrap_err().code, ErrorCode::BadJson);
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"dance"}"#).unwrap_err().code,
+            ErrorCode::UnknownType
+        );
+        assert_eq!(ClientMsg::decode("[1]").unwrap_err().code, ErrorCode::BadMessage);
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"op","doc":"a","rev":0,"op":[0]}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
+    fn camel_case_on_the_wire() {
+        let msg = ServerMsg::Remote {
+            doc: "a.rs".into(),
+            rev: 3,
+            op: WireOp::default(),
+            client_id: 7,
+        };
+        assert_eq!(
+            msg.to_json(),
+            r#"{"type":"remote","doc":"a.rs","rev":3,"op":[],"clientId":7}"#
+        );
+        let hello =
+            ClientMsg::decode(r#"{"type":"hello","protocol":1,"session":"s","name":"n"}"#).unwrap();
+        assert!(matches!(hello, ClientMsg::Hello { protocol: 1, .. }));
+    }
+
+    #[test]
+    fn paths() {
+        for good in ["a.rs", "src/main.rs", "dir/.hidden/x", "a..b"] {
+            assert!(validate_doc_path(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "C:\\x", "a\\b", "c:/x"] {
+            assert!(validate_doc_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_ids() {
+        assert!(validate_session_id("team-1.demo_x").is_ok());
+        assert!(validate_session_id("").is_err());
+        assert!(validate_session_id("a b").is_err());
+        assert!(validate_session_id(&"x".repeat(65)).is_err());
+    }
+}
