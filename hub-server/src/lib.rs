@@ -1,1 +1,41 @@
-//! placeholder
+//! `chorus hub`: the central server that orders every edit in a session.
+//!
+//! Code map:
+//! * [`server`] — listener, plain HTTP (`/healthz`) and WebSocket upgrade;
+//! * [`connection`] — one proxy's socket: decoding, handshake, writer task;
+//! * [`session`] — the per-session actor that owns documents and presence;
+//! * [`document`] — a document's rope, revision and op history (pure).
+//!
+//! Architecture invariant: the session actor alone orders revisions, and it
+//! never awaits a socket write.
+
+pub mod connection;
+pub mod document;
+pub mod server;
+pub mod session;
+
+pub use server::run;
+
+/// Tunables, all with defaults that suit a team-sized hub.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Largest client frame answered normally; bigger ones get `too_large`.
+    pub max_message_bytes: usize,
+    /// Frames queued per connection before it counts as too slow.
+    pub outbound_queue: usize,
+    /// Ops kept per document for transforming late client ops.
+    pub history_limit: usize,
+    /// Simultaneous connections accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            max_message_bytes: chorus_protocol::wire::DEFAULT_MAX_MESSAGE_BYTES,
+            outbound_queue: 4096,
+            history_limit: 10_000,
+            max_connections: 4096,
+        }
+    }
+}

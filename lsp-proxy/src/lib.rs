@@ -1,1 +1,55 @@
-//! placeholder
+//! `chorus lsp`: the LSP server each editor runs beside its own language
+//! server, bridging the editor's buffers to a Chorus hub.
+//!
+//! Code map:
+//! * [`backend`] — the thin `LanguageServer` impl (turns calls into events);
+//! * [`core`] — the single loop that owns all document state and does IO;
+//! * [`sync`] — per-document two-party sync (pure; the hard part);
+//! * [`hub_link`] — the WebSocket to the hub, with reconnect.
+//!
+//! Architecture invariants: this is the only crate that knows LSP; stdout
+//! carries only LSP messages (logs go to stderr).
+
+pub mod backend;
+pub mod core;
+pub mod hub_link;
+pub mod sync;
+#[cfg(test)]
+mod sync_sim;
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tower_lsp_server::{LspService, Server};
+
+/// Where to collaborate; from flags, overridable by `initializationOptions`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Settings {
+    pub hub: Option<String>,
+    pub session: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Settings {
+    fn overridden_by(self, other: Settings) -> Settings {
+        Settings {
+            hub: other.hub.or(self.hub),
+            session: other.session.or(self.session),
+            name: other.name.or(self.name),
+        }
+    }
+}
+
+/// Serves LSP on stdin/stdout until the editor exits.
+pub async fn run_stdio(flags: Settings) {
+    let (service, socket) = LspService::build(|client| {
+        let (events, rx) = mpsc::unbounded_channel();
+        tokio::spawn(core::run(client, events.clone(), rx));
+        backend::Backend { events, flags }
+    })
+    .custom_method("chorus/documentState", backend::Backend::document_state)
+    .finish();
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        .concurrency_level(1)
+        .serve(service)
+        .await;
+}

@@ -66,7 +66,9 @@ impl OtClient {
                 State::AwaitingConfirm(op.clone()),
                 Some(Outgoing { rev: self.rev, op }),
             ),
-            State::AwaitingConfirm(outstanding) => (State::AwaitingWithBuffer(outstanding, op), None),
+            State::AwaitingConfirm(outstanding) => {
+                (State::AwaitingWithBuffer(outstanding, op), None)
+            }
             State::AwaitingWithBuffer(outstanding, buffer) => match buffer.compose(&op) {
                 Ok(buffer) => (State::AwaitingWithBuffer(outstanding, buffer), None),
                 Err(err) => {

@@ -47,7 +47,11 @@ pub struct Participant {
 
 /// Proxy → hub.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ClientMsg {
     Hello {
         protocol: u32,
@@ -85,7 +89,11 @@ impl ClientMsg {
 
 /// Hub → proxy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMsg {
     Welcome {
         protocol: u32,
@@ -222,7 +230,9 @@ pub fn validate_doc_path(path: &str) -> Result<(), String> {
     let drive_letter =
         path.len() >= 2 && path.as_bytes()[0].is_ascii_alphabetic() && path.as_bytes()[1] == b':';
     if path.starts_with('/') || path.contains('\\') || drive_letter {
-        return Err(format!("document path {path:?} must be relative to the workspace, with / separators"));
+        return Err(format!(
+            "document path {path:?} must be relative to the workspace, with / separators"
+        ));
     }
     if path.contains('\0') {
         return Err("document path contains a NUL byte".into());
@@ -259,12 +269,18 @@ mod tests {
 
     #[test]
     fn decode_tells_errors_apart() {
-        assert_eq!(ClientMsg::decode("{nope").unwrap_err().code, ErrorCode::BadJson);
+        assert_eq!(
+            ClientMsg::decode("{nope").unwrap_err().code,
+            ErrorCode::BadJson
+        );
         assert_eq!(
             ClientMsg::decode(r#"{"type":"dance"}"#).unwrap_err().code,
             ErrorCode::UnknownType
         );
-        assert_eq!(ClientMsg::decode("[1]").unwrap_err().code, ErrorCode::BadMessage);
+        assert_eq!(
+            ClientMsg::decode("[1]").unwrap_err().code,
+            ErrorCode::BadMessage
+        );
         assert_eq!(
             ClientMsg::decode(r#"{"type":"op","doc":"a","rev":0,"op":[0]}"#)
                 .unwrap_err()
@@ -295,7 +311,17 @@ mod tests {
         for good in ["a.rs", "src/main.rs", "dir/.hidden/x", "a..b"] {
             assert!(validate_doc_path(good).is_ok(), "{good}");
         }
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "C:\\x", "a\\b", "c:/x"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "C:\\x",
+            "a\\b",
+            "c:/x",
+        ] {
             assert!(validate_doc_path(bad).is_err(), "{bad}");
         }
     }

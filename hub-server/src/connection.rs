@@ -1,0 +1,185 @@
+//! One proxy's WebSocket: decoding and checking its frames, the handshake,
+//! and a writer task that drains the connection's bounded outbound queue.
+//!
+//! Bad input gets an `error` frame and the connection stays up; only frames
+//! beyond the hard transport limit, or a peer that cannot keep up, end it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chorus_protocol::wire::{
+    validate_session_id, ClientMsg, DecodeError, ErrorCode, ServerMsg, PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, instrument};
+
+use crate::session::{Registry, SessionCmd, SessionHandle};
+use crate::HubConfig;
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Joined {
+    session: SessionHandle,
+    client_id: u64,
+}
+
+#[instrument(skip_all, fields(peer = %peer))]
+pub async fn serve<S>(ws: WebSocketStream<S>, peer: String, registry: Registry, config: HubConfig)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (outbound, mut queue) = mpsc::channel::<Message>(config.outbound_queue);
+    let mut writer = tokio::spawn(async move {
+        while let Some(frame) = queue.recv().await {
+            if sink.send(frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let mut joined: Option<Joined> = None;
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            _ = &mut writer => break,
+        };
+        let reply = match frame {
+            None => break,
+            Some(Err(err)) => {
+                debug!(cause = %err, "connection ended");
+                break;
+            }
+            Some(Ok(Message::Text(text))) => {
+                if text.len() > config.max_message_bytes {
+                    Some(error(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "message of {} bytes exceeds the limit of {} bytes",
+                            text.len(),
+                            config.max_message_bytes
+                        ),
+                    ))
+                } else {
+                    match ClientMsg::decode(&text) {
+                        Err(DecodeError { code, message }) => Some(error(code, message)),
+                        Ok(msg) => {
+                            match handle(msg, &mut joined, &outbound, &registry, &config).await {
+                                Flow::Continue(reply) => reply,
+                                Flow::Close(reply) => {
+                                    let _ = outbound.try_send(Message::text(reply.to_json()));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Some(Ok(Message::Binary(_))) => Some(error(
+                ErrorCode::BinaryFrame,
+                "binary frames are not part of the Chorus protocol; send JSON text frames",
+            )),
+            Some(Ok(Message::Close(_))) => break,
+            Some(Ok(_)) => None, // ping/pong are answered by tungstenite
+        };
+        if let Some(reply) = reply {
+            if outbound.try_send(Message::text(reply.to_json())).is_err() {
+                break;
+            }
+        }
+    }
+    if let Some(joined) = joined {
+        joined
+            .session
+            .send(SessionCmd::Leave {
+                client_id: joined.client_id,
+            })
+            .await;
+    }
+    drop(outbound);
+    // Let queued frames (a final error) reach the peer, but not forever.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+}
+
+enum Flow {
+    Continue(Option<ServerMsg>),
+    Close(ServerMsg),
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
+    ServerMsg::error(code, message, None)
+}
+
+async fn handle(
+    msg: ClientMsg,
+    joined: &mut Option<Joined>,
+    outbound: &mpsc::Sender<Message>,
+    registry: &Registry,
+    config: &HubConfig,
+) -> Flow {
+    if let Some(j) = joined {
+        if !j
+            .session
+            .send(SessionCmd::Msg {
+                client_id: j.client_id,
+                msg,
+            })
+            .await
+        {
+            return Flow::Close(error(ErrorCode::Overloaded, "session is shutting down"));
+        }
+        return Flow::Continue(None);
+    }
+    let ClientMsg::Hello {
+        protocol,
+        session,
+        name,
+        editor,
+    } = msg
+    else {
+        return Flow::Continue(Some(error(
+            ErrorCode::NotJoined,
+            "send \"hello\" with the protocol version, session and name first",
+        )));
+    };
+    if protocol != PROTOCOL_VERSION {
+        return Flow::Close(error(
+            ErrorCode::IncompatibleProtocol,
+            format!(
+                "this hub speaks Chorus protocol {PROTOCOL_VERSION} but the client speaks {protocol}; upgrade chorus so both match"
+            ),
+        ));
+    }
+    if let Err(message) = validate_session_id(&session) {
+        return Flow::Continue(Some(error(ErrorCode::BadSession, message)));
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Flow::Continue(Some(error(
+            ErrorCode::BadMessage,
+            "name must be 1-64 characters",
+        )));
+    }
+    let client_id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
+    let handle = registry.get_or_create(&session, config);
+    let sent = handle
+        .send(SessionCmd::Join {
+            client_id,
+            name: name.to_owned(),
+            editor: editor.map(|e| e.chars().take(64).collect()),
+            outbound: outbound.clone(),
+        })
+        .await;
+    if !sent {
+        return Flow::Close(error(ErrorCode::Overloaded, "session is shutting down"));
+    }
+    *joined = Some(Joined {
+        session: handle,
+        client_id,
+    });
+    Flow::Continue(None)
+}

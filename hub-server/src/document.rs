@@ -1,0 +1,152 @@
+//! One shared document as the hub holds it: the authoritative text, its
+//! revision and the recent operations that produced it.
+//!
+//! Invariant: revision `r` is the text after the first `r` operations the
+//! hub accepted; `history` holds the operations for revisions
+//! `rev - history.len() + 1 ..= rev`, so an op based on any revision in
+//! `rev - history.len() ..= rev` can be transformed up to date.
+
+use std::collections::VecDeque;
+
+use chorus_protocol::ot::{apply_to_rope, transform, OpError, OperationSeq};
+use ropey::Rope;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DocError {
+    #[error("revision {base} is in the future; the document is at revision {current}")]
+    FutureRevision { base: u64, current: u64 },
+    #[error("revision {base} is older than the history kept (oldest usable revision {oldest}); resync from the snapshot")]
+    StaleRevision { base: u64, oldest: u64 },
+    #[error("operation based on revision {base} does not fit the document: {source}")]
+    Invalid { base: u64, source: OpError },
+}
+
+pub struct Document {
+    text: Rope,
+    rev: u64,
+    history: VecDeque<OperationSeq>,
+    /// Beyond this many ops a lagging client gets a snapshot instead: OT cost
+    /// grows with divergence, and a client that far behind is reconnecting.
+    history_limit: usize,
+}
+
+impl Document {
+    pub fn new(text: &str, history_limit: usize) -> Self {
+        Document {
+            text: Rope::from_str(text),
+            rev: 0,
+            history: VecDeque::new(),
+            history_limit: history_limit.max(1),
+        }
+    }
+
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    pub fn text(&self) -> &Rope {
+        &self.text
+    }
+
+    pub fn oldest_rev(&self) -> u64 {
+        self.rev - self.history.len() as u64
+    }
+
+    /// Orders a client op based on `base_rev`: transforms it past every op
+    /// the client had not seen, applies it, and returns it as applied.
+    pub fn apply(&mut self, base_rev: u64, mut op: OperationSeq) -> Result<OperationSeq, DocError> {
+        if base_rev > self.rev {
+            return Err(DocError::FutureRevision {
+                base: base_rev,
+                current: self.rev,
+            });
+        }
+        let oldest = self.oldest_rev();
+        if base_rev < oldest {
+            return Err(DocError::StaleRevision {
+                base: base_rev,
+                oldest,
+            });
+        }
+        let invalid = |source: OpError| DocError::Invalid {
+            base: base_rev,
+            source,
+        };
+        let skip = (base_rev - oldest) as usize;
+        for ordered in self.history.range(skip..) {
+            // The client op is not yet ordered: it goes first (see ot.rs).
+            op = transform(&op, ordered).map_err(invalid)?.0;
+        }
+        apply_to_rope(&mut self.text, &op).map_err(invalid)?;
+        if self.history.len() == self.history_limit {
+            self.history.pop_front();
+        }
+        self.history.push_back(op.clone());
+        self.rev += 1;
+        Ok(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_protocol::ot::WireOp;
+
+    fn op(json: &str) -> OperationSeq {
+        serde_json::from_str::<WireOp>(json).unwrap().0
+    }
+
+    #[test]
+    fn concurrent_ops_are_transformed() {
+        let mut doc = Document::new("abc", 100);
+        doc.apply(0, op(r#"["X", 3]"#)).unwrap();
+        // Based on revision 0, so it must be shifted past the "X".
+        let applied = doc.apply(0, op(r#"[3, "Y"]"#)).unwrap();
+        assert_eq!(applied, op(r#"[4, "Y"]"#));
+        assert_eq!(doc.text().to_string(), "XabcY");
+        assert_eq!(doc.rev(), 2);
+    }
+
+    #[test]
+    fn bad_ops_change_nothing() {
+        let mut doc = Document::new("abc", 100);
+        assert!(matches!(
+            doc.apply(0, op(r#"[5]"#)),
+            Err(DocError::Invalid { .. })
+        ));
+        assert_eq!(
+            doc.apply(3, op(r#"[3]"#)),
+            Err(DocError::FutureRevision {
+                base: 3,
+                current: 0
+            })
+        );
+        assert_eq!(doc.text().to_string(), "abc");
+        assert_eq!(doc.rev(), 0);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut doc = Document::new("", 2);
+        for rev in 0..4 {
+            doc.apply(
+                rev,
+                op(&format!(
+                    r#"[{}"x"]"#,
+                    if rev == 0 {
+                        String::new()
+                    } else {
+                        format!("{rev},")
+                    }
+                )),
+            )
+            .unwrap();
+        }
+        assert_eq!(doc.oldest_rev(), 2);
+        assert_eq!(
+            doc.apply(1, op(r#"[1, "y"]"#)),
+            Err(DocError::StaleRevision { base: 1, oldest: 2 })
+        );
+        assert!(doc.apply(2, op(r#"[2, "y"]"#)).is_ok());
+    }
+}

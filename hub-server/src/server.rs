@@ -1,0 +1,159 @@
+//! The listener: accepts TCP connections, answers plain HTTP (`GET /healthz`)
+//! and upgrades WebSocket requests on the same port.
+//!
+//! The HTTP request head is read here rather than by tungstenite so that one
+//! port can serve both; the upgrade is then completed by hand
+//! (`derive_accept_key`) and the socket handed to tungstenite as is.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info, warn};
+
+use crate::connection;
+use crate::session::Registry;
+use crate::HubConfig;
+
+/// A request head longer than this is refused: nothing legitimate needs it.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` completes.
+pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future<Output = ()>) {
+    let registry = Registry::default();
+    let limit = std::sync::Arc::new(Semaphore::new(config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    warn!(cause = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, "connection limit reached; refusing");
+            tokio::spawn(refuse(socket));
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let registry = registry.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            handle_socket(socket, peer.to_string(), registry, config).await;
+            drop(permit);
+        });
+    }
+    info!("hub stopped accepting connections");
+}
+
+async fn refuse(mut socket: TcpStream) {
+    let _ = socket
+        .write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+}
+
+struct Head {
+    method: String,
+    path: String,
+    websocket_key: Option<String>,
+    upgrade_websocket: bool,
+}
+
+async fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Head> {
+    let mut lines = Vec::new();
+    let mut total = 0;
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).await.ok()?;
+        total += n;
+        if n == 0 || total > MAX_HEAD_BYTES {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        if line.is_empty() {
+            break;
+        }
+        lines.push(line);
+    }
+    let mut request = lines.first()?.split_whitespace();
+    let method = request.next()?.to_owned();
+    let path = request.next()?.to_owned();
+    let mut head = Head {
+        method,
+        path,
+        websocket_key: None,
+        upgrade_websocket: false,
+    };
+    for line in &lines[1..] {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "upgrade" => head.upgrade_websocket = value.eq_ignore_ascii_case("websocket"),
+            "sec-websocket-key" => head.websocket_key = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    Some(head)
+}
+
+async fn handle_socket(socket: TcpStream, peer: String, registry: Registry, config: HubConfig) {
+    let mut reader = BufReader::new(socket);
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut reader)).await {
+        Ok(Some(head)) => head,
+        _ => {
+            debug!(%peer, "no valid request head");
+            let _ = reader
+                .get_mut()
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            return;
+        }
+    };
+    let response: &[u8] = match (head.method.as_str(), head.path.as_str(), head.upgrade_websocket, &head.websocket_key) {
+        ("GET", _, true, Some(key)) => {
+            let accept = derive_accept_key(key.as_bytes());
+            let reply = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            if reader.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+            let ws_config = WebSocketConfig::default()
+                // Frames up to this size are read and answered with a
+                // too_large error; beyond it the connection is cut.
+                .max_message_size(Some(config.max_message_bytes * 16))
+                .max_frame_size(Some(config.max_message_bytes * 16));
+            let ws = WebSocketStream::from_raw_socket(reader, Role::Server, Some(ws_config)).await;
+            connection::serve(ws, peer, registry, config).await;
+            return;
+        }
+        ("GET", "/healthz", _, _) => {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+        }
+        ("GET", "/", _, _) => {
+            b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\nthis is a Chorus hub: connect over ws://\n"
+        }
+        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    };
+    let socket = reader.get_mut();
+    let _ = socket.write_all(response).await;
+    let _ = socket.shutdown().await;
+}

@@ -1,0 +1,364 @@
+//! The session actor: one task per session owns its documents, its
+//! participants and the order of every edit in it.
+//!
+//! Connections reach it only through [`SessionHandle`]. The actor never
+//! awaits a socket: each participant has a bounded outbound queue drained by
+//! its own writer task, and a participant whose queue is full is dropped
+//! (its proxy reconnects and resyncs) so that one slow reader cannot stall
+//! everyone else.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chorus_protocol::ot::WireOp;
+use chorus_protocol::wire::{validate_doc_path, ClientMsg, ErrorCode, Participant, ServerMsg};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, info, warn};
+
+use crate::document::{DocError, Document};
+use crate::HubConfig;
+
+/// Selections beyond this many in one cursor message are dropped: a cursor
+/// relay is presence, not a bulk channel.
+const MAX_SELECTIONS: usize = 64;
+
+/// What a connection can ask of its session.
+#[derive(Debug)]
+pub enum SessionCmd {
+    Join {
+        client_id: u64,
+        name: String,
+        editor: Option<String>,
+        outbound: mpsc::Sender<Message>,
+    },
+    Msg {
+        client_id: u64,
+        msg: ClientMsg,
+    },
+    Leave {
+        client_id: u64,
+    },
+}
+
+#[derive(Clone)]
+pub struct SessionHandle {
+    tx: mpsc::Sender<SessionCmd>,
+}
+
+impl SessionHandle {
+    /// Returns false when the session actor is gone (hub shutting down).
+    pub async fn send(&self, cmd: SessionCmd) -> bool {
+        self.tx.send(cmd).await.is_ok()
+    }
+}
+
+/// All sessions on this hub, created on first join.
+#[derive(Clone, Default)]
+pub struct Registry {
+    sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
+}
+
+impl Registry {
+    pub fn get_or_create(&self, id: &str, config: &HubConfig) -> SessionHandle {
+        // Held only for a map lookup; never across an await.
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .entry(id.to_owned())
+            .or_insert_with(|| {
+                info!(session = %id, "session created");
+                let (tx, rx) = mpsc::channel(1024);
+                let actor = Session {
+                    id: id.to_owned(),
+                    config: config.clone(),
+                    participants: HashMap::new(),
+                    docs: HashMap::new(),
+                };
+                tokio::spawn(actor.run(rx));
+                SessionHandle { tx }
+            })
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct ParticipantEntry {
+    info: Participant,
+    outbound: mpsc::Sender<Message>,
+    docs: BTreeSet<String>,
+}
+
+struct SharedDoc {
+    doc: Document,
+    /// Participants that have this document open, who get its ops.
+    subscribers: BTreeSet<u64>,
+}
+
+struct Session {
+    id: String,
+    config: HubConfig,
+    participants: HashMap<u64, ParticipantEntry>,
+    docs: HashMap<String, SharedDoc>,
+}
+
+impl Session {
+    async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                SessionCmd::Join {
+                    client_id,
+                    name,
+                    editor,
+                    outbound,
+                } => self.join(client_id, name, editor, outbound),
+                SessionCmd::Msg { client_id, msg } => self.handle(client_id, msg),
+                SessionCmd::Leave { client_id } => self.leave(client_id),
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        client_id: u64,
+        name: String,
+        editor: Option<String>,
+        outbound: mpsc::Sender<Message>,
+    ) {
+        let info = Participant {
+            client_id,
+            name,
+            editor,
+        };
+        let mut participants: Vec<Participant> =
+            self.participants.values().map(|p| p.info.clone()).collect();
+        participants.sort_by_key(|p| p.client_id);
+        let welcome = ServerMsg::Welcome {
+            protocol: chorus_protocol::wire::PROTOCOL_VERSION,
+            session: self.id.clone(),
+            client_id,
+            participants,
+        };
+        info!(session = %self.id, client_id, name = %info.name, "participant joined");
+        self.broadcast(
+            &ServerMsg::Joined {
+                participant: info.clone(),
+            },
+            None,
+            Some(client_id),
+        );
+        self.participants.insert(
+            client_id,
+            ParticipantEntry {
+                info,
+                outbound,
+                docs: BTreeSet::new(),
+            },
+        );
+        self.send(client_id, &welcome);
+    }
+
+    fn leave(&mut self, client_id: u64) {
+        let Some(entry) = self.participants.remove(&client_id) else {
+            return;
+        };
+        for path in &entry.docs {
+            if let Some(shared) = self.docs.get_mut(path) {
+                shared.subscribers.remove(&client_id);
+            }
+        }
+        info!(session = %self.id, client_id, name = %entry.info.name, "participant left");
+        self.broadcast(
+            &ServerMsg::Left {
+                client_id,
+                name: entry.info.name,
+            },
+            None,
+            None,
+        );
+    }
+
+    fn handle(&mut self, client_id: u64, msg: ClientMsg) {
+        if !self.participants.contains_key(&client_id) {
+            return; // dropped as a slow consumer; its connection is closing
+        }
+        match msg {
+            ClientMsg::Hello { .. } => self.send(
+                client_id,
+                &ServerMsg::error(
+                    ErrorCode::AlreadyJoined,
+                    "already joined this session",
+                    None,
+                ),
+            ),
+            ClientMsg::Open { doc, text } => self.open(client_id, doc, text),
+            ClientMsg::Close { doc } => {
+                if let Some(entry) = self.participants.get_mut(&client_id) {
+                    entry.docs.remove(&doc);
+                }
+                if let Some(shared) = self.docs.get_mut(&doc) {
+                    shared.subscribers.remove(&client_id);
+                }
+            }
+            ClientMsg::Op { doc, rev, op } => self.op(client_id, doc, rev, op),
+            ClientMsg::Cursor {
+                doc,
+                rev,
+                mut selections,
+            } => {
+                if !self.is_open(client_id, &doc) {
+                    return self.unknown_doc(client_id, &doc);
+                }
+                selections.truncate(MAX_SELECTIONS);
+                let name = self.participants[&client_id].info.name.clone();
+                let msg = ServerMsg::Cursor {
+                    client_id,
+                    name,
+                    doc,
+                    rev,
+                    selections,
+                };
+                self.broadcast(&msg, None, Some(client_id));
+            }
+            ClientMsg::Ping { nonce } => self.send(client_id, &ServerMsg::Pong { nonce }),
+        }
+    }
+
+    fn is_open(&self, client_id: u64, doc: &str) -> bool {
+        self.participants
+            .get(&client_id)
+            .is_some_and(|p| p.docs.contains(doc))
+    }
+
+    fn unknown_doc(&mut self, client_id: u64, doc: &str) {
+        let message =
+            format!("document {doc:?} is not open on this connection; send \"open\" first");
+        self.send(
+            client_id,
+            &ServerMsg::error(ErrorCode::UnknownDocument, message, Some(doc)),
+        );
+    }
+
+    fn open(&mut self, client_id: u64, path: String, text: String) {
+        if let Err(message) = validate_doc_path(&path) {
+            return self.send(
+                client_id,
+                &ServerMsg::error(ErrorCode::BadPath, message, Some(&path)),
+            );
+        }
+        let created = !self.docs.contains_key(&path);
+        let history_limit = self.config.history_limit;
+        let shared = self.docs.entry(path.clone()).or_insert_with(|| SharedDoc {
+            doc: Document::new(&text, history_limit),
+            subscribers: BTreeSet::new(),
+        });
+        shared.subscribers.insert(client_id);
+        let reply = ServerMsg::Opened {
+            doc: path.clone(),
+            rev: shared.doc.rev(),
+            text: if created {
+                text
+            } else {
+                shared.doc.text().to_string()
+            },
+            created,
+        };
+        debug!(session = %self.id, client_id, doc = %path, created, "document opened");
+        if let Some(entry) = self.participants.get_mut(&client_id) {
+            entry.docs.insert(path);
+        }
+        self.send(client_id, &reply);
+    }
+
+    fn op(&mut self, client_id: u64, path: String, rev: u64, op: WireOp) {
+        if !self.is_open(client_id, &path) {
+            return self.unknown_doc(client_id, &path);
+        }
+        let Some(shared) = self.docs.get_mut(&path) else {
+            return self.unknown_doc(client_id, &path);
+        };
+        match shared.doc.apply(rev, op.0) {
+            Ok(applied) => {
+                let new_rev = shared.doc.rev();
+                let remote = ServerMsg::Remote {
+                    doc: path.clone(),
+                    rev: new_rev,
+                    op: WireOp(applied),
+                    client_id,
+                };
+                self.send(
+                    client_id,
+                    &ServerMsg::Ack {
+                        doc: path.clone(),
+                        rev: new_rev,
+                    },
+                );
+                self.broadcast(&remote, Some(&path), Some(client_id));
+            }
+            Err(err) => {
+                warn!(session = %self.id, client_id, doc = %path, cause = %err, "op refused");
+                let code = match err {
+                    DocError::StaleRevision { .. } => ErrorCode::StaleRevision,
+                    _ => ErrorCode::InvalidOp,
+                };
+                let snapshot = ServerMsg::Opened {
+                    doc: path.clone(),
+                    rev: shared.doc.rev(),
+                    text: shared.doc.text().to_string(),
+                    created: false,
+                };
+                self.send(
+                    client_id,
+                    &ServerMsg::error(code, err.to_string(), Some(&path)),
+                );
+                // The client's view can no longer be trusted: hand it the
+                // authoritative text to resync from.
+                self.send(client_id, &snapshot);
+            }
+        }
+    }
+
+    fn send(&mut self, client_id: u64, msg: &ServerMsg) {
+        let frame = Message::text(msg.to_json());
+        self.deliver(client_id, frame);
+    }
+
+    /// Sends `msg` to everyone (or everyone with `doc` open) but `except`.
+    /// Serialized once; the frame's bytes are shared between queues.
+    fn broadcast(&mut self, msg: &ServerMsg, doc: Option<&str>, except: Option<u64>) {
+        let frame = Message::text(msg.to_json());
+        let targets: Vec<u64> = match doc {
+            Some(path) => self
+                .docs
+                .get(path)
+                .map(|d| d.subscribers.iter().copied().collect())
+                .unwrap_or_default(),
+            None => self.participants.keys().copied().collect(),
+        };
+        for client_id in targets {
+            if Some(client_id) != except {
+                self.deliver(client_id, frame.clone());
+            }
+        }
+    }
+
+    fn deliver(&mut self, client_id: u64, frame: Message) {
+        let Some(entry) = self.participants.get(&client_id) else {
+            return;
+        };
+        if entry.outbound.try_send(frame).is_err() {
+            warn!(session = %self.id, client_id, "outbound queue full or closed; dropping participant");
+            // Dropping its sender closes the writer, which closes the socket.
+            self.leave(client_id);
+        }
+    }
+}

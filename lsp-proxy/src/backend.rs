@@ -1,0 +1,170 @@
+//! The `LanguageServer` face of `chorus lsp`. Deliberately thin: each call
+//! becomes an [`Event`] for the core loop and returns at once.
+//!
+//! tower-lsp-server runs handlers concurrently unless told otherwise; the
+//! server is built with `concurrency_level(1)` and `did_change` only does a
+//! synchronous channel send, so changes reach the core in the order the
+//! editor sent them.
+
+use std::path::PathBuf;
+
+use chorus_protocol::text::{Encoding, LinePos};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use tower_lsp_server::jsonrpc::{Error, Result};
+use tower_lsp_server::ls_types::{
+    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
+    InitializeParams, InitializeResult, InitializedParams, PositionEncodingKind,
+    ServerCapabilities, ServerInfo, TextDocumentSyncCapability, TextDocumentSyncKind,
+    TextDocumentSyncOptions, Uri,
+};
+use tower_lsp_server::LanguageServer;
+
+use crate::core::Event;
+use crate::sync::Change;
+use crate::Settings;
+
+pub struct Backend {
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Command-line flags; `initializationOptions` override them.
+    pub(crate) flags: Settings,
+}
+
+#[derive(Deserialize)]
+pub struct DocumentStateParams {
+    uri: Uri,
+}
+
+impl Backend {
+    fn send(&self, event: Event) {
+        // Fails only once the core has stopped, i.e. during shutdown.
+        let _ = self.events.send(event);
+    }
+
+    /// `chorus/documentState`: the proxy's view of one document, for tests
+    /// and health checks.
+    pub async fn document_state(&self, params: DocumentStateParams) -> Result<serde_json::Value> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::DocumentState {
+            uri: params.uri,
+            reply,
+        });
+        answer.await.map_err(|_| Error::internal_error())
+    }
+}
+
+fn negotiate_encoding(params: &InitializeParams) -> (Encoding, PositionEncodingKind) {
+    let offered = params
+        .capabilities
+        .general
+        .as_ref()
+        .and_then(|g| g.position_encodings.clone())
+        .unwrap_or_default();
+    // UTF-32 columns are exactly the OT unit; UTF-16 is the LSP default
+    // every client must support.
+    if offered.contains(&PositionEncodingKind::UTF32) {
+        (Encoding::Utf32, PositionEncodingKind::UTF32)
+    } else {
+        (Encoding::Utf16, PositionEncodingKind::UTF16)
+    }
+}
+
+fn workspace_root(params: &InitializeParams) -> Option<PathBuf> {
+    let folder = params
+        .workspace_folders
+        .as_ref()
+        .and_then(|folders| folders.first())
+        .map(|f| f.uri.clone());
+    #[allow(deprecated)]
+    let uri = folder.or_else(|| params.root_uri.clone())?;
+    uri.to_file_path().map(|p| p.into_owned())
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let (encoding, kind) = negotiate_encoding(&params);
+        let mut settings = self.flags.clone();
+        if let Some(options) = params.initialization_options.clone() {
+            match serde_json::from_value::<Settings>(options) {
+                Ok(from_editor) => settings = settings.overridden_by(from_editor),
+                Err(err) => {
+                    return Err(Error::invalid_params(format!(
+                        "initializationOptions: expected {{hub, session, name}}: {err}"
+                    )))
+                }
+            }
+        }
+        self.send(Event::Init {
+            settings,
+            root: workspace_root(&params),
+            encoding,
+            editor: params.client_info.as_ref().map(|c| c.name.clone()),
+        });
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                position_encoding: Some(kind),
+                text_document_sync: Some(TextDocumentSyncCapability::Options(
+                    TextDocumentSyncOptions {
+                        open_close: Some(true),
+                        change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        ..TextDocumentSyncOptions::default()
+                    },
+                )),
+                ..ServerCapabilities::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "chorus".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {}
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let doc = params.text_document;
+        self.send(Event::Open {
+            uri: doc.uri,
+            text: doc.text,
+            version: doc.version,
+        });
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let changes = params
+            .content_changes
+            .into_iter()
+            .map(|c| Change {
+                range: c.range.map(|r| {
+                    (
+                        LinePos {
+                            line: r.start.line,
+                            column: r.start.character,
+                        },
+                        LinePos {
+                            line: r.end.line,
+                            column: r.end.character,
+                        },
+                    )
+                }),
+                text: c.text,
+            })
+            .collect();
+        self.send(Event::Change {
+            uri: params.text_document.uri,
+            version: params.text_document.version,
+            changes,
+        });
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        self.send(Event::Close {
+            uri: params.text_document.uri,
+        });
+    }
+}

@@ -1,0 +1,670 @@
+//! The proxy's main loop: one task that owns every document's state and
+//! handles, in order, what the editor reports, what the hub sends and the
+//! answers to our `workspace/applyEdit` requests.
+//!
+//! Architecture invariant: the LSP handlers only send [`Event`]s here, never
+//! await; requests to the editor (`applyEdit`) run in spawned tasks that
+//! report back as events, so a handler never waits on the editor.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chorus_protocol::ot::WireOp;
+use chorus_protocol::text::{Encoding, LinePos};
+use chorus_protocol::wire::{
+    ClientMsg, ErrorCode, Participant, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+use ropey::Rope;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tower_lsp_server::ls_types::{
+    notification::Notification, ApplyWorkspaceEditParams, DocumentChanges, MessageType, OneOf,
+    OptionalVersionedTextDocumentIdentifier, Position, Range, TextDocumentEdit, TextEdit, Uri,
+    WorkspaceEdit,
+};
+use tower_lsp_server::Client;
+use tracing::{debug, error, info, warn};
+
+use crate::sync::{apply_changes, Change, DocSync, Effect, SyncError};
+use crate::Settings;
+
+/// How long the editor gets to answer an `applyEdit`.
+const APPLY_EDIT_TIMEOUT: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_millis(200);
+
+pub enum Event {
+    Init {
+        settings: Settings,
+        root: Option<PathBuf>,
+        encoding: Encoding,
+        editor: Option<String>,
+    },
+    Open {
+        uri: Uri,
+        text: String,
+        version: i32,
+    },
+    Change {
+        uri: Uri,
+        version: i32,
+        changes: Vec<Change>,
+    },
+    Close {
+        uri: Uri,
+    },
+    DocumentState {
+        uri: Uri,
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    EditDone {
+        uri: Uri,
+        id: u64,
+        applied: bool,
+        reason: Option<String>,
+    },
+    Hub(HubEvent),
+}
+
+pub enum HubEvent {
+    Msg(ServerMsg),
+    Disconnected(String),
+}
+
+enum DocState {
+    /// `open` sent (or waiting for the hub); `seed` is the text sent.
+    Joining {
+        seed: String,
+        text: Rope,
+        version: i32,
+    },
+    Live(DocSync),
+}
+
+struct Doc {
+    path: String,
+    state: DocState,
+}
+
+struct Core {
+    client: Client,
+    events: mpsc::UnboundedSender<Event>,
+    encoding: Encoding,
+    root: Option<PathBuf>,
+    hub: Option<mpsc::UnboundedSender<String>>,
+    connected: bool,
+    /// Whether the user was already told the hub is unreachable.
+    told_offline: bool,
+    session: String,
+    participants: HashMap<u64, Participant>,
+    docs: HashMap<Uri, Doc>,
+    by_path: HashMap<String, Uri>,
+}
+
+pub async fn run(
+    client: Client,
+    events: mpsc::UnboundedSender<Event>,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) {
+    let mut core = Core {
+        client,
+        events,
+        encoding: Encoding::Utf16,
+        root: None,
+        hub: None,
+        connected: false,
+        told_offline: false,
+        session: String::new(),
+        participants: HashMap::new(),
+        docs: HashMap::new(),
+        by_path: HashMap::new(),
+    };
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => core.handle(event),
+                None => return,
+            },
+            _ = tick.tick() => core.tick(),
+        }
+    }
+}
+
+fn lsp_pos(pos: LinePos) -> Position {
+    Position {
+        line: pos.line,
+        character: pos.column,
+    }
+}
+
+impl Core {
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Init {
+                settings,
+                root,
+                encoding,
+                editor,
+            } => self.init(settings, root, encoding, editor),
+            Event::Open { uri, text, version } => self.open(uri, text, version),
+            Event::Change {
+                uri,
+                version,
+                changes,
+            } => self.change(uri, version, changes),
+            Event::Close { uri } => self.close(uri),
+            Event::DocumentState { uri, reply } => {
+                let state = match self.docs.get(&uri).map(|d| &d.state) {
+                    Some(DocState::Live(sync)) => json!({
+                        "text": sync.mirror().to_string(),
+                        "rev": sync.rev(),
+                        "synchronized": sync.is_synchronized(),
+                        "joined": true,
+                    }),
+                    Some(DocState::Joining { text, .. }) => json!({
+                        "text": text.to_string(),
+                        "rev": 0,
+                        "synchronized": false,
+                        "joined": false,
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                let _ = reply.send(state);
+            }
+            Event::EditDone {
+                uri,
+                id,
+                applied,
+                reason,
+            } => {
+                if !applied {
+                    debug!(uri = uri.as_str(), id, ?reason, "editor refused edit");
+                    if let Some(Doc {
+                        state: DocState::Live(sync),
+                        ..
+                    }) = self.docs.get_mut(&uri)
+                    {
+                        sync.edit_refused(id);
+                    }
+                }
+            }
+            Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
+            Event::Hub(HubEvent::Disconnected(reason)) => {
+                let was_connected = std::mem::replace(&mut self.connected, false);
+                if was_connected || !self.told_offline {
+                    self.told_offline = true;
+                    self.notify_user(
+                        MessageType::WARNING,
+                        format!(
+                            "Chorus: {reason}. Retrying; edits are not shared until it is back."
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn init(
+        &mut self,
+        settings: Settings,
+        root: Option<PathBuf>,
+        encoding: Encoding,
+        editor: Option<String>,
+    ) {
+        self.encoding = encoding;
+        self.root = root;
+        let Some(session) = settings.session.clone() else {
+            self.notify_user(
+                MessageType::WARNING,
+                "Chorus: no session given (--session or initializationOptions.session); nothing is shared.",
+            );
+            return;
+        };
+        let hub = settings
+            .hub
+            .clone()
+            .unwrap_or_else(|| "ws://127.0.0.1:7420/".into());
+        let name = settings.name.clone().unwrap_or_else(default_name);
+        info!(%hub, %session, %name, ?encoding, "starting");
+        self.session = session.clone();
+        let hello = ClientMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            session,
+            name,
+            editor,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.hub = Some(tx);
+        tokio::spawn(crate::hub_link::run(hub, hello, self.events.clone(), rx));
+    }
+
+    /// The document id: the path relative to the workspace root, `/`-separated.
+    fn doc_path(&self, uri: &Uri) -> Option<String> {
+        let path = uri.to_file_path()?;
+        let root = self.root.as_deref()?;
+        let rel = path.strip_prefix(root).ok()?;
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_str().map(str::to_owned))
+            .collect::<Option<_>>()?;
+        let joined = parts.join("/");
+        chorus_protocol::wire::validate_doc_path(&joined).ok()?;
+        Some(joined)
+    }
+
+    fn send_hub(&self, msg: &ClientMsg) {
+        if let (Some(hub), true) = (&self.hub, self.connected) {
+            match serde_json::to_string(msg) {
+                Ok(text) => {
+                    let _ = hub.send(text);
+                }
+                Err(err) => error!(cause = %err, "cannot encode message"),
+            }
+        }
+    }
+
+    fn open(&mut self, uri: Uri, text: String, version: i32) {
+        if self.hub.is_none() {
+            return;
+        }
+        let Some(path) = self.doc_path(&uri) else {
+            debug!(uri = uri.as_str(), "outside the workspace root; not shared");
+            return;
+        };
+        if text.len() + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
+            self.notify_user(
+                MessageType::WARNING,
+                format!(
+                    "Chorus: {path} is too large to share (over {} bytes).",
+                    DEFAULT_MAX_MESSAGE_BYTES
+                ),
+            );
+            return;
+        }
+        self.send_hub(&ClientMsg::Open {
+            doc: path.clone(),
+            text: text.clone(),
+        });
+        self.by_path.insert(path.clone(), uri.clone());
+        self.docs.insert(
+            uri,
+            Doc {
+                path,
+                state: DocState::Joining {
+                    text: Rope::from_str(&text),
+                    seed: text,
+                    version,
+                },
+            },
+        );
+    }
+
+    fn close(&mut self, uri: Uri) {
+        if let Some(doc) = self.docs.remove(&uri) {
+            self.by_path.remove(&doc.path);
+            self.send_hub(&ClientMsg::Close { doc: doc.path });
+        }
+    }
+
+    fn change(&mut self, uri: Uri, version: i32, changes: Vec<Change>) {
+        let encoding = self.encoding;
+        let Some(doc) = self.docs.get_mut(&uri) else {
+            return;
+        };
+        let mut effects = Vec::new();
+        let result = match &mut doc.state {
+            DocState::Joining {
+                text, version: v, ..
+            } => {
+                // Not joined yet: keep the mirror current; the difference to
+                // the seed is sent once the hub answers.
+                *v = version;
+                apply_changes(text, &changes, encoding).map_err(SyncError::from)
+            }
+            DocState::Live(sync) => sync.editor_changed(version, &changes, &mut effects),
+        };
+        let path = doc.path.clone();
+        if let Err(err) = result {
+            error!(doc = %path, cause = %err, "cannot apply editor change; resyncing");
+            return self.request_resync(&uri);
+        }
+        self.run_effects(&uri, &path, effects);
+    }
+
+    fn hub_msg(&mut self, msg: ServerMsg) {
+        match msg {
+            ServerMsg::Welcome {
+                client_id,
+                participants,
+                session,
+                ..
+            } => {
+                info!(client_id, %session, "joined session");
+                self.connected = true;
+                if self.told_offline {
+                    self.told_offline = false;
+                    self.notify_user(
+                        MessageType::INFO,
+                        format!("Chorus: connected to session {session}."),
+                    );
+                }
+                self.participants = participants.into_iter().map(|p| (p.client_id, p)).collect();
+                // (Re)join every open document from the editor's text.
+                let uris: Vec<Uri> = self.docs.keys().cloned().collect();
+                for uri in uris {
+                    self.request_resync(&uri);
+                }
+            }
+            ServerMsg::Opened {
+                doc,
+                rev,
+                text,
+                created,
+            } => self.opened(doc, rev, text, created),
+            ServerMsg::Ack { doc, rev } => self.with_live(&doc, |sync, out| sync.ack(rev, out)),
+            ServerMsg::Remote { doc, rev, op, .. } => {
+                self.with_live(&doc, |sync, out| sync.remote(rev, &op.0, out))
+            }
+            ServerMsg::Joined { participant } => {
+                self.log(format!(
+                    "Chorus: {} joined {}",
+                    participant.name, self.session
+                ));
+                self.presence(json!({"event": "joined", "participant": participant}));
+                self.participants.insert(participant.client_id, participant);
+            }
+            ServerMsg::Left { client_id, name } => {
+                self.log(format!("Chorus: {name} left {}", self.session));
+                self.participants.remove(&client_id);
+                self.presence(json!({"event": "left", "clientId": client_id, "name": name}));
+            }
+            ServerMsg::Cursor {
+                client_id,
+                name,
+                doc,
+                rev,
+                selections,
+            } => {
+                if let Some(uri) = self.by_path.get(&doc) {
+                    let params = json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "rev": rev, "selections": selections});
+                    self.cursor(params);
+                }
+            }
+            ServerMsg::Pong { .. } => {}
+            ServerMsg::Error { code, message, doc } => {
+                warn!(?code, %message, ?doc, "hub reported an error");
+                if matches!(
+                    code,
+                    ErrorCode::IncompatibleProtocol | ErrorCode::BadSession | ErrorCode::NotJoined
+                ) {
+                    self.notify_user(MessageType::ERROR, format!("Chorus hub: {message}"));
+                }
+            }
+        }
+    }
+
+    fn opened(&mut self, path: String, rev: u64, hub_text: String, created: bool) {
+        let Some(uri) = self.by_path.get(&path).cloned() else {
+            return;
+        };
+        let encoding = self.encoding;
+        let Some(doc) = self.docs.get_mut(&uri) else {
+            return;
+        };
+        let mut effects = Vec::new();
+        let mut replaced = false;
+        let state = std::mem::replace(
+            &mut doc.state,
+            DocState::Joining {
+                seed: String::new(),
+                text: Rope::new(),
+                version: 0,
+            },
+        );
+        doc.state = match state {
+            DocState::Joining {
+                seed,
+                text,
+                version,
+            } => {
+                if created || hub_text == seed {
+                    // The hub holds what we sent: what the user typed since
+                    // is an ordinary local edit on top of it.
+                    let mut sync = DocSync::new(
+                        Rope::from_str(&seed),
+                        version,
+                        encoding,
+                        rev,
+                        &seed,
+                        &mut effects,
+                    );
+                    let current = text.to_string();
+                    let result = if current != seed {
+                        sync.editor_changed(
+                            version,
+                            &[Change {
+                                range: None,
+                                text: current,
+                            }],
+                            &mut effects,
+                        )
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(err) = result {
+                        error!(doc = %path, cause = %err, "cannot replay edits made while joining");
+                    }
+                    DocState::Live(sync)
+                } else {
+                    replaced = text != hub_text.as_str();
+                    DocState::Live(DocSync::new(
+                        text,
+                        version,
+                        encoding,
+                        rev,
+                        &hub_text,
+                        &mut effects,
+                    ))
+                }
+            }
+            DocState::Live(mut sync) => {
+                sync.resync(rev, &hub_text, &mut effects);
+                DocState::Live(sync)
+            }
+        };
+        if replaced {
+            self.notify_user(
+                MessageType::INFO,
+                format!("Chorus: {path} is already shared in session {}; your buffer now shows the session's text.", self.session),
+            );
+        }
+        self.run_effects(&uri, &path, effects);
+    }
+
+    /// Runs `f` on a live document and carries out what it asks for. On a
+    /// sync error the document is resynced from the hub.
+    fn with_live(
+        &mut self,
+        path: &str,
+        f: impl FnOnce(&mut DocSync, &mut Vec<Effect>) -> Result<(), SyncError>,
+    ) {
+        let Some(uri) = self.by_path.get(path).cloned() else {
+            return;
+        };
+        let Some(Doc {
+            state: DocState::Live(sync),
+            ..
+        }) = self.docs.get_mut(&uri)
+        else {
+            return;
+        };
+        let mut effects = Vec::new();
+        if let Err(err) = f(sync, &mut effects) {
+            error!(doc = %path, cause = %err, "document out of step with the hub; resyncing");
+            return self.request_resync(&uri);
+        }
+        let path = path.to_owned();
+        self.run_effects(&uri, &path, effects);
+    }
+
+    /// Asks the hub for its text again; the answer (`opened`) resyncs.
+    fn request_resync(&mut self, uri: &Uri) {
+        let Some(doc) = self.docs.get_mut(uri) else {
+            return;
+        };
+        let (text, version) = match &doc.state {
+            DocState::Live(sync) => (sync.mirror().clone(), sync.version()),
+            DocState::Joining { text, version, .. } => (text.clone(), *version),
+        };
+        let seed = text.to_string();
+        doc.state = DocState::Joining {
+            seed: seed.clone(),
+            text,
+            version,
+        };
+        let msg = ClientMsg::Open {
+            doc: doc.path.clone(),
+            text: seed,
+        };
+        self.send_hub(&msg);
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let mut work = Vec::new();
+        for (uri, doc) in &mut self.docs {
+            if let DocState::Live(sync) = &mut doc.state {
+                let mut effects = Vec::new();
+                if let Err(err) = sync.tick(now, &mut effects) {
+                    error!(doc = %doc.path, cause = %err, "resend failed");
+                }
+                if !effects.is_empty() {
+                    work.push((uri.clone(), doc.path.clone(), effects));
+                }
+            }
+        }
+        for (uri, path, effects) in work {
+            self.run_effects(&uri, &path, effects);
+        }
+    }
+
+    fn run_effects(&mut self, uri: &Uri, path: &str, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::SendOp { rev, op } => self.send_hub(&ClientMsg::Op {
+                    doc: path.to_owned(),
+                    rev,
+                    op: WireOp(op),
+                }),
+                Effect::ApplyEdit {
+                    id,
+                    version,
+                    range,
+                    new_text,
+                } => self.apply_edit(uri.clone(), id, version, range, new_text),
+            }
+        }
+    }
+
+    fn apply_edit(
+        &self,
+        uri: Uri,
+        id: u64,
+        version: i32,
+        range: (LinePos, LinePos),
+        new_text: String,
+    ) {
+        let edit = WorkspaceEdit {
+            document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
+                text_document: OptionalVersionedTextDocumentIdentifier {
+                    uri: uri.clone(),
+                    version: Some(version),
+                },
+                edits: vec![OneOf::Left(TextEdit {
+                    range: Range {
+                        start: lsp_pos(range.0),
+                        end: lsp_pos(range.1),
+                    },
+                    new_text,
+                })],
+            }])),
+            ..WorkspaceEdit::default()
+        };
+        let params = ApplyWorkspaceEditParams {
+            label: Some("Chorus".into()),
+            edit,
+        };
+        let client = self.client.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let answer = tokio::time::timeout(
+                APPLY_EDIT_TIMEOUT,
+                client.send_request::<tower_lsp_server::ls_types::request::ApplyWorkspaceEdit>(
+                    params,
+                ),
+            )
+            .await;
+            let (applied, reason) = match answer {
+                Ok(Ok(response)) => (response.applied, response.failure_reason),
+                Ok(Err(err)) => (false, Some(err.to_string())),
+                Err(_) => (false, Some("timed out".into())),
+            };
+            let _ = events.send(Event::EditDone {
+                uri,
+                id,
+                applied,
+                reason,
+            });
+        });
+    }
+
+    fn notify_user(&self, typ: MessageType, message: impl Into<String>) {
+        let client = self.client.clone();
+        let message = message.into();
+        info!(%message, "telling the user");
+        tokio::spawn(async move { client.show_message(typ, message).await });
+    }
+
+    fn log(&self, message: String) {
+        let client = self.client.clone();
+        tokio::spawn(async move { client.log_message(MessageType::INFO, message).await });
+    }
+
+    fn presence(&self, params: serde_json::Value) {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            client
+                .send_notification::<PresenceNotification>(params)
+                .await
+        });
+    }
+
+    fn cursor(&self, params: serde_json::Value) {
+        let client = self.client.clone();
+        tokio::spawn(async move { client.send_notification::<CursorNotification>(params).await });
+    }
+}
+
+/// `chorus/presence`: someone joined or left (for plugins).
+enum PresenceNotification {}
+
+impl Notification for PresenceNotification {
+    type Params = serde_json::Value;
+    const METHOD: &'static str = "chorus/presence";
+}
+
+/// `chorus/cursor`: a collaborator's selections (for plugins).
+enum CursorNotification {}
+
+impl Notification for CursorNotification {
+    type Params = serde_json::Value;
+    const METHOD: &'static str = "chorus/cursor";
+}
+
+fn default_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "anonymous".into())
+}

@@ -1,0 +1,556 @@
+//! Randomized simulation of many editors, their proxies' [`DocSync`] and a
+//! hub, all in one thread with seeded schedules (Zed-style): every message
+//! queue is explicit and a seeded RNG picks which one moves next, so any
+//! interleaving of typing, echoes, stale edits and acks can happen and a
+//! failing seed replays exactly.
+//!
+//! Editors behave as DESIGN.md §5 says: VS Code and Helix refuse a stale
+//! versioned edit with `applied: false`; Neovim skips it and still answers
+//! `applied: true`, and its versions jump. VS Code reports a trimmed
+//! ("minified") range.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use chorus_protocol::ot::{apply_to_rope, transform, OperationSeq, Span};
+use chorus_protocol::text::{splits_crlf, to_char, to_pos, Encoding, LinePos};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ropey::Rope;
+
+use crate::sync::{Change, DocSync, Effect};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    VsCode,
+    Neovim,
+    Helix,
+}
+
+impl Kind {
+    fn encoding(self) -> Encoding {
+        match self {
+            Kind::VsCode => Encoding::Utf16,
+            Kind::Neovim | Kind::Helix => Encoding::Utf32,
+        }
+    }
+}
+
+enum ToEditor {
+    Apply {
+        id: u64,
+        version: i32,
+        range: (LinePos, LinePos),
+        new_text: String,
+    },
+}
+
+enum ToProxy {
+    Changed { version: i32, changes: Vec<Change> },
+    Answer { id: u64, applied: bool },
+}
+
+struct Editor {
+    kind: Kind,
+    buffer: Rope,
+    version: i32,
+    inbox: VecDeque<ToEditor>,
+    /// Unique characters this editor typed, and those it deleted.
+    typed: Vec<char>,
+    deleted: Vec<char>,
+    next_char: u32,
+    base_char: u32,
+}
+
+struct Proxy {
+    sync: DocSync,
+    from_editor: VecDeque<ToProxy>,
+    from_hub: VecDeque<FromHub>,
+}
+
+enum FromHub {
+    Ack(u64),
+    Remote(u64, OperationSeq),
+}
+
+struct Hub {
+    text: Rope,
+    history: Vec<OperationSeq>,
+    inbox: VecDeque<(usize, u64, OperationSeq)>,
+}
+
+struct World {
+    trace: Vec<String>,
+    rng: StdRng,
+    editors: Vec<Editor>,
+    proxies: Vec<Proxy>,
+    hub: Hub,
+}
+
+impl World {
+    fn new(seed: u64, kinds: &[Kind], initial: &str) -> World {
+        let mut editors = Vec::new();
+        let mut proxies = Vec::new();
+        for (i, &kind) in kinds.iter().enumerate() {
+            let mut sink = Vec::new();
+            let sync = DocSync::new(
+                Rope::from_str(initial),
+                1,
+                kind.encoding(),
+                0,
+                initial,
+                &mut sink,
+            );
+            assert!(sink.is_empty());
+            proxies.push(Proxy {
+                sync,
+                from_editor: VecDeque::new(),
+                from_hub: VecDeque::new(),
+            });
+            editors.push(Editor {
+                kind,
+                buffer: Rope::from_str(initial),
+                version: 1,
+                inbox: VecDeque::new(),
+                typed: Vec::new(),
+                deleted: Vec::new(),
+                next_char: 0,
+                base_char: 0x4E00 + 2000 * i as u32,
+            });
+        }
+        World {
+            trace: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            editors,
+            proxies,
+            hub: Hub {
+                text: Rope::from_str(initial),
+                history: Vec::new(),
+                inbox: VecDeque::new(),
+            },
+        }
+    }
+
+    fn bump(&mut self, i: usize) -> i32 {
+        let step = if self.editors[i].kind == Kind::Neovim {
+            self.rng.random_range(1..=3)
+        } else {
+            1
+        };
+        self.editors[i].version += step;
+        self.editors[i].version
+    }
+
+    /// The user of editor `i` types or deletes somewhere. Like a real
+    /// editor, it never puts the cursor inside a CRLF pair, and deletes a
+    /// CRLF line break whole.
+    fn type_something(&mut self, i: usize) {
+        let len = self.editors[i].buffer.len_chars();
+        let mut pos = self.rng.random_range(0..=len);
+        let delete = len > 0 && pos < len && self.rng.random_bool(0.3);
+        let editor = &mut self.editors[i];
+        if splits_crlf(&editor.buffer, pos) {
+            pos -= 1;
+        }
+        let enc = editor.kind.encoding();
+        let start = to_pos(&editor.buffer, pos, enc);
+        let (end, text) = if delete {
+            let width = if splits_crlf(&editor.buffer, pos + 1) {
+                2
+            } else {
+                1
+            };
+            let end = to_pos(&editor.buffer, pos + width, enc);
+            editor
+                .deleted
+                .extend(editor.buffer.slice(pos..pos + width).chars());
+            editor.buffer.remove(pos..pos + width);
+            (end, String::new())
+        } else {
+            let c = char::from_u32(editor.base_char + editor.next_char).unwrap();
+            editor.next_char += 1;
+            editor.typed.push(c);
+            editor.buffer.insert_char(pos, c);
+            (start, c.to_string())
+        };
+        let version = self.bump(i);
+        self.proxies[i].from_editor.push_back(ToProxy::Changed {
+            version,
+            changes: vec![Change {
+                range: Some((start, end)),
+                text,
+            }],
+        });
+    }
+
+    fn editor_step(&mut self, i: usize) {
+        let Some(ToEditor::Apply {
+            id,
+            version,
+            range,
+            new_text,
+        }) = self.editors[i].inbox.pop_front()
+        else {
+            return;
+        };
+        let kind = self.editors[i].kind;
+        let current = self.editors[i].version;
+        let stale = match kind {
+            Kind::Neovim => current > version,
+            _ => current != version,
+        };
+        self.trace.push(format!(
+            "e{i} gets edit {id} v{version} at v{current} stale={stale}"
+        ));
+        if stale {
+            let applied = kind == Kind::Neovim; // Neovim says yes regardless.
+            self.proxies[i]
+                .from_editor
+                .push_back(ToProxy::Answer { id, applied });
+            return;
+        }
+        let editor = &mut self.editors[i];
+        let enc = kind.encoding();
+        let start = to_char(&editor.buffer, range.0, enc);
+        let end = to_char(&editor.buffer, range.1, enc);
+        let old: String = editor.buffer.slice(start..end).to_string();
+        editor.buffer.remove(start..end);
+        editor.buffer.insert(start, &new_text);
+        // VS Code reports a minified change: common prefix/suffix trimmed.
+        let (mut a, mut b, mut text) = (start, end, new_text.clone());
+        if kind == Kind::VsCode {
+            let old_chars: Vec<char> = old.chars().collect();
+            let new_chars: Vec<char> = new_text.chars().collect();
+            let prefix = old_chars
+                .iter()
+                .zip(&new_chars)
+                .take_while(|(x, y)| x == y)
+                .count();
+            let max_suffix = (old_chars.len() - prefix).min(new_chars.len() - prefix);
+            let suffix = old_chars
+                .iter()
+                .rev()
+                .zip(new_chars.iter().rev())
+                .take(max_suffix)
+                .take_while(|(x, y)| x == y)
+                .count();
+            a = start + prefix;
+            b = end - suffix;
+            text = new_chars[prefix..new_chars.len() - suffix].iter().collect();
+        }
+        // Positions of the change are in the pre-change buffer.
+        let mut before = editor.buffer.clone();
+        before.remove(start..start + new_text.chars().count());
+        before.insert(start, &old);
+        // VS Code's line breaks are atomic: a minified range never splits
+        // a CRLF.
+        if splits_crlf(&before, a) {
+            a -= 1;
+            text.insert(0, '\r');
+        }
+        if splits_crlf(&before, b) {
+            b += 1;
+            text.push('\n');
+        }
+        let range = (to_pos(&before, a, enc), to_pos(&before, b, enc));
+        let version = self.bump(i);
+        let proxy = &mut self.proxies[i];
+        proxy.from_editor.push_back(ToProxy::Changed {
+            version,
+            changes: vec![Change {
+                range: Some(range),
+                text,
+            }],
+        });
+        proxy
+            .from_editor
+            .push_back(ToProxy::Answer { id, applied: true });
+    }
+
+    fn run_effects(&mut self, i: usize, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::SendOp { rev, op } => {
+                    let base = self.editors[i].base_char;
+                    for component in op.ops() {
+                        if let chorus_protocol::ot::Operation::Insert(text) = component {
+                            assert!(
+                                text.chars().all(|c| (base..base + 2000).contains(&(c as u32))),
+                                "proxy {i} sent someone else's text as its own: {text:?} ({:?})\n{}",
+                                self.proxies[i].sync,
+                                self.trace[self.trace.len().saturating_sub(40)..].join("\n")
+                            );
+                        }
+                    }
+                    self.hub.inbox.push_back((i, rev, op))
+                }
+                Effect::ApplyEdit {
+                    id,
+                    version,
+                    range,
+                    new_text,
+                } => {
+                    self.trace.push(format!(
+                        "p{i} sends edit {id} v{version} {range:?} {new_text:?}"
+                    ));
+                    self.editors[i].inbox.push_back(ToEditor::Apply {
+                        id,
+                        version,
+                        range,
+                        new_text,
+                    })
+                }
+            }
+        }
+    }
+
+    fn proxy_editor_step(&mut self, i: usize) {
+        let Some(msg) = self.proxies[i].from_editor.pop_front() else {
+            return;
+        };
+        let mut out = Vec::new();
+        match &msg {
+            ToProxy::Changed { version, changes } => self
+                .trace
+                .push(format!("p{i} editor changed v{version} {changes:?}")),
+            ToProxy::Answer { id, applied } => {
+                self.trace.push(format!("p{i} answer {id} {applied}"))
+            }
+        }
+        match msg {
+            ToProxy::Changed { version, changes } => self.proxies[i]
+                .sync
+                .editor_changed(version, &changes, &mut out)
+                .unwrap(),
+            ToProxy::Answer { id, applied } => {
+                if !applied {
+                    self.proxies[i].sync.edit_refused(id)
+                }
+            }
+        }
+        self.run_effects(i, out);
+    }
+
+    fn proxy_hub_step(&mut self, i: usize) {
+        let Some(msg) = self.proxies[i].from_hub.pop_front() else {
+            return;
+        };
+        let mut out = Vec::new();
+        match msg {
+            FromHub::Ack(rev) => self.proxies[i].sync.ack(rev, &mut out).unwrap(),
+            FromHub::Remote(rev, op) => self.proxies[i].sync.remote(rev, &op, &mut out).unwrap(),
+        }
+        self.run_effects(i, out);
+    }
+
+    fn hub_step(&mut self) {
+        let Some((from, rev, mut op)) = self.hub.inbox.pop_front() else {
+            return;
+        };
+        for ordered in &self.hub.history[rev as usize..] {
+            op = transform(&op, ordered).unwrap().0;
+        }
+        apply_to_rope(&mut self.hub.text, &op).unwrap();
+        self.hub.history.push(op.clone());
+        let new_rev = self.hub.history.len() as u64;
+        for (j, proxy) in self.proxies.iter_mut().enumerate() {
+            if j == from {
+                proxy.from_hub.push_back(FromHub::Ack(new_rev));
+            } else {
+                proxy
+                    .from_hub
+                    .push_back(FromHub::Remote(new_rev, op.clone()));
+            }
+        }
+    }
+
+    fn tick(&mut self, i: usize) {
+        let mut out = Vec::new();
+        self.trace.push(format!("p{i} tick"));
+        let later = Instant::now() + Duration::from_secs(5);
+        self.proxies[i].sync.tick(later, &mut out).unwrap();
+        self.run_effects(i, out);
+    }
+
+    fn busy(&self) -> bool {
+        !self.hub.inbox.is_empty()
+            || self.editors.iter().any(|e| !e.inbox.is_empty())
+            || self.proxies.iter().any(|p| {
+                !p.from_editor.is_empty() || !p.from_hub.is_empty() || !p.sync.is_synchronized()
+            })
+    }
+
+    /// A proxy that has read everything its editor said must mirror it.
+    fn check_mirrors(&self, what: u32) {
+        for (i, (editor, proxy)) in self.editors.iter().zip(&self.proxies).enumerate() {
+            if proxy.from_editor.is_empty() {
+                assert_eq!(
+                    proxy.sync.mirror().to_string(),
+                    editor.buffer.to_string(),
+                    "proxy {i} ({:?}) mirror diverged after action {what}",
+                    editor.kind
+                );
+            }
+        }
+    }
+
+    fn random_step(&mut self, typing: bool) {
+        let n = self.editors.len();
+        let i = self.rng.random_range(0..n);
+        let what = self.rng.random_range(0..if typing { 6 } else { 5 });
+        self.step(i, what);
+        self.check_mirrors(what);
+    }
+
+    fn step(&mut self, i: usize, what: u32) {
+        match what {
+            0 => self.editor_step(i),
+            1 => self.proxy_editor_step(i),
+            2 => self.proxy_hub_step(i),
+            3 => self.hub_step(),
+            4 => {
+                // Rarely: a resend timer fires.
+                if self.rng.random_bool(0.02) {
+                    self.tick(i)
+                }
+            }
+            _ => self.type_something(i),
+        }
+    }
+
+    fn check_converged(&self, initial: &str) {
+        let hub = self.hub.text.to_string();
+        for (i, (editor, proxy)) in self.editors.iter().zip(&self.proxies).enumerate() {
+            assert_eq!(
+                editor.buffer.to_string(),
+                hub,
+                "editor {i} ({:?}) differs from the hub",
+                editor.kind
+            );
+            assert_eq!(
+                proxy.sync.mirror().to_string(),
+                hub,
+                "proxy {i} mirror differs"
+            );
+        }
+        let mut expected: Vec<char> = initial.chars().collect();
+        for editor in &self.editors {
+            expected.extend(&editor.typed);
+        }
+        for editor in &self.editors {
+            for c in &editor.deleted {
+                if let Some(at) = expected.iter().position(|x| x == c) {
+                    expected.remove(at);
+                }
+            }
+        }
+        let mut got: Vec<char> = hub.chars().collect();
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(
+            got, expected,
+            "every typed character exactly once, deleted ones gone"
+        );
+    }
+}
+
+fn simulate(seed: u64, kinds: &[Kind], keystrokes: usize) {
+    // Distinct characters only, so that "deleted" names exactly one.
+    let initial = "hé😀\r\nwö";
+    let mut world = World::new(seed, kinds, initial);
+    let mut typed = 0;
+    while typed < keystrokes * kinds.len() {
+        let before: usize = world
+            .editors
+            .iter()
+            .map(|e| e.typed.len() + e.deleted.len())
+            .sum();
+        world.random_step(true);
+        let after: usize = world
+            .editors
+            .iter()
+            .map(|e| e.typed.len() + e.deleted.len())
+            .sum();
+        typed += after - before;
+    }
+    let mut steps = 0;
+    while world.busy() {
+        world.random_step(false);
+        steps += 1;
+        if steps > 200_000 {
+            for (i, p) in world.proxies.iter().enumerate() {
+                eprintln!(
+                    "proxy {i} {:?}: {:?} editor inbox {} from_editor {} from_hub {}",
+                    world.editors[i].kind,
+                    p.sync,
+                    world.editors[i].inbox.len(),
+                    p.from_editor.len(),
+                    p.from_hub.len()
+                );
+            }
+            panic!("seed {seed}: did not settle");
+        }
+    }
+    world.check_converged(initial);
+}
+
+/// `count` seeds from `first`; `CHORUS_SIM_SEEDS=N` runs N instead, and
+/// `CHORUS_SIM_SEED=S` replays just one.
+fn seeds(first: u64, count: u64) -> std::ops::Range<u64> {
+    if let Some(seed) = std::env::var("CHORUS_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return seed..seed + 1;
+    }
+    let count = std::env::var("CHORUS_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(count);
+    first..first + count
+}
+
+#[test]
+fn two_editors_of_each_pairing_converge() {
+    let pairs = [
+        [Kind::VsCode, Kind::Neovim],
+        [Kind::Neovim, Kind::Helix],
+        [Kind::Helix, Kind::VsCode],
+        [Kind::Neovim, Kind::Neovim],
+    ];
+    for seed in seeds(0, 300) {
+        simulate(seed, &pairs[seed as usize % pairs.len()], 40);
+    }
+}
+
+#[test]
+fn five_mixed_editors_converge() {
+    let kinds = [
+        Kind::VsCode,
+        Kind::Neovim,
+        Kind::Helix,
+        Kind::Neovim,
+        Kind::VsCode,
+    ];
+    for seed in seeds(100_000, 100) {
+        simulate(seed, &kinds, 30);
+    }
+}
+
+#[test]
+fn span_helper_matches_editor_positions() {
+    // Guards the simulation itself: an edit built from positions lands
+    // where a Span says it does.
+    let rope = Rope::from_str("a😀\r\nb");
+    let start = to_pos(&rope, 2, Encoding::Utf16);
+    assert_eq!(to_char(&rope, start, Encoding::Utf16), 2);
+    let op = Span {
+        start: 2,
+        deleted: 0,
+        inserted: "x".into(),
+    }
+    .to_op(rope.len_chars());
+    let mut r = rope.clone();
+    apply_to_rope(&mut r, &op).unwrap();
+    assert_eq!(r.to_string(), "a😀x\r\nb");
+}
