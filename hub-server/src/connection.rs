@@ -5,13 +5,14 @@
 //! beyond the hard transport limit, or a peer that cannot keep up, end it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use chorus_protocol::wire::{
     validate_session_id, ClientMsg, DecodeError, ErrorCode, ServerMsg, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, instrument};
@@ -42,11 +43,17 @@ where
         let _ = sink.close().await;
     });
 
+    let kick = Arc::new(Notify::new());
     let mut joined: Option<Joined> = None;
+    let mut kicked = false;
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
             _ = &mut writer => break,
+            _ = kick.notified() => {
+                kicked = true;
+                break;
+            }
         };
         let reply = match frame {
             None => break,
@@ -68,7 +75,9 @@ where
                     match ClientMsg::decode(&text) {
                         Err(DecodeError { code, message }) => Some(error(code, message)),
                         Ok(msg) => {
-                            match handle(msg, &mut joined, &outbound, &registry, &config).await {
+                            match handle(msg, &mut joined, &outbound, &kick, &registry, &config)
+                                .await
+                            {
                                 Flow::Continue(reply) => reply,
                                 Flow::Close(reply) => {
                                     let _ = outbound.try_send(Message::text(reply.to_json()));
@@ -101,8 +110,19 @@ where
             .await;
     }
     drop(outbound);
+    if kicked {
+        // Too slow to keep: close now rather than drain its backlog.
+        writer.abort();
+        debug!("dropped as too slow");
+        return;
+    }
     // Let queued frames (a final error) reach the peer, but not forever.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 enum Flow {
@@ -118,6 +138,7 @@ async fn handle(
     msg: ClientMsg,
     joined: &mut Option<Joined>,
     outbound: &mpsc::Sender<Message>,
+    kick: &Arc<Notify>,
     registry: &Registry,
     config: &HubConfig,
 ) -> Flow {
@@ -172,6 +193,7 @@ async fn handle(
             name: name.to_owned(),
             editor: editor.map(|e| e.chars().take(64).collect()),
             outbound: outbound.clone(),
+            kick: kick.clone(),
         })
         .await;
     if !sent {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::wire::{validate_doc_path, ClientMsg, ErrorCode, Participant, ServerMsg};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
@@ -31,6 +31,9 @@ pub enum SessionCmd {
         name: String,
         editor: Option<String>,
         outbound: mpsc::Sender<Message>,
+        /// Signalled when the session drops this participant, so that its
+        /// connection closes even while its writer is stuck on a full socket.
+        kick: Arc<Notify>,
     },
     Msg {
         client_id: u64,
@@ -95,6 +98,7 @@ impl Registry {
 struct ParticipantEntry {
     info: Participant,
     outbound: mpsc::Sender<Message>,
+    kick: Arc<Notify>,
     docs: BTreeSet<String>,
 }
 
@@ -120,7 +124,8 @@ impl Session {
                     name,
                     editor,
                     outbound,
-                } => self.join(client_id, name, editor, outbound),
+                    kick,
+                } => self.join(client_id, name, editor, outbound, kick),
                 SessionCmd::Msg { client_id, msg } => self.handle(client_id, msg),
                 SessionCmd::Leave { client_id } => self.leave(client_id),
             }
@@ -133,6 +138,7 @@ impl Session {
         name: String,
         editor: Option<String>,
         outbound: mpsc::Sender<Message>,
+        kick: Arc<Notify>,
     ) {
         let info = Participant {
             client_id,
@@ -161,6 +167,7 @@ impl Session {
             ParticipantEntry {
                 info,
                 outbound,
+                kick,
                 docs: BTreeSet::new(),
             },
         );
@@ -357,7 +364,7 @@ impl Session {
         };
         if entry.outbound.try_send(frame).is_err() {
             warn!(session = %self.id, client_id, "outbound queue full or closed; dropping participant");
-            // Dropping its sender closes the writer, which closes the socket.
+            entry.kick.notify_one();
             self.leave(client_id);
         }
     }

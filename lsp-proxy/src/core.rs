@@ -60,7 +60,8 @@ pub enum Event {
     EditDone {
         uri: Uri,
         id: u64,
-        applied: bool,
+        /// `None` when the request failed or timed out.
+        applied: Option<bool>,
         reason: Option<String>,
     },
     Hub(HubEvent),
@@ -179,15 +180,17 @@ impl Core {
                 applied,
                 reason,
             } => {
-                if !applied {
-                    debug!(uri = uri.as_str(), id, ?reason, "editor refused edit");
-                    if let Some(Doc {
-                        state: DocState::Live(sync),
-                        ..
-                    }) = self.docs.get_mut(&uri)
-                    {
-                        sync.edit_refused(id);
-                    }
+                if applied != Some(true) {
+                    debug!(
+                        uri = uri.as_str(),
+                        id,
+                        ?applied,
+                        ?reason,
+                        "editor did not apply edit"
+                    );
+                }
+                if let Some(path) = self.docs.get(&uri).map(|d| d.path.clone()) {
+                    self.with_live(&path, |sync, out| sync.edit_answered(id, applied, out));
                 }
             }
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
@@ -509,24 +512,27 @@ impl Core {
         self.run_effects(&uri, &path, effects);
     }
 
-    /// Asks the hub for its text again; the answer (`opened`) resyncs.
+    /// Asks the hub for its text again; the answer (`opened`) resyncs. A
+    /// document still joining keeps the text it was opened with as its seed,
+    /// so that what the user typed since stays a local edit on top of it.
     fn request_resync(&mut self, uri: &Uri) {
         let Some(doc) = self.docs.get_mut(uri) else {
             return;
         };
-        let (text, version) = match &doc.state {
-            DocState::Live(sync) => (sync.mirror().clone(), sync.version()),
-            DocState::Joining { text, version, .. } => (text.clone(), *version),
-        };
-        let seed = text.to_string();
-        doc.state = DocState::Joining {
-            seed: seed.clone(),
-            text,
-            version,
+        if let DocState::Live(sync) = &doc.state {
+            let text = sync.mirror().clone();
+            doc.state = DocState::Joining {
+                seed: text.to_string(),
+                text,
+                version: sync.version(),
+            };
+        }
+        let DocState::Joining { seed, .. } = &doc.state else {
+            return;
         };
         let msg = ClientMsg::Open {
             doc: doc.path.clone(),
-            text: seed,
+            text: seed.clone(),
         };
         self.send_hub(&msg);
     }
@@ -607,9 +613,9 @@ impl Core {
             )
             .await;
             let (applied, reason) = match answer {
-                Ok(Ok(response)) => (response.applied, response.failure_reason),
-                Ok(Err(err)) => (false, Some(err.to_string())),
-                Err(_) => (false, Some("timed out".into())),
+                Ok(Ok(response)) => (Some(response.applied), response.failure_reason),
+                Ok(Err(err)) => (None, Some(err.to_string())),
+                Err(_) => (None, Some("timed out".into())),
             };
             let _ = events.send(Event::EditDone {
                 uri,

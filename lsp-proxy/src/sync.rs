@@ -57,6 +57,18 @@ pub struct Change {
     pub text: String,
 }
 
+/// A change recognised as the in-flight edit coming back.
+struct Echo {
+    extra: Option<OperationSeq>,
+}
+
+/// `text` with every line break (`\r\n`, `\r`, `\n`) turned into `eol`.
+fn normalize_line_breaks(text: &str, eol: &str) -> String {
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\n', eol)
+}
+
 /// What the caller must do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
@@ -73,12 +85,36 @@ pub enum Effect {
 
 #[derive(Debug)]
 struct InFlight {
-    id: u64,
+    /// Request ids of every copy sent (more than one after a resend).
+    ids: Vec<u64>,
     span: Span,
     expected: Rope,
     sent_at: Instant,
-    /// The editor answered `applied: false` (or the request failed).
-    refused: bool,
+    /// Some copy was answered `applied: true`.
+    applied: bool,
+    /// Copies answered `applied: false`.
+    refusals: usize,
+}
+
+impl InFlight {
+    /// Every copy was refused: nothing of it reaches the buffer.
+    fn refused(&self) -> bool {
+        !self.applied && self.refusals == self.ids.len()
+    }
+}
+
+/// A change whose result matched the in-flight edit's expected text before
+/// the editor answered. It is the echo unless the editor refuses the edit,
+/// in which case the user typed exactly what the edit would have done.
+#[derive(Debug)]
+struct Held {
+    op: OperationSeq,
+    /// For an echo the editor reshaped (line breaks converted to its own),
+    /// the difference from what we sent: a local change on top of it.
+    extra: Option<OperationSeq>,
+    since: Instant,
+    /// Changes reported after it, replayed once it is classified.
+    later: Vec<(i32, Vec<Change>)>,
 }
 
 #[derive(Debug)]
@@ -88,6 +124,7 @@ pub struct DocSync {
     encoding: Encoding,
     ot: OtClient,
     inflight: Option<InFlight>,
+    held: Option<Held>,
     pending: Option<OperationSeq>,
     next_edit_id: u64,
 }
@@ -121,6 +158,7 @@ impl DocSync {
             encoding,
             ot: OtClient::new(rev),
             inflight: None,
+            held: None,
             pending: None,
             next_edit_id: 1,
         };
@@ -136,9 +174,17 @@ impl DocSync {
         self.ot.rev
     }
 
+    /// Changes are held until the editor answers the in-flight edit.
+    pub fn awaiting_answer(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// Nothing unacknowledged at the hub and nothing waiting for the editor.
     pub fn is_synchronized(&self) -> bool {
-        self.ot.is_synchronized() && self.inflight.is_none() && self.pending.is_none()
+        self.ot.is_synchronized()
+            && self.inflight.is_none()
+            && self.held.is_none()
+            && self.pending.is_none()
     }
 
     /// Adopts the hub's text `hub_text` at `rev` as authoritative (a fresh
@@ -161,23 +207,120 @@ impl DocSync {
         changes: &[Change],
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
-        for change in changes {
+        if let Some(held) = &mut self.held {
+            held.later.push((version, changes.to_vec()));
+            return Ok(());
+        }
+        for (idx, change) in changes.iter().enumerate() {
             let op = self.change_to_op(change);
+            let before = self.mirror.clone();
             apply_to_rope(&mut self.mirror, &op)?;
-            let echo = self.inflight.as_ref().is_some_and(|f| {
-                !f.refused
-                    && f.expected.len_chars() == self.mirror.len_chars()
-                    && f.expected == self.mirror
-            });
-            if echo {
+            let Some(echo) = self.recognise_echo(&before) else {
+                self.local(op, out)?;
+                continue;
+            };
+            if self.inflight.as_ref().is_some_and(|f| f.applied) {
+                // Already answered: it is the echo. The next edit goes out
+                // below, once `version` is current.
                 self.inflight = None;
+                if let Some(extra) = echo.extra {
+                    self.local(extra, out)?;
+                }
                 continue;
             }
-            self.local(op, out)?;
+            // Wait for the editor's answer before deciding.
+            self.version = version;
+            self.held = Some(Held {
+                op,
+                extra: echo.extra,
+                since: Instant::now(),
+                later: vec![(version, changes[idx + 1..].to_vec())],
+            });
+            return Ok(());
         }
         self.version = version;
         self.dispatch(out);
         Ok(())
+    }
+
+    /// The editor answered edit `id`: `Some(applied)`, or `None` when the
+    /// request failed or timed out. `applied: true` alone proves nothing
+    /// (Neovim says it for edits it skipped); it only settles a change that
+    /// already matched by content.
+    pub fn edit_answered(
+        &mut self,
+        id: u64,
+        applied: Option<bool>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SyncError> {
+        let Some(inflight) = self.inflight.as_mut().filter(|f| f.ids.contains(&id)) else {
+            return Ok(());
+        };
+        match applied {
+            Some(true) => inflight.applied = true,
+            Some(false) => inflight.refusals += 1,
+            // No answer: the content match, if any, is the best evidence.
+            None if self.held.is_some() => inflight.applied = true,
+            None => {}
+        }
+        let decided = inflight.applied || inflight.refused();
+        if decided && self.held.is_some() {
+            self.settle_held(out)?;
+        }
+        Ok(())
+    }
+
+    /// Classifies the held change (echo unless every copy was refused) and
+    /// replays what the editor reported after it.
+    fn settle_held(&mut self, out: &mut Vec<Effect>) -> Result<(), SyncError> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        if self.inflight.as_ref().is_some_and(InFlight::refused) {
+            self.local(held.op, out)?;
+        } else {
+            self.inflight = None;
+            if let Some(extra) = held.extra {
+                self.local(extra, out)?;
+            }
+        }
+        for (version, changes) in held.later {
+            self.editor_changed(version, &changes, out)?;
+        }
+        self.dispatch(out);
+        Ok(())
+    }
+
+    /// Whether the mirror (just changed from `before`) now shows the
+    /// in-flight edit: exactly, or with its line breaks converted the way
+    /// VS Code converts inserted text to the document's end-of-line.
+    fn recognise_echo(&self, before: &Rope) -> Option<Echo> {
+        let f = self.inflight.as_ref().filter(|f| !f.refused())?;
+        if f.expected.len_chars() == self.mirror.len_chars() && f.expected == self.mirror {
+            return Some(Echo { extra: None });
+        }
+        if !f.span.inserted.contains(['\r', '\n']) {
+            return None;
+        }
+        for eol in ["\r\n", "\n"] {
+            let inserted = normalize_line_breaks(&f.span.inserted, eol);
+            if inserted == f.span.inserted {
+                continue;
+            }
+            let reshaped = Span {
+                inserted,
+                ..f.span.clone()
+            };
+            let mut candidate = before.clone();
+            if apply_to_rope(&mut candidate, &reshaped.to_op(before.len_chars())).is_ok()
+                && candidate == self.mirror
+            {
+                return Some(Echo {
+                    extra: Some(diff(&f.expected, &self.mirror.to_string())),
+                });
+            }
+        }
+        None
     }
 
     /// A change the user made: `c` is an op on the mirror as it was before it.
@@ -241,20 +384,21 @@ impl DocSync {
         Ok(())
     }
 
-    /// The editor answered edit `id` with `applied: false`, or the request
-    /// failed. Only stops a later change from being taken for its echo; the
-    /// change that made it stale (if any) is on its way.
-    pub fn edit_refused(&mut self, id: u64) {
-        if let Some(inflight) = self.inflight.as_mut().filter(|f| f.id == id) {
-            inflight.refused = true;
-        }
-    }
-
     /// Re-sends an edit that nothing resolved for [`RESEND_AFTER`]. It goes
     /// out unchanged (same span, new id): if the first copy was only slow,
     /// its echo must still match, and the editor refuses whichever copy
     /// comes second because the version moved.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) -> Result<(), SyncError> {
+        if let Some(held) = &self.held {
+            // An editor that never answers: trust the content match.
+            if now.duration_since(held.since) >= RESEND_AFTER {
+                if let Some(inflight) = &mut self.inflight {
+                    inflight.applied = true;
+                }
+                self.settle_held(out)?;
+            }
+            return Ok(());
+        }
         let next_id = self.next_edit_id;
         let Some(inflight) = self
             .inflight
@@ -265,9 +409,8 @@ impl DocSync {
         };
         // No change arrived since it was sent (any change resolves it), so
         // the range is still right on the current mirror and version.
-        inflight.id = next_id;
+        inflight.ids.push(next_id);
         inflight.sent_at = now;
-        inflight.refused = false;
         let span = &inflight.span;
         out.push(Effect::ApplyEdit {
             id: next_id,
@@ -324,11 +467,12 @@ impl DocSync {
             new_text: span.inserted.clone(),
         });
         self.inflight = Some(InFlight {
-            id,
+            ids: vec![id],
             span,
             expected,
             sent_at: Instant::now(),
-            refused: false,
+            applied: false,
+            refusals: 0,
         });
     }
 
