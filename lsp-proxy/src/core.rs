@@ -79,7 +79,7 @@ enum DocState {
         text: Rope,
         version: i32,
     },
-    Live(DocSync),
+    Live(Box<DocSync>),
 }
 
 struct Doc {
@@ -459,17 +459,17 @@ impl Core {
                     if let Err(err) = result {
                         error!(doc = %path, cause = %err, "cannot replay edits made while joining");
                     }
-                    DocState::Live(sync)
+                    DocState::Live(Box::new(sync))
                 } else {
                     replaced = text != hub_text.as_str();
-                    DocState::Live(DocSync::new(
+                    DocState::Live(Box::new(DocSync::new(
                         text,
                         version,
                         encoding,
                         rev,
                         &hub_text,
                         &mut effects,
-                    ))
+                    )))
                 }
             }
             DocState::Live(mut sync) => {
