@@ -27,6 +27,8 @@ enum Command {
         /// Largest message accepted from a client, in bytes.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_message_bytes)]
         max_message_bytes: usize,
+        #[command(flatten)]
+        runs: RunArgs,
     },
     /// Run the LSP server an editor starts beside its language server.
     Lsp {
@@ -47,6 +49,66 @@ enum Command {
     Version,
 }
 
+/// How `chorus.run` executes code; defaults are safe for shared use.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Do not run code at all, even if a Docker engine is reachable.
+    #[arg(long)]
+    no_runs: bool,
+    /// Wall-clock limit per run, in seconds.
+    #[arg(long, default_value_t = 10)]
+    run_timeout_secs: u64,
+    /// Memory per run in MiB (swap is not allowed on top).
+    #[arg(long, default_value_t = 256)]
+    run_memory_mib: i64,
+    /// Processes and threads per run.
+    #[arg(long, default_value_t = 128)]
+    run_pids: i64,
+    /// CPUs per run (fractions allowed).
+    #[arg(long, default_value_t = 1.0)]
+    run_cpus: f64,
+    /// Output bytes streamed per run before it is cut off.
+    #[arg(long, default_value_t = 1 << 20)]
+    run_output_bytes: usize,
+    /// Runs at once across all sessions; more wait in a queue.
+    #[arg(long, default_value_t = 4)]
+    max_concurrent_runs: usize,
+    /// Use this image for every language instead of the defaults.
+    #[arg(long)]
+    sandbox_image: Option<String>,
+}
+
+impl RunArgs {
+    async fn runner(&self) -> chorus_hub::Runner {
+        if self.no_runs {
+            return chorus_hub::Runner::Disabled("runs are turned off on this hub (--no-runs)".into());
+        }
+        let mut config = chorus_sandbox::ExecutorConfig::default();
+        config.limits.wall_clock = std::time::Duration::from_secs(self.run_timeout_secs);
+        config.limits.memory_bytes = self.run_memory_mib * 1024 * 1024;
+        config.limits.pids = self.run_pids;
+        config.limits.nano_cpus = (self.run_cpus * 1e9) as i64;
+        config.limits.output_bytes = self.run_output_bytes;
+        config.max_concurrent = self.max_concurrent_runs.max(1);
+        if let Some(image) = &self.sandbox_image {
+            for language in &mut config.languages {
+                language.image = image.clone();
+            }
+        }
+        match chorus_sandbox::DockerExecutor::connect(config).await {
+            Ok(executor) => {
+                tracing::info!("runs enabled (Docker)");
+                chorus_hub::Runner::Enabled(std::sync::Arc::new(executor))
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                tracing::warn!(%reason, "runs disabled; editing still works");
+                chorus_hub::Runner::Disabled(reason)
+            }
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Logs always go to stderr: stdout belongs to LSP in `chorus lsp`.
@@ -62,18 +124,21 @@ fn main() -> anyhow::Result<()> {
         Command::Hub {
             listen,
             max_message_bytes,
+            runs,
         } => runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr().context("no local address")?;
-            // The one line on stdout: scripts and tests read the port here.
-            println!("listening ws://{addr}/");
-            tracing::info!(%addr, "chorus hub ready");
             let config = chorus_hub::HubConfig {
                 max_message_bytes,
+                runner: runs.runner().await,
                 ..chorus_hub::HubConfig::default()
             };
+            // The one line on stdout, once ready: scripts and tests read the
+            // port here.
+            println!("listening ws://{addr}/");
+            tracing::info!(%addr, "chorus hub ready");
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

@@ -14,7 +14,27 @@ pub mod document;
 pub mod server;
 pub mod session;
 
+use std::sync::Arc;
+
+use chorus_sandbox::Executor;
 pub use server::run;
+
+/// Whether this hub can run code, and with what.
+#[derive(Clone)]
+pub enum Runner {
+    Enabled(Arc<dyn Executor>),
+    /// Why not, in words for the user.
+    Disabled(String),
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Runner::Enabled(_) => f.write_str("Runner::Enabled"),
+            Runner::Disabled(reason) => write!(f, "Runner::Disabled({reason:?})"),
+        }
+    }
+}
 
 /// Tunables, all with defaults that suit a team-sized hub.
 #[derive(Clone, Debug)]
@@ -27,6 +47,7 @@ pub struct HubConfig {
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,
+    pub runner: Runner,
 }
 
 impl Default for HubConfig {
@@ -36,6 +57,7 @@ impl Default for HubConfig {
             outbound_queue: 4096,
             history_limit: 10_000,
             max_connections: 4096,
+            runner: Runner::Disabled("no executor configured".into()),
         }
     }
 }

@@ -8,16 +8,20 @@
 //! everyone else.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chorus_protocol::ot::WireOp;
-use chorus_protocol::wire::{validate_doc_path, ClientMsg, ErrorCode, Participant, ServerMsg};
-use tokio::sync::{mpsc, Notify};
+use chorus_protocol::wire::{
+    validate_doc_path, ClientMsg, ErrorCode, OutputStream, Participant, RunResult, ServerMsg,
+};
+use chorus_sandbox::{Chunk, RunRequest, RunStatus, Stream};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use crate::document::{DocError, Document};
-use crate::HubConfig;
+use crate::{HubConfig, Runner};
 
 /// Selections beyond this many in one cursor message are dropped: a cursor
 /// relay is presence, not a bulk channel.
@@ -41,6 +45,15 @@ pub enum SessionCmd {
     },
     Leave {
         client_id: u64,
+    },
+    /// Output of the session's run, from its run task.
+    RunOutput {
+        run_id: u64,
+        chunk: Chunk,
+    },
+    RunFinished {
+        run_id: u64,
+        status: RunStatus,
     },
 }
 
@@ -76,6 +89,8 @@ impl Registry {
                     config: config.clone(),
                     participants: HashMap::new(),
                     docs: HashMap::new(),
+                    run: None,
+                    me: tx.downgrade(),
                 };
                 tokio::spawn(actor.run(rx));
                 SessionHandle { tx }
@@ -108,12 +123,25 @@ struct SharedDoc {
     subscribers: BTreeSet<u64>,
 }
 
+/// The session's one run at a time.
+struct ActiveRun {
+    run_id: u64,
+    /// Dropping or firing it stops the container.
+    cancel: Option<oneshot::Sender<()>>,
+    next_seq: u64,
+}
+
 struct Session {
     id: String,
     config: HubConfig,
     participants: HashMap<u64, ParticipantEntry>,
     docs: HashMap<String, SharedDoc>,
+    run: Option<ActiveRun>,
+    /// For run tasks to report back; weak so the session can still end.
+    me: mpsc::WeakSender<SessionCmd>,
 }
+
+static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
     async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
@@ -128,6 +156,8 @@ impl Session {
                 } => self.join(client_id, name, editor, outbound, kick),
                 SessionCmd::Msg { client_id, msg } => self.handle(client_id, msg),
                 SessionCmd::Leave { client_id } => self.leave(client_id),
+                SessionCmd::RunOutput { run_id, chunk } => self.run_output(run_id, chunk),
+                SessionCmd::RunFinished { run_id, status } => self.run_finished(run_id, status),
             }
         }
     }
@@ -237,7 +267,156 @@ impl Session {
                 self.broadcast(&msg, None, Some(client_id));
             }
             ClientMsg::Ping { nonce } => self.send(client_id, &ServerMsg::Pong { nonce }),
+            ClientMsg::Run {
+                doc,
+                language,
+                stdin,
+                args,
+            } => self.start_run(client_id, doc, language, stdin, args),
+            ClientMsg::Stop {} => match self.run.as_mut() {
+                Some(run) => {
+                    info!(session = %self.id, client_id, run_id = run.run_id, "run stopped by participant");
+                    if let Some(cancel) = run.cancel.take() {
+                        let _ = cancel.send(());
+                    }
+                }
+                None => self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::NoRun, "no run is going in this session", None),
+                ),
+            },
         }
+    }
+
+    fn start_run(
+        &mut self,
+        client_id: u64,
+        doc: String,
+        language: Option<String>,
+        stdin: Option<String>,
+        args: Vec<String>,
+    ) {
+        let executor = match &self.config.runner {
+            Runner::Enabled(executor) => executor.clone(),
+            Runner::Disabled(reason) => {
+                let message = format!("this hub cannot run code: {reason}");
+                return self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::RunsDisabled, message, Some(&doc)),
+                );
+            }
+        };
+        if let Some(run) = &self.run {
+            let message = format!(
+                "run {} is still going in this session; stop it first (chorus.stop)",
+                run.run_id
+            );
+            return self.send(
+                client_id,
+                &ServerMsg::error(ErrorCode::RunBusy, message, Some(&doc)),
+            );
+        }
+        if !self.docs.contains_key(&doc) {
+            return self.unknown_doc(client_id, &doc);
+        }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        // The hub's authoritative text of every document, never the
+        // requester's buffer.
+        let files = self
+            .docs
+            .iter()
+            .map(|(path, shared)| (path.clone(), shared.doc.text().to_string()))
+            .collect();
+        let request = RunRequest {
+            main: doc.clone(),
+            files,
+            language,
+            stdin,
+            args,
+        };
+        let run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
+        let (cancel, cancelled) = oneshot::channel();
+        self.run = Some(ActiveRun {
+            run_id,
+            cancel: Some(cancel),
+            next_seq: 0,
+        });
+        let name = self.participants[&client_id].info.name.clone();
+        info!(session = %self.id, client_id, run_id, doc = %doc, "run started");
+        self.broadcast(
+            &ServerMsg::RunStarted {
+                run_id,
+                client_id,
+                name,
+                doc,
+            },
+            None,
+            None,
+        );
+        tokio::spawn(async move {
+            let (output, mut chunks) = mpsc::channel(64);
+            let run = executor.run(request, output, cancelled);
+            tokio::pin!(run);
+            let status = loop {
+                tokio::select! {
+                    chunk = chunks.recv() => if let Some(chunk) = chunk {
+                        if me.send(SessionCmd::RunOutput { run_id, chunk }).await.is_err() {
+                            return;
+                        }
+                    },
+                    status = &mut run => break status,
+                }
+            };
+            // Output produced just before the end is still queued.
+            while let Ok(chunk) = chunks.try_recv() {
+                if me.send(SessionCmd::RunOutput { run_id, chunk }).await.is_err() {
+                    return;
+                }
+            }
+            let _ = me.send(SessionCmd::RunFinished { run_id, status }).await;
+        });
+    }
+
+    fn run_output(&mut self, run_id: u64, chunk: Chunk) {
+        let Some(run) = self.run.as_mut().filter(|r| r.run_id == run_id) else {
+            return;
+        };
+        let seq = run.next_seq;
+        run.next_seq += 1;
+        let stream = match chunk.stream {
+            Stream::Stdout => OutputStream::Stdout,
+            Stream::Stderr => OutputStream::Stderr,
+        };
+        self.broadcast(
+            &ServerMsg::RunOutput {
+                run_id,
+                seq,
+                stream,
+                data: chunk.data,
+            },
+            None,
+            None,
+        );
+    }
+
+    fn run_finished(&mut self, run_id: u64, status: RunStatus) {
+        if self.run.as_ref().is_none_or(|r| r.run_id != run_id) {
+            return;
+        }
+        self.run = None;
+        info!(session = %self.id, run_id, ?status, "run finished");
+        let result = RunResult {
+            exit_code: status.exit_code,
+            timed_out: status.timed_out,
+            oom_killed: status.oom_killed,
+            truncated: status.truncated,
+            cancelled: status.cancelled,
+            duration_ms: status.duration_ms,
+            error: status.error,
+        };
+        self.broadcast(&ServerMsg::RunFinished { run_id, result }, None, None);
     }
 
     fn is_open(&self, client_id: u64, doc: &str) -> bool {

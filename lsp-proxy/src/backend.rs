@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use chorus_protocol::text::{Encoding, LinePos};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
-use tower_lsp_server::jsonrpc::{Error, Result};
+use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::{
-    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
-    InitializeParams, InitializeResult, InitializedParams, PositionEncodingKind,
+    CodeAction, CodeActionOrCommand, CodeActionParams, CodeActionProviderCapability,
+    CodeActionResponse, Command, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
+    DidOpenTextDocumentParams, ExecuteCommandOptions, ExecuteCommandParams, InitializeParams,
+    InitializeResult, InitializedParams, LSPAny, Position, PositionEncodingKind,
     ServerCapabilities, ServerInfo, TextDocumentSyncCapability, TextDocumentSyncKind,
-    TextDocumentSyncOptions, Uri,
+    TextDocumentSyncOptions, Uri, WorkDoneProgressOptions,
 };
 use tower_lsp_server::LanguageServer;
 
@@ -35,10 +37,36 @@ pub struct DocumentStateParams {
     uri: Uri,
 }
 
+/// `chorus/cursor` from a plugin: the user's selections in `uri`.
+#[derive(Deserialize)]
+pub struct CursorParams {
+    pub uri: Uri,
+    pub selections: Vec<SelectionParam>,
+}
+
+#[derive(Deserialize)]
+pub struct SelectionParam {
+    pub anchor: Position,
+    pub head: Position,
+}
+
 impl Backend {
     fn send(&self, event: Event) {
         // Fails only once the core has stopped, i.e. during shutdown.
         let _ = self.events.send(event);
+    }
+
+    /// `chorus/cursor` (notification): relayed to the session.
+    pub async fn cursor(&self, params: CursorParams) {
+        let selections = params
+            .selections
+            .into_iter()
+            .map(|s| (line_pos(s.anchor), line_pos(s.head)))
+            .collect();
+        self.send(Event::Cursor {
+            uri: params.uri,
+            selections,
+        });
     }
 
     /// `chorus/documentState`: the proxy's view of one document, for tests
@@ -50,6 +78,13 @@ impl Backend {
             reply,
         });
         answer.await.map_err(|_| Error::internal_error())
+    }
+}
+
+fn line_pos(p: Position) -> LinePos {
+    LinePos {
+        line: p.line,
+        column: p.character,
     }
 }
 
@@ -99,6 +134,12 @@ impl LanguageServer for Backend {
             root: workspace_root(&params),
             encoding,
             editor: params.client_info.as_ref().map(|c| c.name.clone()),
+            work_done_progress: params
+                .capabilities
+                .window
+                .as_ref()
+                .and_then(|w| w.work_done_progress)
+                .unwrap_or(false),
         });
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
@@ -110,6 +151,11 @@ impl LanguageServer for Backend {
                         ..TextDocumentSyncOptions::default()
                     },
                 )),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: vec!["chorus.run".into(), "chorus.stop".into()],
+                    work_done_progress_options: WorkDoneProgressOptions::default(),
+                }),
+                code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
                 ..ServerCapabilities::default()
             },
             server_info: Some(ServerInfo {
@@ -140,18 +186,7 @@ impl LanguageServer for Backend {
             .content_changes
             .into_iter()
             .map(|c| Change {
-                range: c.range.map(|r| {
-                    (
-                        LinePos {
-                            line: r.start.line,
-                            column: r.start.character,
-                        },
-                        LinePos {
-                            line: r.end.line,
-                            column: r.end.character,
-                        },
-                    )
-                }),
+                range: c.range.map(|r| (line_pos(r.start), line_pos(r.end))),
                 text: c.text,
             })
             .collect();
@@ -160,6 +195,47 @@ impl LanguageServer for Backend {
             version: params.text_document.version,
             changes,
         });
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Command {
+            command: params.command,
+            arguments: params.arguments,
+            reply,
+        });
+        // The core answers at once; it never waits on the editor.
+        match answer.await {
+            Ok(Ok(value)) => Ok(Some(value)),
+            Ok(Err(message)) => Err(Error {
+                code: ErrorCode::InvalidParams,
+                message: message.into(),
+                data: None,
+            }),
+            Err(_) => Err(Error::internal_error()),
+        }
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let uri = params.text_document.uri;
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::IsShared {
+            uri: uri.clone(),
+            reply,
+        });
+        if !answer.await.unwrap_or(false) {
+            return Ok(None);
+        }
+        let run = CodeAction {
+            title: "Run with Chorus".into(),
+            command: Some(Command {
+                title: "Run with Chorus".into(),
+                command: "chorus.run".into(),
+                arguments: Some(vec![LSPAny::String(uri.as_str().to_owned())]),
+            }),
+            ..CodeAction::default()
+        };
+        Ok(Some(vec![CodeActionOrCommand::CodeAction(run)]))
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {

@@ -11,21 +11,24 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chorus_protocol::ot::WireOp;
-use chorus_protocol::text::{Encoding, LinePos};
+use chorus_protocol::text::{to_char, to_pos, Encoding, LinePos};
 use chorus_protocol::wire::{
-    ClientMsg, ErrorCode, Participant, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    ClientMsg, ErrorCode, Participant, Selection, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 use ropey::Rope;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tower_lsp_server::ls_types::{
-    notification::Notification, ApplyWorkspaceEditParams, DocumentChanges, MessageType, OneOf,
+    ApplyWorkspaceEditParams, DocumentChanges, MessageType, OneOf,
     OptionalVersionedTextDocumentIdentifier, Position, Range, TextDocumentEdit, TextEdit, Uri,
     WorkspaceEdit,
 };
 use tower_lsp_server::Client;
 use tracing::{debug, error, info, warn};
 
+use crate::notifier::{Custom, Notifier};
+use crate::runs::Runs;
 use crate::sync::{apply_changes, Change, DocSync, Effect, SyncError};
 use crate::Settings;
 
@@ -39,6 +42,23 @@ pub enum Event {
         root: Option<PathBuf>,
         encoding: Encoding,
         editor: Option<String>,
+        work_done_progress: bool,
+    },
+    /// `workspace/executeCommand`: `chorus.run [uri]` or `chorus.stop`.
+    Command {
+        command: String,
+        arguments: Vec<serde_json::Value>,
+        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    },
+    /// The user's selections, from a plugin.
+    Cursor {
+        uri: Uri,
+        selections: Vec<(LinePos, LinePos)>,
+    },
+    /// Whether `uri` is shared (for offering "Run with Chorus").
+    IsShared {
+        uri: Uri,
+        reply: oneshot::Sender<bool>,
     },
     Open {
         uri: Uri,
@@ -100,6 +120,10 @@ struct Core {
     participants: HashMap<u64, Participant>,
     docs: HashMap<Uri, Doc>,
     by_path: HashMap<String, Uri>,
+    /// The document last opened or edited: what `chorus.run` runs by default.
+    last_active: Option<Uri>,
+    runs: Runs,
+    notifier: Notifier,
 }
 
 pub async fn run(
@@ -107,8 +131,9 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
+    let notifier = Notifier::spawn(client.clone());
     let mut core = Core {
-        client,
+        client: client.clone(),
         events,
         encoding: Encoding::Utf16,
         root: None,
@@ -119,6 +144,9 @@ pub async fn run(
         participants: HashMap::new(),
         docs: HashMap::new(),
         by_path: HashMap::new(),
+        last_active: None,
+        runs: Runs::new(notifier.clone()),
+        notifier,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -148,13 +176,36 @@ impl Core {
                 root,
                 encoding,
                 editor,
-            } => self.init(settings, root, encoding, editor),
-            Event::Open { uri, text, version } => self.open(uri, text, version),
+                work_done_progress,
+            } => {
+                self.runs.set_progress_support(work_done_progress);
+                self.init(settings, root, encoding, editor)
+            }
+            Event::Command {
+                command,
+                arguments,
+                reply,
+            } => {
+                let _ = reply.send(self.command(&command, &arguments));
+            }
+            Event::Cursor { uri, selections } => self.send_cursor(&uri, &selections),
+            Event::IsShared { uri, reply } => {
+                let _ = reply.send(self.docs.contains_key(&uri));
+            }
+            Event::Open { uri, text, version } => {
+                self.last_active = Some(uri.clone());
+                self.open(uri, text, version)
+            }
             Event::Change {
                 uri,
                 version,
                 changes,
-            } => self.change(uri, version, changes),
+            } => {
+                if self.last_active.as_ref() != Some(&uri) {
+                    self.last_active = Some(uri.clone());
+                }
+                self.change(uri, version, changes)
+            }
             Event::Close { uri } => self.close(uri),
             Event::DocumentState { uri, reply } => {
                 let state = match self.docs.get(&uri).map(|d| &d.state) {
@@ -387,24 +438,130 @@ impl Core {
                 client_id,
                 name,
                 doc,
-                rev,
                 selections,
-            } => {
-                if let Some(uri) = self.by_path.get(&doc) {
-                    let params = json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "rev": rev, "selections": selections});
-                    self.cursor(params);
-                }
-            }
+                ..
+            } => self.receive_cursor(client_id, name, &doc, &selections),
             ServerMsg::Pong { .. } => {}
+            ServerMsg::RunStarted {
+                run_id, name, doc, ..
+            } => self.runs.started(run_id, &name, &doc),
+            ServerMsg::RunOutput {
+                run_id,
+                seq,
+                stream,
+                data,
+            } => self.runs.output(run_id, seq, stream, &data),
+            ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
                 if matches!(
                     code,
-                    ErrorCode::IncompatibleProtocol | ErrorCode::BadSession | ErrorCode::NotJoined
+                    ErrorCode::IncompatibleProtocol
+                        | ErrorCode::BadSession
+                        | ErrorCode::NotJoined
+                        | ErrorCode::RunBusy
+                        | ErrorCode::RunsDisabled
+                        | ErrorCode::NoRun
                 ) {
                     self.notify_user(MessageType::ERROR, format!("Chorus hub: {message}"));
                 }
             }
+        }
+    }
+
+    /// Relays the user's selections, as character offsets in the mirror.
+    /// While edits are in flight those are close to, not exactly, the hub's
+    /// coordinates: good enough for presence, which the next move corrects.
+    fn send_cursor(&self, uri: &Uri, selections: &[(LinePos, LinePos)]) {
+        let Some(Doc {
+            path,
+            state: DocState::Live(sync),
+        }) = self.docs.get(uri)
+        else {
+            return;
+        };
+        let to_offset = |p: LinePos| to_char(sync.mirror(), p, self.encoding) as u64;
+        let selections = selections
+            .iter()
+            .take(64)
+            .map(|&(anchor, head)| Selection {
+                anchor: to_offset(anchor),
+                head: to_offset(head),
+            })
+            .collect();
+        self.send_hub(&ClientMsg::Cursor {
+            doc: path.clone(),
+            rev: sync.rev(),
+            selections,
+        });
+    }
+
+    fn receive_cursor(&self, client_id: u64, name: String, doc: &str, selections: &[Selection]) {
+        let Some(uri) = self.by_path.get(doc) else {
+            return;
+        };
+        let Some(Doc {
+            state: DocState::Live(sync),
+            ..
+        }) = self.docs.get(uri)
+        else {
+            return;
+        };
+        let position = |offset: u64| lsp_pos(to_pos(sync.mirror(), offset as usize, self.encoding));
+        let selections: Vec<_> = selections
+            .iter()
+            .map(|s| json!({"anchor": position(s.anchor), "head": position(s.head)}))
+            .collect();
+        self.cursor(json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "selections": selections}));
+    }
+
+    /// `chorus.run [uri]` asks the hub to run; `chorus.stop` stops the
+    /// session's run. The answer only says the request went out: output
+    /// and the result arrive as notifications, at every participant.
+    fn command(
+        &mut self,
+        command: &str,
+        arguments: &[serde_json::Value],
+    ) -> Result<serde_json::Value, String> {
+        if self.hub.is_none() {
+            return Err("Chorus: no session configured".into());
+        }
+        if !self.connected {
+            return Err("Chorus: not connected to the hub".into());
+        }
+        match command {
+            "chorus.run" => {
+                let uri = match arguments.first() {
+                    Some(value) => {
+                        let text = value
+                            .as_str()
+                            .ok_or("chorus.run takes a document URI string")?;
+                        text.parse::<Uri>()
+                            .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?
+                    }
+                    None => self
+                        .last_active
+                        .clone()
+                        .ok_or("chorus.run: no document to run; open one or pass its URI")?,
+                };
+                let doc = self.docs.get(&uri).map(|d| d.path.clone()).ok_or_else(|| {
+                    format!("chorus.run: {} is not shared in this session", uri.as_str())
+                })?;
+                self.send_hub(&ClientMsg::Run {
+                    doc: doc.clone(),
+                    language: None,
+                    stdin: None,
+                    args: Vec::new(),
+                });
+                Ok(json!({"requested": doc}))
+            }
+            "chorus.stop" => {
+                self.send_hub(&ClientMsg::Stop {});
+                Ok(json!({"requested": "stop"}))
+            }
+            other => Err(format!(
+                "unknown command {other:?}; Chorus offers chorus.run and chorus.stop"
+            )),
         }
     }
 
@@ -627,46 +784,22 @@ impl Core {
     }
 
     fn notify_user(&self, typ: MessageType, message: impl Into<String>) {
-        let client = self.client.clone();
         let message = message.into();
         info!(%message, "telling the user");
-        tokio::spawn(async move { client.show_message(typ, message).await });
+        self.notifier.show(typ, message);
     }
 
     fn log(&self, message: String) {
-        let client = self.client.clone();
-        tokio::spawn(async move { client.log_message(MessageType::INFO, message).await });
+        self.notifier.log(MessageType::INFO, message);
     }
 
     fn presence(&self, params: serde_json::Value) {
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            client
-                .send_notification::<PresenceNotification>(params)
-                .await
-        });
+        self.notifier.custom(Custom::Presence, params);
     }
 
     fn cursor(&self, params: serde_json::Value) {
-        let client = self.client.clone();
-        tokio::spawn(async move { client.send_notification::<CursorNotification>(params).await });
+        self.notifier.custom(Custom::Cursor, params);
     }
-}
-
-/// `chorus/presence`: someone joined or left (for plugins).
-enum PresenceNotification {}
-
-impl Notification for PresenceNotification {
-    type Params = serde_json::Value;
-    const METHOD: &'static str = "chorus/presence";
-}
-
-/// `chorus/cursor`: a collaborator's selections (for plugins).
-enum CursorNotification {}
-
-impl Notification for CursorNotification {
-    type Params = serde_json::Value;
-    const METHOD: &'static str = "chorus/cursor";
 }
 
 fn default_name() -> String {

@@ -5,7 +5,8 @@
 //! * [`backend`] — the thin `LanguageServer` impl (turns calls into events);
 //! * [`core`] — the single loop that owns all document state and does IO;
 //! * [`sync`] — per-document two-party sync (pure; the hard part);
-//! * [`hub_link`] — the WebSocket to the hub, with reconnect.
+//! * [`hub_link`] — the WebSocket to the hub, with reconnect;
+//! * [`runs`] — showing shared runs through standard LSP messages.
 //!
 //! Architecture invariants: this is the only crate that knows LSP; stdout
 //! carries only LSP messages (logs go to stderr).
@@ -13,6 +14,8 @@
 pub mod backend;
 pub mod core;
 pub mod hub_link;
+pub mod notifier;
+pub mod runs;
 pub mod sync;
 #[cfg(test)]
 mod sync_sim;
@@ -47,6 +50,7 @@ pub async fn run_stdio(flags: Settings) {
         backend::Backend { events, flags }
     })
     .custom_method("chorus/documentState", backend::Backend::document_state)
+    .custom_method("chorus/cursor", backend::Backend::cursor)
     .finish();
     Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
         .concurrency_level(1)

@@ -81,10 +81,51 @@ pub enum ClientMsg {
         #[serde(default)]
         nonce: u64,
     },
+    /// Run the session's code, starting from document `doc`. The hub runs
+    /// its own text of every document in the session, never the sender's.
+    Run {
+        doc: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdin: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        args: Vec<String>,
+    },
+    /// Stop the session's current run.
+    Stop {},
 }
 
 impl ClientMsg {
-    pub const TYPES: &'static [&'static str] = &["hello", "open", "op", "close", "cursor", "ping"];
+    pub const TYPES: &'static [&'static str] = &[
+        "hello", "open", "op", "close", "cursor", "ping", "run", "stop",
+    ];
+}
+
+/// Which output stream a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    /// The program's exit code, when it exited by itself.
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    /// Output beyond the cap was dropped and the program killed.
+    pub truncated: bool,
+    /// Stopped by a participant (`stop`).
+    pub cancelled: bool,
+    pub duration_ms: u64,
+    /// Why the run could not happen or failed inside the hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Hub → proxy.
@@ -135,6 +176,24 @@ pub enum ServerMsg {
     Pong {
         nonce: u64,
     },
+    /// Sent to every participant when a run begins.
+    RunStarted {
+        run_id: u64,
+        client_id: u64,
+        name: String,
+        doc: String,
+    },
+    /// A piece of output, in order: `seq` counts from 0 within a run.
+    RunOutput {
+        run_id: u64,
+        seq: u64,
+        stream: OutputStream,
+        data: String,
+    },
+    RunFinished {
+        run_id: u64,
+        result: RunResult,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -161,6 +220,12 @@ pub enum ErrorCode {
     InvalidOp,
     StaleRevision,
     Overloaded,
+    /// The session already has a run going; `stop` it first.
+    RunBusy,
+    /// `stop` with no run going.
+    NoRun,
+    /// This hub cannot run code (no Docker engine, or turned off).
+    RunsDisabled,
 }
 
 /// Why a frame could not be decoded, ready to send back.

@@ -1,1 +1,185 @@
-//! The Docker executor lives here (issue: shared code execution). Architecture invariant: only this crate starts containers.
+//! Runs session code in locked-down Docker containers.
+//!
+//! Architecture invariant: only this crate starts containers. The hub hands an
+//! [`Executor`] a [`RunRequest`] built from its authoritative document texts and gets
+//! output [`Chunk`]s streamed back as they are produced, then one [`RunStatus`].
+//!
+//! Code map:
+//! - `limits.rs`: [`Limits`], the per-run caps.
+//! - `languages.rs`: [`Language`], the defaults, and how a request picks one.
+//! - `payload.rs`: path validation and the tar-on-stdin transport into a read-only container.
+//! - `docker.rs`: [`DockerExecutor`], the bollard-driven run loop.
+
+mod docker;
+mod languages;
+mod limits;
+mod payload;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use docker::{DockerExecutor, EXPIRES_LABEL, INSTANCE_LABEL, SANDBOX_LABEL};
+pub use languages::{default_languages, Language, DEFAULT_IMAGE};
+pub use limits::Limits;
+pub use payload::validate_path;
+
+/// Everything an executor needs besides the requests themselves.
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// Caps applied to every run.
+    pub limits: Limits,
+    /// Languages a request may use; the first match wins.
+    pub languages: Vec<Language>,
+    /// Containers running at once across all sessions; further runs wait in a FIFO queue.
+    pub max_concurrent: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            limits: Limits::default(),
+            languages: default_languages(),
+            // Two cores on the reference machine: more would only make every run slower.
+            max_concurrent: 2,
+        }
+    }
+}
+
+/// One request to run code.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunRequest {
+    /// Workspace-relative path of the file to run, e.g. `src/main.py`; must be in `files`.
+    pub main: String,
+    /// Every document of the session as (relative path, text); all are placed in the work
+    /// dir so multi-file programs run.
+    pub files: Vec<(String, String)>,
+    /// Language name; `None` picks by `main`'s extension.
+    pub language: Option<String>,
+    /// Bytes fed to the program's stdin; `None` is an empty stdin.
+    pub stdin: Option<String>,
+    /// Arguments after the program.
+    pub args: Vec<String>,
+}
+
+/// Which output stream a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of output, sent as soon as it arrives; chunks come in production order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Where the bytes were written.
+    pub stream: Stream,
+    /// Lossy UTF-8; a character split across reads is held back until it is whole.
+    pub data: String,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    /// The program's exit code (137 after a SIGKILL); `None` if it never ran.
+    pub exit_code: Option<i64>,
+    /// Killed by the wall-clock limit.
+    pub timed_out: bool,
+    /// The kernel's OOM killer fired inside the container.
+    pub oom_killed: bool,
+    /// Output exceeded the byte cap; the run was killed and the rest dropped.
+    pub truncated: bool,
+    /// Stopped by the caller.
+    pub cancelled: bool,
+    /// Time from container start to its end (0 if it never started).
+    pub duration_ms: u64,
+    /// Why the run could not happen or finish normally (unknown language, engine failure…).
+    pub error: Option<String>,
+}
+
+impl RunStatus {
+    /// A run that never started, with the reason.
+    pub fn failed(error: impl Into<String>) -> Self {
+        RunStatus {
+            exit_code: None,
+            timed_out: false,
+            oom_killed: false,
+            truncated: false,
+            cancelled: false,
+            duration_ms: 0,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// Something that runs code. The hub holds one behind an `Arc<dyn Executor>`; tests may
+/// use a fake.
+pub trait Executor: Send + Sync + 'static {
+    /// Streams output chunks into `output` as they are produced (never the whole buffer
+    /// again); resolves when the run ends; `cancel` resolving (or its sender dropping)
+    /// stops the run (SIGKILL). Waits in a queue when `max_concurrent` runs are already
+    /// going. Dropping the returned future also kills and removes the container.
+    fn run(
+        &self,
+        request: RunRequest,
+        output: mpsc::Sender<Chunk>,
+        cancel: oneshot::Receiver<()>,
+    ) -> Pin<Box<dyn Future<Output = RunStatus> + Send>>;
+}
+
+/// Why the executor cannot be used or a request cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("code execution disabled: cannot reach the Docker engine ({0}); start it with sandbox/scripts/ensure-docker.sh")]
+    EngineUnreachable(String),
+    #[error("code execution disabled: image `{image}` for {language} is missing ({cause}); build it with sandbox/images/build-local.sh")]
+    ImageMissing {
+        image: String,
+        language: String,
+        cause: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("unknown language `{0}`")]
+    UnknownLanguage(String),
+    #[error("no language for `{0}`: name one or use a known extension")]
+    NoLanguageFor(String),
+    #[error("invalid path `{path}`: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("main file `{0}` is not among the session's files")]
+    MainMissing(String),
+    #[error("cannot build the workspace archive: {0}")]
+    Payload(String),
+    #[error("docker engine error: {0}")]
+    Engine(#[from] bollard::errors::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_stream_have_the_documented_wire_shape() {
+        let status = RunStatus {
+            exit_code: Some(0),
+            timed_out: false,
+            oom_killed: true,
+            truncated: false,
+            cancelled: false,
+            duration_ms: 12,
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&status).unwrap(),
+            r#"{"exitCode":0,"timedOut":false,"oomKilled":true,"truncated":false,"cancelled":false,"durationMs":12,"error":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Stream::Stderr).unwrap(),
+            r#""stderr""#
+        );
+    }
+}

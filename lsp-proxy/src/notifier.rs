@@ -1,0 +1,134 @@
+//! Every message the proxy sends the editor on its own initiative goes
+//! through one task, in order: output lines must not overtake each other,
+//! and a run's `$/progress` end must come before its final `showMessage`.
+//! (Spawning a task per message, the obvious thing, reorders them.)
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tower_lsp_server::ls_types::notification::{Notification, Progress};
+use tower_lsp_server::ls_types::{
+    MessageType, NumberOrString, ProgressParams, ProgressParamsValue, WorkDoneProgress,
+};
+use tower_lsp_server::Client;
+
+/// How long the editor gets to accept a progress token before the
+/// notifier moves on (its begin/end are then sent anyway, and ignored).
+const CREATE_TIMEOUT: Duration = Duration::from_secs(2);
+
+macro_rules! chorus_notification {
+    ($name:ident, $method:literal) => {
+        pub enum $name {}
+        impl Notification for $name {
+            type Params = Value;
+            const METHOD: &'static str = $method;
+        }
+    };
+}
+chorus_notification!(PresenceNotification, "chorus/presence");
+chorus_notification!(CursorNotification, "chorus/cursor");
+chorus_notification!(RunStartedNotification, "chorus/runStarted");
+chorus_notification!(RunOutputNotification, "chorus/runOutput");
+chorus_notification!(RunFinishedNotification, "chorus/runFinished");
+
+/// The Chorus extensions to LSP that plugins read.
+#[derive(Clone, Copy, Debug)]
+pub enum Custom {
+    Presence,
+    Cursor,
+    RunStarted,
+    RunOutput,
+    RunFinished,
+}
+
+enum Note {
+    Log(MessageType, String),
+    Show(MessageType, String),
+    Custom(Custom, Value),
+    CreateProgress(NumberOrString),
+    Progress(NumberOrString, WorkDoneProgress),
+}
+
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::UnboundedSender<Note>,
+}
+
+impl Notifier {
+    pub fn spawn(client: Client) -> Notifier {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(note) = rx.recv().await {
+                deliver(&client, note).await;
+            }
+        });
+        Notifier { tx }
+    }
+
+    fn send(&self, note: Note) {
+        // Fails only when the server is shutting down.
+        let _ = self.tx.send(note);
+    }
+
+    pub fn log(&self, typ: MessageType, message: String) {
+        self.send(Note::Log(typ, message));
+    }
+
+    pub fn show(&self, typ: MessageType, message: String) {
+        self.send(Note::Show(typ, message));
+    }
+
+    pub fn custom(&self, kind: Custom, params: Value) {
+        self.send(Note::Custom(kind, params));
+    }
+
+    pub fn create_progress(&self, token: NumberOrString) {
+        self.send(Note::CreateProgress(token));
+    }
+
+    pub fn progress(&self, token: NumberOrString, value: WorkDoneProgress) {
+        self.send(Note::Progress(token, value));
+    }
+}
+
+async fn deliver(client: &Client, note: Note) {
+    match note {
+        Note::Log(typ, message) => client.log_message(typ, message).await,
+        Note::Show(typ, message) => client.show_message(typ, message).await,
+        Note::Custom(kind, params) => match kind {
+            Custom::Presence => {
+                client
+                    .send_notification::<PresenceNotification>(params)
+                    .await
+            }
+            Custom::Cursor => client.send_notification::<CursorNotification>(params).await,
+            Custom::RunStarted => {
+                client
+                    .send_notification::<RunStartedNotification>(params)
+                    .await
+            }
+            Custom::RunOutput => {
+                client
+                    .send_notification::<RunOutputNotification>(params)
+                    .await
+            }
+            Custom::RunFinished => {
+                client
+                    .send_notification::<RunFinishedNotification>(params)
+                    .await
+            }
+        },
+        Note::CreateProgress(token) => {
+            let _ =
+                tokio::time::timeout(CREATE_TIMEOUT, client.create_work_done_progress(token)).await;
+        }
+        Note::Progress(token, value) => {
+            let params = ProgressParams {
+                token,
+                value: ProgressParamsValue::WorkDone(value),
+            };
+            client.send_notification::<Progress>(params).await;
+        }
+    }
+}

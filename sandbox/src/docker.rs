@@ -1,0 +1,733 @@
+//! [`DockerExecutor`]: one locked-down container per run, driven through bollard.
+//!
+//! Life of a run:
+//! ```text
+//!  validate + build payload ─► wait for a slot (FIFO semaphore, cancellable)
+//!  ─► create (all limits) ─► attach ─► start ─► write tar+stdin on stdin
+//!  ─► select { cancel | wall clock | output chunk | container exit }
+//!  ─► SIGKILL if needed ─► inspect (oom_killed) ─► remove (force)
+//! ```
+//! Invariants:
+//! - Every container carries [`SANDBOX_LABEL`], this executor's [`INSTANCE_LABEL`] and an
+//!   [`EXPIRES_LABEL`], and is force-removed before `run` resolves; if the run future is
+//!   dropped or panics, the [`ContainerGuard`] removes it from a spawned task; if even
+//!   that cannot happen (the runtime or the process died), the next `connect` sweeps it,
+//!   and an in-container `timeout` has killed the program long before.
+//! - The wall clock and the output cap are enforced here, not by Docker, and both end in
+//!   SIGKILL; output past the cap is never forwarded.
+//! - A non-zero exit arrives from bollard as `Err(DockerContainerWaitError { code })`, and
+//!   the attach stream may not end after the container exits (bollard #251), so the loop
+//!   selects on the wait future and gives the stream only a short grace after exit.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{debug, warn};
+
+use crate::languages::resolve;
+use crate::payload::{self, WORK_DIR, WRAPPER};
+use crate::{Chunk, Executor, ExecutorConfig, Limits, RunRequest, RunStatus, SandboxError, Stream};
+
+/// Label on every container this crate starts (value `"1"`), so operators can find them.
+pub const SANDBOX_LABEL: &str = "org.chorus.sandbox";
+/// Label naming the executor instance that owns a container.
+pub const INSTANCE_LABEL: &str = "org.chorus.sandbox.instance";
+/// Label holding the Unix time after which a container is certainly orphaned (its hub
+/// died or dropped it during runtime shutdown); [`DockerExecutor::sweep_expired`] removes it.
+pub const EXPIRES_LABEL: &str = "org.chorus.sandbox.expires";
+
+/// The unprivileged user programs run as: `nobody:nogroup` in every Debian-based image.
+const SANDBOX_USER: &str = "65534:65534";
+/// How long output may keep trickling in after the container exited before we stop
+/// reading (the attach stream may never end on its own, bollard #251).
+const DRAIN_GRACE: Duration = Duration::from_millis(300);
+/// Bound on engine calls made while tearing a run down, so a wedged engine cannot hang
+/// a run forever.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Extra time the in-container `timeout` backstop gives over the executor's wall clock,
+/// so the executor's kill (which reports `timed_out`) normally comes first.
+const BACKSTOP_GRACE: Duration = Duration::from_secs(2);
+/// How long after its wall clock a container counts as orphaned and may be swept.
+const EXPIRY_GRACE: Duration = Duration::from_secs(60);
+
+/// Runs requests in Docker containers with the configured limits.
+pub struct DockerExecutor {
+    shared: Arc<Shared>,
+}
+
+/// State every run needs; shared with the run futures, which must be `'static`.
+struct Shared {
+    docker: Docker,
+    config: ExecutorConfig,
+    /// One permit per concurrent container; tokio's semaphore is fair, so waiters queue FIFO.
+    slots: Arc<Semaphore>,
+    /// Distinguishes this executor's containers from other hubs' (and other tests').
+    instance: String,
+    /// Makes container names unique within this instance.
+    next_run: AtomicU64,
+}
+
+impl DockerExecutor {
+    /// Connects to the local engine, checks it answers and that every language's image
+    /// exists. The error says why runs are disabled so the hub can log it and go on.
+    pub async fn connect(config: ExecutorConfig) -> Result<Self, SandboxError> {
+        if config.max_concurrent == 0 {
+            return Err(SandboxError::Config(
+                "max_concurrent must be at least 1".into(),
+            ));
+        }
+        if let Some(language) = config.languages.iter().find(|l| l.command.is_empty()) {
+            return Err(SandboxError::Config(format!(
+                "language `{}` has an empty command",
+                language.name
+            )));
+        }
+        // The engine here speaks API 1.41 while bollard defaults to a newer version;
+        // negotiating only ever lowers the version to what the engine supports.
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|err| SandboxError::EngineUnreachable(err.to_string()))?
+            .negotiate_version()
+            .await
+            .map_err(|err| SandboxError::EngineUnreachable(err.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|err| SandboxError::EngineUnreachable(err.to_string()))?;
+
+        let mut checked = HashSet::new();
+        for language in &config.languages {
+            if !checked.insert(language.image.clone()) {
+                continue;
+            }
+            if let Err(err) = docker.inspect_image(&language.image).await {
+                return Err(SandboxError::ImageMissing {
+                    image: language.image.clone(),
+                    language: language.name.clone(),
+                    cause: err.to_string(),
+                });
+            }
+        }
+
+        let executor = DockerExecutor::new(docker, config);
+        // Best effort: leftovers of a crashed hub must not block a fresh start.
+        match executor.sweep_expired().await {
+            Ok(0) => {}
+            Ok(removed) => warn!(removed, "removed orphaned sandbox containers"),
+            Err(err) => warn!(cause = %err, "could not sweep orphaned sandbox containers"),
+        }
+        Ok(executor)
+    }
+
+    fn new(docker: Docker, config: ExecutorConfig) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        let instance = format!("{:x}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff);
+        DockerExecutor {
+            shared: Arc::new(Shared {
+                docker,
+                slots: Arc::new(Semaphore::new(config.max_concurrent)),
+                config,
+                instance,
+                next_run: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Force-removes every sandbox container (of any executor) whose [`EXPIRES_LABEL`]
+    /// has passed: its run is long over, so its owner is gone. Called by `connect`; a hub
+    /// may also call it periodically. Returns how many were removed.
+    pub async fn sweep_expired(&self) -> Result<usize, SandboxError> {
+        let filters = HashMap::from([("label".to_owned(), vec![SANDBOX_LABEL.to_owned()])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self.shared.docker.list_containers(Some(options)).await?;
+        let now = unix_seconds();
+        let mut removed = 0;
+        for container in containers {
+            let expires = container
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(EXPIRES_LABEL))
+                .and_then(|value| value.parse::<u64>().ok());
+            let (Some(expires), Some(id)) = (expires, container.id) else {
+                continue;
+            };
+            if expires < now {
+                // Another executor may be sweeping the same orphan right now; its failure
+                // to remove must not stop the sweep of the others.
+                match remove_container(&self.shared.docker, &id).await {
+                    Ok(()) => removed += 1,
+                    Err(err) => debug!(cause = %err, container = %id, "sweep: remove failed"),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The value of [`INSTANCE_LABEL`] on this executor's containers.
+    pub fn instance_id(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// Names of this executor's containers that still exist, running or not. Empty
+    /// whenever no run is in flight: used by tests and health checks.
+    pub async fn list_containers(&self) -> Result<Vec<String>, SandboxError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{INSTANCE_LABEL}={}", self.shared.instance)],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self.shared.docker.list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .flat_map(|summary| summary.names.unwrap_or_default())
+            .collect())
+    }
+}
+
+impl Executor for DockerExecutor {
+    fn run(
+        &self,
+        request: RunRequest,
+        output: mpsc::Sender<Chunk>,
+        cancel: oneshot::Receiver<()>,
+    ) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> {
+        Box::pin(run(self.shared.clone(), request, output, cancel))
+    }
+}
+
+/// Force-removes its container when dropped, so a dropped or panicking run still cleans
+/// up. The normal path removes the container itself and then disarms the guard.
+struct ContainerGuard {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl ContainerGuard {
+    async fn remove(mut self) -> Result<(), DockerError> {
+        let Some(id) = self.id.take() else {
+            return Ok(());
+        };
+        remove_container(&self.docker, &id).await
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        // No runtime means the process is shutting down; nothing can be awaited then.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let docker = self.docker.clone();
+            handle.spawn(async move {
+                if let Err(err) = remove_container(&docker, &id).await {
+                    warn!(cause = %err, container = %id, "could not remove sandbox container");
+                }
+            });
+        }
+    }
+}
+
+async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
+    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    match tokio::time::timeout(TEARDOWN_TIMEOUT, docker.remove_container(id, Some(options))).await {
+        Ok(result) => result,
+        Err(_) => Err(DockerError::RequestTimeoutError),
+    }
+}
+
+/// Sends SIGKILL; an error (usually "not running") is harmless because the caller then
+/// waits for the exit and force-removes anyway.
+async fn kill(docker: &Docker, id: &str) {
+    let options = KillContainerOptionsBuilder::default()
+        .signal("SIGKILL")
+        .build();
+    let result = tokio::time::timeout(TEARDOWN_TIMEOUT, docker.kill_container(id, Some(options)));
+    if let Ok(Err(err)) = result.await {
+        debug!(cause = %err, container = %id, "kill failed (container probably exited)");
+    }
+}
+
+/// Turns the first item of bollard's wait stream into an exit code.
+fn exit_code(
+    item: Option<Result<bollard::models::ContainerWaitResponse, DockerError>>,
+) -> Result<i64, String> {
+    match item {
+        Some(Ok(response)) => Ok(response.status_code),
+        Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(err)) => Err(err.to_string()),
+        None => Err("wait stream ended without a status".to_owned()),
+    }
+}
+
+/// Splits off an incomplete UTF-8 sequence at the end of `bytes`, so a character cut
+/// between two reads is decoded whole with the next read instead of as two U+FFFDs.
+fn complete_prefix_len(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    for index in (len.saturating_sub(3)..len).rev() {
+        let byte = bytes[index];
+        if byte & 0xC0 == 0x80 {
+            continue; // continuation byte: keep looking for the lead byte
+        }
+        let width = match byte {
+            0xF0.. => 4,
+            0xE0.. => 3,
+            0xC0.. => 2,
+            _ => 1,
+        };
+        return if index + width > len { index } else { len };
+    }
+    len
+}
+
+/// Per-stream decoder holding back a split character.
+#[derive(Default)]
+struct Utf8Carry {
+    pending: Vec<u8>,
+}
+
+impl Utf8Carry {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let cut = complete_prefix_len(&self.pending);
+        let text = String::from_utf8_lossy(&self.pending[..cut]).into_owned();
+        self.pending.drain(..cut);
+        text
+    }
+
+    fn finish(&mut self) -> String {
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        text
+    }
+}
+
+/// Forwards output while counting it against the cap.
+struct OutputPump {
+    sender: mpsc::Sender<Chunk>,
+    remaining: usize,
+    stdout: Utf8Carry,
+    stderr: Utf8Carry,
+    truncated: bool,
+}
+
+impl OutputPump {
+    /// Forwards one frame; returns false once the cap is hit (the caller then kills).
+    async fn forward(
+        &mut self,
+        stream: Stream,
+        bytes: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let allowed = bytes.len().min(self.remaining);
+        self.remaining -= allowed;
+        let carry = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let data = carry.push(&bytes[..allowed]);
+        self.send(stream, data, deadline).await;
+        if allowed < bytes.len() {
+            self.truncated = true;
+            return false;
+        }
+        true
+    }
+
+    async fn send(&self, stream: Stream, data: String, deadline: tokio::time::Instant) {
+        if data.is_empty() {
+            return;
+        }
+        // A slow consumer must not hold the run past its wall clock; a gone consumer
+        // just means nobody is listening any more, which is not the program's fault.
+        let _ = tokio::time::timeout_at(deadline, self.sender.send(Chunk { stream, data })).await;
+    }
+
+    async fn finish(&mut self, deadline: tokio::time::Instant) {
+        let stdout = self.stdout.finish();
+        self.send(Stream::Stdout, stdout, deadline).await;
+        let stderr = self.stderr.finish();
+        self.send(Stream::Stderr, stderr, deadline).await;
+    }
+}
+
+fn container_body(
+    shared: &Shared,
+    image: &str,
+    argv: Vec<String>,
+    tar_len: usize,
+    stdin_len: usize,
+) -> ContainerCreateBody {
+    let limits: &Limits = &shared.config.limits;
+    // `exec` (off by default for --tmpfs) because compiled programs run from /tmp;
+    // nosuid/nodev keep the usual protections. Both tmpfs are charged to the memory
+    // cgroup as well, so they cannot outgrow the memory limit either.
+    let tmpfs_options = |mode: &str| {
+        format!(
+            "rw,exec,nosuid,nodev,size={},mode={mode},uid=65534,gid=65534",
+            limits.tmpfs_bytes
+        )
+    };
+    let host_config = HostConfig {
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        network_mode: Some("none".to_owned()),
+        memory: Some(limits.memory_bytes),
+        // Equal to memory: no swap, so a memory hog is OOM-killed instead of thrashing.
+        memory_swap: Some(limits.memory_bytes),
+        pids_limit: Some(limits.pids),
+        nano_cpus: Some(limits.nano_cpus),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([
+            ("/tmp".to_owned(), tmpfs_options("1777")),
+            (WORK_DIR.to_owned(), tmpfs_options("0755")),
+        ])),
+        // A private /dev/shm no bigger than the other scratch space.
+        ipc_mode: Some("private".to_owned()),
+        shm_size: Some(i64::try_from(limits.tmpfs_bytes).unwrap_or(i64::MAX)),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        ulimits: Some(vec![ResourcesUlimits {
+            name: Some("nofile".to_owned()),
+            soft: Some(limits.nofile),
+            hard: Some(limits.nofile),
+        }]),
+        privileged: Some(false),
+        // The engine must not restart or keep anything: we remove it ourselves, after
+        // reading `OOMKilled` (auto-remove would race with that inspect).
+        auto_remove: Some(false),
+        ..Default::default()
+    };
+    let mut cmd = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        WRAPPER.to_owned(),
+        "chorus".to_owned(),
+    ];
+    cmd.extend(argv);
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(cmd),
+        // Clear any entrypoint of a registry image so `cmd` is the whole command line.
+        entrypoint: Some(Vec::new()),
+        user: Some(SANDBOX_USER.to_owned()),
+        working_dir: Some(WORK_DIR.to_owned()),
+        env: Some(vec![
+            format!("CHORUS_TAR_BYTES={tar_len}"),
+            format!("CHORUS_STDIN_BYTES={stdin_len}"),
+            format!(
+                "CHORUS_KILL_AFTER={}",
+                (limits.wall_clock + BACKSTOP_GRACE).as_secs()
+            ),
+            // Toolchains (cargo, node, pip) look for a writable home.
+            "HOME=/tmp".to_owned(),
+        ]),
+        labels: Some(HashMap::from([
+            (SANDBOX_LABEL.to_owned(), "1".to_owned()),
+            (INSTANCE_LABEL.to_owned(), shared.instance.clone()),
+            (
+                EXPIRES_LABEL.to_owned(),
+                (unix_seconds() + (limits.wall_clock + EXPIRY_GRACE).as_secs()).to_string(),
+            ),
+        ])),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(false),
+        network_disabled: Some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// One run, start to finish. Every early return after `create` goes through the guard.
+async fn run(
+    shared: Arc<Shared>,
+    request: RunRequest,
+    output: mpsc::Sender<Chunk>,
+    mut cancel: oneshot::Receiver<()>,
+) -> RunStatus {
+    // Everything that can be refused is refused before queueing or touching the engine.
+    let prepared = (|| {
+        payload::validate_path(&request.main)?;
+        if !request.files.iter().any(|(path, _)| path == &request.main) {
+            return Err(SandboxError::MainMissing(request.main.clone()));
+        }
+        let language = resolve(
+            &shared.config.languages,
+            request.language.as_deref(),
+            &request.main,
+        )
+        .ok_or_else(|| match &request.language {
+            Some(name) => SandboxError::UnknownLanguage(name.clone()),
+            None => SandboxError::NoLanguageFor(request.main.clone()),
+        })?;
+        let stdin = request.stdin.as_deref().unwrap_or("");
+        let (bytes, tar_len) = payload::build(&request.files, stdin)?;
+        Ok((language.clone(), bytes, tar_len, stdin.len()))
+    })();
+    let (language, payload_bytes, tar_len, stdin_len) = match prepared {
+        Ok(prepared) => prepared,
+        Err(err) => return RunStatus::failed(err.to_string()),
+    };
+
+    // Queue for a slot; a cancel while queued ends the run without a container.
+    let _permit = tokio::select! {
+        permit = shared.slots.clone().acquire_owned() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return RunStatus::failed("executor is shutting down"),
+        },
+        _ = &mut cancel => {
+            return RunStatus { cancelled: true, ..blank_status() };
+        }
+    };
+
+    let docker = &shared.docker;
+    let run_number = shared.next_run.fetch_add(1, Ordering::Relaxed);
+    let name = format!("chorus-run-{}-{run_number}", shared.instance);
+    let argv = language.argv(&request.main, &request.args);
+    let body = container_body(&shared, &language.image, argv, tar_len, stdin_len);
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    let created = match docker.create_container(Some(options), body).await {
+        Ok(created) => created,
+        Err(err) => return RunStatus::failed(format!("cannot create container: {err}")),
+    };
+    let guard = ContainerGuard {
+        docker: docker.clone(),
+        id: Some(created.id.clone()),
+    };
+    let id = created.id;
+
+    let status = drive(&shared, &id, payload_bytes, output, &mut cancel).await;
+    if let Err(err) = guard.remove().await {
+        warn!(cause = %err, container = %id, "could not remove sandbox container");
+    }
+    status
+}
+
+/// Attaches, starts and watches one created container until it is gone or killed.
+async fn drive(
+    shared: &Shared,
+    id: &str,
+    payload_bytes: Vec<u8>,
+    output: mpsc::Sender<Chunk>,
+    cancel: &mut oneshot::Receiver<()>,
+) -> RunStatus {
+    let docker = &shared.docker;
+    let limits = &shared.config.limits;
+    let mut status = blank_status();
+
+    let attach_options = AttachContainerOptionsBuilder::default()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .logs(false)
+        .build();
+    let attached = match docker.attach_container(id, Some(attach_options)).await {
+        Ok(attached) => attached,
+        Err(err) => return RunStatus::failed(format!("cannot attach to container: {err}")),
+    };
+    let mut log_stream = attached.output;
+    let mut input = attached.input;
+
+    if let Err(err) = docker.start_container(id, None).await {
+        return RunStatus::failed(format!("cannot start container: {err}"));
+    }
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + limits.wall_clock;
+
+    // The wrapper reads exact byte counts, so the writer never needs to close stdin; it
+    // runs beside the output loop so a large payload cannot stall reading.
+    let writer = tokio::spawn(async move {
+        let result = async {
+            input.write_all(&payload_bytes).await?;
+            input.flush().await
+        }
+        .await;
+        if let Err(err) = result {
+            debug!(cause = %err, "writing the payload failed (container ended early?)");
+        }
+        // Keep the connection's write half open until the run is over.
+        std::future::pending::<()>().await;
+    });
+
+    // Created only now: the default "not-running" condition would return at once for a
+    // container that has not started yet.
+    let mut wait = docker.wait_container(id, None).boxed().into_future();
+    let mut pump = OutputPump {
+        sender: output,
+        remaining: limits.output_bytes,
+        stdout: Utf8Carry::default(),
+        stderr: Utf8Carry::default(),
+        truncated: false,
+    };
+
+    let mut exited: Option<Result<i64, String>> = None;
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut must_kill = false;
+    // Set when the attach stream ended first: output is complete, only the exit is missing.
+    let mut stream_ended = false;
+    loop {
+        let drain_sleep = tokio::time::sleep_until(drain_until.unwrap_or(deadline));
+        tokio::select! {
+            biased;
+            _ = &mut *cancel => {
+                status.cancelled = true;
+                must_kill = true;
+                break;
+            }
+            _ = tokio::time::sleep_until(deadline), if exited.is_none() => {
+                status.timed_out = true;
+                must_kill = true;
+                break;
+            }
+            item = log_stream.next(), if !stream_ended => match item {
+                Some(Ok(frame)) => {
+                    let (stream, bytes) = match frame {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => (Stream::Stdout, message),
+                        LogOutput::StdErr { message } => (Stream::Stderr, message),
+                        LogOutput::StdIn { .. } => continue,
+                    };
+                    if !pump.forward(stream, &bytes, deadline).await {
+                        must_kill = exited.is_none();
+                        break;
+                    }
+                    if exited.is_some() {
+                        drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+                    }
+                }
+                Some(Err(err)) => {
+                    debug!(cause = %err, container = %id, "attach stream failed");
+                    if exited.is_some() { break; }
+                    stream_ended = true;
+                }
+                None => {
+                    if exited.is_some() { break; }
+                    stream_ended = true;
+                }
+            },
+            (item, _rest) = &mut wait, if exited.is_none() => {
+                status.duration_ms = elapsed_ms(started);
+                exited = Some(exit_code(item));
+                if stream_ended { break; }
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
+            _ = drain_sleep, if drain_until.is_some() => break,
+        }
+    }
+
+    // Close the attach connection before anything else: while output sits unread in it,
+    // the engine blocks the container's exit (and kill, wait and inspect with it) on the
+    // stuck copy; a flood that hit the cap would otherwise hang teardown for seconds.
+    drop(log_stream);
+    writer.abort();
+    let _ = writer.await;
+    if must_kill {
+        kill(docker, id).await;
+        status.duration_ms = elapsed_ms(started);
+        if exited.is_none() {
+            // Collect the exit code of the kill (137), but never wait unboundedly.
+            exited = match tokio::time::timeout(TEARDOWN_TIMEOUT, &mut wait).await {
+                Ok((item, _rest)) => Some(exit_code(item)),
+                Err(_) => Some(Err("container did not stop after SIGKILL".to_owned())),
+            };
+        }
+    }
+    if !status.cancelled {
+        pump.finish(deadline.max(tokio::time::Instant::now() + DRAIN_GRACE))
+            .await;
+    }
+    status.truncated = pump.truncated;
+
+    match exited {
+        Some(Ok(code)) => status.exit_code = Some(code),
+        Some(Err(err)) => status.error = Some(format!("waiting for the container failed: {err}")),
+        None => {}
+    }
+    match tokio::time::timeout(TEARDOWN_TIMEOUT, docker.inspect_container(id, None)).await {
+        Ok(Ok(inspect)) => {
+            if let Some(state) = inspect.state {
+                status.oom_killed = state.oom_killed.unwrap_or(false);
+                if status.exit_code.is_none() {
+                    status.exit_code = state.exit_code;
+                }
+            }
+        }
+        Ok(Err(err)) => warn!(cause = %err, container = %id, "inspect failed"),
+        Err(_) => warn!(container = %id, "inspect timed out"),
+    }
+    status
+}
+
+/// A status with nothing set yet, filled in as the run goes.
+fn blank_status() -> RunStatus {
+    RunStatus {
+        exit_code: None,
+        timed_out: false,
+        oom_killed: false,
+        truncated: false,
+        cancelled: false,
+        duration_ms: 0,
+        error: None,
+    }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_carry_joins_split_characters() {
+        let text = "é€😀";
+        let bytes = text.as_bytes();
+        for split in 0..=bytes.len() {
+            let mut carry = Utf8Carry::default();
+            let mut out = carry.push(&bytes[..split]);
+            out.push_str(&carry.push(&bytes[split..]));
+            out.push_str(&carry.finish());
+            assert_eq!(out, text, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn utf8_carry_is_lossy_on_garbage() {
+        let mut carry = Utf8Carry::default();
+        let mut out = carry.push(b"a\xffb");
+        out.push_str(&carry.push(b"\xe2\x82"));
+        out.push_str(&carry.finish());
+        assert_eq!(out, "a\u{fffd}b\u{fffd}");
+    }
+}

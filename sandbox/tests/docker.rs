@@ -1,0 +1,673 @@
+//! Integration tests of `DockerExecutor` against the real Docker engine.
+//!
+//! They need the engine and the local image: `sandbox/scripts/ensure-docker.sh` prepares
+//! both (the project's test script runs it first). Without them every test fails with a
+//! message saying so; none is skipped. Limits are small so the whole file runs in well
+//! under a minute on two cores. Every test also checks that its executor left no
+//! container behind (containers are found by this executor's instance label).
+
+use std::time::{Duration, Instant};
+
+use chorus_sandbox::{
+    Chunk, DockerExecutor, Executor, ExecutorConfig, Limits, RunRequest, RunStatus, Stream,
+};
+use tokio::sync::{mpsc, oneshot};
+
+fn test_limits() -> Limits {
+    Limits {
+        wall_clock: Duration::from_secs(5),
+        memory_bytes: 128 * 1024 * 1024,
+        pids: 64,
+        nano_cpus: 1_000_000_000,
+        output_bytes: 64 * 1024,
+        nofile: 64,
+        tmpfs_bytes: 16 * 1024 * 1024,
+    }
+}
+
+async fn executor_with(limits: Limits, max_concurrent: usize) -> DockerExecutor {
+    let config = ExecutorConfig {
+        limits,
+        max_concurrent,
+        ..ExecutorConfig::default()
+    };
+    match DockerExecutor::connect(config).await {
+        Ok(executor) => executor,
+        Err(err) => panic!(
+            "the sandbox tests need a running Docker engine and the local image; \
+             run `bash sandbox/scripts/ensure-docker.sh` first. Cause: {err}"
+        ),
+    }
+}
+
+async fn executor() -> DockerExecutor {
+    executor_with(test_limits(), 2).await
+}
+
+fn request(main: &str, files: &[(&str, &str)]) -> RunRequest {
+    RunRequest {
+        main: main.to_owned(),
+        files: files
+            .iter()
+            .map(|(path, text)| ((*path).to_owned(), (*text).to_owned()))
+            .collect(),
+        ..RunRequest::default()
+    }
+}
+
+fn python(source: &str) -> RunRequest {
+    request("main.py", &[("main.py", source)])
+}
+
+/// What a finished run produced.
+struct Outcome {
+    status: RunStatus,
+    chunks: Vec<Chunk>,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn text(&self, stream: Stream) -> String {
+        self.chunks
+            .iter()
+            .filter(|chunk| chunk.stream == stream)
+            .map(|chunk| chunk.data.as_str())
+            .collect()
+    }
+
+    fn stdout(&self) -> String {
+        self.text(Stream::Stdout)
+    }
+
+    fn stderr(&self) -> String {
+        self.text(Stream::Stderr)
+    }
+}
+
+async fn run(executor: &DockerExecutor, request: RunRequest) -> Outcome {
+    let (sender, mut receiver) = mpsc::channel(64);
+    let (_cancel_sender, cancel) = oneshot::channel();
+    let started = Instant::now();
+    let run = tokio::spawn(executor.run(request, sender, cancel));
+    let mut chunks = Vec::new();
+    while let Some(chunk) = receiver.recv().await {
+        chunks.push(chunk);
+    }
+    let status = run.await.expect("run task panicked");
+    Outcome {
+        status,
+        chunks,
+        elapsed: started.elapsed(),
+    }
+}
+
+async fn assert_no_containers(executor: &DockerExecutor) {
+    let left = executor.list_containers().await.expect("list containers");
+    assert!(left.is_empty(), "containers left behind: {left:?}");
+}
+
+fn assert_success(outcome: &Outcome) {
+    assert_eq!(
+        outcome.status.exit_code,
+        Some(0),
+        "status {:?}, stdout {:?}, stderr {:?}",
+        outcome.status,
+        outcome.stdout(),
+        outcome.stderr()
+    );
+    assert!(!outcome.status.timed_out && !outcome.status.truncated && !outcome.status.oom_killed);
+    assert_eq!(outcome.status.error, None);
+}
+
+#[tokio::test]
+async fn hello_world_in_every_language() {
+    // rustc shares the run's limits; on a busy two-core machine give it some headroom.
+    let executor = executor_with(
+        Limits {
+            wall_clock: Duration::from_secs(20),
+            memory_bytes: 256 * 1024 * 1024,
+            ..test_limits()
+        },
+        2,
+    )
+    .await;
+    let cases = [
+        (
+            "main.rs",
+            "fn main() { println!(\"hello from rust\"); }\n",
+            "rust",
+        ),
+        ("main.py", "print('hello from python')\n", "python"),
+        (
+            "main.js",
+            "console.log('hello from javascript');\n",
+            "javascript",
+        ),
+        (
+            "main.c",
+            "#include <stdio.h>\nint main(void) { puts(\"hello from c\"); return 0; }\n",
+            "c",
+        ),
+        ("main.sh", "echo hello from shell\n", "shell"),
+    ];
+    for (main, source, language) in cases {
+        let outcome = run(&executor, request(main, &[(main, source)])).await;
+        assert_success(&outcome);
+        assert_eq!(
+            outcome.stdout(),
+            format!("hello from {language}\n"),
+            "{language}"
+        );
+    }
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn multi_file_python_imports_a_sibling_module() {
+    let executor = executor().await;
+    let request = request(
+        "src/main.py",
+        &[
+            (
+                "src/main.py",
+                "from helper import greet\nprint(greet('chorus'))\n",
+            ),
+            (
+                "src/helper.py",
+                "def greet(name):\n    return f'hi {name}'\n",
+            ),
+            ("README.md", "not code\n"),
+        ],
+    );
+    let outcome = run(&executor, request).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.stdout(), "hi chorus\n");
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn stdin_args_exit_code_and_utf8() {
+    let executor = executor().await;
+    let mut request = python(
+        "import sys\n\
+         data = sys.stdin.read()\n\
+         print('args', sys.argv[1:])\n\
+         print('stdin', data.upper())\n\
+         print('héllo ✓ 😀')\n\
+         sys.exit(3)\n",
+    );
+    request.stdin = Some("line one\nline two\n".to_owned());
+    request.args = vec!["--name".to_owned(), "two words".to_owned()];
+    let outcome = run(&executor, request).await;
+    assert_eq!(outcome.status.exit_code, Some(3), "{:?}", outcome.status);
+    assert_eq!(
+        outcome.stdout(),
+        "args ['--name', 'two words']\nstdin LINE ONE\nLINE TWO\n\nhéllo ✓ 😀\n"
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_keep_their_order() {
+    let executor = executor().await;
+    // Docker reads the two pipes separately, so order across streams is the order the
+    // engine sees; a short pause between writes makes that the order of production.
+    let outcome = run(
+        &executor,
+        python(
+            "import sys, time\n\
+             for i in range(6):\n\
+             \x20   stream = sys.stdout if i % 2 == 0 else sys.stderr\n\
+             \x20   stream.write(f'{i}\\n'); stream.flush(); time.sleep(0.03)\n",
+        ),
+    )
+    .await;
+    assert_success(&outcome);
+    let sequence: Vec<(Stream, String)> = outcome
+        .chunks
+        .iter()
+        .map(|chunk| (chunk.stream, chunk.data.clone()))
+        .collect();
+    let expected: Vec<(Stream, String)> = (0..6)
+        .map(|i| {
+            let stream = if i % 2 == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            (stream, format!("{i}\n"))
+        })
+        .collect();
+    assert_eq!(sequence, expected);
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn runs_as_nobody_without_capabilities_or_new_privileges() {
+    let executor = executor().await;
+    let outcome = run(
+        &executor,
+        request(
+            "main.sh",
+            &[(
+                "main.sh",
+                "id -u; id -g\n\
+                 grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status\n\
+                 test -e /var/run/docker.sock && echo socket-visible || echo no-socket\n",
+            )],
+        ),
+    )
+    .await;
+    assert_success(&outcome);
+    assert_eq!(
+        outcome.stdout(),
+        "65534\n65534\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\nno-socket\n"
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn fork_bombs_hit_the_pids_limit_and_the_clock() {
+    let executor = executor_with(
+        Limits {
+            wall_clock: Duration::from_secs(3),
+            pids: 32,
+            ..test_limits()
+        },
+        2,
+    )
+    .await;
+    // Counts its successful forks, so the limit itself is visible, then keeps PID 1 alive.
+    let counting = python(
+        "import os, time\n\
+         n = 0\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       if os.fork() == 0:\n\
+         \x20           time.sleep(100); os._exit(0)\n\
+         \x20       n += 1\n\
+         except OSError as err:\n\
+         \x20   print('fork failed after', n, err.errno, flush=True)\n\
+         time.sleep(100)\n",
+    );
+    let outcome = run(&executor, counting).await;
+    let stdout = outcome.stdout();
+    let forks: usize = stdout
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {stdout:?} {:?}", outcome.status));
+    assert!(forks < 32, "forked {forks} times under a limit of 32");
+    assert!(outcome.status.timed_out, "{:?}", outcome.status);
+    assert!(
+        outcome.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        outcome.elapsed
+    );
+
+    // The classic shell bomb. PID 1 then spins on builtins (no fork needed, since forks
+    // fail now) to keep the container alive until the clock kills it.
+    let classic = request(
+        "bomb.sh",
+        &[(
+            "bomb.sh",
+            "bomb() { bomb | bomb & }\nbomb\nwhile :; do :; done\n",
+        )],
+    );
+    let outcome = run(&executor, classic).await;
+    assert!(outcome.status.timed_out, "{:?}", outcome.status);
+    assert!(
+        outcome.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        outcome.elapsed
+    );
+    assert_no_containers(&executor).await;
+
+    // The engine and the executor are still fine afterwards.
+    let outcome = run(&executor, python("print('still alive')\n")).await;
+    assert_success(&outcome);
+}
+
+#[tokio::test]
+async fn memory_hog_is_oom_killed() {
+    let executor = executor_with(
+        Limits {
+            memory_bytes: 64 * 1024 * 1024,
+            ..test_limits()
+        },
+        2,
+    )
+    .await;
+    // `b'x' * n` writes every page, so the memory is really used (calloc'd zero pages
+    // would not be).
+    let outcome = run(
+        &executor,
+        python("hog = []\nwhile True:\n    hog.append(b'x' * (8 * 1024 * 1024))\n"),
+    )
+    .await;
+    assert!(outcome.status.oom_killed, "{:?}", outcome.status);
+    assert_eq!(outcome.status.exit_code, Some(137));
+    assert!(!outcome.status.timed_out);
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn infinite_loop_times_out() {
+    let executor = executor_with(
+        Limits {
+            wall_clock: Duration::from_secs(2),
+            ..test_limits()
+        },
+        2,
+    )
+    .await;
+    let outcome = run(
+        &executor,
+        python("print('spinning', flush=True)\nwhile True:\n    pass\n"),
+    )
+    .await;
+    assert!(outcome.status.timed_out, "{:?}", outcome.status);
+    assert_eq!(outcome.status.exit_code, Some(137));
+    assert_eq!(outcome.stdout(), "spinning\n");
+    assert!(outcome.status.duration_ms >= 2000, "{:?}", outcome.status);
+    assert!(
+        outcome.elapsed < Duration::from_secs(6),
+        "took {:?}",
+        outcome.elapsed
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn flood_of_output_is_truncated_and_killed_quickly() {
+    let executor = executor().await;
+    // 100 MB in 1 MiB writes, to both streams.
+    let outcome = run(
+        &executor,
+        python(
+            "import sys\n\
+             block = 'x' * (1024 * 1024)\n\
+             for i in range(100):\n\
+             \x20   (sys.stdout if i % 2 else sys.stderr).write(block)\n",
+        ),
+    )
+    .await;
+    assert!(outcome.status.truncated, "{:?}", outcome.status);
+    assert!(!outcome.status.timed_out, "{:?}", outcome.status);
+    let received: usize = outcome.chunks.iter().map(|chunk| chunk.data.len()).sum();
+    assert_eq!(received, 64 * 1024);
+    assert!(
+        outcome.elapsed < Duration::from_secs(4),
+        "took {:?}",
+        outcome.elapsed
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn network_is_absent_inside() {
+    let executor = executor().await;
+    // A listener on the host's loopback: if the container shared the host's network it
+    // could reach it. Only loopback addresses are ever used here.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let source = format!(
+        "import os, socket\n\
+         print('interfaces', sorted(os.listdir('/sys/class/net')))\n\
+         routes = open('/proc/net/route').read().splitlines()[1:]\n\
+         print('routes', len(routes))\n\
+         try:\n\
+         \x20   socket.create_connection(('127.0.0.1', {port}), timeout=2)\n\
+         \x20   print('connected')\n\
+         except OSError as err:\n\
+         \x20   print('connect failed', type(err).__name__)\n"
+    );
+    let outcome = run(&executor, python(&source)).await;
+    assert_success(&outcome);
+    assert_eq!(
+        outcome.stdout(),
+        "interfaces ['lo']\nroutes 0\nconnect failed ConnectionRefusedError\n"
+    );
+    assert!(listener.accept().is_err(), "the host listener was reached");
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn root_fs_is_read_only_and_host_files_are_invisible() {
+    let executor = executor().await;
+    let secret = std::env::temp_dir().join(format!("chorus-sandbox-secret-{}", std::process::id()));
+    std::fs::write(&secret, "host secret").expect("write host secret");
+    let source = format!(
+        "import os\n\
+         for path in ['/evil', '/usr/bin/evil', '/etc/passwd']:\n\
+         \x20   try:\n\
+         \x20       open(path, 'a').write('x')\n\
+         \x20       print('wrote', path)\n\
+         \x20   except OSError as err:\n\
+         \x20       print('refused', path, err.errno)\n\
+         try:\n\
+         \x20   open('/etc/shadow').read()\n\
+         \x20   print('read shadow')\n\
+         except OSError as err:\n\
+         \x20   print('shadow', type(err).__name__)\n\
+         print('host file visible', os.path.exists({secret:?}))\n\
+         open('scratch.txt', 'w').write('ok')\n\
+         print('work dir writable', open('scratch.txt').read())\n",
+        secret = secret.display().to_string()
+    );
+    let outcome = run(&executor, python(&source)).await;
+    std::fs::remove_file(&secret).ok();
+    assert_success(&outcome);
+    // EROFS (30) for new files: the read-only root refuses; an existing root-owned file is
+    // refused by permissions first (EACCES, 13).
+    assert_eq!(
+        outcome.stdout(),
+        "refused /evil 30\nrefused /usr/bin/evil 30\nrefused /etc/passwd 13\n\
+         shadow PermissionError\nhost file visible False\nwork dir writable ok\n"
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_program() {
+    let executor = executor().await;
+    let (sender, mut receiver) = mpsc::channel(64);
+    let (cancel_sender, cancel) = oneshot::channel();
+    let started = Instant::now();
+    let run = tokio::spawn(executor.run(
+        python("import time\nprint('started', flush=True)\ntime.sleep(30)\n"),
+        sender,
+        cancel,
+    ));
+    // `python -u` may write the text and the newline separately.
+    let mut seen = String::new();
+    while !seen.contains('\n') {
+        seen.push_str(&receiver.recv().await.expect("output before cancel").data);
+    }
+    assert_eq!(seen, "started\n");
+    cancel_sender.send(()).expect("run still listening");
+    let status = run.await.expect("run task");
+    assert!(status.cancelled, "{status:?}");
+    assert!(!status.timed_out);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn dropping_the_run_future_still_removes_the_container() {
+    let executor = executor().await;
+    let (sender, mut receiver) = mpsc::channel(64);
+    let (_cancel_sender, cancel) = oneshot::channel();
+    let run = tokio::spawn(executor.run(
+        python("import time\nprint('started', flush=True)\ntime.sleep(30)\n"),
+        sender,
+        cancel,
+    ));
+    receiver.recv().await.expect("first chunk");
+    assert_eq!(executor.list_containers().await.expect("list").len(), 1);
+    // As if the hub's task were aborted or had panicked mid-run.
+    run.abort();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !executor.list_containers().await.expect("list").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "container not removed after the run was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn max_concurrent_one_queues_the_second_run() {
+    let executor = executor_with(test_limits(), 1).await;
+    let program = python("import time\nprint('go', flush=True)\ntime.sleep(1)\n");
+    let started = Instant::now();
+    let timed_run = |request: RunRequest| {
+        let (sender, mut receiver) = mpsc::channel(64);
+        let (cancel_sender, cancel) = oneshot::channel::<()>();
+        let future = executor.run(request, sender, cancel);
+        async move {
+            let run = tokio::spawn(future);
+            receiver.recv().await.expect("first chunk");
+            let first_output = started.elapsed();
+            while receiver.recv().await.is_some() {}
+            let status = run.await.expect("run task");
+            drop(cancel_sender);
+            (first_output, started.elapsed(), status)
+        }
+    };
+    let ((first_a, end_a, status_a), (first_b, end_b, status_b)) =
+        tokio::join!(timed_run(program.clone()), timed_run(program));
+    assert_eq!(status_a.exit_code, Some(0), "{status_a:?}");
+    assert_eq!(status_b.exit_code, Some(0), "{status_b:?}");
+    // Whichever ran second printed only after the first had finished.
+    let (earlier_end, later_first) = if first_a < first_b {
+        (end_a, first_b)
+    } else {
+        (end_b, first_a)
+    };
+    assert!(
+        later_first >= earlier_end - Duration::from_millis(50),
+        "second run started at {later_first:?}, before the first ended at {earlier_end:?}"
+    );
+    assert!(end_a.max(end_b) >= Duration::from_secs(2));
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_any_container() {
+    let executor = executor().await;
+    let cases = [
+        (request("main.cobol", &[("main.cobol", "")]), "no language"),
+        (
+            RunRequest {
+                language: Some("cobol".to_owned()),
+                ..python("print(1)\n")
+            },
+            "unknown language",
+        ),
+        (
+            request("/etc/passwd", &[("/etc/passwd", "")]),
+            "absolute path",
+        ),
+        (
+            request("main.py", &[("main.py", ""), ("../escape.py", "")]),
+            "`..`",
+        ),
+        (request("main.py", &[("other.py", "")]), "not among"),
+    ];
+    for (request, expected) in cases {
+        let outcome = run(&executor, request).await;
+        let error = outcome.status.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(expected),
+            "{error:?} should mention {expected:?}"
+        );
+        assert_eq!(outcome.status.exit_code, None);
+        assert!(outcome.chunks.is_empty());
+    }
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn connect_sweeps_expired_orphans() {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::CreateContainerOptionsBuilder;
+    use chorus_sandbox::{EXPIRES_LABEL, SANDBOX_LABEL};
+
+    // An orphan as a crashed hub would leave it: labelled, expired long ago.
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh");
+    let name = format!("chorus-orphan-test-{}", std::process::id());
+    let body = ContainerCreateBody {
+        image: Some(chorus_sandbox::DEFAULT_IMAGE.to_owned()),
+        cmd: Some(vec!["true".to_owned()]),
+        labels: Some(
+            [
+                (SANDBOX_LABEL.to_owned(), "1".to_owned()),
+                (EXPIRES_LABEL.to_owned(), "1".to_owned()),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .expect("create orphan");
+
+    let _executor = executor().await;
+    // Another test's `connect` may be the one removing it; give that removal a moment.
+    let mut still_there = true;
+    for _ in 0..50 {
+        still_there = docker.inspect_container(&name, None).await.is_ok();
+        if !still_there {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if still_there {
+        let force = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .build();
+        docker.remove_container(&name, Some(force)).await.ok();
+    }
+    assert!(!still_there, "connect did not sweep the expired orphan");
+}
+
+#[tokio::test]
+async fn cancel_while_queued_never_starts_a_container() {
+    let executor = executor_with(test_limits(), 1).await;
+    let sleeper = python("import time\nprint('busy', flush=True)\ntime.sleep(30)\n");
+
+    let (busy_output, mut busy_receiver) = mpsc::channel(64);
+    let (busy_cancel, cancel) = oneshot::channel();
+    let busy = tokio::spawn(executor.run(sleeper.clone(), busy_output, cancel));
+    busy_receiver.recv().await.expect("busy run started");
+
+    let (queued_output, mut queued_receiver) = mpsc::channel(64);
+    let (queued_cancel, cancel) = oneshot::channel();
+    let queued = tokio::spawn(executor.run(sleeper, queued_output, cancel));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Only the busy run has a container; the second waits for the slot.
+    assert_eq!(executor.list_containers().await.expect("list").len(), 1);
+    drop(queued_cancel); // a dropped sender cancels too
+    let status = queued.await.expect("queued run");
+    assert!(status.cancelled, "{status:?}");
+    assert_eq!(status.exit_code, None);
+    assert!(queued_receiver.recv().await.is_none());
+
+    busy_cancel.send(()).expect("busy run listening");
+    let status = busy.await.expect("busy run");
+    assert!(status.cancelled, "{status:?}");
+    assert_no_containers(&executor).await;
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests: the real `chorus` binary (one hub, one proxy per
+//! simulated editor) driven the way VS Code, Neovim and Helix drive it.
+//!
+//! Run with `cargo test --test e2e`; replay a random test's seed with
+//! `CHORUS_SEEDS=<seed> cargo test --test e2e <test name>`. Process logs go
+//! to `target/tmp/e2e-logs/<test>/`.
+
+mod support;
+
+mod health;
+mod hub_errors;
+mod joining;
+mod random_typing;
+mod runs;
+mod stale_edits;
+mod unicode;

@@ -1,0 +1,97 @@
+//! Starting `chorus hub` on a free port and knowing where its log is.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::lsp::log_tail;
+
+/// The `chorus` binary under test.
+pub fn chorus_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chorus"))
+}
+
+/// A directory for this test's process logs, under Cargo's scratch space so
+/// they survive the run for inspection.
+pub fn log_dir(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-logs")
+        .join(test);
+    // Logs of an earlier run would only confuse.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
+    dir
+}
+
+/// A running hub. The process is killed when this is dropped.
+pub struct Hub {
+    /// Held only so that `kill_on_drop` ends the hub with the test.
+    _child: Child,
+    pub port: u16,
+    /// `ws://127.0.0.1:PORT/`, as the hub printed it.
+    pub url: String,
+    pub log_path: PathBuf,
+    /// Where the proxies of this test write their logs.
+    pub log_dir: PathBuf,
+}
+
+impl Hub {
+    /// Starts a hub on `127.0.0.1:0` and waits for its `listening` line.
+    pub async fn start(test: &str) -> Hub {
+        let log_dir = log_dir(test);
+        let log_path = log_dir.join("hub.log");
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|err| panic!("create {}: {err}", log_path.display()));
+        let mut child = Command::new(chorus_bin())
+            .args(["hub", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn chorus hub");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "chorus hub printed nothing on stdout within 30 s; log:\n{}",
+                    log_tail(&log_path, 40)
+                )
+            })
+            .expect("read hub stdout")
+            .unwrap_or_else(|| {
+                panic!(
+                    "chorus hub closed stdout without a listening line; log:\n{}",
+                    log_tail(&log_path, 40)
+                )
+            });
+        let url = first
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first stdout line from the hub: {first:?}"))
+            .trim()
+            .to_owned();
+        let port = url
+            .strip_prefix("ws://127.0.0.1:")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .and_then(|port| port.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("cannot parse a port from {first:?}"));
+        // Keep draining stdout so that a chatty hub can never block on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Hub {
+            _child: child,
+            port,
+            url,
+            log_path,
+            log_dir,
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log_path, lines)
+    }
+}
