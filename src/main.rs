@@ -81,7 +81,9 @@ struct RunArgs {
 impl RunArgs {
     async fn runner(&self) -> chorus_hub::Runner {
         if self.no_runs {
-            return chorus_hub::Runner::Disabled("runs are turned off on this hub (--no-runs)".into());
+            return chorus_hub::Runner::Disabled(
+                "runs are turned off on this hub (--no-runs)".into(),
+            );
         }
         let mut config = chorus_sandbox::ExecutorConfig::default();
         config.limits.wall_clock = std::time::Duration::from_secs(self.run_timeout_secs);

@@ -371,7 +371,11 @@ impl Session {
             };
             // Output produced just before the end is still queued.
             while let Ok(chunk) = chunks.try_recv() {
-                if me.send(SessionCmd::RunOutput { run_id, chunk }).await.is_err() {
+                if me
+                    .send(SessionCmd::RunOutput { run_id, chunk })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -126,13 +126,21 @@ async fn a_run_reaches_every_editor() {
             editor.name
         );
         let seqs: Vec<u64> = chunks.iter().filter_map(|c| c["seq"].as_u64()).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq in order: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "seq in order: {seqs:?}"
+        );
         let progress = editor.client().notifications("$/progress");
         let kinds: Vec<&str> = progress
             .iter()
             .filter_map(|p| p["value"]["kind"].as_str())
             .collect();
-        assert_eq!(kinds.first(), Some(&"begin"), "{}: {progress:?}", editor.name);
+        assert_eq!(
+            kinds.first(),
+            Some(&"begin"),
+            "{}: {progress:?}",
+            editor.name
+        );
         assert_eq!(kinds.last(), Some(&"end"), "{}: {progress:?}", editor.name);
     }
 }
@@ -205,7 +213,10 @@ async fn a_hub_without_runs_says_why() {
     let error = client.expect_type("error").await;
     assert_eq!(error["code"], "runs_disabled", "{error}");
     assert!(
-        error["message"].as_str().unwrap_or_default().contains("--no-runs"),
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--no-runs"),
         "{error}"
     );
     client.send_json(&json!({ "type": "stop" })).await;
