@@ -20,5 +20,8 @@ cargo fmt --all --check
 log "lint"
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "docker engine and sandbox image (installs docker.io and debootstrap if missing)"
+sandbox/scripts/ensure-docker.sh
+
 log "tests"
 cargo test --workspace --all-targets
