@@ -157,6 +157,7 @@ fn main() -> anyhow::Result<()> {
                 hub,
                 session,
                 name,
+                extensions: None,
             }));
             Ok(())
         }

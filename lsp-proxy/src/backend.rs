@@ -152,7 +152,11 @@ impl LanguageServer for Backend {
                     },
                 )),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: vec!["chorus.run".into(), "chorus.stop".into()],
+                    commands: vec![
+                        "chorus.run".into(),
+                        "chorus.stop".into(),
+                        "chorus.follow".into(),
+                    ],
                     work_done_progress_options: WorkDoneProgressOptions::default(),
                 }),
                 code_action_provider: Some(CodeActionProviderCapability::Simple(true)),

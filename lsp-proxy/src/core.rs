@@ -21,13 +21,14 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tower_lsp_server::ls_types::{
     ApplyWorkspaceEditParams, DocumentChanges, MessageType, OneOf,
-    OptionalVersionedTextDocumentIdentifier, Position, Range, TextDocumentEdit, TextEdit, Uri,
-    WorkspaceEdit,
+    OptionalVersionedTextDocumentIdentifier, Position, Range, ShowDocumentParams, TextDocumentEdit,
+    TextEdit, Uri, WorkspaceEdit,
 };
 use tower_lsp_server::Client;
 use tracing::{debug, error, info, warn};
 
 use crate::notifier::{Custom, Notifier};
+use crate::presence::CursorBoard;
 use crate::runs::Runs;
 use crate::sync::{apply_changes, Change, DocSync, Effect, SyncError};
 use crate::Settings;
@@ -124,6 +125,12 @@ struct Core {
     last_active: Option<Uri>,
     runs: Runs,
     notifier: Notifier,
+    /// The editor's plugin handles `chorus/*` itself.
+    extensions: bool,
+    /// Collaborators' cursors, for editors without a plugin.
+    board: CursorBoard,
+    /// Whose cursor this editor follows (`chorus.follow NAME`).
+    follow: Option<String>,
 }
 
 pub async fn run(
@@ -147,6 +154,9 @@ pub async fn run(
         last_active: None,
         runs: Runs::new(notifier.clone()),
         notifier,
+        extensions: false,
+        board: CursorBoard::default(),
+        follow: None,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -269,6 +279,7 @@ impl Core {
     ) {
         self.encoding = encoding;
         self.root = root;
+        self.extensions = settings.extensions.unwrap_or(false);
         let Some(session) = settings.session.clone() else {
             self.notify_user(
                 MessageType::WARNING,
@@ -385,6 +396,7 @@ impl Core {
             return self.request_resync(&uri);
         }
         self.run_effects(&uri, &path, effects);
+        self.infer_cursor(&uri);
     }
 
     fn hub_msg(&mut self, msg: ServerMsg) {
@@ -432,6 +444,8 @@ impl Core {
             ServerMsg::Left { client_id, name } => {
                 self.log(format!("Chorus: {name} left {}", self.session));
                 self.participants.remove(&client_id);
+                let changed = self.board.remove(client_id);
+                self.publish_cursors(&changed);
                 self.presence(json!({"event": "left", "clientId": client_id, "name": name}));
             }
             ServerMsg::Cursor {
@@ -440,7 +454,7 @@ impl Core {
                 doc,
                 selections,
                 ..
-            } => self.receive_cursor(client_id, name, &doc, &selections),
+            } => self.receive_cursor(client_id, name, &doc, selections),
             ServerMsg::Pong { .. } => {}
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
@@ -496,23 +510,90 @@ impl Core {
         });
     }
 
-    fn receive_cursor(&self, client_id: u64, name: String, doc: &str, selections: &[Selection]) {
-        let Some(uri) = self.by_path.get(doc) else {
+    fn receive_cursor(
+        &mut self,
+        client_id: u64,
+        name: String,
+        doc: &str,
+        selections: Vec<Selection>,
+    ) {
+        let Some(uri) = self.by_path.get(doc).cloned() else {
             return;
         };
         let Some(Doc {
             state: DocState::Live(sync),
             ..
-        }) = self.docs.get(uri)
+        }) = self.docs.get(&uri)
         else {
             return;
         };
         let position = |offset: u64| lsp_pos(to_pos(sync.mirror(), offset as usize, self.encoding));
-        let selections: Vec<_> = selections
-            .iter()
-            .map(|s| json!({"anchor": position(s.anchor), "head": position(s.head)}))
-            .collect();
-        self.cursor(json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "selections": selections}));
+        if self.follow.as_deref() == Some(name.as_str()) {
+            if let Some(head) = selections.first().map(|s| position(s.head)) {
+                self.notifier.show_document(ShowDocumentParams {
+                    uri: uri.clone(),
+                    external: Some(false),
+                    take_focus: Some(false),
+                    selection: Some(Range {
+                        start: head,
+                        end: head,
+                    }),
+                });
+            }
+        }
+        if self.extensions {
+            let selections: Vec<_> = selections
+                .iter()
+                .map(|s| json!({"anchor": position(s.anchor), "head": position(s.head)}))
+                .collect();
+            self.cursor(json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "selections": selections}));
+        } else {
+            let changed = self.board.update(client_id, &name, doc, selections);
+            self.publish_cursors(&changed);
+        }
+    }
+
+    /// Republishes the cursor diagnostics of `docs`.
+    fn publish_cursors(&self, docs: &[String]) {
+        for doc in docs {
+            let Some(uri) = self.by_path.get(doc) else {
+                continue;
+            };
+            let Some(Doc {
+                state: DocState::Live(sync),
+                ..
+            }) = self.docs.get(uri)
+            else {
+                continue;
+            };
+            let diagnostics = self.board.diagnostics(doc, sync.mirror(), self.encoding);
+            self.notifier.diagnostics(uri.clone(), diagnostics);
+        }
+    }
+
+    /// For editors without a plugin, their cursor as their edits show it.
+    fn infer_cursor(&mut self, uri: &Uri) {
+        if self.extensions {
+            return;
+        }
+        let Some(Doc {
+            path,
+            state: DocState::Live(sync),
+        }) = self.docs.get_mut(uri)
+        else {
+            return;
+        };
+        if let Some(at) = sync.take_local_cursor() {
+            let msg = ClientMsg::Cursor {
+                doc: path.clone(),
+                rev: sync.rev(),
+                selections: vec![Selection {
+                    anchor: at as u64,
+                    head: at as u64,
+                }],
+            };
+            self.send_hub(&msg);
+        }
     }
 
     /// `chorus.run [uri]` asks the hub to run; `chorus.stop` stops the
@@ -554,6 +635,18 @@ impl Core {
                     args: Vec::new(),
                 });
                 Ok(json!({"requested": doc}))
+            }
+            "chorus.follow" => {
+                self.follow = match arguments.first() {
+                    None => None,
+                    Some(value) => Some(
+                        value
+                            .as_str()
+                            .ok_or("chorus.follow takes a participant's name")?
+                            .to_owned(),
+                    ),
+                };
+                Ok(json!({"following": self.follow}))
             }
             "chorus.stop" => {
                 self.send_hub(&ClientMsg::Stop {});

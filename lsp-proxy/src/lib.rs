@@ -15,6 +15,7 @@ pub mod backend;
 pub mod core;
 pub mod hub_link;
 pub mod notifier;
+pub mod presence;
 pub mod runs;
 pub mod sync;
 #[cfg(test)]
@@ -30,6 +31,11 @@ pub struct Settings {
     pub hub: Option<String>,
     pub session: Option<String>,
     pub name: Option<String>,
+    /// Set by editor plugins that handle `chorus/*` notifications and send
+    /// `chorus/cursor`; without it the proxy shows collaborators through
+    /// standard LSP alone (cursor diagnostics) and infers the user's cursor
+    /// from their edits.
+    pub extensions: Option<bool>,
 }
 
 impl Settings {
@@ -38,6 +44,7 @@ impl Settings {
             hub: other.hub.or(self.hub),
             session: other.session.or(self.session),
             name: other.name.or(self.name),
+            extensions: other.extensions.or(self.extensions),
         }
     }
 }

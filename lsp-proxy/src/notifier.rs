@@ -9,7 +9,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::notification::{Notification, Progress};
 use tower_lsp_server::ls_types::{
-    MessageType, NumberOrString, ProgressParams, ProgressParamsValue, WorkDoneProgress,
+    Diagnostic, MessageType, NumberOrString, ProgressParams, ProgressParamsValue,
+    ShowDocumentParams, Uri, WorkDoneProgress,
 };
 use tower_lsp_server::Client;
 
@@ -47,6 +48,8 @@ enum Note {
     Show(MessageType, String),
     Custom(Custom, Value),
     CreateProgress(NumberOrString),
+    Diagnostics(Uri, Vec<Diagnostic>),
+    ShowDocument(ShowDocumentParams),
     Progress(NumberOrString, WorkDoneProgress),
 }
 
@@ -81,6 +84,16 @@ impl Notifier {
 
     pub fn custom(&self, kind: Custom, params: Value) {
         self.send(Note::Custom(kind, params));
+    }
+
+    pub fn diagnostics(&self, uri: Uri, diagnostics: Vec<Diagnostic>) {
+        self.send(Note::Diagnostics(uri, diagnostics));
+    }
+
+    /// Asks the editor to show a document (follow mode). Not awaited beyond
+    /// a short timeout: the editor may ignore it.
+    pub fn show_document(&self, params: ShowDocumentParams) {
+        self.send(Note::ShowDocument(params));
     }
 
     pub fn create_progress(&self, token: NumberOrString) {
@@ -119,6 +132,12 @@ async fn deliver(client: &Client, note: Note) {
                     .await
             }
         },
+        Note::Diagnostics(uri, diagnostics) => {
+            client.publish_diagnostics(uri, diagnostics, None).await
+        }
+        Note::ShowDocument(params) => {
+            let _ = tokio::time::timeout(CREATE_TIMEOUT, client.show_document(params)).await;
+        }
         Note::CreateProgress(token) => {
             let _ =
                 tokio::time::timeout(CREATE_TIMEOUT, client.create_work_done_progress(token)).await;

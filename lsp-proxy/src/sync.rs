@@ -127,6 +127,9 @@ pub struct DocSync {
     held: Option<Held>,
     pending: Option<OperationSeq>,
     next_edit_id: u64,
+    /// Where the user's last own change ended (mirror offset): their
+    /// cursor, as far as an editor without a plugin lets us know it.
+    local_cursor: Option<usize>,
 }
 
 fn is_noop(op: &OperationSeq) -> bool {
@@ -161,6 +164,7 @@ impl DocSync {
             held: None,
             pending: None,
             next_edit_id: 1,
+            local_cursor: None,
         };
         doc.resync(rev, hub_text, out);
         doc
@@ -172,6 +176,11 @@ impl DocSync {
 
     pub fn rev(&self) -> u64 {
         self.ot.rev
+    }
+
+    /// The end of the user's last own change, once.
+    pub fn take_local_cursor(&mut self) -> Option<usize> {
+        self.local_cursor.take()
     }
 
     /// Changes are held until the editor answers the in-flight edit.
@@ -325,6 +334,9 @@ impl DocSync {
 
     /// A change the user made: `c` is an op on the mirror as it was before it.
     fn local(&mut self, mut c: OperationSeq, out: &mut Vec<Effect>) -> Result<(), SyncError> {
+        if let Some((span, _)) = split_first_span(&c) {
+            self.local_cursor = Some(span.start + span.inserted.chars().count());
+        }
         let pending = self.pending.take();
         let mut carried: Option<OperationSeq> = None;
         if let Some(inflight) = self.inflight.take() {

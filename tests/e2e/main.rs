@@ -8,6 +8,7 @@
 mod support;
 
 mod health;
+mod helix;
 mod hub_errors;
 mod joining;
 mod random_typing;

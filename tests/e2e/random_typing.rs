@@ -411,7 +411,7 @@ fn choose_edits(
         // in flight, which content-based echo detection takes for the
         // echo: `stale_edits::*_same_keystroke_*` checks that case alone.
         let enter = if rng.random_bool(0.5) { "\r\n" } else { "\n" };
-        return vec![(at, at, enter.to_owned())];
+        return vec![(at, at, format!("{enter}{}", unique[0]))];
     }
     let n_cursors = if multi_cursor {
         rng.random_range(2..=3).min(cursors.len())

@@ -296,6 +296,12 @@ fn dispatch(ctx: &ReadContext, message: Value) {
             if !ctx.handler.handle(&ctx.outbox, &id, &method, &params) {
                 ctx.outbox.respond(&id, Value::Null);
             }
+            // Requests are recorded beside notifications so that tests can
+            // wait for them (e.g. `window/showDocument`) the same way.
+            ctx.notifications
+                .lock()
+                .unwrap()
+                .push(Received { method, params });
         }
         (Some(method), None) => {
             let params = message.get("params").cloned().unwrap_or(Value::Null);
