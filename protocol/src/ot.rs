@@ -207,8 +207,16 @@ pub fn split_first_span(op: &OperationSeq) -> Option<(Span, OperationSeq)> {
     Some((span, rest))
 }
 
-/// The smallest single span that turns `old` into `new` (common prefix and
-/// suffix trimmed), as an op on `old`.
+/// How long a character diff may search before settling for a coarser
+/// (still correct) answer: a full-text change to a large file must not
+/// stall the proxy.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// An op on `old` that turns it into `new`, touching as little as it can:
+/// the common prefix and suffix are kept, and what lies between is diffed
+/// character by character (Myers). Editors that report whole texts (full
+/// sync, or several cursors at once) then change only what they changed,
+/// so concurrent edits elsewhere in between survive.
 pub fn diff(old: &Rope, new: &str) -> OperationSeq {
     let old_len = old.len_chars();
     let new_chars: Vec<char> = new.chars().collect();
@@ -225,13 +233,45 @@ pub fn diff(old: &Rope, new: &str) -> OperationSeq {
         .take(max_suffix)
         .take_while(|(a, b)| a == *b)
         .count();
-    let inserted: String = new_chars[prefix..new_chars.len() - suffix].iter().collect();
-    Span {
-        start: prefix,
-        deleted: old_len - prefix - suffix,
-        inserted,
+    let old_middle: Vec<char> = old.slice(prefix..old_len - suffix).chars().collect();
+    let new_middle = &new_chars[prefix..new_chars.len() - suffix];
+    let mut op = OperationSeq::default();
+    op.retain(prefix as u64);
+    let deadline = std::time::Instant::now() + DIFF_DEADLINE;
+    let steps = similar::capture_diff_slices_deadline(
+        similar::Algorithm::Myers,
+        &old_middle,
+        new_middle,
+        Some(deadline),
+    );
+    for step in steps {
+        match step {
+            similar::DiffOp::Equal { len, .. } => op.retain(len as u64),
+            similar::DiffOp::Delete { old_len, .. } => op.delete(old_len as u64),
+            similar::DiffOp::Insert {
+                new_index, new_len, ..
+            } => op.insert(
+                &new_middle[new_index..new_index + new_len]
+                    .iter()
+                    .collect::<String>(),
+            ),
+            similar::DiffOp::Replace {
+                old_len,
+                new_index,
+                new_len,
+                ..
+            } => {
+                op.delete(old_len as u64);
+                op.insert(
+                    &new_middle[new_index..new_index + new_len]
+                        .iter()
+                        .collect::<String>(),
+                );
+            }
+        }
     }
-    .to_op(old_len)
+    op.retain(suffix as u64);
+    op
 }
 
 /// Transforms `op` (not yet ordered) past `ordered` (already ordered) and
@@ -288,6 +328,17 @@ mod tests {
             })
         );
         assert_eq!(rope.to_string(), "abc");
+    }
+
+    #[test]
+    fn diff_keeps_what_did_not_change_between_two_edits() {
+        // Two cursors typed at once: the text between them is kept, so a
+        // concurrent edit there is not undone.
+        let op = diff(&Rope::from_str("abcdef"), "aXbcdeYf");
+        assert_eq!(
+            serde_json::to_string(&WireOp(op)).unwrap(),
+            r#"[1,"X",4,"Y",1]"#
+        );
     }
 
     #[test]

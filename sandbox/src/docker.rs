@@ -62,6 +62,9 @@ const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Extra time the in-container `timeout` backstop gives over the executor's wall clock,
 /// so the executor's kill (which reports `timed_out`) normally comes first.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(2);
+/// Inspections (and the pause between them) while waiting for a late OOM event.
+const OOM_EVENT_ATTEMPTS: u32 = 5;
+const OOM_EVENT_DELAY: Duration = Duration::from_millis(50);
 /// How long after its wall clock a container counts as orphaned and may be swept.
 const EXPIRY_GRACE: Duration = Duration::from_secs(60);
 
@@ -666,17 +669,32 @@ async fn drive(
         Some(Err(err)) => status.error = Some(format!("waiting for the container failed: {err}")),
         None => {}
     }
-    match tokio::time::timeout(TEARDOWN_TIMEOUT, docker.inspect_container(id, None)).await {
-        Ok(Ok(inspect)) => {
-            if let Some(state) = inspect.state {
-                status.oom_killed = state.oom_killed.unwrap_or(false);
-                if status.exit_code.is_none() {
-                    status.exit_code = state.exit_code;
+    // The engine records `OOMKilled` from a separate OOM event that can land just after
+    // the exit event. A SIGKILL we did not send is the OOM killer's signature, so only
+    // then is it worth asking again for a moment.
+    let killed_by_kernel = !must_kill && status.exit_code == Some(137);
+    let attempts = if killed_by_kernel {
+        OOM_EVENT_ATTEMPTS
+    } else {
+        1
+    };
+    for attempt in 1..=attempts {
+        match tokio::time::timeout(TEARDOWN_TIMEOUT, docker.inspect_container(id, None)).await {
+            Ok(Ok(inspect)) => {
+                if let Some(state) = inspect.state {
+                    status.oom_killed = state.oom_killed.unwrap_or(false);
+                    if status.exit_code.is_none() {
+                        status.exit_code = state.exit_code;
+                    }
                 }
             }
+            Ok(Err(err)) => warn!(cause = %err, container = %id, "inspect failed"),
+            Err(_) => warn!(container = %id, "inspect timed out"),
         }
-        Ok(Err(err)) => warn!(cause = %err, container = %id, "inspect failed"),
-        Err(_) => warn!(container = %id, "inspect timed out"),
+        if status.oom_killed || attempt == attempts {
+            break;
+        }
+        tokio::time::sleep(OOM_EVENT_DELAY).await;
     }
     status
 }

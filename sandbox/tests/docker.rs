@@ -352,7 +352,12 @@ async fn memory_hog_is_oom_killed() {
         python("hog = []\nwhile True:\n    hog.append(b'x' * (8 * 1024 * 1024))\n"),
     )
     .await;
-    assert!(outcome.status.oom_killed, "{:?}", outcome.status);
+    assert!(
+        outcome.status.oom_killed,
+        "{:?} {:?}",
+        outcome.status,
+        outcome.stderr()
+    );
     assert_eq!(outcome.status.exit_code, Some(137));
     assert!(!outcome.status.timed_out);
     assert_no_containers(&executor).await;

@@ -209,7 +209,7 @@ fn spawn_typist(
     docs: &'static [&'static str],
 ) -> tokio::task::JoinHandle<Typed> {
     let rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
-    tokio::spawn(async move { type_randomly(&editor, index, !spec.full_text, docs, rng).await })
+    tokio::spawn(async move { type_randomly(&editor, index, true, docs, rng).await })
 }
 
 async fn run_one(test: &str, seed: u64, specs: &[Spec], scenario: Scenario) -> Result<(), String> {
@@ -321,11 +321,9 @@ async fn run_one(test: &str, seed: u64, specs: &[Spec], scenario: Scenario) -> R
 /// Types `KEYSTROKES` random keystrokes, each in a random one of `docs`,
 /// with small random pauses, holding incoming edits now and then.
 ///
-/// Editors that report full text type with one cursor only: a multi-cursor
-/// change sent as full text can only be recovered by diffing, and the
-/// proxy's prefix/suffix diff turns it into one span that re-inserts
-/// whatever lies between the cursors, undoing concurrent deletions there
-/// (a limit of full-text sync, not of the proxy's OT).
+/// Editors that report full text type at several cursors too: the proxy
+/// recovers such a change with a character diff, so text between the
+/// cursors is left alone and concurrent deletions there survive.
 async fn type_randomly(
     editor: &Editor,
     index: usize,
