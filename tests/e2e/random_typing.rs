@@ -205,11 +205,10 @@ fn spawn_typist(
     editor: Arc<Editor>,
     seed: u64,
     index: usize,
-    spec: Spec,
     docs: &'static [&'static str],
 ) -> tokio::task::JoinHandle<Typed> {
     let rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
-    tokio::spawn(async move { type_randomly(&editor, index, true, docs, rng).await })
+    tokio::spawn(async move { type_randomly(&editor, index, docs, rng).await })
 }
 
 async fn run_one(test: &str, seed: u64, specs: &[Spec], scenario: Scenario) -> Result<(), String> {
@@ -245,9 +244,7 @@ async fn run_one(test: &str, seed: u64, specs: &[Spec], scenario: Scenario) -> R
     let mut typists: Vec<_> = editors
         .iter()
         .enumerate()
-        .map(|(index, editor)| {
-            spawn_typist(editor.clone(), seed, index, specs[index], scenario.docs)
-        })
+        .map(|(index, editor)| spawn_typist(editor.clone(), seed, index, scenario.docs))
         .collect();
 
     if let Some(spec) = scenario.late_joiner {
@@ -277,7 +274,7 @@ async fn run_one(test: &str, seed: u64, specs: &[Spec], scenario: Scenario) -> R
                 late.describe(scenario.docs[0])
             ));
         }
-        typists.push(spawn_typist(late.clone(), seed, index, spec, scenario.docs));
+        typists.push(spawn_typist(late.clone(), seed, index, scenario.docs));
         editors.push(late);
     }
 
@@ -324,13 +321,7 @@ async fn run_one(test: &str, seed: u64, specs: &[Spec], scenario: Scenario) -> R
 /// Editors that report full text type at several cursors too: the proxy
 /// recovers such a change with a character diff, so text between the
 /// cursors is left alone and concurrent deletions there survive.
-async fn type_randomly(
-    editor: &Editor,
-    index: usize,
-    multi_cursor: bool,
-    docs: &[&str],
-    mut rng: StdRng,
-) -> Typed {
+async fn type_randomly(editor: &Editor, index: usize, docs: &[&str], mut rng: StdRng) -> Typed {
     // 2000 characters per editor: up to three per keystroke (multi-cursor).
     let base = if index % 2 == 0 {
         0x4E00 + index as u32 * 2000
@@ -355,7 +346,7 @@ async fn type_randomly(
         });
         let d = rng.random_range(0..docs.len());
         let made = editor.edit_many_with(docs[d], |buffer| {
-            choose_edits(buffer, unique, multi_cursor, &mut rng)
+            choose_edits(buffer, unique, true, &mut rng)
         });
         for (_, _, text, removed) in made {
             typed[d].inserted.extend(text.chars());
