@@ -27,6 +27,10 @@ enum Command {
         /// Largest message accepted from a client, in bytes.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_message_bytes)]
         max_message_bytes: usize,
+        /// Keep sessions in DIR (embedded SQLite) so they survive restarts;
+        /// without it they live in memory only.
+        #[arg(long, env = "CHORUS_DATA")]
+        data: Option<std::path::PathBuf>,
         #[command(flatten)]
         runs: RunArgs,
     },
@@ -126,8 +130,18 @@ fn main() -> anyhow::Result<()> {
         Command::Hub {
             listen,
             max_message_bytes,
+            data,
             runs,
         } => runtime.block_on(async {
+            match &data {
+                Some(dir) => {
+                    // Fail now, not at the first join, if DIR is unusable.
+                    chorus_hub::storage::Store::open(dir)
+                        .with_context(|| format!("cannot use --data {}", dir.display()))?;
+                    tracing::info!(data = %dir.display(), "sessions are stored");
+                }
+                None => tracing::warn!("sessions are kept in memory only; pass --data DIR to keep them across restarts"),
+            }
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -135,6 +149,7 @@ fn main() -> anyhow::Result<()> {
             let config = chorus_hub::HubConfig {
                 max_message_bytes,
                 runner: runs.runner().await,
+                data_dir: data,
                 ..chorus_hub::HubConfig::default()
             };
             // The one line on stdout, once ready: scripts and tests read the

@@ -160,6 +160,7 @@ async fn handle(
         session,
         name,
         editor,
+        instance,
     } = msg
     else {
         return Flow::Continue(Some(error(
@@ -192,6 +193,7 @@ async fn handle(
             client_id,
             name: name.to_owned(),
             editor: editor.map(|e| e.chars().take(64).collect()),
+            instance: instance.map(|i| i.chars().take(64).collect::<String>().into()),
             outbound: outbound.clone(),
             kick: kick.clone(),
         })

@@ -7,6 +7,7 @@
 //! `rev - history.len() ..= rev` can be transformed up to date.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chorus_protocol::ot::{apply_to_rope, transform, OpError, OperationSeq};
 use ropey::Rope;
@@ -21,10 +22,22 @@ pub enum DocError {
     Invalid { base: u64, source: OpError },
 }
 
+/// Who sent an op: a proxy instance and its per-document op number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Author {
+    pub instance: Arc<str>,
+    pub seq: u64,
+}
+
+struct Logged {
+    op: OperationSeq,
+    author: Option<Author>,
+}
+
 pub struct Document {
     text: Rope,
     rev: u64,
-    history: VecDeque<OperationSeq>,
+    history: VecDeque<Logged>,
     /// Beyond this many ops a lagging client gets a snapshot instead: OT cost
     /// grows with divergence, and a client that far behind is reconnecting.
     history_limit: usize,
@@ -37,6 +50,15 @@ impl Document {
             rev: 0,
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
+        }
+    }
+
+    /// A document restored from storage at revision `rev`. Its history
+    /// starts empty: proxies that were further behind resync from the text.
+    pub fn restore(text: &str, rev: u64, history_limit: usize) -> Self {
+        Document {
+            rev,
+            ..Document::new(text, history_limit)
         }
     }
 
@@ -54,7 +76,12 @@ impl Document {
 
     /// Orders a client op based on `base_rev`: transforms it past every op
     /// the client had not seen, applies it, and returns it as applied.
-    pub fn apply(&mut self, base_rev: u64, mut op: OperationSeq) -> Result<OperationSeq, DocError> {
+    pub fn apply(
+        &mut self,
+        base_rev: u64,
+        mut op: OperationSeq,
+        author: Option<Author>,
+    ) -> Result<OperationSeq, DocError> {
         if base_rev > self.rev {
             return Err(DocError::FutureRevision {
                 base: base_rev,
@@ -75,15 +102,46 @@ impl Document {
         let skip = (base_rev - oldest) as usize;
         for ordered in self.history.range(skip..) {
             // The client op is not yet ordered: it goes first (see ot.rs).
-            op = transform(&op, ordered).map_err(invalid)?.0;
+            op = transform(&op, &ordered.op).map_err(invalid)?.0;
         }
         apply_to_rope(&mut self.text, &op).map_err(invalid)?;
+        self.log(op.clone(), author);
+        Ok(op)
+    }
+
+    /// Re-applies an op from storage at the current revision.
+    pub fn replay(&mut self, op: OperationSeq, author: Option<Author>) -> Result<(), DocError> {
+        apply_to_rope(&mut self.text, &op).map_err(|source| DocError::Invalid {
+            base: self.rev,
+            source,
+        })?;
+        self.log(op, author);
+        Ok(())
+    }
+
+    fn log(&mut self, op: OperationSeq, author: Option<Author>) {
         if self.history.len() == self.history_limit {
             self.history.pop_front();
         }
-        self.history.push_back(op.clone());
+        self.history.push_back(Logged { op, author });
         self.rev += 1;
-        Ok(op)
+    }
+
+    /// The ops after revision `rev`, each with the revision it made, if the
+    /// history still reaches back that far.
+    pub fn since(&self, rev: u64) -> Option<Vec<(u64, &OperationSeq, Option<&Author>)>> {
+        let oldest = self.oldest_rev();
+        if rev < oldest || rev > self.rev {
+            return None;
+        }
+        let skip = (rev - oldest) as usize;
+        Some(
+            self.history
+                .range(skip..)
+                .enumerate()
+                .map(|(i, logged)| (rev + 1 + i as u64, &logged.op, logged.author.as_ref()))
+                .collect(),
+        )
     }
 }
 
@@ -99,9 +157,9 @@ mod tests {
     #[test]
     fn concurrent_ops_are_transformed() {
         let mut doc = Document::new("abc", 100);
-        doc.apply(0, op(r#"["X", 3]"#)).unwrap();
+        doc.apply(0, op(r#"["X", 3]"#), None).unwrap();
         // Based on revision 0, so it must be shifted past the "X".
-        let applied = doc.apply(0, op(r#"[3, "Y"]"#)).unwrap();
+        let applied = doc.apply(0, op(r#"[3, "Y"]"#), None).unwrap();
         assert_eq!(applied, op(r#"[4, "Y"]"#));
         assert_eq!(doc.text().to_string(), "XabcY");
         assert_eq!(doc.rev(), 2);
@@ -111,11 +169,11 @@ mod tests {
     fn bad_ops_change_nothing() {
         let mut doc = Document::new("abc", 100);
         assert!(matches!(
-            doc.apply(0, op(r#"[5]"#)),
+            doc.apply(0, op(r#"[5]"#), None),
             Err(DocError::Invalid { .. })
         ));
         assert_eq!(
-            doc.apply(3, op(r#"[3]"#)),
+            doc.apply(3, op(r#"[3]"#), None),
             Err(DocError::FutureRevision {
                 base: 3,
                 current: 0
@@ -139,14 +197,19 @@ mod tests {
                         format!("{rev},")
                     }
                 )),
+                None,
             )
             .unwrap();
         }
         assert_eq!(doc.oldest_rev(), 2);
         assert_eq!(
-            doc.apply(1, op(r#"[1, "y"]"#)),
+            doc.apply(1, op(r#"[1, "y"]"#), None),
             Err(DocError::StaleRevision { base: 1, oldest: 2 })
         );
-        assert!(doc.apply(2, op(r#"[2, "y"]"#)).is_ok());
+        assert!(doc.apply(2, op(r#"[2, "y"]"#), None).is_ok());
+        assert!(doc.since(1).is_none());
+        let since = doc.since(3).unwrap();
+        assert_eq!(since.len(), 2);
+        assert_eq!(since[0].0, 4);
     }
 }

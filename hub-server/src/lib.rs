@@ -4,7 +4,8 @@
 //! * [`server`] — listener, plain HTTP (`/healthz`) and WebSocket upgrade;
 //! * [`connection`] — one proxy's socket: decoding, handshake, writer task;
 //! * [`session`] — the per-session actor that owns documents and presence;
-//! * [`document`] — a document's rope, revision and op history (pure).
+//! * [`document`] — a document's rope, revision and op history (pure);
+//! * [`storage`] — SQLite op log and snapshots under `--data`.
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
 //! never awaits a socket write.
@@ -13,6 +14,7 @@ pub mod connection;
 pub mod document;
 pub mod server;
 pub mod session;
+pub mod storage;
 
 use std::sync::Arc;
 
@@ -48,6 +50,8 @@ pub struct HubConfig {
     /// Simultaneous connections accepted.
     pub max_connections: usize,
     pub runner: Runner,
+    /// Where sessions are stored; `None` keeps them in memory only.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HubConfig {
@@ -58,6 +62,7 @@ impl Default for HubConfig {
             history_limit: 10_000,
             max_connections: 4096,
             runner: Runner::Disabled("no executor configured".into()),
+            data_dir: None,
         }
     }
 }

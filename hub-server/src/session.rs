@@ -13,14 +13,16 @@ use std::sync::{Arc, Mutex};
 
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::wire::{
-    validate_doc_path, ClientMsg, ErrorCode, OutputStream, Participant, RunResult, ServerMsg,
+    validate_doc_path, ClientMsg, ErrorCode, LoggedOp, OutputStream, Participant, RunResult,
+    ServerMsg,
 };
 use chorus_sandbox::{Chunk, RunRequest, RunStatus, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::document::{DocError, Document};
+use crate::document::{Author, DocError, Document};
+use crate::storage::{Store, SNAPSHOT_EVERY};
 use crate::{HubConfig, Runner};
 
 /// Selections beyond this many in one cursor message are dropped: a cursor
@@ -34,6 +36,8 @@ pub enum SessionCmd {
         client_id: u64,
         name: String,
         editor: Option<String>,
+        /// The proxy's stable id, logged with its ops.
+        instance: Option<Arc<str>>,
         outbound: mpsc::Sender<Message>,
         /// Signalled when the session drops this participant, so that its
         /// connection closes even while its writer is stuck on a full socket.
@@ -91,6 +95,7 @@ impl Registry {
                     docs: HashMap::new(),
                     run: None,
                     me: tx.downgrade(),
+                    store: None,
                 };
                 tokio::spawn(actor.run(rx));
                 SessionHandle { tx }
@@ -112,6 +117,7 @@ impl Registry {
 
 struct ParticipantEntry {
     info: Participant,
+    instance: Option<Arc<str>>,
     outbound: mpsc::Sender<Message>,
     kick: Arc<Notify>,
     docs: BTreeSet<String>,
@@ -139,21 +145,67 @@ struct Session {
     run: Option<ActiveRun>,
     /// For run tasks to report back; weak so the session can still end.
     me: mpsc::WeakSender<SessionCmd>,
+    /// Durable storage, when the hub has `--data`.
+    store: Option<Store>,
 }
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
+    /// Loads the session's stored documents, if the hub keeps any.
+    fn load(&mut self) {
+        let Some(dir) = self.config.data_dir.clone() else {
+            return;
+        };
+        let loaded = Store::open(&dir).and_then(|store| {
+            let docs = store.load_session(&self.id)?;
+            Ok((store, docs))
+        });
+        match loaded {
+            Ok((store, docs)) => {
+                for stored in docs {
+                    let mut doc = Document::restore(
+                        &stored.snapshot_text,
+                        stored.snapshot_rev,
+                        self.config.history_limit,
+                    );
+                    // Replayed into the history too, so that proxies that
+                    // were connected before a restart can catch up by ops.
+                    for logged in stored.log {
+                        if let Err(err) = doc.replay(logged.op, logged.author) {
+                            error!(session = %self.id, doc = %stored.path, cause = %err, "stored op does not apply; document restored up to it");
+                            break;
+                        }
+                    }
+                    info!(session = %self.id, doc = %stored.path, rev = doc.rev(), "document restored");
+                    self.docs.insert(
+                        stored.path,
+                        SharedDoc {
+                            doc,
+                            subscribers: BTreeSet::new(),
+                        },
+                    );
+                }
+                self.store = Some(store);
+            }
+            Err(err) => {
+                error!(session = %self.id, cause = %err, "cannot load the session from storage; it is kept in memory only");
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
+        self.load();
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 SessionCmd::Join {
                     client_id,
                     name,
                     editor,
+                    instance,
                     outbound,
                     kick,
-                } => self.join(client_id, name, editor, outbound, kick),
+                } => self.join(client_id, name, editor, instance, outbound, kick),
                 SessionCmd::Msg { client_id, msg } => self.handle(client_id, msg),
                 SessionCmd::Leave { client_id } => self.leave(client_id),
                 SessionCmd::RunOutput { run_id, chunk } => self.run_output(run_id, chunk),
@@ -167,6 +219,7 @@ impl Session {
         client_id: u64,
         name: String,
         editor: Option<String>,
+        instance: Option<Arc<str>>,
         outbound: mpsc::Sender<Message>,
         kick: Arc<Notify>,
     ) {
@@ -196,6 +249,7 @@ impl Session {
             client_id,
             ParticipantEntry {
                 info,
+                instance,
                 outbound,
                 kick,
                 docs: BTreeSet::new(),
@@ -237,7 +291,7 @@ impl Session {
                     None,
                 ),
             ),
-            ClientMsg::Open { doc, text } => self.open(client_id, doc, text),
+            ClientMsg::Open { doc, text, since } => self.open(client_id, doc, text, since),
             ClientMsg::Close { doc } => {
                 if let Some(entry) = self.participants.get_mut(&client_id) {
                     entry.docs.remove(&doc);
@@ -246,7 +300,7 @@ impl Session {
                     shared.subscribers.remove(&client_id);
                 }
             }
-            ClientMsg::Op { doc, rev, op } => self.op(client_id, doc, rev, op),
+            ClientMsg::Op { doc, rev, op, seq } => self.op(client_id, doc, rev, op, seq),
             ClientMsg::Cursor {
                 doc,
                 rev,
@@ -438,7 +492,7 @@ impl Session {
         );
     }
 
-    fn open(&mut self, client_id: u64, path: String, text: String) {
+    fn open(&mut self, client_id: u64, path: String, text: String, since: Option<u64>) {
         if let Err(message) = validate_doc_path(&path) {
             return self.send(
                 client_id,
@@ -452,6 +506,13 @@ impl Session {
             subscribers: BTreeSet::new(),
         });
         shared.subscribers.insert(client_id);
+        if created {
+            if let Some(store) = &self.store {
+                if let Err(err) = store.create_doc(&self.id, &path, &text) {
+                    error!(session = %self.id, doc = %path, cause = %err, "cannot store new document");
+                }
+            }
+        }
         let reply = ServerMsg::Opened {
             doc: path.clone(),
             rev: shared.doc.rev(),
@@ -461,6 +522,18 @@ impl Session {
                 shared.doc.text().to_string()
             },
             created,
+            history: since.filter(|_| !created).and_then(|since| {
+                shared.doc.since(since).map(|ops| {
+                    ops.into_iter()
+                        .map(|(rev, op, author)| LoggedOp {
+                            rev,
+                            op: WireOp(op.clone()),
+                            instance: author.map(|a| a.instance.to_string()),
+                            seq: author.map(|a| a.seq),
+                        })
+                        .collect()
+                })
+            }),
         };
         debug!(session = %self.id, client_id, doc = %path, created, "document opened");
         if let Some(entry) = self.participants.get_mut(&client_id) {
@@ -469,16 +542,41 @@ impl Session {
         self.send(client_id, &reply);
     }
 
-    fn op(&mut self, client_id: u64, path: String, rev: u64, op: WireOp) {
+    fn op(&mut self, client_id: u64, path: String, rev: u64, op: WireOp, seq: Option<u64>) {
         if !self.is_open(client_id, &path) {
             return self.unknown_doc(client_id, &path);
         }
+        let author = self.participants[&client_id]
+            .instance
+            .clone()
+            .zip(seq)
+            .map(|(instance, seq)| Author { instance, seq });
         let Some(shared) = self.docs.get_mut(&path) else {
             return self.unknown_doc(client_id, &path);
         };
-        match shared.doc.apply(rev, op.0) {
+        match shared.doc.apply(rev, op.0, author.clone()) {
             Ok(applied) => {
                 let new_rev = shared.doc.rev();
+                // Logged before the ack: acknowledged means durable.
+                if let Some(store) = &mut self.store {
+                    let stored = store
+                        .append_op(&self.id, &path, new_rev, &applied, author.as_ref())
+                        .and_then(|()| {
+                            if new_rev % SNAPSHOT_EVERY == 0 {
+                                store.snapshot(
+                                    &self.id,
+                                    &path,
+                                    new_rev,
+                                    &shared.doc.text().to_string(),
+                                )
+                            } else {
+                                Ok(())
+                            }
+                        });
+                    if let Err(err) = stored {
+                        error!(session = %self.id, doc = %path, rev = new_rev, cause = %err, "cannot store op");
+                    }
+                }
                 let remote = ServerMsg::Remote {
                     doc: path.clone(),
                     rev: new_rev,
@@ -505,6 +603,7 @@ impl Session {
                     rev: shared.doc.rev(),
                     text: shared.doc.text().to_string(),
                     created: false,
+                    history: None,
                 };
                 self.send(
                     client_id,

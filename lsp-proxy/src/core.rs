@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::{to_char, to_pos, Encoding, LinePos};
 use chorus_protocol::wire::{
-    ClientMsg, ErrorCode, Participant, Selection, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES,
+    ClientMsg, ErrorCode, LoggedOp, Participant, Selection, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
 use ropey::Rope;
@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use crate::notifier::{Custom, Notifier};
 use crate::presence::CursorBoard;
 use crate::runs::Runs;
-use crate::sync::{apply_changes, Change, DocSync, Effect, SyncError};
+use crate::sync::{apply_changes, CaughtUp, Change, DocSync, Effect, SyncError};
 use crate::Settings;
 
 /// How long the editor gets to answer an `applyEdit`.
@@ -106,6 +106,9 @@ enum DocState {
 struct Doc {
     path: String,
     state: DocState,
+    /// A live document re-opened after the hub connection came back: the
+    /// hub's answer is merged, not adopted.
+    rejoining: bool,
 }
 
 struct Core {
@@ -131,6 +134,8 @@ struct Core {
     board: CursorBoard,
     /// Whose cursor this editor follows (`chorus.follow NAME`).
     follow: Option<String>,
+    /// This proxy's id at the hub, stable across reconnects.
+    instance: String,
 }
 
 pub async fn run(
@@ -157,6 +162,7 @@ pub async fn run(
         extensions: false,
         board: CursorBoard::default(),
         follow: None,
+        instance: new_instance_id(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -299,6 +305,7 @@ impl Core {
             session,
             name,
             editor,
+            instance: Some(self.instance.clone()),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         self.hub = Some(tx);
@@ -351,6 +358,7 @@ impl Core {
         self.send_hub(&ClientMsg::Open {
             doc: path.clone(),
             text: text.clone(),
+            since: None,
         });
         self.by_path.insert(path.clone(), uri.clone());
         self.docs.insert(
@@ -362,6 +370,7 @@ impl Core {
                     seed: text,
                     version,
                 },
+                rejoining: false,
             },
         );
     }
@@ -417,10 +426,26 @@ impl Core {
                     );
                 }
                 self.participants = participants.into_iter().map(|p| (p.client_id, p)).collect();
-                // (Re)join every open document from the editor's text.
+                // (Re)join every open document. A live one offers what it
+                // holds and merges the hub's answer with its unacknowledged
+                // edits; one still joining sends its seed.
                 let uris: Vec<Uri> = self.docs.keys().cloned().collect();
                 for uri in uris {
-                    self.request_resync(&uri);
+                    let Some(doc) = self.docs.get_mut(&uri) else {
+                        continue;
+                    };
+                    match &doc.state {
+                        DocState::Live(sync) => {
+                            doc.rejoining = true;
+                            let msg = ClientMsg::Open {
+                                doc: doc.path.clone(),
+                                text: sync.local_text().to_string(),
+                                since: Some(sync.rev()),
+                            };
+                            self.send_hub(&msg);
+                        }
+                        DocState::Joining { .. } => self.request_resync(&uri),
+                    }
                 }
             }
             ServerMsg::Opened {
@@ -428,7 +453,8 @@ impl Core {
                 rev,
                 text,
                 created,
-            } => self.opened(doc, rev, text, created),
+                history,
+            } => self.opened(doc, rev, text, created, history),
             ServerMsg::Ack { doc, rev } => self.with_live(&doc, |sync, out| sync.ack(rev, out)),
             ServerMsg::Remote { doc, rev, op, .. } => {
                 self.with_live(&doc, |sync, out| sync.remote(rev, &op.0, out))
@@ -490,6 +516,7 @@ impl Core {
         let Some(Doc {
             path,
             state: DocState::Live(sync),
+            ..
         }) = self.docs.get(uri)
         else {
             return;
@@ -579,6 +606,7 @@ impl Core {
         let Some(Doc {
             path,
             state: DocState::Live(sync),
+            ..
         }) = self.docs.get_mut(uri)
         else {
             return;
@@ -658,7 +686,15 @@ impl Core {
         }
     }
 
-    fn opened(&mut self, path: String, rev: u64, hub_text: String, created: bool) {
+    fn opened(
+        &mut self,
+        path: String,
+        rev: u64,
+        hub_text: String,
+        created: bool,
+        history: Option<Vec<LoggedOp>>,
+    ) {
+        let instance = self.instance.clone();
         let Some(uri) = self.by_path.get(&path).cloned() else {
             return;
         };
@@ -723,7 +759,42 @@ impl Core {
                 }
             }
             DocState::Live(mut sync) => {
-                sync.resync(rev, &hub_text, &mut effects);
+                let rejoining = std::mem::take(&mut doc.rejoining);
+                if let (true, false, Some(history)) = (rejoining, created, history) {
+                    // The hub kept every op since our revision: replay them.
+                    let ours = sync.outstanding_seq();
+                    let entries = history
+                        .into_iter()
+                        .map(|logged| {
+                            let mine = logged.instance.as_deref() == Some(instance.as_str())
+                                && logged.seq.is_some()
+                                && logged.seq == ours;
+                            if mine {
+                                CaughtUp::Ours { rev: logged.rev }
+                            } else {
+                                CaughtUp::Theirs {
+                                    rev: logged.rev,
+                                    op: logged.op.0,
+                                }
+                            }
+                        })
+                        .collect();
+                    if let Err(err) = sync.catch_up(entries, &mut effects) {
+                        error!(doc = %path, cause = %err, "cannot replay the hub's ops; taking its text");
+                        sync.resync(rev, &hub_text, &mut effects);
+                    }
+                } else if rejoining && !created {
+                    // The hub no longer has the ops since our revision:
+                    // merge by text.
+                    if let Err(err) = sync.reconnect(rev, &hub_text, &mut effects) {
+                        error!(doc = %path, cause = %err, "cannot merge after reconnecting; taking the hub's text");
+                        sync.resync(rev, &hub_text, &mut effects);
+                    }
+                } else {
+                    // A snapshot after an error, or a hub that lost the
+                    // document and took ours as its seed.
+                    sync.resync(rev, &hub_text, &mut effects);
+                }
                 DocState::Live(sync)
             }
         };
@@ -783,6 +854,7 @@ impl Core {
         let msg = ClientMsg::Open {
             doc: doc.path.clone(),
             text: seed.clone(),
+            since: None,
         };
         self.send_hub(&msg);
     }
@@ -809,10 +881,11 @@ impl Core {
     fn run_effects(&mut self, uri: &Uri, path: &str, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::SendOp { rev, op } => self.send_hub(&ClientMsg::Op {
+                Effect::SendOp { rev, op, seq } => self.send_hub(&ClientMsg::Op {
                     doc: path.to_owned(),
                     rev,
                     op: WireOp(op),
+                    seq: Some(seq),
                 }),
                 Effect::ApplyEdit {
                     id,
@@ -893,6 +966,15 @@ impl Core {
     fn cursor(&self, params: serde_json::Value) {
         self.notifier.custom(Custom::Cursor, params);
     }
+}
+
+/// Unique enough among one session's proxies: process id and start time.
+fn new_instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}-{:x}", std::process::id(), nanos)
 }
 
 fn default_name() -> String {

@@ -28,7 +28,7 @@
 
 use std::time::{Duration, Instant};
 
-use chorus_protocol::client::{ClientError, OtClient};
+use chorus_protocol::client::{ClientError, OtClient, Outgoing, State};
 use chorus_protocol::ot::{
     apply_to_rope, diff, split_first_span, transform, OpError, Operation, OperationSeq, Span,
 };
@@ -69,11 +69,28 @@ fn normalize_line_breaks(text: &str, eol: &str) -> String {
         .replace('\n', eol)
 }
 
+/// One op from the hub's history, replayed after an outage.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CaughtUp {
+    /// Our own outstanding op: its ack was lost.
+    Ours {
+        rev: u64,
+    },
+    Theirs {
+        rev: u64,
+        op: OperationSeq,
+    },
+}
+
 /// What the caller must do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Send `op` to the hub, based on revision `rev`.
-    SendOp { rev: u64, op: OperationSeq },
+    /// Send `op` to the hub, based on revision `rev`, numbered `seq`.
+    SendOp {
+        rev: u64,
+        op: OperationSeq,
+        seq: u64,
+    },
     /// Ask the editor to replace `range` with `new_text` at `version`.
     ApplyEdit {
         id: u64,
@@ -127,9 +144,15 @@ pub struct DocSync {
     held: Option<Held>,
     pending: Option<OperationSeq>,
     next_edit_id: u64,
+    /// Number of the next op sent hubward, and of the one awaiting its ack.
+    next_seq: u64,
+    outstanding_seq: Option<u64>,
     /// Where the user's last own change ended (mirror offset): their
     /// cursor, as far as an editor without a plugin lets us know it.
     local_cursor: Option<usize>,
+    /// The hub's text at `ot.rev`: the common base for a three-way merge
+    /// when the connection comes back after an outage.
+    server: Rope,
 }
 
 fn is_noop(op: &OperationSeq) -> bool {
@@ -164,7 +187,10 @@ impl DocSync {
             held: None,
             pending: None,
             next_edit_id: 1,
+            next_seq: 1,
+            outstanding_seq: None,
             local_cursor: None,
+            server: Rope::from_str(hub_text),
         };
         doc.resync(rev, hub_text, out);
         doc
@@ -200,6 +226,7 @@ impl DocSync {
     /// join or a snapshot after an error); unacknowledged local ops are lost.
     pub fn resync(&mut self, rev: u64, hub_text: &str, out: &mut Vec<Effect>) {
         self.ot = OtClient::new(rev);
+        self.server = Rope::from_str(hub_text);
         let base = match &self.inflight {
             Some(inflight) => &inflight.expected,
             None => &self.mirror,
@@ -371,6 +398,7 @@ impl DocSync {
                 got: rev,
             });
         }
+        apply_to_rope(&mut self.server, op)?;
         let local = self.ot.remote(rev, op)?;
         if !is_noop(&local) {
             self.pending = Some(compose(self.pending.take(), local)?);
@@ -387,12 +415,76 @@ impl DocSync {
                 got: rev,
             });
         }
+        let outstanding = match &self.ot.state {
+            State::AwaitingConfirm(o) | State::AwaitingWithBuffer(o, _) => Some(o.clone()),
+            State::Synchronized => None,
+        };
         if let Some(outgoing) = self.ot.ack(rev)? {
-            out.push(Effect::SendOp {
-                rev: outgoing.rev,
-                op: outgoing.op,
-            });
+            self.emit(outgoing, out);
         }
+        if let Some(o) = outstanding {
+            apply_to_rope(&mut self.server, &o)?;
+        }
+        Ok(())
+    }
+
+    /// The text this proxy holds for the document: the editor's, plus the
+    /// edits on their way to it. Equals the hub's text plus our
+    /// unacknowledged ops.
+    pub fn local_text(&self) -> Rope {
+        let mut text = match &self.inflight {
+            Some(inflight) => inflight.expected.clone(),
+            None => self.mirror.clone(),
+        };
+        if let Some(pending) = &self.pending {
+            // Cannot fail: `pending` is always an op on that text.
+            let _ = apply_to_rope(&mut text, pending);
+        }
+        text
+    }
+
+    /// The connection came back and the hub has `hub_text` at `rev`. Merges
+    /// three ways with the hub's text as we last knew it as the base: our
+    /// unacknowledged ops are transformed past whatever changed at the hub
+    /// meanwhile (others' edits), and sent again; their edits reach the
+    /// editor. Nothing typed on either side is lost. If our outstanding op
+    /// had reached the hub just before the connection broke (its ack lost),
+    /// the hub's text shows it and it is not sent twice.
+    pub fn reconnect(
+        &mut self,
+        rev: u64,
+        hub_text: &str,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SyncError> {
+        let (outstanding, buffer) = match std::mem::take(&mut self.ot.state) {
+            State::Synchronized => (None, None),
+            State::AwaitingConfirm(o) => (Some(o), None),
+            State::AwaitingWithBuffer(o, b) => (Some(o), Some(b)),
+        };
+        let mut ours = outstanding.clone();
+        if let Some(o) = &outstanding {
+            let mut with_ours = self.server.clone();
+            apply_to_rope(&mut with_ours, o)?;
+            if with_ours.len_chars() == hub_text.chars().count() && with_ours == hub_text {
+                self.server = with_ours;
+                ours = None;
+            }
+        }
+        if let Some(b) = buffer {
+            ours = Some(compose(ours, b)?);
+        }
+        let theirs = diff(&self.server, hub_text);
+        let (ours, theirs) = match ours {
+            Some(ours) => transform(&ours, &theirs)?,
+            None => (OperationSeq::default(), theirs),
+        };
+        self.ot = OtClient::new(rev);
+        self.server = Rope::from_str(hub_text);
+        if !is_noop(&theirs) {
+            self.pending = Some(compose(self.pending.take(), theirs)?);
+        }
+        self.send_local(ours, out)?;
+        self.dispatch(out);
         Ok(())
     }
 
@@ -493,11 +585,57 @@ impl DocSync {
             return Ok(());
         }
         if let Some(outgoing) = self.ot.local(c)? {
-            out.push(Effect::SendOp {
-                rev: outgoing.rev,
-                op: outgoing.op,
-            });
+            self.emit(outgoing, out);
         }
+        Ok(())
+    }
+
+    /// Sends an op hubward under the next number.
+    fn emit(&mut self, outgoing: Outgoing, out: &mut Vec<Effect>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.outstanding_seq = Some(seq);
+        out.push(Effect::SendOp {
+            rev: outgoing.rev,
+            op: outgoing.op,
+            seq,
+        });
+    }
+
+    /// The number of the op awaiting the hub's ack, if any.
+    pub fn outstanding_seq(&self) -> Option<u64> {
+        (!self.ot.is_synchronized())
+            .then_some(self.outstanding_seq)
+            .flatten()
+    }
+
+    /// Back after an outage, the hub still had every op since our
+    /// revision: replay them in order. Our own outstanding op among them is
+    /// its lost ack; the rest are others' edits. If ours is not there it
+    /// never arrived, and goes again under the same number.
+    pub fn catch_up(
+        &mut self,
+        history: Vec<CaughtUp>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SyncError> {
+        let outstanding = self.outstanding_seq();
+        for entry in history {
+            match entry {
+                CaughtUp::Ours { rev } if rev > self.ot.rev => self.ack(rev, out)?,
+                CaughtUp::Theirs { rev, op } if rev > self.ot.rev => self.remote(rev, &op, out)?,
+                _ => {}
+            }
+        }
+        if let (Some(seq), true) = (outstanding, self.outstanding_seq() == outstanding) {
+            if let State::AwaitingConfirm(o) | State::AwaitingWithBuffer(o, _) = &self.ot.state {
+                out.push(Effect::SendOp {
+                    rev: self.ot.rev,
+                    op: o.clone(),
+                    seq,
+                });
+            }
+        }
+        self.dispatch(out);
         Ok(())
     }
 

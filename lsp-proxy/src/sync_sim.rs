@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ropey::Rope;
 
-use crate::sync::{Change, DocSync, Effect};
+use crate::sync::{CaughtUp, Change, DocSync, Effect};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -75,8 +75,9 @@ enum FromHub {
 
 struct Hub {
     text: Rope,
-    history: Vec<OperationSeq>,
-    inbox: VecDeque<(usize, u64, OperationSeq)>,
+    /// Every op with who sent it: (proxy, its seq).
+    history: Vec<(OperationSeq, usize, u64)>,
+    inbox: VecDeque<(usize, u64, OperationSeq, u64)>,
 }
 
 struct World {
@@ -275,7 +276,7 @@ impl World {
     fn run_effects(&mut self, i: usize, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::SendOp { rev, op } => {
+                Effect::SendOp { rev, op, seq } => {
                     let base = self.editors[i].base_char;
                     for component in op.ops() {
                         if let chorus_protocol::ot::Operation::Insert(text) = component {
@@ -287,7 +288,7 @@ impl World {
                             );
                         }
                     }
-                    self.hub.inbox.push_back((i, rev, op))
+                    self.hub.inbox.push_back((i, rev, op, seq))
                 }
                 Effect::ApplyEdit {
                     id,
@@ -348,14 +349,14 @@ impl World {
     }
 
     fn hub_step(&mut self) {
-        let Some((from, rev, mut op)) = self.hub.inbox.pop_front() else {
+        let Some((from, rev, mut op, seq)) = self.hub.inbox.pop_front() else {
             return;
         };
-        for ordered in &self.hub.history[rev as usize..] {
+        for (ordered, _, _) in &self.hub.history[rev as usize..] {
             op = transform(&op, ordered).unwrap().0;
         }
         apply_to_rope(&mut self.hub.text, &op).unwrap();
-        self.hub.history.push(op.clone());
+        self.hub.history.push((op.clone(), from, seq));
         let new_rev = self.hub.history.len() as u64;
         for (j, proxy) in self.proxies.iter_mut().enumerate() {
             if j == from {
@@ -366,6 +367,35 @@ impl World {
                     .push_back(FromHub::Remote(new_rev, op.clone()));
             }
         }
+    }
+
+    /// Proxy `i`'s connection breaks: whatever it had sent that the hub
+    /// had not read is gone, and so is everything the hub had queued for it
+    /// (acks included). It reconnects and merges with the hub's text.
+    fn reconnect(&mut self, i: usize) {
+        self.trace.push(format!("p{i} reconnects"));
+        self.hub.inbox.retain(|(from, _, _, _)| *from != i);
+        self.proxies[i].from_hub.clear();
+        let sync = &mut self.proxies[i].sync;
+        let ours = sync.outstanding_seq();
+        let history = self.hub.history[sync.rev() as usize..]
+            .iter()
+            .enumerate()
+            .map(|(k, (op, from, seq))| {
+                let rev = sync.rev() + 1 + k as u64;
+                if *from == i && Some(*seq) == ours {
+                    CaughtUp::Ours { rev }
+                } else {
+                    CaughtUp::Theirs {
+                        rev,
+                        op: op.clone(),
+                    }
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        sync.catch_up(history, &mut out).unwrap();
+        self.run_effects(i, out);
     }
 
     fn tick(&mut self, i: usize) {
@@ -413,9 +443,11 @@ impl World {
             2 => self.proxy_hub_step(i),
             3 => self.hub_step(),
             4 => {
-                // Rarely: a resend timer fires.
+                // Rarely: a resend timer fires, or the connection drops.
                 if self.rng.random_bool(0.02) {
                     self.tick(i)
+                } else if self.rng.random_bool(0.01) {
+                    self.reconnect(i)
                 }
             }
             _ => self.type_something(i),

@@ -45,6 +45,18 @@ pub struct Participant {
     pub editor: Option<String>,
 }
 
+/// An op as the hub logged it: the revision it made and who sent it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedOp {
+    pub rev: u64,
+    pub op: WireOp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
 /// Proxy → hub.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(
@@ -59,15 +71,26 @@ pub enum ClientMsg {
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         editor: Option<String>,
+        /// Stable for the life of one proxy process, across reconnects: the
+        /// hub logs it with each op so the proxy can recognise its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     Open {
         doc: String,
         text: String,
+        /// Rejoining after an outage: the last revision this client saw. The
+        /// hub then also sends the ops since it, if it still has them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
     },
     Op {
         doc: String,
         rev: u64,
         op: WireOp,
+        /// Numbers this instance's ops per document, from 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
     Close {
         doc: String,
@@ -148,6 +171,10 @@ pub enum ServerMsg {
         text: String,
         /// True when this `open` created the document from the sent text.
         created: bool,
+        /// For an `open` with `since`: every op after that revision, when
+        /// the hub still has them all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history: Option<Vec<LoggedOp>>,
     },
     Ack {
         doc: String,

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod durability;
 mod health;
 mod helix;
 mod hub_errors;

@@ -41,12 +41,19 @@ pub struct Hub {
 impl Hub {
     /// Starts a hub on `127.0.0.1:0` and waits for its `listening` line.
     pub async fn start(test: &str) -> Hub {
+        Hub::start_with(test, "hub.log", &["--listen", "127.0.0.1:0"]).await
+    }
+
+    /// Starts a hub with these arguments (after `hub`), logging to
+    /// `log_name` in the test's log directory.
+    pub async fn start_with(test: &str, log_name: &str, args: &[&str]) -> Hub {
         let log_dir = log_dir(test);
-        let log_path = log_dir.join("hub.log");
+        let log_path = log_dir.join(log_name);
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|err| panic!("create {}: {err}", log_path.display()));
         let mut child = Command::new(chorus_bin())
-            .args(["hub", "--listen", "127.0.0.1:0"])
+            .arg("hub")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -89,6 +96,11 @@ impl Hub {
             log_path,
             log_dir,
         }
+    }
+
+    /// `kill -9`: the hub gets no chance to flush or say goodbye.
+    pub async fn kill(&mut self) {
+        let _ = self._child.kill().await;
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
