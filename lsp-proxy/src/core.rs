@@ -656,11 +656,24 @@ impl Core {
                 let doc = self.docs.get(&uri).map(|d| d.path.clone()).ok_or_else(|| {
                     format!("chorus.run: {} is not shared in this session", uri.as_str())
                 })?;
+                // Optional second argument: {"stdin": "...", "args": [...], "language": "..."}.
+                let options = arguments.get(1);
+                let text_field = |key: &str| {
+                    options
+                        .and_then(|o| o.get(key))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                };
+                let args = match options.and_then(|o| o.get("args")) {
+                    None => Vec::new(),
+                    Some(list) => serde_json::from_value::<Vec<String>>(list.clone())
+                        .map_err(|_| "chorus.run: \"args\" must be a list of strings".to_owned())?,
+                };
                 self.send_hub(&ClientMsg::Run {
                     doc: doc.clone(),
-                    language: None,
-                    stdin: None,
-                    args: Vec::new(),
+                    language: text_field("language"),
+                    stdin: text_field("stdin"),
+                    args,
                 });
                 Ok(json!({"requested": doc}))
             }

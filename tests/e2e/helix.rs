@@ -116,6 +116,22 @@ async fn collaborators_appear_as_hint_diagnostics_that_move_and_clear() {
         "right after the inserted text: {hint}"
     );
 
+    // Running is offered as a code action Helix lists under `space a`.
+    let actions = helix
+        .client()
+        .request(
+            "textDocument/codeAction",
+            json!({
+                "textDocument": { "uri": uri },
+                "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } },
+                "context": { "diagnostics": [] },
+            }),
+        )
+        .await
+        .expect("codeAction answers");
+    assert_eq!(actions[0]["title"], "Run with Chorus", "{actions}");
+    assert_eq!(actions[0]["command"]["arguments"][0], uri);
+
     // They leave: the hint goes.
     vscode.kill_proxy().await;
     wait_diagnostics(&helix, &uri, "no more cursors", |d| d.is_empty()).await;

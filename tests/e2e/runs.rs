@@ -187,6 +187,37 @@ async fn editing_goes_on_during_a_hostile_run_until_it_is_stopped() {
     }
 }
 
+/// `chorus.run URI {stdin, args}` hands both to the program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_and_arguments_reach_the_program() {
+    let hub = Hub::start("stdin_and_arguments_reach_the_program").await;
+    let doc = "echo.py";
+    let text =
+        "import sys\nprint('args', sys.argv[1:])\nprint('stdin', sys.stdin.read().strip())\n";
+    let editor = Editor::start(EditorKind::Helix, &hub, "io", "io").await;
+    editor.open(doc, text);
+    assert_converged(&hub, "io", doc, &[&editor]).await;
+    run_command(
+        &editor,
+        "chorus.run",
+        json!([editor.uri(doc), { "stdin": "from stdin\n", "args": ["one", "two"] }]),
+    )
+    .await
+    .expect("accepted");
+    wait_log(&editor, "args ['one', 'two']").await;
+    wait_log(&editor, "stdin from stdin").await;
+    let bad = run_command(
+        &editor,
+        "chorus.run",
+        json!([editor.uri(doc), { "args": "nope" }]),
+    )
+    .await;
+    assert!(
+        bad.as_ref().is_err_and(|e| e.contains("list of strings")),
+        "{bad:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_without_runs_says_why() {
     let mut child = Command::new(chorus_bin())
