@@ -75,7 +75,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 1 << 20)]
     run_output_bytes: usize,
     /// Runs at once across all sessions; more wait in a queue.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     max_concurrent_runs: usize,
     /// Use this image for every language instead of the defaults.
     #[arg(long)]
