@@ -27,6 +27,12 @@ enum Command {
         /// Largest message accepted from a client, in bytes.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_message_bytes)]
         max_message_bytes: usize,
+        /// Largest document, in characters.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_document_chars)]
+        max_document_chars: usize,
+        /// Frames per second one connection may send before it is slowed.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().messages_per_second)]
+        messages_per_second: u32,
         /// Keep sessions in DIR (embedded SQLite) so they survive restarts;
         /// without it they live in memory only.
         #[arg(long, env = "CHORUS_DATA")]
@@ -130,6 +136,8 @@ fn main() -> anyhow::Result<()> {
         Command::Hub {
             listen,
             max_message_bytes,
+            max_document_chars,
+            messages_per_second,
             data,
             runs,
         } => runtime.block_on(async {
@@ -148,6 +156,8 @@ fn main() -> anyhow::Result<()> {
             let addr = listener.local_addr().context("no local address")?;
             let config = chorus_hub::HubConfig {
                 max_message_bytes,
+                max_document_chars,
+                messages_per_second,
                 runner: runs.runner().await,
                 data_dir: data,
                 ..chorus_hub::HubConfig::default()

@@ -44,6 +44,7 @@ where
     });
 
     let kick = Arc::new(Notify::new());
+    let mut pace = Pace::new(config.messages_per_second, config.message_burst);
     let mut joined: Option<Joined> = None;
     let mut kicked = false;
     loop {
@@ -62,6 +63,7 @@ where
                 break;
             }
             Some(Ok(Message::Text(text))) => {
+                pace.wait().await;
                 if text.len() > config.max_message_bytes {
                     Some(error(
                         ErrorCode::TooLarge,
@@ -122,6 +124,41 @@ where
         .is_err()
     {
         writer.abort();
+    }
+}
+
+/// A token bucket over one connection's frames. When it is empty the
+/// reader sleeps instead of refusing: a flooding client is slowed down (its
+/// TCP window fills), honest bursts pass, and nobody else is affected.
+struct Pace {
+    tokens: f64,
+    per_second: f64,
+    burst: f64,
+    last: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new(per_second: u32, burst: u32) -> Self {
+        Pace {
+            tokens: f64::from(burst.max(1)),
+            per_second: f64::from(per_second.max(1)),
+            burst: f64::from(burst.max(1)),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        if self.tokens < 1.0 {
+            let short = (1.0 - self.tokens) / self.per_second;
+            tokio::time::sleep(std::time::Duration::from_secs_f64(short)).await;
+            self.last = tokio::time::Instant::now();
+            self.tokens = 1.0;
+        }
+        self.tokens -= 1.0;
     }
 }
 

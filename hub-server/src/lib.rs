@@ -49,6 +49,14 @@ pub struct HubConfig {
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,
+    /// Frames per second one connection may send on average; beyond it the
+    /// hub reads its frames more slowly (TCP pushes back), nobody else waits.
+    pub messages_per_second: u32,
+    /// How many frames may come at once before pacing starts.
+    pub message_burst: u32,
+    /// Largest document, in characters; ops that would grow one beyond it
+    /// are refused.
+    pub max_document_chars: usize,
     pub runner: Runner,
     /// Where sessions are stored; `None` keeps them in memory only.
     pub data_dir: Option<std::path::PathBuf>,
@@ -61,6 +69,9 @@ impl Default for HubConfig {
             outbound_queue: 4096,
             history_limit: 10_000,
             max_connections: 4096,
+            messages_per_second: 500,
+            message_burst: 2000,
+            max_document_chars: 16 * 1024 * 1024,
             runner: Runner::Disabled("no executor configured".into()),
             data_dir: None,
         }

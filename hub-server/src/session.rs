@@ -554,6 +554,25 @@ impl Session {
         let Some(shared) = self.docs.get_mut(&path) else {
             return self.unknown_doc(client_id, &path);
         };
+        if op.0.target_len() > self.config.max_document_chars {
+            let message = format!(
+                "the document would grow to {} characters; this hub allows {}",
+                op.0.target_len(),
+                self.config.max_document_chars
+            );
+            let snapshot = ServerMsg::Opened {
+                doc: path.clone(),
+                rev: shared.doc.rev(),
+                text: shared.doc.text().to_string(),
+                created: false,
+                history: None,
+            };
+            self.send(
+                client_id,
+                &ServerMsg::error(ErrorCode::TooLarge, message, Some(&path)),
+            );
+            return self.send(client_id, &snapshot);
+        }
         match shared.doc.apply(rev, op.0, author.clone()) {
             Ok(applied) => {
                 let new_rev = shared.doc.rev();

@@ -314,7 +314,22 @@ async fn a_participant_that_stops_reading_is_dropped() {
     // 8000 × 4 KB broadcasts: far more than the per-connection queue and
     // the socket buffers can hold for a client that never reads.
     const CHUNK: usize = 4000;
-    let hub = Hub::start("a_participant_that_stops_reading_is_dropped").await;
+    // This test floods on purpose (32 M characters) to overrun the silent
+    // reader: lift pacing and the document cap (both tested in hostile.rs)
+    // out of its way.
+    let mut hub = Hub::start_with(
+        "a_participant_that_stops_reading_is_dropped",
+        "hub.log",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--messages-per-second",
+            "1000000",
+            "--max-document-chars",
+            "100000000",
+        ],
+    )
+    .await;
     let session = "flood";
     let doc = "flood.txt";
     let a = Editor::start(EditorKind::Helix, &hub, session, "a").await;
@@ -343,10 +358,12 @@ async fn a_participant_that_stops_reading_is_dropped() {
                 .await;
         }
         for _ in 0..BATCH {
-            let ack = writer
-                .wait_type("ack")
-                .await
-                .unwrap_or_else(|err| panic!("flooding stalled after {rev} ops: {err}"));
+            let ack = writer.wait_type("ack").await.unwrap_or_else(|err| {
+                panic!(
+                    "flooding stalled after {rev} ops: {err}; hub {}",
+                    hub.exit_status()
+                )
+            });
             rev = ack["rev"].as_u64().expect("ack.rev");
         }
         len += BATCH * CHUNK as u64;

@@ -103,6 +103,16 @@ impl Hub {
         let _ = self._child.kill().await;
     }
 
+    /// Whether the hub process is still running, or how it ended: for
+    /// failure reports.
+    pub fn exit_status(&mut self) -> String {
+        match self._child.try_wait() {
+            Ok(None) => "still running".into(),
+            Ok(Some(status)) => format!("exited: {status}"),
+            Err(err) => format!("unknown: {err}"),
+        }
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log_path, lines)
     }

@@ -1,0 +1,83 @@
+//! Hostile clients: a flood of frames is paced without slowing anyone else,
+//! and an op that would grow a document past the hub's limit is refused
+//! with the document left as it was.
+
+use serde_json::json;
+
+use crate::support::converge::assert_converged;
+use crate::support::editor::{Editor, EditorKind};
+use crate::support::hub::Hub;
+use crate::support::hub_client::{hub_text, HubClient};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_paced_while_others_sync() {
+    const FLOOD: u64 = 3000;
+    let test = "a_flooding_client_is_paced";
+    let hub = Hub::start_with(
+        test,
+        "hub.log",
+        &["--listen", "127.0.0.1:0", "--messages-per-second", "1000"],
+    )
+    .await;
+    let session = "flooded";
+    let doc = "calm.txt";
+    let a = Editor::start(EditorKind::VsCode, &hub, session, "a").await;
+    let b = Editor::start(EditorKind::Helix, &hub, session, "b").await;
+    a.open(doc, "calm\n");
+    b.open(doc, "calm\n");
+    assert_converged(&hub, session, doc, &[&a, &b]).await;
+
+    let (mut flooder, _) = HubClient::join(&hub.url, session, "flooder").await;
+    for nonce in 0..FLOOD {
+        flooder
+            .send_json(&json!({ "type": "ping", "nonce": nonce }))
+            .await;
+    }
+    // While the hub works through the flood at its own pace, others type.
+    for i in 0..10 {
+        a.insert_after(doc, "calm", &format!(" a{i}"));
+        b.insert_before(doc, "calm", &format!("b{i} "));
+    }
+    let text = assert_converged(&hub, session, doc, &[&a, &b]).await;
+    assert!(text.contains("a9") && text.contains("b9 "), "{text:?}");
+
+    // Nothing of the flood was dropped: every ping is answered, in order.
+    let mut next = 0;
+    while next < FLOOD {
+        let frame = flooder.recv().await.expect("the flooder stays connected");
+        if frame["type"] == "pong" {
+            assert_eq!(frame["nonce"], next, "pongs in order");
+            next += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_op_past_the_document_limit_is_refused() {
+    let test = "an_op_past_the_document_limit";
+    let hub = Hub::start_with(
+        test,
+        "hub.log",
+        &["--listen", "127.0.0.1:0", "--max-document-chars", "100"],
+    )
+    .await;
+    let (mut client, _) = HubClient::join(&hub.url, "limits", "big").await;
+    client.open("small.txt", "tiny").await;
+    let huge = "x".repeat(200);
+    client
+        .send_json(&json!({ "type": "op", "doc": "small.txt", "rev": 0, "op": [4, huge] }))
+        .await;
+    let error = client.expect_type("error").await;
+    assert_eq!(error["code"], "too_large", "{error}");
+    let snapshot = client.expect_type("opened").await;
+    assert_eq!(snapshot["text"], "tiny");
+    // A small op still works, and the hub kept the text.
+    client
+        .send_json(&json!({ "type": "op", "doc": "small.txt", "rev": 0, "op": [4, "!"] }))
+        .await;
+    client.expect_type("ack").await;
+    let (_, text) = hub_text(&hub.url, "limits", "small.txt")
+        .await
+        .expect("text");
+    assert_eq!(text, "tiny!");
+}

