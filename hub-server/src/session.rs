@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chorus_protocol::ot::WireOp;
+use chorus_protocol::text::checksum;
 use chorus_protocol::wire::{
     validate_doc_path, ClientMsg, ErrorCode, LoggedOp, OutputStream, Participant, RunResult,
     ServerMsg,
@@ -327,6 +328,7 @@ impl Session {
                 stdin,
                 args,
             } => self.start_run(client_id, doc, language, stdin, args),
+            ClientMsg::Checksum { doc, rev, hash } => self.checksum(client_id, doc, rev, hash),
             ClientMsg::Stop {} => match self.run.as_mut() {
                 Some(run) => {
                     info!(session = %self.id, client_id, run_id = run.run_id, "run stopped by participant");
@@ -340,6 +342,39 @@ impl Session {
                 ),
             },
         }
+    }
+
+    fn checksum(&mut self, client_id: u64, path: String, rev: u64, hash: String) {
+        if !self.is_open(client_id, &path) {
+            return self.unknown_doc(client_id, &path);
+        }
+        let Some(shared) = self.docs.get(&path) else {
+            return;
+        };
+        // Only comparable at the same revision; a client behind will check
+        // again later.
+        if rev != shared.doc.rev() {
+            return;
+        }
+        let ours = checksum(shared.doc.text());
+        if ours == hash {
+            return;
+        }
+        error!(session = %self.id, client_id, doc = %path, rev, theirs = %hash, %ours, "client text differs from the hub's; resyncing it");
+        let snapshot = ServerMsg::Opened {
+            doc: path.clone(),
+            rev,
+            text: shared.doc.text().to_string(),
+            created: false,
+            history: None,
+        };
+        let message =
+            format!("your text of {path} at revision {rev} differs from the hub's; resyncing");
+        self.send(
+            client_id,
+            &ServerMsg::error(ErrorCode::ChecksumMismatch, message, Some(&path)),
+        );
+        self.send(client_id, &snapshot);
     }
 
     fn start_run(

@@ -30,12 +30,14 @@ use tracing::{debug, error, info, warn};
 use crate::notifier::{Custom, Notifier};
 use crate::presence::CursorBoard;
 use crate::runs::Runs;
-use crate::sync::{apply_changes, CaughtUp, Change, DocSync, Effect, SyncError};
+use crate::sync::{apply_changes, Audit, CaughtUp, Change, DocSync, Effect, SyncError};
 use crate::Settings;
 
 /// How long the editor gets to answer an `applyEdit`.
 const APPLY_EDIT_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(200);
+/// How often each quiet document's text is compared with the hub's.
+const AUDIT_EVERY: Duration = Duration::from_secs(5);
 
 pub enum Event {
     Init {
@@ -136,6 +138,7 @@ struct Core {
     follow: Option<String>,
     /// This proxy's id at the hub, stable across reconnects.
     instance: String,
+    last_audit: Instant,
 }
 
 pub async fn run(
@@ -163,6 +166,7 @@ pub async fn run(
         board: CursorBoard::default(),
         follow: None,
         instance: new_instance_id(),
+        last_audit: Instant::now(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -494,6 +498,13 @@ impl Core {
             ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
+                if code == ErrorCode::ChecksumMismatch {
+                    // The snapshot that follows resyncs the document; say
+                    // it loudly, it means a bug somewhere.
+                    error!(%message, "checksum mismatch with the hub");
+                    self.notifier
+                        .log(MessageType::ERROR, format!("Chorus: {message}"));
+                }
                 if matches!(
                     code,
                     ErrorCode::IncompatibleProtocol
@@ -874,12 +885,27 @@ impl Core {
 
     fn tick(&mut self) {
         let now = Instant::now();
+        let audit = self.connected && now.duration_since(self.last_audit) >= AUDIT_EVERY;
+        if audit {
+            self.last_audit = now;
+        }
         let mut work = Vec::new();
+        let mut checks = Vec::new();
         for (uri, doc) in &mut self.docs {
             if let DocState::Live(sync) = &mut doc.state {
                 let mut effects = Vec::new();
                 if let Err(err) = sync.tick(now, &mut effects) {
                     error!(doc = %doc.path, cause = %err, "resend failed");
+                }
+                if audit {
+                    match sync.audit(&mut effects) {
+                        Audit::Busy => {}
+                        Audit::Clean { rev, hash } => checks.push((doc.path.clone(), rev, hash)),
+                        Audit::Drifted { rev, hash } => {
+                            error!(doc = %doc.path, rev, "the editor's text drifted from the session's; bringing it back");
+                            checks.push((doc.path.clone(), rev, hash));
+                        }
+                    }
                 }
                 if !effects.is_empty() {
                     work.push((uri.clone(), doc.path.clone(), effects));
@@ -888,6 +914,9 @@ impl Core {
         }
         for (uri, path, effects) in work {
             self.run_effects(&uri, &path, effects);
+        }
+        for (doc, rev, hash) in checks {
+            self.send_hub(&ClientMsg::Checksum { doc, rev, hash });
         }
     }
 

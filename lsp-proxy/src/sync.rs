@@ -32,7 +32,7 @@ use chorus_protocol::client::{ClientError, OtClient, Outgoing, State};
 use chorus_protocol::ot::{
     apply_to_rope, diff, split_first_span, transform, OpError, Operation, OperationSeq, Span,
 };
-use chorus_protocol::text::{splits_crlf, to_char, to_pos, Encoding, LinePos};
+use chorus_protocol::text::{checksum, splits_crlf, to_char, to_pos, Encoding, LinePos};
 use ropey::Rope;
 
 /// An in-flight edit nobody resolved after this long is sent again on the
@@ -67,6 +67,22 @@ fn normalize_line_breaks(text: &str, eol: &str) -> String {
     text.replace("\r\n", "\n")
         .replace('\r', "\n")
         .replace('\n', eol)
+}
+
+/// The outcome of [`DocSync::audit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audit {
+    /// Edits in flight: nothing to compare now.
+    Busy,
+    Clean {
+        rev: u64,
+        hash: String,
+    },
+    /// The editor's text differed from the hub's; it is being repaired.
+    Drifted {
+        rev: u64,
+        hash: String,
+    },
 }
 
 /// One op from the hub's history, replayed after an outage.
@@ -426,6 +442,29 @@ impl DocSync {
             apply_to_rope(&mut self.server, &o)?;
         }
         Ok(())
+    }
+
+    /// For the periodic check, when nothing is in flight: the revision and
+    /// the checksum of the hub's text as this proxy holds it. If the
+    /// editor's text has drifted from it, the editor is brought back first
+    /// and `Drifted` says so.
+    pub fn audit(&mut self, out: &mut Vec<Effect>) -> Audit {
+        if !self.is_synchronized() {
+            return Audit::Busy;
+        }
+        let hash = checksum(&self.server);
+        if self.mirror.len_chars() != self.server.len_chars() || self.mirror != self.server {
+            let server = self.server.to_string();
+            self.resync(self.ot.rev, &server, out);
+            return Audit::Drifted {
+                rev: self.ot.rev,
+                hash,
+            };
+        }
+        Audit::Clean {
+            rev: self.ot.rev,
+            hash,
+        }
     }
 
     /// The text this proxy holds for the document: the editor's, plus the

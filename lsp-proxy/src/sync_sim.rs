@@ -454,7 +454,21 @@ impl World {
         }
     }
 
-    fn check_converged(&self, initial: &str) {
+    fn check_converged(&mut self, initial: &str) {
+        let hub_hash = chorus_protocol::text::checksum(&self.hub.text);
+        let hub_rev = self.hub.history.len() as u64;
+        for proxy in &mut self.proxies {
+            let mut out = Vec::new();
+            let audit = proxy.sync.audit(&mut out);
+            assert_eq!(
+                audit,
+                crate::sync::Audit::Clean {
+                    rev: hub_rev,
+                    hash: hub_hash.clone()
+                }
+            );
+            assert!(out.is_empty());
+        }
         let hub = self.hub.text.to_string();
         for (i, (editor, proxy)) in self.editors.iter().zip(&self.proxies).enumerate() {
             assert_eq!(

@@ -93,6 +93,20 @@ pub fn to_pos(rope: &Rope, idx: usize, enc: Encoding) -> LinePos {
     }
 }
 
+/// FNV-1a over the text's UTF-8 bytes, as 16 hex digits: cheap, stable
+/// across machines, and the same for a rope however it is chunked. Used to
+/// check that hub and proxy hold the same text (not for security).
+pub fn checksum(rope: &Rope) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for chunk in rope.chunks() {
+        for byte in chunk.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
 /// True when `idx` falls between the `\r` and `\n` of a CRLF pair, a place
 /// no LSP position can name.
 pub fn splits_crlf(rope: &Rope, idx: usize) -> bool {
@@ -140,6 +154,21 @@ mod tests {
         assert_eq!(to_pos(&rope, 3, Encoding::Utf8), pos(1, 0));
         assert!(splits_crlf(&rope, 2));
         assert!(!splits_crlf(&rope, 1));
+    }
+
+    #[test]
+    fn checksum_ignores_chunking() {
+        let text = "é😀\r\n".repeat(5000);
+        let mut built = Rope::new();
+        for (i, c) in text.chars().enumerate() {
+            built.insert_char(i, c);
+        }
+        assert_eq!(checksum(&built), checksum(&Rope::from_str(&text)));
+        assert_ne!(
+            checksum(&Rope::from_str("a")),
+            checksum(&Rope::from_str("b"))
+        );
+        assert_eq!(checksum(&Rope::new()), "cbf29ce484222325");
     }
 
     #[test]

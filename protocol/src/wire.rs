@@ -117,11 +117,20 @@ pub enum ClientMsg {
     },
     /// Stop the session's current run.
     Stop {},
+    /// "At revision `rev` my text hashes to `hash`" (see
+    /// `text::checksum`). The hub answers a mismatch with `error` and a
+    /// fresh `opened` snapshot; a match, or a revision it has moved past,
+    /// gets no answer.
+    Checksum {
+        doc: String,
+        rev: u64,
+        hash: String,
+    },
 }
 
 impl ClientMsg {
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "open", "op", "close", "cursor", "ping", "run", "stop",
+        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum",
     ];
 }
 
@@ -253,6 +262,8 @@ pub enum ErrorCode {
     NoRun,
     /// This hub cannot run code (no Docker engine, or turned off).
     RunsDisabled,
+    /// A client's text differs from the hub's at the same revision.
+    ChecksumMismatch,
 }
 
 /// Why a frame could not be decoded, ready to send back.

@@ -2,6 +2,8 @@
 //! and an op that would grow a document past the hub's limit is refused
 //! with the document left as it was.
 
+use chorus_protocol::text::checksum;
+use ropey::Rope;
 use serde_json::json;
 
 use crate::support::converge::assert_converged;
@@ -80,4 +82,32 @@ async fn an_op_past_the_document_limit_is_refused() {
         .await
         .expect("text");
     assert_eq!(text, "tiny!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksums_are_checked_and_a_mismatch_resyncs() {
+    let hub = Hub::start("checksums_are_checked").await;
+    let (mut client, _) = HubClient::join(&hub.url, "sums", "c").await;
+    let opened = client.open("f.txt", "héllo\r\n").await;
+    let rev = opened["rev"].as_u64().expect("rev");
+    let right = checksum(&Rope::from_str("héllo\r\n"));
+    client
+        .send_json(&json!({ "type": "checksum", "doc": "f.txt", "rev": rev, "hash": right }))
+        .await;
+    // A match is not answered: the next frame is the pong.
+    client
+        .send_json(&json!({ "type": "ping", "nonce": 7 }))
+        .await;
+    let next = client.recv().await.expect("a frame");
+    assert_eq!(next["type"], "pong", "{next}");
+
+    client
+        .send_json(
+            &json!({ "type": "checksum", "doc": "f.txt", "rev": rev, "hash": "0000000000000000" }),
+        )
+        .await;
+    let error = client.expect_type("error").await;
+    assert_eq!(error["code"], "checksum_mismatch", "{error}");
+    let snapshot = client.expect_type("opened").await;
+    assert_eq!(snapshot["text"], "héllo\r\n");
 }
