@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, instrument};
 
-use crate::session::{Registry, SessionCmd, SessionHandle};
+use crate::session::{JoinRequest, Registry, SessionCmd, SessionHandle};
 use crate::HubConfig;
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -226,14 +226,14 @@ async fn handle(
     let client_id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
     let handle = registry.get_or_create(&session, config);
     let sent = handle
-        .send(SessionCmd::Join {
+        .send(SessionCmd::Join(JoinRequest {
             client_id,
             name: name.to_owned(),
             editor: editor.map(|e| e.chars().take(64).collect()),
             instance: instance.map(|i| i.chars().take(64).collect::<String>().into()),
             outbound: outbound.clone(),
             kick: kick.clone(),
-        })
+        }))
         .await;
     if !sent {
         return Flow::Close(error(ErrorCode::Overloaded, "session is shutting down"));

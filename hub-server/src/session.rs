@@ -30,20 +30,24 @@ use crate::{HubConfig, Runner};
 /// relay is presence, not a bulk channel.
 const MAX_SELECTIONS: usize = 64;
 
+/// A connection asking to take part in a session.
+#[derive(Debug)]
+pub struct JoinRequest {
+    pub client_id: u64,
+    pub name: String,
+    pub editor: Option<String>,
+    /// The proxy's stable id, logged with its ops.
+    pub instance: Option<Arc<str>>,
+    pub outbound: mpsc::Sender<Message>,
+    /// Signalled when the session drops this participant, so that its
+    /// connection closes even while its writer is stuck on a full socket.
+    pub kick: Arc<Notify>,
+}
+
 /// What a connection can ask of its session.
 #[derive(Debug)]
 pub enum SessionCmd {
-    Join {
-        client_id: u64,
-        name: String,
-        editor: Option<String>,
-        /// The proxy's stable id, logged with its ops.
-        instance: Option<Arc<str>>,
-        outbound: mpsc::Sender<Message>,
-        /// Signalled when the session drops this participant, so that its
-        /// connection closes even while its writer is stuck on a full socket.
-        kick: Arc<Notify>,
-    },
+    Join(JoinRequest),
     Msg {
         client_id: u64,
         msg: ClientMsg,
@@ -199,14 +203,7 @@ impl Session {
         self.load();
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                SessionCmd::Join {
-                    client_id,
-                    name,
-                    editor,
-                    instance,
-                    outbound,
-                    kick,
-                } => self.join(client_id, name, editor, instance, outbound, kick),
+                SessionCmd::Join(request) => self.join(request),
                 SessionCmd::Msg { client_id, msg } => self.handle(client_id, msg),
                 SessionCmd::Leave { client_id } => self.leave(client_id),
                 SessionCmd::RunOutput { run_id, chunk } => self.run_output(run_id, chunk),
@@ -215,15 +212,15 @@ impl Session {
         }
     }
 
-    fn join(
-        &mut self,
-        client_id: u64,
-        name: String,
-        editor: Option<String>,
-        instance: Option<Arc<str>>,
-        outbound: mpsc::Sender<Message>,
-        kick: Arc<Notify>,
-    ) {
+    fn join(&mut self, request: JoinRequest) {
+        let JoinRequest {
+            client_id,
+            name,
+            editor,
+            instance,
+            outbound,
+            kick,
+        } = request;
         let info = Participant {
             client_id,
             name,
@@ -361,19 +358,26 @@ impl Session {
             return;
         }
         error!(session = %self.id, client_id, doc = %path, rev, theirs = %hash, %ours, "client text differs from the hub's; resyncing it");
+        let message =
+            format!("your text of {path} at revision {rev} differs from the hub's; resyncing");
+        self.refuse_and_resync(client_id, &path, ErrorCode::ChecksumMismatch, message);
+    }
+
+    /// Answers `code` and then the document's text: after a refused op or
+    /// a mismatch the client's view cannot be trusted, so it resyncs from
+    /// the authoritative text.
+    fn refuse_and_resync(&mut self, client_id: u64, path: &str, code: ErrorCode, message: String) {
+        let Some(shared) = self.docs.get(path) else {
+            return;
+        };
         let snapshot = ServerMsg::Opened {
-            doc: path.clone(),
-            rev,
+            doc: path.to_owned(),
+            rev: shared.doc.rev(),
             text: shared.doc.text().to_string(),
             created: false,
             history: None,
         };
-        let message =
-            format!("your text of {path} at revision {rev} differs from the hub's; resyncing");
-        self.send(
-            client_id,
-            &ServerMsg::error(ErrorCode::ChecksumMismatch, message, Some(&path)),
-        );
+        self.send(client_id, &ServerMsg::error(code, message, Some(path)));
         self.send(client_id, &snapshot);
     }
 
@@ -595,18 +599,7 @@ impl Session {
                 op.0.target_len(),
                 self.config.max_document_chars
             );
-            let snapshot = ServerMsg::Opened {
-                doc: path.clone(),
-                rev: shared.doc.rev(),
-                text: shared.doc.text().to_string(),
-                created: false,
-                history: None,
-            };
-            self.send(
-                client_id,
-                &ServerMsg::error(ErrorCode::TooLarge, message, Some(&path)),
-            );
-            return self.send(client_id, &snapshot);
+            return self.refuse_and_resync(client_id, &path, ErrorCode::TooLarge, message);
         }
         match shared.doc.apply(rev, op.0, author.clone()) {
             Ok(applied) => {
@@ -652,20 +645,7 @@ impl Session {
                     DocError::StaleRevision { .. } => ErrorCode::StaleRevision,
                     _ => ErrorCode::InvalidOp,
                 };
-                let snapshot = ServerMsg::Opened {
-                    doc: path.clone(),
-                    rev: shared.doc.rev(),
-                    text: shared.doc.text().to_string(),
-                    created: false,
-                    history: None,
-                };
-                self.send(
-                    client_id,
-                    &ServerMsg::error(code, err.to_string(), Some(&path)),
-                );
-                // The client's view can no longer be trusted: hand it the
-                // authoritative text to resync from.
-                self.send(client_id, &snapshot);
+                self.refuse_and_resync(client_id, &path, code, err.to_string());
             }
         }
     }
