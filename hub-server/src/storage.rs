@@ -246,7 +246,7 @@ mod tests {
     fn log_and_snapshots_rebuild_every_document() {
         let dir = std::env::temp_dir().join(format!("chorus-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut store = Store::open(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
         let ada = Author {
             instance: "ada-1".into(),
             seq: 1,
