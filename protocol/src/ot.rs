@@ -157,6 +157,45 @@ pub struct Span {
 }
 
 impl Span {
+    /// The same change, minus what it deletes only to insert again: the
+    /// common suffix, then the common prefix, of the replaced text (in
+    /// `base`) and the inserted text. Editors report replacements this way
+    /// (Neovim sends Enter in mid-line as "replace `b` with `\nb`"); taken
+    /// literally, a concurrent delete of `b` would be undone by the
+    /// re-insert. Suffix first keeps edits away from the document's end,
+    /// where editors handle ranges least well.
+    pub fn trimmed(&self, base: &Rope) -> Span {
+        let replaced: Vec<char> = base
+            .slice(self.start..self.start + self.deleted)
+            .chars()
+            .collect();
+        let inserted: Vec<char> = self.inserted.chars().collect();
+        let suffix = replaced
+            .iter()
+            .rev()
+            .zip(inserted.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let (replaced, inserted) = (
+            &replaced[..replaced.len() - suffix],
+            &inserted[..inserted.len() - suffix],
+        );
+        let prefix = replaced
+            .iter()
+            .zip(inserted.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
+        Span {
+            start: self.start + prefix,
+            deleted: replaced.len() - prefix,
+            inserted: inserted[prefix..].iter().collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deleted == 0 && self.inserted.is_empty()
+    }
+
     pub fn to_op(&self, base_len: usize) -> OperationSeq {
         let mut op = OperationSeq::default();
         op.retain(self.start as u64);
@@ -342,6 +381,39 @@ mod tests {
     }
 
     #[test]
+    fn trimming_keeps_only_the_change() {
+        let base = Rope::from_str("ab\n");
+        // Enter in mid-line, as Neovim reports it.
+        let enter = Span {
+            start: 1,
+            deleted: 1,
+            inserted: "\nb".into(),
+        };
+        assert_eq!(
+            enter.trimmed(&base),
+            Span {
+                start: 1,
+                deleted: 0,
+                inserted: "\n".into()
+            }
+        );
+        // A newline doubled at the end lands before the final newline.
+        let doubled = Span {
+            start: 2,
+            deleted: 1,
+            inserted: "\n\n".into(),
+        };
+        assert_eq!(doubled.trimmed(&base).start, 2);
+        assert!(Span {
+            start: 0,
+            deleted: 2,
+            inserted: "ab".into()
+        }
+        .trimmed(&base)
+        .is_empty());
+    }
+
+    #[test]
     fn split_spans_in_order() {
         let op = decode(r#"[1, "X", -1, 2, -1, "YZ", 1]"#).unwrap().0;
         let (first, rest) = split_first_span(&op).unwrap();
@@ -428,6 +500,23 @@ mod tests {
                 rest = next;
             }
             prop_assert_eq!(current, expected);
+        }
+
+        #[test]
+        fn trimmed_spans_do_the_same((text, a, _b) in arb_text_and_two_ops()) {
+            let rope = Rope::from_str(&text);
+            let mut rest = a.clone();
+            let mut current = text.clone();
+            while let Some((span, next)) = split_first_span(&rest) {
+                let base = Rope::from_str(&current);
+                let len = current.chars().count();
+                let whole = apply_to_string(&current, &span.to_op(len)).unwrap();
+                let trimmed = apply_to_string(&current, &span.trimmed(&base).to_op(len)).unwrap();
+                prop_assert_eq!(&whole, &trimmed);
+                current = whole;
+                rest = next;
+            }
+            let _ = rope;
         }
 
         #[test]

@@ -82,7 +82,7 @@ function T.proxy_state()
     return 'no chorus client'
   end
   local answer = client:request_sync('chorus/documentState', { uri = vim.uri_from_bufnr(T.buf()) }, 2000)
-  return vim.json.encode(answer)
+  return vim.json.encode(answer and (answer.result or answer.err) or 'no answer')
 end
 -- Types `count` unique characters (codepoints base, base+1, ...) at random
 -- places, every `interval` ms: half through the API (as a plugin or a
@@ -113,7 +113,8 @@ function T.type_random(seed, count, base, interval)
     else
       vim.api.nvim_win_set_cursor(0, { row + 1, col })
       local keys = 'i' .. ch .. (newline and '\r' or '') .. '\27'
-      vim.api.nvim_feedkeys(keys, 'n', false)
+      -- escape_ks: multibyte characters may contain K_SPECIAL (0x80) bytes.
+      vim.api.nvim_feedkeys(keys, 'n', true)
     end
     T.typed = T.typed + 1
   end))
@@ -158,8 +159,10 @@ impl Nvim {
         let init = format!(
             "vim.opt.rtp:prepend({plugin})\n\
              vim.o.swapfile = false\n\
+             -- CHORUS_NVIM_LSP_LOG=debug logs every LSP message in lsp.log.\n\
+             if vim.env.CHORUS_NVIM_LSP_LOG then vim.lsp.set_log_level(vim.env.CHORUS_NVIM_LSP_LOG) end\n\
              vim.o.shortmess = vim.o.shortmess .. 'F'\n\
-             require('chorus').setup({{ hub = {hub}, name = {name}, cmd = {{ {bin}, 'lsp' }} }})\n\
+             require('chorus').setup({{ hub = {hub}, name = {name}, root = {workspace}, cmd = {{ {bin}, 'lsp' }} }})\n\
              vim.cmd.cd({workspace})\n\
              -- plugin/ scripts load after -u; load ours now for :ChorusJoin.\n\
              vim.cmd.runtime('plugin/chorus.lua')\n\
@@ -226,14 +229,19 @@ impl Nvim {
 
     /// Evaluates a Vim expression in this instance; its value as text.
     async fn eval(&self, expr: &str) -> Result<String, String> {
-        let output = Command::new(&self.bin)
+        let run = Command::new(&self.bin)
             .args(["--headless", "--clean", "--server"])
             .arg(&self.socket)
             .arg("--remote-expr")
             .arg(expr)
             .stdin(Stdio::null())
-            .output()
+            .kill_on_drop(true)
+            .output();
+        // A Neovim stuck (or flooded by an edit loop) must fail the test,
+        // not hang it.
+        let output = tokio::time::timeout(Duration::from_secs(10), run)
             .await
+            .map_err(|_| format!("{expr}: no answer within 10 s"))?
             .map_err(|err| format!("run nvim --server: {err}"))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() || !stderr.trim().is_empty() {
@@ -279,6 +287,14 @@ impl Nvim {
 
     async fn text(&self) -> String {
         self.lua("T.text()").await
+    }
+}
+
+impl Drop for Nvim {
+    /// Neovim is killed (SIGKILL) with the test, so it cannot remove its
+    /// socket itself.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -417,9 +433,12 @@ async fn three_neovims_typing_concurrently_converge() {
         }
         let rest: String = text
             .chars()
-            .filter(|c| !bases.iter().any(|b| (*b..b + COUNT).contains(&(*c as u32))) && *c != '\n')
+            .filter(|c| {
+                !bases.iter().any(|b| (*b..b + COUNT).contains(&(*c as u32))) && !c.is_whitespace()
+            })
             .collect();
-        let seed_rest: String = SEED_TEXT.chars().filter(|c| *c != '\n').collect();
+        // Whitespace aside: typing Enter auto-indents the new line.
+        let seed_rest: String = SEED_TEXT.chars().filter(|c| !c.is_whitespace()).collect();
         assert_eq!(
             rest, seed_rest,
             "the seed text is changed besides the insertions"
@@ -535,4 +554,80 @@ async fn chorus_run_output_appears_in_every_neovim() {
         status.contains("3 people") && status.contains("exited with code 0"),
         "{status}"
     );
+}
+
+/// Enter in the middle of a line: Neovim reports it as replacing the rest
+/// of the line with a newline plus that same rest ("b" → "\nb"). A
+/// collaborator who deleted that rest at the same time must not see it
+/// come back: the two intentions are "split after a" and "delete b".
+///
+/// Deterministic: the concurrent delete comes from a raw hub client whose
+/// op is based on the revision before Ada's Enter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enter_concurrent_with_a_delete_of_the_rest_of_the_line() {
+    use crate::support::hub_client::HubClient;
+    use serde_json::json;
+
+    let hub = Hub::start("neovim_enter_vs_delete").await;
+    let session = "nvim-enter";
+    let ws = workspace(&hub, "ab\n");
+    let ada = Nvim::start(&hub, &ws, session, "ada").await;
+    wait_joined(&ada).await;
+    let (mut raw, _) = HubClient::join(&hub.url, session, "raw").await;
+    let opened = raw.open(DOC, "").await;
+    assert_eq!(opened["text"], "ab\n", "{opened}");
+    let rev = opened["rev"].as_u64().expect("rev");
+    ada.keys("gg0a<CR><Esc>").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while hub_text(&hub.url, session, DOC).await.map(|(_, t)| t) != Ok("a\nb\n".into()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Ada's Enter never reached the hub"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Delete "b", concurrently with the Enter (same base revision).
+    raw.send_json(&json!({ "type": "op", "doc": DOC, "rev": rev, "op": [1, -1, 1] }))
+        .await;
+    let ack = raw.wait_type("ack").await;
+    assert!(
+        ack.is_ok(),
+        "the hub refused the concurrent delete: {ack:?}"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let hub_doc = hub_text(&hub.url, session, DOC).await.map(|(_, t)| t);
+        let mine = ada.text().await;
+        if hub_doc.as_deref() == Ok("a\n\n") && mine == "a\n\n" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected \"a\\n\\n\" (split after a, b deleted); hub {hub_doc:?}, Neovim {mine:?}\n{}",
+            ada.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkhealth_finds_the_binary_the_hub_and_neovim() {
+    let hub = Hub::start("neovim_checkhealth").await;
+    let ws = workspace(&hub, "x = 1\n");
+    let ada = Nvim::start(&hub, &ws, "nvim-health", "ada").await;
+    let report = ada
+        .lua(
+            "(function() vim.cmd('checkhealth chorus') \
+             return table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\\n') end)()",
+        )
+        .await;
+    for expected in [
+        "OK Neovim 0.11",
+        "OK version: chorus ",
+        "answers GET /healthz: HTTP/1.1 200",
+        "OK joined nvim-health",
+    ] {
+        assert!(report.contains(expected), "no {expected:?} in:\n{report}");
+    }
+    assert!(!report.contains("ERROR"), "{report}");
 }

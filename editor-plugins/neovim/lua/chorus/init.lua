@@ -1,0 +1,301 @@
+-- Chorus for Neovim: joins a session by attaching `chorus lsp` to the
+-- workspace's buffers, and draws what the proxy's chorus/* notifications
+-- report (presence, cursors, runs). Public API: setup, join, leave, run,
+-- stop, who, follow, statusline.
+
+local state = require('chorus.state')
+local cursors = require('chorus.cursors')
+local run = require('chorus.run')
+
+local M = {}
+
+local group = vim.api.nvim_create_augroup('chorus', { clear = true })
+
+local function notify(msg, level)
+  vim.notify('Chorus: ' .. msg, level or vim.log.levels.INFO)
+end
+
+--- setup{ hub = 'ws://HOST:PORT/', name = 'Ada', cmd = {'chorus', 'lsp'},
+---        root = nil, root_markers = {'.git'} }
+function M.setup(opts)
+  state.config = vim.tbl_deep_extend('force', state.config, opts or {})
+  if type(state.config.cmd) == 'string' then
+    state.config.cmd = { state.config.cmd, 'lsp' }
+  end
+end
+
+local function normalize(path)
+  return (vim.fs.normalize(vim.fn.fnamemodify(path, ':p')):gsub('/$', ''))
+end
+
+local function workspace_root()
+  if state.config.root then
+    return normalize(state.config.root)
+  end
+  local found = vim.fs.root(0, state.config.root_markers)
+  return normalize(found or vim.fn.getcwd())
+end
+
+--- Whether a buffer holds a file under the session's workspace root: only
+--- those are shared (the proxy refuses paths outside it anyway).
+local function shareable(bufnr)
+  if not state.session or vim.bo[bufnr].buftype ~= '' then
+    return false
+  end
+  local name = vim.api.nvim_buf_get_name(bufnr)
+  if name == '' then
+    return false
+  end
+  local path = normalize(name)
+  return path:sub(1, #state.root + 1) == state.root .. '/'
+end
+
+local function on_presence(params)
+  if params.event == 'joined' and params.participant then
+    local p = params.participant
+    state.people[p.clientId] = { name = p.name, editor = p.editor }
+    notify(p.name .. ' joined')
+  elseif params.event == 'left' then
+    state.people[params.clientId] = nil
+    cursors.clear(params.clientId)
+    notify((params.name or '?') .. ' left')
+  end
+  vim.cmd.redrawstatus()
+end
+
+-- Notification handlers run in the main loop already (Neovim schedules
+-- them), so they may touch buffers directly.
+local handlers = {
+  ['chorus/presence'] = function(_, params)
+    on_presence(params)
+  end,
+  ['chorus/cursor'] = function(_, params)
+    -- Someone who moves is present even if we joined after them (the
+    -- proxy announces only later arrivals).
+    if params.clientId and not state.people[params.clientId] then
+      state.people[params.clientId] = { name = params.name }
+    end
+    cursors.on_remote(params)
+  end,
+  ['chorus/runStarted'] = function(_, params)
+    run.on_started(params)
+  end,
+  ['chorus/runOutput'] = function(_, params)
+    run.on_output(params)
+  end,
+  ['chorus/runFinished'] = function(_, params)
+    run.on_finished(params)
+  end,
+  ['workspace/applyEdit'] = function(...)
+    return require('chorus.edits').handler(...)
+  end,
+}
+
+local function client_config()
+  local cmd = vim.list_extend({}, state.config.cmd)
+  local capabilities = vim.lsp.protocol.make_client_capabilities()
+  -- utf-32 columns are the proxy's own unit; it picks them when offered.
+  capabilities.general = capabilities.general or {}
+  capabilities.general.positionEncodings = { 'utf-32', 'utf-16' }
+  return {
+    name = 'chorus',
+    cmd = cmd,
+    root_dir = state.root,
+    workspace_folders = {
+      { uri = vim.uri_from_fname(state.root), name = vim.fs.basename(state.root) },
+    },
+    capabilities = capabilities,
+    init_options = {
+      hub = state.config.hub,
+      session = state.session,
+      name = state.config.name,
+      -- We draw cursors ourselves and send chorus/cursor.
+      extensions = true,
+    },
+    -- Every keystroke must reach the proxy at once; Neovim's default
+    -- 150 ms debounce would batch and delay edits.
+    flags = { debounce_text_changes = 0 },
+    handlers = handlers,
+    on_exit = function(code, signal, client_id)
+      if state.client_id == client_id then
+        vim.schedule(function()
+          if state.session then
+            notify(string.format('chorus lsp exited (code %s, signal %s)', code, signal), vim.log.levels.WARN)
+          end
+          state.client_id = nil
+        end)
+      end
+    end,
+  }
+end
+
+--- Attaches the proxy to one buffer (vim.lsp.start reuses the running
+--- client, matched by name and root_dir).
+local function attach(bufnr)
+  if not shareable(bufnr) then
+    return
+  end
+  local id = vim.lsp.start(client_config(), { bufnr = bufnr })
+  if id then
+    state.client_id = id
+  end
+end
+
+function M.join(session)
+  if not session or session == '' then
+    return notify('usage: :ChorusJoin <session>', vim.log.levels.ERROR)
+  end
+  if state.session then
+    M.leave()
+  end
+  state.session = session
+  state.root = workspace_root()
+  vim.api.nvim_clear_autocmds({ group = group })
+  vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {
+    group = group,
+    callback = function(ev)
+      attach(ev.buf)
+    end,
+  })
+  vim.api.nvim_create_autocmd({ 'CursorMoved', 'CursorMovedI' }, {
+    group = group,
+    callback = function()
+      cursors.on_moved()
+    end,
+  })
+  for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_is_loaded(bufnr) then
+      attach(bufnr)
+    end
+  end
+  notify(string.format('joined %s at %s (workspace %s)', session, state.config.hub, state.root))
+  vim.cmd.redrawstatus()
+end
+
+function M.leave()
+  if not state.session then
+    return notify('not in a session')
+  end
+  local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
+  local session = state.session
+  vim.api.nvim_clear_autocmds({ group = group })
+  cursors.clear_all()
+  state.reset()
+  if client then
+    client:stop()
+  end
+  notify('left ' .. session)
+  vim.cmd.redrawstatus()
+end
+
+--- The running proxy client, or nil after telling the user why not.
+local function client_or_warn()
+  local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
+  if not client then
+    notify('not in a session (:ChorusJoin <session>)', vim.log.levels.WARN)
+  end
+  return client
+end
+
+local function exec(client, command, arguments)
+  client:exec_cmd({ title = command, command = command, arguments = arguments }, { bufnr = 0 }, function(err)
+    if err then
+      notify(command .. ': ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+    end
+  end)
+end
+
+--- Runs the session's code: `file` (a path) or the current buffer.
+--- `options` may carry stdin and args.
+function M.run(file, options)
+  local client = client_or_warn()
+  if not client then
+    return
+  end
+  local uri
+  if file then
+    uri = vim.uri_from_fname(normalize(file))
+  else
+    uri = vim.uri_from_bufnr(0)
+  end
+  exec(client, 'chorus.run', { uri, options or vim.empty_dict() })
+end
+
+function M.stop()
+  local client = client_or_warn()
+  if client then
+    exec(client, 'chorus.stop', {})
+  end
+end
+
+--- Names of the other people in the session, sorted.
+function M.names()
+  local names = {}
+  for _, p in pairs(state.people) do
+    table.insert(names, p.name)
+  end
+  table.sort(names)
+  return names
+end
+
+function M.who()
+  if not state.session then
+    return notify('not in a session')
+  end
+  local lines = { 'session ' .. state.session .. ' · you: ' .. (state.config.name or '(default name)') }
+  for id, p in pairs(state.people) do
+    table.insert(lines, string.format('  %s%s (#%d)', p.name, p.editor and (' · ' .. p.editor) or '', id))
+  end
+  if vim.tbl_isempty(state.people) then
+    table.insert(lines, '  nobody else seen yet')
+  end
+  notify(table.concat(lines, '\n'))
+end
+
+--- Follow a collaborator's cursor (nil: stop following).
+function M.follow(name)
+  if not state.session then
+    return notify('not in a session')
+  end
+  state.following = name
+  if not name then
+    notify('stopped following')
+  else
+    notify('following ' .. name)
+    local bufnr, row, col = cursors.position_of(name)
+    if bufnr then
+      cursors.follow_to(bufnr, { head = { line = row, character = 0 } })
+      pcall(vim.api.nvim_win_set_cursor, 0, { row + 1, col })
+    end
+  end
+  vim.cmd.redrawstatus()
+end
+
+--- Statusline component: "♪ session · N people · run state", or "".
+function M.statusline()
+  if not state.session then
+    return ''
+  end
+  local parts = { '♪ ' .. state.session }
+  local others = vim.tbl_count(state.people)
+  table.insert(parts, string.format('%d %s', others + 1, others == 0 and 'person' or 'people'))
+  if state.following then
+    table.insert(parts, 'following ' .. state.following)
+  end
+  if state.run then
+    if state.run.running then
+      table.insert(parts, 'running #' .. tostring(state.run.id))
+    elseif state.run.summary then
+      table.insert(parts, 'run #' .. tostring(state.run.id) .. ': ' .. state.run.summary)
+    end
+  end
+  if not state.client_id then
+    table.insert(parts, 'offline')
+  end
+  return table.concat(parts, ' · ')
+end
+
+--- For tests and health checks: the shared state, read-only by convention.
+M.state = state
+
+return M

@@ -1,0 +1,47 @@
+-- Shared, mutable plugin state. Kept in its own module so that init.lua,
+-- cursors.lua and run.lua can all see it without requiring each other in a
+-- cycle.
+
+local M = {}
+
+--- Options from setup(), with defaults filled in.
+M.config = {
+  -- Hub URL; the proxy's own default is ws://127.0.0.1:7420/.
+  hub = 'ws://127.0.0.1:7420/',
+  -- Name shown to collaborators.
+  name = nil,
+  -- How to start the proxy; arguments after it are ours.
+  cmd = { 'chorus', 'lsp' },
+  -- Workspace root: a path, or nil to look for root_markers from the
+  -- current buffer, falling back to the current directory.
+  root = nil,
+  root_markers = { '.git' },
+  -- Milliseconds between two chorus/cursor notifications while moving.
+  cursor_throttle_ms = 50,
+  -- Height of the run output split.
+  run_height = 12,
+}
+
+--- The session joined, or nil.
+M.session = nil
+--- The workspace root of the session (absolute, no trailing slash).
+M.root = nil
+--- Id of the chorus lsp client, or nil.
+M.client_id = nil
+--- People in the session by hub client id: { name = ..., editor = ... }.
+M.people = {}
+--- Name of the collaborator being followed, or nil.
+M.following = nil
+--- The current or last run: { id, name, doc, running, summary }.
+M.run = nil
+
+function M.reset()
+  M.session = nil
+  M.root = nil
+  M.client_id = nil
+  M.people = {}
+  M.following = nil
+  M.run = nil
+end
+
+return M

@@ -1,0 +1,42 @@
+-- Chorus user commands. Loaded automatically from the runtimepath; the
+-- work itself lives in lua/chorus/ and is only required when a command runs,
+-- so that having the plugin installed costs nothing at startup.
+
+if vim.g.loaded_chorus then
+  return
+end
+vim.g.loaded_chorus = true
+
+local function chorus()
+  return require('chorus')
+end
+
+vim.api.nvim_create_user_command('ChorusJoin', function(opts)
+  chorus().join(opts.args)
+end, { nargs = 1, desc = 'Chorus: join a session (attach chorus lsp to the workspace)' })
+
+vim.api.nvim_create_user_command('ChorusLeave', function()
+  chorus().leave()
+end, { nargs = 0, desc = 'Chorus: leave the session' })
+
+vim.api.nvim_create_user_command('ChorusRun', function(opts)
+  chorus().run(opts.args ~= '' and opts.args or nil)
+end, { nargs = '?', complete = 'file', desc = "Chorus: run the session's code" })
+
+vim.api.nvim_create_user_command('ChorusStop', function()
+  chorus().stop()
+end, { nargs = 0, desc = "Chorus: stop the session's run" })
+
+vim.api.nvim_create_user_command('ChorusWho', function()
+  chorus().who()
+end, { nargs = 0, desc = 'Chorus: who is in the session' })
+
+vim.api.nvim_create_user_command('ChorusFollow', function(opts)
+  chorus().follow(opts.args ~= '' and opts.args or nil)
+end, {
+  nargs = '?',
+  complete = function()
+    return require('chorus').names()
+  end,
+  desc = 'Chorus: follow a collaborator (no name: stop following)',
+})
