@@ -36,7 +36,17 @@ where
     let (outbound, mut queue) = mpsc::channel::<Message>(config.outbound_queue);
     let mut writer = tokio::spawn(async move {
         while let Some(frame) = queue.recv().await {
-            if sink.send(frame).await.is_err() {
+            // Write everything already queued, then flush once: one syscall
+            // per burst instead of one per frame when fanning out.
+            if sink.feed(frame).await.is_err() {
+                return;
+            }
+            while let Ok(frame) = queue.try_recv() {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
         }

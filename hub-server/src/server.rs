@@ -140,7 +140,11 @@ async fn handle_socket(socket: TcpStream, peer: String, registry: Registry, conf
                 // Frames up to this size are read and answered with a
                 // too_large error; beyond it the connection is cut.
                 .max_message_size(Some(config.max_message_bytes * 16))
-                .max_frame_size(Some(config.max_message_bytes * 16));
+                .max_frame_size(Some(config.max_message_bytes * 16))
+                // Frames are tiny keystrokes; tungstenite grows the buffer for
+                // big ones. The default 128 KiB per connection dominated RSS
+                // at 800 connections (BENCHMARKS.md).
+                .read_buffer_size(8 * 1024);
             let ws = WebSocketStream::from_raw_socket(reader, Role::Server, Some(ws_config)).await;
             connection::serve(ws, peer, registry, config).await;
             return;
