@@ -27,7 +27,9 @@ use chorus_protocol::ot::{apply_to_rope, transform, OperationSeq};
 use ropey::Rope;
 
 /// What the hub keeps per document by default (`HubConfig::history_limit`).
-const HISTORY_LIMIT: usize = 10_000;
+fn history_limit() -> usize {
+    chorus_hub::HubConfig::default().history_limit
+}
 /// Timed replays per trace and variant; the median is reported.
 const REPEATS: usize = 5;
 /// Documents held at once for the memory measurement.
@@ -261,7 +263,7 @@ fn replay_ropey(trace: &Trace) -> (Duration, Rope) {
 }
 
 fn replay_document(ops: Vec<(u64, OperationSeq)>) -> (Duration, Document) {
-    let mut doc = Document::new("", HISTORY_LIMIT);
+    let mut doc = Document::new("", history_limit());
     let start = Instant::now();
     for (base, op) in ops {
         if let Err(err) = doc.apply(base, op, None) {
@@ -391,7 +393,7 @@ fn memory(trace: &Trace) -> String {
     let build = || {
         // Ops are built one at a time, as they would arrive, so that what
         // stays allocated is the document alone: text and history.
-        let mut doc = Document::new("", HISTORY_LIMIT);
+        let mut doc = Document::new("", history_limit());
         let mut len = 0usize;
         for patch in &trace.patches {
             let base = doc.rev();

@@ -45,7 +45,9 @@ pub struct HubConfig {
     pub max_message_bytes: usize,
     /// Frames queued per connection before it counts as too slow.
     pub outbound_queue: usize,
-    /// Ops kept per document for transforming late client ops.
+    /// Ops kept per document for transforming late client ops. 2,000 is
+    /// minutes of a team typing; 10,000 cost ~1.9 MiB per document and made
+    /// the document path 25% slower (cache misses; BENCHMARKS.md).
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,
@@ -67,7 +69,7 @@ impl Default for HubConfig {
         HubConfig {
             max_message_bytes: chorus_protocol::wire::DEFAULT_MAX_MESSAGE_BYTES,
             outbound_queue: 4096,
-            history_limit: 10_000,
+            history_limit: 2_000,
             max_connections: 4096,
             messages_per_second: 500,
             message_burst: 2000,

@@ -216,7 +216,7 @@ async fn garbage_before_joining(hub: &Hub) -> Vec<String> {
 }
 
 /// An op based on a revision the hub no longer keeps history for gets
-/// `stale_revision` (the client must resync). The hub keeps 10,000 ops per
+/// `stale_revision` (the client must resync). The hub keeps 2,000 ops per
 /// document by default; this fills a scratch document until revision 0 is
 /// gone, checking with a rev-0 op after every batch (accepted while it is
 /// still in the history).
