@@ -701,15 +701,7 @@ async fn drive(
 
 /// A status with nothing set yet, filled in as the run goes.
 fn blank_status() -> RunStatus {
-    RunStatus {
-        exit_code: None,
-        timed_out: false,
-        oom_killed: false,
-        truncated: false,
-        cancelled: false,
-        duration_ms: 0,
-        error: None,
-    }
+    RunStatus::default()
 }
 
 fn unix_seconds() -> u64 {

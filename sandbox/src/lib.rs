@@ -82,7 +82,7 @@ pub struct Chunk {
 }
 
 /// How a run ended.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
     /// The program's exit code (137 after a SIGKILL); `None` if it never ran.
@@ -105,13 +105,8 @@ impl RunStatus {
     /// A run that never started, with the reason.
     pub fn failed(error: impl Into<String>) -> Self {
         RunStatus {
-            exit_code: None,
-            timed_out: false,
-            oom_killed: false,
-            truncated: false,
-            cancelled: false,
-            duration_ms: 0,
             error: Some(error.into()),
+            ..RunStatus::default()
         }
     }
 }
