@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::checksum;
 use chorus_protocol::wire::{
-    validate_doc_path, ClientMsg, ErrorCode, LoggedOp, OutputStream, Participant, RunResult,
-    ServerMsg,
+    validate_doc_path, ClientMsg, ErrorCode, LoggedOp, OutputStream, Participant, ServerMsg,
 };
 use chorus_sandbox::{Chunk, RunRequest, RunStatus, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -504,16 +503,14 @@ impl Session {
         }
         self.run = None;
         info!(session = %self.id, run_id, ?status, "run finished");
-        let result = RunResult {
-            exit_code: status.exit_code,
-            timed_out: status.timed_out,
-            oom_killed: status.oom_killed,
-            truncated: status.truncated,
-            cancelled: status.cancelled,
-            duration_ms: status.duration_ms,
-            error: status.error,
-        };
-        self.broadcast(&ServerMsg::RunFinished { run_id, result }, None, None);
+        self.broadcast(
+            &ServerMsg::RunFinished {
+                run_id,
+                result: status,
+            },
+            None,
+            None,
+        );
     }
 
     fn is_open(&self, client_id: u64, doc: &str) -> bool {

@@ -160,6 +160,16 @@ pub struct RunResult {
     pub error: Option<String>,
 }
 
+impl RunResult {
+    /// A run that never started, with the reason.
+    pub fn failed(error: impl Into<String>) -> Self {
+        RunResult {
+            error: Some(error.into()),
+            ..RunResult::default()
+        }
+    }
+}
+
 /// Hub → proxy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(

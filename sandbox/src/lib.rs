@@ -81,35 +81,9 @@ pub struct Chunk {
     pub data: String,
 }
 
-/// How a run ended.
-#[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunStatus {
-    /// The program's exit code (137 after a SIGKILL); `None` if it never ran.
-    pub exit_code: Option<i64>,
-    /// Killed by the wall-clock limit.
-    pub timed_out: bool,
-    /// The kernel's OOM killer fired inside the container.
-    pub oom_killed: bool,
-    /// Output exceeded the byte cap; the run was killed and the rest dropped.
-    pub truncated: bool,
-    /// Stopped by the caller.
-    pub cancelled: bool,
-    /// Time from container start to its end (0 if it never started).
-    pub duration_ms: u64,
-    /// Why the run could not happen or finish normally (unknown language, engine failure…).
-    pub error: Option<String>,
-}
-
-impl RunStatus {
-    /// A run that never started, with the reason.
-    pub fn failed(error: impl Into<String>) -> Self {
-        RunStatus {
-            error: Some(error.into()),
-            ..RunStatus::default()
-        }
-    }
-}
+/// How a run ended: the protocol's own type, so that the hub hands it to
+/// participants as it is.
+pub use chorus_protocol::wire::RunResult as RunStatus;
 
 /// Something that runs code. The hub holds one behind an `Arc<dyn Executor>`; tests may
 /// use a fake.
@@ -170,7 +144,12 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&status).unwrap(),
-            r#"{"exitCode":0,"timedOut":false,"oomKilled":true,"truncated":false,"cancelled":false,"durationMs":12,"error":null}"#
+            r#"{"exitCode":0,"timedOut":false,"oomKilled":true,"truncated":false,"cancelled":false,"durationMs":12}"#
+        );
+        // A reason, when there is one, is part of the shape too.
+        assert_eq!(
+            serde_json::to_value(RunStatus::failed("no engine")).unwrap()["error"],
+            "no engine"
         );
         assert_eq!(
             serde_json::to_string(&Stream::Stderr).unwrap(),
