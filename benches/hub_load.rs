@@ -191,7 +191,14 @@ struct HubProcess {
 async fn start_hub(extra_args: &[&str]) -> HubProcess {
     let log = std::env::temp_dir().join(format!("chorus-bench-hub-{}.log", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
+        .args([
+            "hub",
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--open",
+            "--no-runs",
+        ])
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

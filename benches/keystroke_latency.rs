@@ -68,7 +68,14 @@ fn log_path(name: &str) -> PathBuf {
 
 async fn run(keys: usize, rate: f64) {
     let mut hub = Command::new(chorus())
-        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
+        .args([
+            "hub",
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--open",
+            "--no-runs",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(

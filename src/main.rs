@@ -1,8 +1,11 @@
 //! The `chorus` binary: a thin clap front over the hub and proxy crates.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
+use chorus_hub::access::Access;
+use chorus_hub::storage::{Database, Store};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +27,23 @@ enum Command {
         /// Address to listen on (WebSocket at `/`, health check at `/healthz`).
         #[arg(long, default_value = "127.0.0.1:7420", env = "CHORUS_LISTEN")]
         listen: SocketAddr,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Keep nothing: sessions live in memory and end with the hub.
+        /// Needs --open, since no tokens can be issued.
+        #[arg(long, conflicts_with_all = ["data", "database"])]
+        in_memory: bool,
+        /// Let anyone who reaches the hub join any session without a token
+        /// (trusted networks, demos). Without it, sessions must be made by
+        /// `chorus session create`, and joining needs one of its tokens.
+        #[arg(long, env = "CHORUS_OPEN")]
+        open: bool,
+        /// Serve wss:// with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key", env = "CHORUS_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert", env = "CHORUS_TLS_KEY")]
+        tls_key: Option<PathBuf>,
         /// Largest message accepted from a client, in bytes.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_message_bytes)]
         max_message_bytes: usize,
@@ -33,16 +53,19 @@ enum Command {
         /// Frames per second one connection may send before it is slowed.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().messages_per_second)]
         messages_per_second: u32,
-        /// Keep sessions in DIR (embedded SQLite) so they survive restarts;
-        /// without it they live in memory only.
-        #[arg(long, env = "CHORUS_DATA")]
-        data: Option<std::path::PathBuf>,
+        /// Simultaneous connections accepted.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections)]
+        max_connections: usize,
+        /// Ops kept per document for catching up late or reconnecting
+        /// clients by ops; a client further behind is merged by text.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().history_limit)]
+        history_limit: usize,
         #[command(flatten)]
         runs: RunArgs,
     },
     /// Run the LSP server an editor starts beside its language server.
     Lsp {
-        /// Hub WebSocket URL, e.g. ws://127.0.0.1:7420/
+        /// Hub URL, e.g. ws://127.0.0.1:7420/ or wss://hub.example.com/
         #[arg(long, env = "CHORUS_HUB")]
         hub: Option<String>,
         /// Session to join.
@@ -51,12 +74,86 @@ enum Command {
         /// Your name as collaborators see it.
         #[arg(long, env = "CHORUS_NAME")]
         name: Option<String>,
+        /// The session's join or read-only token.
+        #[arg(long, env = "CHORUS_TOKEN")]
+        token: Option<String>,
+        /// Also trust this CA certificate (PEM) for wss://, for hubs with a
+        /// self-signed certificate. The system's roots are always trusted.
+        #[arg(long, env = "CHORUS_HUB_CA")]
+        hub_ca: Option<PathBuf>,
         /// Accepted for editors that pass it; stdio is the only transport.
         #[arg(long, hide = true)]
         stdio: bool,
     },
+    /// Create, list and revoke sessions and their tokens.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Create a session and print its join and read-only tokens (shown
+    /// once: only their hashes are stored). A revoked session can be
+    /// created again, with new tokens and its documents intact.
+    Create {
+        /// Session name (letters, digits, `-`, `_`, `.`); random if omitted.
+        id: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List stored sessions.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Invalidate a session's tokens; everyone in it is disconnected.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where sessions are kept: shared by `chorus hub` and `chorus session`,
+/// which must point at the same place.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Keep sessions in embedded SQLite under DIR
+    /// [default: $XDG_DATA_HOME/chorus or ~/.local/share/chorus].
+    #[arg(long, env = "CHORUS_DATA")]
+    data: Option<PathBuf>,
+    /// Keep sessions in PostgreSQL instead: postgres://user:pass@host/db.
+    #[arg(long, env = "CHORUS_DATABASE", conflicts_with = "data")]
+    database: Option<String>,
+}
+
+impl StoreArgs {
+    fn database(&self) -> Database {
+        if let Some(url) = &self.database {
+            return Database::parse(url);
+        }
+        if let Some(dir) = &self.data {
+            return Database::Sqlite(dir.clone());
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        Database::Sqlite(base.join("chorus"))
+    }
+
+    async fn open(&self) -> anyhow::Result<(Database, Store)> {
+        let database = self.database();
+        let store = Store::open(&database)
+            .await
+            .with_context(|| format!("cannot open {}", database.describe()))?;
+        Ok((database, store))
+    }
 }
 
 /// How `chorus.run` executes code; defaults are safe for shared use.
@@ -135,36 +232,60 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Hub {
             listen,
+            store,
+            in_memory,
+            open,
+            tls_cert,
+            tls_key,
             max_message_bytes,
             max_document_chars,
             messages_per_second,
-            data,
+            max_connections,
+            history_limit,
             runs,
         } => runtime.block_on(async {
-            match &data {
-                Some(dir) => {
-                    // Fail now, not at the first join, if DIR is unusable.
-                    chorus_hub::storage::Store::open(dir)
-                        .with_context(|| format!("cannot use --data {}", dir.display()))?;
-                    tracing::info!(data = %dir.display(), "sessions are stored");
+            let access = if open { Access::Open } else { Access::Tokens };
+            let store = if in_memory {
+                if !open {
+                    anyhow::bail!(
+                        "--in-memory keeps no sessions, so no tokens can exist for them: add --open"
+                    );
                 }
-                None => tracing::warn!("sessions are kept in memory only; pass --data DIR to keep them across restarts"),
+                tracing::warn!("sessions are kept in memory only and end with the hub");
+                None
+            } else {
+                // Fail now, not at the first join, if storage is unusable.
+                let (database, store) = store.open().await?;
+                tracing::info!(storage = %database.describe(), "sessions are stored");
+                Some(store)
+            };
+            if access == Access::Open {
+                tracing::warn!("--open: anyone who reaches this hub may join any session");
             }
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(chorus_hub::tls::server_config(cert, key)?),
+                _ => None,
+            };
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr().context("no local address")?;
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
             let config = chorus_hub::HubConfig {
                 max_message_bytes,
                 max_document_chars,
                 messages_per_second,
+                max_connections,
+                history_limit: history_limit.max(1),
                 runner: runs.runner().await,
-                data_dir: data,
+                store,
+                access,
+                tls,
                 ..chorus_hub::HubConfig::default()
             };
             // The one line on stdout, once ready: scripts and tests read the
             // port here.
-            println!("listening ws://{addr}/");
+            println!("listening {scheme}://{addr}/");
             tracing::info!(%addr, "chorus hub ready");
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -176,19 +297,119 @@ fn main() -> anyhow::Result<()> {
             hub,
             session,
             name,
+            token,
+            hub_ca,
             stdio: _,
         } => {
             runtime.block_on(chorus_lsp::run_stdio(chorus_lsp::Settings {
                 hub,
                 session,
                 name,
+                token,
+                hub_ca: hub_ca.map(|p| p.display().to_string()),
                 extensions: None,
             }));
             Ok(())
         }
+        Command::Session { command } => runtime.block_on(session_command(command)),
         Command::Version => {
             println!("chorus {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+    }
+}
+
+async fn session_command(command: SessionCommand) -> anyhow::Result<()> {
+    match command {
+        SessionCommand::Create { id, store } => {
+            let id = id.unwrap_or_else(random_session_id);
+            chorus_protocol::wire::validate_session_id(&id)
+                .map_err(|message| anyhow::anyhow!("bad session name {id:?}: {message}"))?;
+            let (database, store) = store.open().await?;
+            let tokens = chorus_hub::access::create_session(&store, &id).await?;
+            // stdout is for scripts: three `key value` lines.
+            println!("session {id}");
+            println!("join {}", tokens.join);
+            println!("read-only {}", tokens.read_only);
+            eprintln!(
+                "Created session {id:?} in {}. The tokens are shown only now: give the join \
+                 token to people who may edit and the read-only one to those who may watch \
+                 (chorus.token in VS Code, `token` in the Neovim plugin, CHORUS_TOKEN for Helix).",
+                database.describe()
+            );
+            Ok(())
+        }
+        SessionCommand::List { store } => {
+            let (_, store) = store.open().await?;
+            let sessions = store.list_sessions().await?;
+            if sessions.is_empty() {
+                eprintln!("no sessions yet; create one with `chorus session create NAME`");
+            }
+            println!(
+                "{:<32} {:<8} {:>9}  created",
+                "session", "state", "documents"
+            );
+            for s in sessions {
+                let state = match (s.created_at, s.revoked) {
+                    (None, _) => "open",
+                    (Some(_), true) => "revoked",
+                    (Some(_), false) => "active",
+                };
+                let created = s.created_at.map_or_else(|| "-".to_owned(), format_utc);
+                println!("{:<32} {:<8} {:>9}  {created}", s.id, state, s.documents);
+            }
+            Ok(())
+        }
+        SessionCommand::Revoke { id, store } => {
+            let (_, store) = store.open().await?;
+            if !store.revoke_session(&id).await? {
+                anyhow::bail!("there is no active session {id:?} (see `chorus session list`)");
+            }
+            eprintln!(
+                "Revoked session {id:?}: its tokens no longer work, and a running hub \
+                 disconnects everyone in it within seconds. Its documents are kept; \
+                 `chorus session create {id}` issues new tokens."
+            );
+            Ok(())
+        }
+    }
+}
+
+fn random_session_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 6];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("s-{hex}")
+}
+
+/// `YYYY-MM-DD HH:MM UTC` without a date library: days to civil date by
+/// Howard Hinnant's algorithm.
+fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::format_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::format_utc(1_795_350_000), "2026-11-22 12:20 UTC");
+        assert_eq!(super::format_utc(951_825_600), "2000-02-29 12:00 UTC");
     }
 }

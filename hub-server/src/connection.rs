@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, instrument};
 
+use crate::access;
 use crate::session::{JoinRequest, Registry, SessionCmd, SessionHandle};
 use crate::HubConfig;
 
@@ -54,6 +55,7 @@ where
     });
 
     let kick = Arc::new(Notify::new());
+    let end = Arc::new(Notify::new());
     let mut pace = Pace::new(config.messages_per_second, config.message_burst);
     let mut joined: Option<Joined> = None;
     let mut kicked = false;
@@ -65,6 +67,8 @@ where
                 kicked = true;
                 break;
             }
+            // Sent away by the session; its reason is already queued.
+            _ = end.notified() => break,
         };
         let reply = match frame {
             None => break,
@@ -87,7 +91,11 @@ where
                     match ClientMsg::decode(&text) {
                         Err(DecodeError { code, message }) => Some(error(code, message)),
                         Ok(msg) => {
-                            match handle(msg, &mut joined, &outbound, &kick, &registry, &config)
+                            let notify = Notifies {
+                                kick: &kick,
+                                end: &end,
+                            };
+                            match handle(msg, &mut joined, &outbound, notify, &registry, &config)
                                 .await
                             {
                                 Flow::Continue(reply) => reply,
@@ -181,11 +189,16 @@ fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
     ServerMsg::error(code, message, None)
 }
 
+struct Notifies<'a> {
+    kick: &'a Arc<Notify>,
+    end: &'a Arc<Notify>,
+}
+
 async fn handle(
     msg: ClientMsg,
     joined: &mut Option<Joined>,
     outbound: &mpsc::Sender<Message>,
-    kick: &Arc<Notify>,
+    notify: Notifies<'_>,
     registry: &Registry,
     config: &HubConfig,
 ) -> Flow {
@@ -208,6 +221,7 @@ async fn handle(
         name,
         editor,
         instance,
+        token,
     } = msg
     else {
         return Flow::Continue(Some(error(
@@ -233,6 +247,20 @@ async fn handle(
             "name must be 1-64 characters",
         )));
     }
+    let role = match access::check(
+        config.access,
+        config.store.as_ref(),
+        &session,
+        token.as_deref(),
+    )
+    .await
+    {
+        Ok(role) => role,
+        Err((code, message)) => {
+            debug!(%session, ?code, "join refused");
+            return Flow::Close(error(code, message));
+        }
+    };
     let client_id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
     let handle = registry.get_or_create(&session, config);
     let sent = handle
@@ -242,7 +270,9 @@ async fn handle(
             editor: editor.map(|e| e.chars().take(64).collect()),
             instance: instance.map(|i| i.chars().take(64).collect::<String>().into()),
             outbound: outbound.clone(),
-            kick: kick.clone(),
+            kick: notify.kick.clone(),
+            end: notify.end.clone(),
+            role,
         }))
         .await;
     if !sent {

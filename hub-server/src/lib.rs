@@ -5,16 +5,21 @@
 //! * [`connection`] — one proxy's socket: decoding, handshake, writer task;
 //! * [`session`] — the per-session actor that owns documents and presence;
 //! * [`document`] — a document's rope, revision and op history (pure);
-//! * [`storage`] — SQLite op log and snapshots under `--data`.
+//! * [`storage`] — op log, snapshots and session tokens, in SQLite or
+//!   PostgreSQL;
+//! * [`access`] — join and read-only tokens;
+//! * [`tls`] — the certificate for `wss://`.
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
 //! never awaits a socket write.
 
+pub mod access;
 pub mod connection;
 pub mod document;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -61,7 +66,11 @@ pub struct HubConfig {
     pub max_document_chars: usize,
     pub runner: Runner,
     /// Where sessions are stored; `None` keeps them in memory only.
-    pub data_dir: Option<std::path::PathBuf>,
+    pub store: Option<storage::Store>,
+    /// Whether joining needs a token.
+    pub access: access::Access,
+    /// Serve `wss://` with this certificate instead of `ws://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for HubConfig {
@@ -75,7 +84,9 @@ impl Default for HubConfig {
             message_burst: 2000,
             max_document_chars: 16 * 1024 * 1024,
             runner: Runner::Disabled("no executor configured".into()),
-            data_dir: None,
+            store: None,
+            access: access::Access::Open,
+            tls: None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The listener: accepts TCP connections, answers plain HTTP (`GET /healthz`)
-//! and upgrades WebSocket requests on the same port.
+//! The listener: accepts TCP connections (TLS-wrapped when the hub has a
+//! certificate), answers plain HTTP (`GET /healthz`) and upgrades WebSocket
+//! requests on the same port.
 //!
 //! The HTTP request head is read here rather than by tungstenite so that one
 //! port can serve both; the upgrade is then completed by hand
@@ -8,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -16,18 +17,27 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
+use crate::access::Access;
 use crate::connection;
-use crate::session::Registry;
+use crate::session::{Registry, SessionCmd};
 use crate::HubConfig;
 
 /// A request head longer than this is refused: nothing legitimate needs it.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the hub looks for sessions revoked by `chorus session revoke`
+/// (which writes to the database, not to the hub).
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
 /// Serves until `shutdown` completes.
 pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future<Output = ()>) {
     let registry = Registry::default();
     let limit = std::sync::Arc::new(Semaphore::new(config.max_connections));
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let watcher = (config.access == Access::Tokens)
+        .then(|| config.store.clone())
+        .flatten()
+        .map(|store| tokio::spawn(watch_revocations(store, registry.clone())));
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -50,12 +60,55 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
         let _ = socket.set_nodelay(true);
         let registry = registry.clone();
         let config = config.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            handle_socket(socket, peer.to_string(), registry, config).await;
+            let peer = peer.to_string();
+            match tls {
+                None => handle_socket(socket, peer, registry, config).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => handle_socket(stream, peer, registry, config).await,
+                        Ok(Err(err)) => debug!(%peer, cause = %err, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     info!("hub stopped accepting connections");
+}
+
+/// Tells live sessions that were revoked to send everyone away.
+async fn watch_revocations(store: crate::storage::Store, registry: Registry) {
+    let mut seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    // Revocations from before this hub started matter too: a participant
+    // cannot have joined them, but one second of overlap keeps the query
+    // simple and nothing is revoked twice (`seen`).
+    let mut since = crate::storage::now_secs() - 1;
+    loop {
+        tokio::time::sleep(REVOCATION_POLL).await;
+        let checked_at = crate::storage::now_secs();
+        match store.revoked_since(since).await {
+            Ok(revoked) => {
+                for (id, at) in revoked {
+                    if seen.get(&id) == Some(&at) {
+                        continue;
+                    }
+                    seen.insert(id.clone(), at);
+                    if let Some(session) = registry.get(&id) {
+                        session.send(SessionCmd::Revoked).await;
+                    }
+                }
+                since = checked_at - 1;
+                seen.retain(|_, at| *at >= since);
+            }
+            Err(err) => warn!(cause = %err, "cannot check for revoked sessions"),
+        }
+    }
 }
 
 async fn refuse(mut socket: TcpStream) {
@@ -73,7 +126,7 @@ struct Head {
     upgrade_websocket: bool,
 }
 
-async fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Head> {
+async fn read_head<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Option<Head> {
     let mut lines = Vec::new();
     let mut total = 0;
     loop {
@@ -112,7 +165,10 @@ async fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Head> {
     Some(head)
 }
 
-async fn handle_socket(socket: TcpStream, peer: String, registry: Registry, config: HubConfig) {
+async fn handle_socket<S>(socket: S, peer: String, registry: Registry, config: HubConfig)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut reader = BufReader::new(socket);
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut reader)).await {
         Ok(Some(head)) => head,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::checksum;
 use chorus_protocol::wire::{
-    validate_doc_path, ClientMsg, ErrorCode, LoggedOp, OutputStream, Participant, ServerMsg,
+    validate_doc_path, ClientMsg, ErrorCode, LoggedOp, OutputStream, Participant, Role, ServerMsg,
 };
 use chorus_sandbox::{Chunk, RunRequest, RunStatus, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
 use crate::document::{Author, DocError, Document};
-use crate::storage::{Store, SNAPSHOT_EVERY};
+use crate::storage::{StorageError, Store, SNAPSHOT_EVERY};
 use crate::{HubConfig, Runner};
 
 /// Selections beyond this many in one cursor message are dropped: a cursor
@@ -41,6 +41,11 @@ pub struct JoinRequest {
     /// Signalled when the session drops this participant, so that its
     /// connection closes even while its writer is stuck on a full socket.
     pub kick: Arc<Notify>,
+    /// Signalled when the session sends this participant away with a
+    /// reason (revoked, storage lost): the connection closes after sending
+    /// what is queued.
+    pub end: Arc<Notify>,
+    pub role: Role,
 }
 
 /// What a connection can ask of its session.
@@ -63,6 +68,8 @@ pub enum SessionCmd {
         run_id: u64,
         status: RunStatus,
     },
+    /// The session's tokens were revoked (`chorus session revoke`).
+    Revoked,
 }
 
 #[derive(Clone)]
@@ -87,24 +94,34 @@ impl Registry {
     pub fn get_or_create(&self, id: &str, config: &HubConfig) -> SessionHandle {
         // Held only for a map lookup; never across an await.
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions
-            .entry(id.to_owned())
-            .or_insert_with(|| {
-                info!(session = %id, "session created");
-                let (tx, rx) = mpsc::channel(1024);
-                let actor = Session {
-                    id: id.to_owned(),
-                    config: config.clone(),
-                    participants: HashMap::new(),
-                    docs: HashMap::new(),
-                    run: None,
-                    me: tx.downgrade(),
-                    store: None,
-                };
-                tokio::spawn(actor.run(rx));
-                SessionHandle { tx }
-            })
-            .clone()
+        if let Some(handle) = sessions.get(id) {
+            if !handle.tx.is_closed() {
+                return handle.clone();
+            }
+            // The actor ended (revoked, or its storage failed): start a new
+            // one, which loads the session afresh.
+        }
+        info!(session = %id, "session started");
+        let (tx, rx) = mpsc::channel(1024);
+        let actor = Session {
+            id: id.to_owned(),
+            config: config.clone(),
+            participants: HashMap::new(),
+            docs: HashMap::new(),
+            run: None,
+            me: tx.downgrade(),
+            store: config.store.clone(),
+        };
+        tokio::spawn(actor.run(rx));
+        let handle = SessionHandle { tx };
+        sessions.insert(id.to_owned(), handle.clone());
+        handle
+    }
+
+    /// The live session of this id, if any.
+    pub fn get(&self, id: &str) -> Option<SessionHandle> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.get(id).filter(|h| !h.tx.is_closed()).cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -124,6 +141,8 @@ struct ParticipantEntry {
     instance: Option<Arc<str>>,
     outbound: mpsc::Sender<Message>,
     kick: Arc<Notify>,
+    end: Arc<Notify>,
+    role: Role,
     docs: BTreeSet<String>,
 }
 
@@ -149,66 +168,138 @@ struct Session {
     run: Option<ActiveRun>,
     /// For run tasks to report back; weak so the session can still end.
     me: mpsc::WeakSender<SessionCmd>,
-    /// Durable storage, when the hub has `--data`.
+    /// Durable storage, when the hub keeps sessions.
     store: Option<Store>,
+}
+
+/// Why a session actor stops.
+enum Stop {
+    /// Its storage failed: nothing more can be acknowledged durably.
+    Storage(StorageError),
+    Revoked,
 }
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
     /// Loads the session's stored documents, if the hub keeps any.
-    fn load(&mut self) {
-        let Some(dir) = self.config.data_dir.clone() else {
-            return;
+    async fn load(&mut self) -> Result<(), StorageError> {
+        let Some(store) = &self.store else {
+            return Ok(());
         };
-        let loaded = Store::open(&dir).and_then(|store| {
-            let docs = store.load_session(&self.id)?;
-            Ok((store, docs))
-        });
-        match loaded {
-            Ok((store, docs)) => {
-                for stored in docs {
-                    let mut doc = Document::restore(
-                        &stored.snapshot_text,
-                        stored.snapshot_rev,
-                        self.config.history_limit,
-                    );
-                    // Replayed into the history too, so that proxies that
-                    // were connected before a restart can catch up by ops.
-                    for logged in stored.log {
-                        if let Err(err) = doc.replay(logged.op, logged.author) {
-                            error!(session = %self.id, doc = %stored.path, cause = %err, "stored op does not apply; document restored up to it");
-                            break;
-                        }
-                    }
-                    info!(session = %self.id, doc = %stored.path, rev = doc.rev(), "document restored");
-                    self.docs.insert(
-                        stored.path,
-                        SharedDoc {
-                            doc,
-                            subscribers: BTreeSet::new(),
-                        },
-                    );
+        for stored in store.load_session(&self.id).await? {
+            let mut doc = Document::restore(
+                &stored.snapshot_text,
+                stored.snapshot_rev,
+                self.config.history_limit,
+            );
+            // Replayed into the history too, so that proxies that were
+            // connected before a restart can catch up by ops.
+            for logged in stored.log {
+                if let Err(err) = doc.replay(logged.op, logged.author) {
+                    error!(session = %self.id, doc = %stored.path, cause = %err, "stored op does not apply; document restored up to it");
+                    break;
                 }
-                self.store = Some(store);
             }
-            Err(err) => {
-                error!(session = %self.id, cause = %err, "cannot load the session from storage; it is kept in memory only");
+            info!(session = %self.id, doc = %stored.path, rev = doc.rev(), "document restored");
+            self.docs.insert(
+                stored.path,
+                SharedDoc {
+                    doc,
+                    subscribers: BTreeSet::new(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
+        if let Err(err) = self.load().await {
+            // Serving from memory would acknowledge edits that a restart
+            // then loses: refuse, and let proxies retry.
+            error!(session = %self.id, cause = %err, "cannot load the session; refusing joins until storage answers");
+            rx.close();
+            let refusal = ServerMsg::error(
+                ErrorCode::Unavailable,
+                "the hub cannot load this session from its storage; retrying",
+                None,
+            );
+            while let Some(cmd) = rx.recv().await {
+                if let SessionCmd::Join(request) = cmd {
+                    let _ = request.outbound.try_send(Message::text(refusal.to_json()));
+                    request.end.notify_one();
+                }
+            }
+            return;
+        }
+        while let Some(cmd) = rx.recv().await {
+            let stop = match cmd {
+                SessionCmd::Join(request) => {
+                    self.join(request);
+                    None
+                }
+                SessionCmd::Msg { client_id, msg } => self.handle(client_id, msg).await.err(),
+                SessionCmd::Leave { client_id } => {
+                    self.leave(client_id);
+                    None
+                }
+                SessionCmd::RunOutput { run_id, chunk } => {
+                    self.run_output(run_id, chunk);
+                    None
+                }
+                SessionCmd::RunFinished { run_id, status } => {
+                    self.run_finished(run_id, status);
+                    None
+                }
+                SessionCmd::Revoked => Some(Stop::Revoked),
+            };
+            if let Some(stop) = stop {
+                let farewell = self.stop(stop);
+                rx.close();
+                // Joins already queued get the same answer.
+                while let Some(cmd) = rx.recv().await {
+                    if let SessionCmd::Join(request) = cmd {
+                        let _ = request.outbound.try_send(Message::text(farewell.to_json()));
+                        request.end.notify_one();
+                    }
+                }
+                return;
             }
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
-        self.load();
-        while let Some(cmd) = rx.recv().await {
-            match cmd {
-                SessionCmd::Join(request) => self.join(request),
-                SessionCmd::Msg { client_id, msg } => self.handle(client_id, msg),
-                SessionCmd::Leave { client_id } => self.leave(client_id),
-                SessionCmd::RunOutput { run_id, chunk } => self.run_output(run_id, chunk),
-                SessionCmd::RunFinished { run_id, status } => self.run_finished(run_id, status),
+    /// Sends everyone away with the reason, and the actor ends. Whatever
+    /// it holds in memory beyond storage goes with it: the next join loads
+    /// the session again, and proxies re-send what was not acknowledged.
+    fn stop(&mut self, why: Stop) -> ServerMsg {
+        let (code, message) = match why {
+            Stop::Revoked => {
+                info!(session = %self.id, "session revoked; disconnecting everyone");
+                (
+                    ErrorCode::Unauthorized,
+                    format!("session {:?} was revoked by its owner", self.id),
+                )
+            }
+            Stop::Storage(err) => {
+                error!(session = %self.id, cause = %err, "storage failed; disconnecting everyone so that nothing unstored is acknowledged");
+                (
+                    ErrorCode::Unavailable,
+                    "the hub lost its storage; reconnecting".to_owned(),
+                )
+            }
+        };
+        if let Some(run) = self.run.as_mut() {
+            if let Some(cancel) = run.cancel.take() {
+                let _ = cancel.send(());
             }
         }
+        let farewell = ServerMsg::error(code, message, None);
+        for entry in self.participants.values() {
+            let _ = entry.outbound.try_send(Message::text(farewell.to_json()));
+            entry.end.notify_one();
+        }
+        self.participants.clear();
+        farewell
     }
 
     fn join(&mut self, request: JoinRequest) {
@@ -219,6 +310,8 @@ impl Session {
             instance,
             outbound,
             kick,
+            end,
+            role,
         } = request;
         let info = Participant {
             client_id,
@@ -233,6 +326,7 @@ impl Session {
             session: self.id.clone(),
             client_id,
             participants,
+            role,
         };
         info!(session = %self.id, client_id, name = %info.name, "participant joined");
         self.broadcast(
@@ -249,6 +343,8 @@ impl Session {
                 instance,
                 outbound,
                 kick,
+                end,
+                role,
                 docs: BTreeSet::new(),
             },
         );
@@ -275,9 +371,12 @@ impl Session {
         );
     }
 
-    fn handle(&mut self, client_id: u64, msg: ClientMsg) {
-        if !self.participants.contains_key(&client_id) {
-            return; // dropped as a slow consumer; its connection is closing
+    async fn handle(&mut self, client_id: u64, msg: ClientMsg) -> Result<(), Stop> {
+        let Some(role) = self.participants.get(&client_id).map(|p| p.role) else {
+            return Ok(()); // dropped as a slow consumer; its connection is closing
+        };
+        if role == Role::ReadOnly && self.refused_read_only(client_id, &msg) {
+            return Ok(());
         }
         match msg {
             ClientMsg::Hello { .. } => self.send(
@@ -288,7 +387,7 @@ impl Session {
                     None,
                 ),
             ),
-            ClientMsg::Open { doc, text, since } => self.open(client_id, doc, text, since),
+            ClientMsg::Open { doc, text, since } => self.open(client_id, doc, text, since).await?,
             ClientMsg::Close { doc } => {
                 if let Some(entry) = self.participants.get_mut(&client_id) {
                     entry.docs.remove(&doc);
@@ -297,14 +396,15 @@ impl Session {
                     shared.subscribers.remove(&client_id);
                 }
             }
-            ClientMsg::Op { doc, rev, op, seq } => self.op(client_id, doc, rev, op, seq),
+            ClientMsg::Op { doc, rev, op, seq } => self.op(client_id, doc, rev, op, seq).await?,
             ClientMsg::Cursor {
                 doc,
                 rev,
                 mut selections,
             } => {
                 if !self.is_open(client_id, &doc) {
-                    return self.unknown_doc(client_id, &doc);
+                    self.unknown_doc(client_id, &doc);
+                    return Ok(());
                 }
                 selections.truncate(MAX_SELECTIONS);
                 let name = self.participants[&client_id].info.name.clone();
@@ -337,6 +437,51 @@ impl Session {
                     &ServerMsg::error(ErrorCode::NoRun, "no run is going in this session", None),
                 ),
             },
+        }
+        Ok(())
+    }
+
+    /// Refuses what a read-only participant may not do; true if refused.
+    /// An edit is answered with the document's text as well, so that the
+    /// proxy puts the editor back as it was.
+    fn refused_read_only(&mut self, client_id: u64, msg: &ClientMsg) -> bool {
+        match msg {
+            ClientMsg::Op { doc, .. } => {
+                if !self.is_open(client_id, doc) {
+                    return false; // answered as an unknown document
+                }
+                let message =
+                    format!("you joined this session read-only, so your edit to {doc} was undone");
+                self.refuse_and_resync(client_id, doc, ErrorCode::ReadOnly, message);
+                true
+            }
+            ClientMsg::Open { doc, .. } if !self.docs.contains_key(doc) => {
+                let message = format!(
+                    "you joined this session read-only, so {doc} (not in the session) stays unshared"
+                );
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, Some(doc)),
+                );
+                true
+            }
+            ClientMsg::Run { doc, .. } => {
+                let message = "you joined this session read-only, so you cannot start runs; you see everyone else's";
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, Some(doc)),
+                );
+                true
+            }
+            ClientMsg::Stop {} => {
+                let message = "you joined this session read-only, so you cannot stop runs";
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, None),
+                );
+                true
+            }
+            _ => false,
         }
     }
 
@@ -528,27 +673,36 @@ impl Session {
         );
     }
 
-    fn open(&mut self, client_id: u64, path: String, text: String, since: Option<u64>) {
+    async fn open(
+        &mut self,
+        client_id: u64,
+        path: String,
+        text: String,
+        since: Option<u64>,
+    ) -> Result<(), Stop> {
         if let Err(message) = validate_doc_path(&path) {
-            return self.send(
+            self.send(
                 client_id,
                 &ServerMsg::error(ErrorCode::BadPath, message, Some(&path)),
             );
+            return Ok(());
         }
         let created = !self.docs.contains_key(&path);
+        // Stored before anyone is told it exists.
+        if created {
+            if let Some(store) = &self.store {
+                store
+                    .create_doc(&self.id, &path, &text)
+                    .await
+                    .map_err(Stop::Storage)?;
+            }
+        }
         let history_limit = self.config.history_limit;
         let shared = self.docs.entry(path.clone()).or_insert_with(|| SharedDoc {
             doc: Document::new(&text, history_limit),
             subscribers: BTreeSet::new(),
         });
         shared.subscribers.insert(client_id);
-        if created {
-            if let Some(store) = &self.store {
-                if let Err(err) = store.create_doc(&self.id, &path, &text) {
-                    error!(session = %self.id, doc = %path, cause = %err, "cannot store new document");
-                }
-            }
-        }
         let reply = ServerMsg::Opened {
             doc: path.clone(),
             rev: shared.doc.rev(),
@@ -576,11 +730,20 @@ impl Session {
             entry.docs.insert(path);
         }
         self.send(client_id, &reply);
+        Ok(())
     }
 
-    fn op(&mut self, client_id: u64, path: String, rev: u64, op: WireOp, seq: Option<u64>) {
+    async fn op(
+        &mut self,
+        client_id: u64,
+        path: String,
+        rev: u64,
+        op: WireOp,
+        seq: Option<u64>,
+    ) -> Result<(), Stop> {
         if !self.is_open(client_id, &path) {
-            return self.unknown_doc(client_id, &path);
+            self.unknown_doc(client_id, &path);
+            return Ok(());
         }
         let author = self.participants[&client_id]
             .instance
@@ -588,7 +751,8 @@ impl Session {
             .zip(seq)
             .map(|(instance, seq)| Author { instance, seq });
         let Some(shared) = self.docs.get_mut(&path) else {
-            return self.unknown_doc(client_id, &path);
+            self.unknown_doc(client_id, &path);
+            return Ok(());
         };
         if op.0.target_len() > self.config.max_document_chars {
             let message = format!(
@@ -596,46 +760,11 @@ impl Session {
                 op.0.target_len(),
                 self.config.max_document_chars
             );
-            return self.refuse_and_resync(client_id, &path, ErrorCode::TooLarge, message);
+            self.refuse_and_resync(client_id, &path, ErrorCode::TooLarge, message);
+            return Ok(());
         }
-        match shared.doc.apply(rev, op.0, author.clone()) {
-            Ok(applied) => {
-                let new_rev = shared.doc.rev();
-                // Logged before the ack: acknowledged means durable.
-                if let Some(store) = &mut self.store {
-                    let stored = store
-                        .append_op(&self.id, &path, new_rev, &applied, author.as_ref())
-                        .and_then(|()| {
-                            if new_rev % SNAPSHOT_EVERY == 0 {
-                                store.snapshot(
-                                    &self.id,
-                                    &path,
-                                    new_rev,
-                                    &shared.doc.text().to_string(),
-                                )
-                            } else {
-                                Ok(())
-                            }
-                        });
-                    if let Err(err) = stored {
-                        error!(session = %self.id, doc = %path, rev = new_rev, cause = %err, "cannot store op");
-                    }
-                }
-                let remote = ServerMsg::Remote {
-                    doc: path.clone(),
-                    rev: new_rev,
-                    op: WireOp(applied),
-                    client_id,
-                };
-                self.send(
-                    client_id,
-                    &ServerMsg::Ack {
-                        doc: path.clone(),
-                        rev: new_rev,
-                    },
-                );
-                self.broadcast(&remote, Some(&path), Some(client_id));
-            }
+        let applied = match shared.doc.apply(rev, op.0, author.clone()) {
+            Ok(applied) => applied,
             Err(err) => {
                 warn!(session = %self.id, client_id, doc = %path, cause = %err, "op refused");
                 let code = match err {
@@ -643,8 +772,42 @@ impl Session {
                     _ => ErrorCode::InvalidOp,
                 };
                 self.refuse_and_resync(client_id, &path, code, err.to_string());
+                return Ok(());
+            }
+        };
+        let new_rev = shared.doc.rev();
+        // Logged before anyone hears of it: acknowledged means durable. If
+        // storing fails, the actor stops (Stop::Storage) and the op, applied
+        // only in memory, goes with it; its sender still has it unacked
+        // and sends it again after reconnecting.
+        if let Some(store) = &self.store {
+            store
+                .append_op(&self.id, &path, new_rev, &applied, author.as_ref())
+                .await
+                .map_err(Stop::Storage)?;
+            if new_rev % SNAPSHOT_EVERY == 0 {
+                let text = shared.doc.text().to_string();
+                store
+                    .snapshot(&self.id, &path, new_rev, &text)
+                    .await
+                    .map_err(Stop::Storage)?;
             }
         }
+        let remote = ServerMsg::Remote {
+            doc: path.clone(),
+            rev: new_rev,
+            op: WireOp(applied),
+            client_id,
+        };
+        self.send(
+            client_id,
+            &ServerMsg::Ack {
+                doc: path.clone(),
+                rev: new_rev,
+            },
+        );
+        self.broadcast(&remote, Some(&path), Some(client_id));
+        Ok(())
     }
 
     fn send(&mut self, client_id: u64, msg: &ServerMsg) {

@@ -7,14 +7,14 @@
 //! report back as events, so a handler never waits on the editor.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::{to_char, to_pos, Encoding, LinePos};
 use chorus_protocol::wire::{
-    ClientMsg, ErrorCode, LoggedOp, Participant, Selection, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
+    ClientMsg, ErrorCode, LoggedOp, Participant, Role, Selection, ServerMsg,
+    DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use ropey::Rope;
 use serde_json::json;
@@ -38,6 +38,7 @@ const APPLY_EDIT_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(200);
 /// How often each quiet document's text is compared with the hub's.
 const AUDIT_EVERY: Duration = Duration::from_secs(5);
+const READ_ONLY_NOTICE_EVERY: Duration = Duration::from_secs(5);
 
 pub enum Event {
     Init {
@@ -122,6 +123,11 @@ struct Core {
     connected: bool,
     /// Whether the user was already told the hub is unreachable.
     told_offline: bool,
+    /// What this proxy's token allows, as the hub said at welcome.
+    role: Role,
+    /// When the user was last told an edit was undone for being
+    /// read-only: once per burst of typing, not once per keystroke.
+    read_only_told: Option<Instant>,
     session: String,
     participants: HashMap<u64, Participant>,
     docs: HashMap<Uri, Doc>,
@@ -155,6 +161,8 @@ pub async fn run(
         hub: None,
         connected: false,
         told_offline: false,
+        role: Role::Editor,
+        read_only_told: None,
         session: String::new(),
         participants: HashMap::new(),
         docs: HashMap::new(),
@@ -304,16 +312,34 @@ impl Core {
         let name = settings.name.clone().unwrap_or_else(default_name);
         info!(%hub, %session, %name, ?encoding, "starting");
         self.session = session.clone();
+        let tls = if hub.starts_with("wss://") {
+            match crate::hub_link::tls_config(settings.hub_ca.as_deref().map(Path::new)) {
+                Ok(tls) => Some(tls),
+                Err(err) => {
+                    self.notify_user(MessageType::ERROR, format!("Chorus: {err}"));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let hello = ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
             session,
             name,
             editor,
             instance: Some(self.instance.clone()),
+            token: settings.token.clone().filter(|t| !t.is_empty()),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         self.hub = Some(tx);
-        tokio::spawn(crate::hub_link::run(hub, hello, self.events.clone(), rx));
+        tokio::spawn(crate::hub_link::run(
+            hub,
+            tls,
+            hello,
+            self.events.clone(),
+            rx,
+        ));
     }
 
     /// The document id: the path relative to the workspace root, `/`-separated.
@@ -418,10 +444,18 @@ impl Core {
                 client_id,
                 participants,
                 session,
+                role,
                 ..
             } => {
-                info!(client_id, %session, "joined session");
+                info!(client_id, %session, ?role, "joined session");
                 self.connected = true;
+                if role == Role::ReadOnly && self.role != Role::ReadOnly {
+                    self.notify_user(
+                        MessageType::INFO,
+                        format!("Chorus: you joined session {session} read-only: you see everyone's edits and runs, and edits you make are undone."),
+                    );
+                }
+                self.role = role;
                 if self.told_offline {
                     self.told_offline = false;
                     self.notify_user(
@@ -510,14 +544,28 @@ impl Core {
                     self.notifier
                         .log(MessageType::ERROR, format!("Chorus: {message}"));
                 }
-                if matches!(
+                if code == ErrorCode::ReadOnly {
+                    // Typing in a read-only session refuses every keystroke;
+                    // one message per burst is plenty.
+                    let quiet = self
+                        .read_only_told
+                        .is_some_and(|at| at.elapsed() < READ_ONLY_NOTICE_EVERY);
+                    if !quiet {
+                        self.read_only_told = Some(Instant::now());
+                        self.notify_user(MessageType::WARNING, format!("Chorus: {message}"));
+                    }
+                } else if code.is_fatal_for_join() {
+                    self.notify_user(
+                        MessageType::ERROR,
+                        format!("Chorus hub: {message}. Not retrying; fix the settings and restart the Chorus client."),
+                    );
+                } else if matches!(
                     code,
-                    ErrorCode::IncompatibleProtocol
-                        | ErrorCode::BadSession
-                        | ErrorCode::NotJoined
+                    ErrorCode::NotJoined
                         | ErrorCode::RunBusy
                         | ErrorCode::RunsDisabled
                         | ErrorCode::NoRun
+                        | ErrorCode::Unavailable
                 ) {
                     self.notify_user(MessageType::ERROR, format!("Chorus hub: {message}"));
                 }

@@ -31,6 +31,12 @@ pub struct Settings {
     pub hub: Option<String>,
     pub session: Option<String>,
     pub name: Option<String>,
+    /// The session's join or read-only token.
+    pub token: Option<String>,
+    /// A CA certificate (PEM file) to trust for `wss://` besides the
+    /// system's.
+    #[serde(alias = "hubCa")]
+    pub hub_ca: Option<String>,
     /// Set by editor plugins that handle `chorus/*` notifications and send
     /// `chorus/cursor`; without it the proxy shows collaborators through
     /// standard LSP alone (cursor diagnostics) and infers the user's cursor
@@ -44,6 +50,8 @@ impl Settings {
             hub: other.hub.or(self.hub),
             session: other.session.or(self.session),
             name: other.name.or(self.name),
+            token: other.token.or(self.token),
+            hub_ca: other.hub_ca.or(self.hub_ca),
             extensions: other.extensions.or(self.extensions),
         }
     }

@@ -75,6 +75,10 @@ pub enum ClientMsg {
         /// hub logs it with each op so the proxy can recognise its own.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instance: Option<String>,
+        /// The session's join or read-only token (`chorus session create`);
+        /// a hub started with `--open` needs none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     Open {
         doc: String,
@@ -183,6 +187,9 @@ pub enum ServerMsg {
         session: String,
         client_id: u64,
         participants: Vec<Participant>,
+        /// What the token allows; older hubs send none, meaning `editor`.
+        #[serde(default)]
+        role: Role,
     },
     Opened {
         doc: String,
@@ -248,6 +255,17 @@ pub enum ServerMsg {
     },
 }
 
+/// What a participant may do in a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Edits, opens documents and runs code.
+    #[default]
+    Editor,
+    /// Sees everything and moves a cursor; edits and runs are refused.
+    ReadOnly,
+}
+
 /// Stable error codes; the message beside them is for humans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -274,6 +292,28 @@ pub enum ErrorCode {
     RunsDisabled,
     /// A client's text differs from the hub's at the same revision.
     ChecksumMismatch,
+    /// No such session on a hub that requires tokens.
+    UnknownSession,
+    /// The token is missing, wrong, or the session was revoked. Retrying
+    /// with the same token cannot help.
+    Unauthorized,
+    /// A read-only participant tried to change something.
+    ReadOnly,
+    /// The hub cannot reach its storage; try again later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Errors after which reconnecting with the same settings is futile.
+    pub fn is_fatal_for_join(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::IncompatibleProtocol
+                | ErrorCode::BadSession
+                | ErrorCode::UnknownSession
+                | ErrorCode::Unauthorized
+        )
+    }
 }
 
 /// Why a frame could not be decoded, ready to send back.

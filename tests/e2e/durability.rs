@@ -3,9 +3,12 @@
 //! and converge again on the restarted hub.
 
 use crate::support::converge::assert_converged;
-use crate::support::editor::{Editor, EditorKind};
+use std::time::Duration;
+
+use crate::support::editor::{Editor, EditorKind, EditorOptions};
 use crate::support::hub::{log_dir, Hub};
 use crate::support::hub_client::hub_text;
+use crate::support::relay::Relay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_edits_survive_kill_9_and_editors_recover() {
@@ -15,7 +18,7 @@ async fn acknowledged_edits_survive_kill_9_and_editors_recover() {
     let mut hub = Hub::start_with(
         test,
         "hub-1.log",
-        &["--listen", "127.0.0.1:0", "--data", &data_arg],
+        &["--listen", "127.0.0.1:0", "--data", &data_arg, "--open"],
     )
     .await;
     let session = "durable";
@@ -40,7 +43,7 @@ async fn acknowledged_edits_survive_kill_9_and_editors_recover() {
     let hub = Hub::start_with(
         test,
         "hub-2.log",
-        &["--listen", &listen, "--data", &data_arg],
+        &["--listen", &listen, "--data", &data_arg, "--open"],
     )
     .await;
 
@@ -76,6 +79,7 @@ async fn a_hub_without_data_starts_empty_and_a_bad_data_dir_is_refused() {
             "hub",
             "--listen",
             "127.0.0.1:0",
+            "--open",
             "--data",
             "/proc/chorus-cannot-be-here",
         ])
@@ -88,4 +92,210 @@ async fn a_hub_without_data_starts_empty_and_a_bad_data_dir_is_refused() {
         !status.success(),
         "an unusable --data directory must stop the hub at start"
     );
+}
+
+/// Both editors type tokens at token boundaries while the hub is killed
+/// (`kill -9`) and later restarted on the same port and storage. Every
+/// token must end up in the document exactly once: what the hub
+/// acknowledged came back from storage, and what it had not, the proxies
+/// sent again.
+async fn kill_9_while_typing_in(
+    test: &str,
+    session: &str,
+    store_args: &[&str],
+    token: Option<String>,
+) {
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(store_args);
+    let mut hub = Hub::start_with(test, "hub-1.log", &args).await;
+    hub.token = token.clone();
+    let doc = "log.txt";
+    let a = Editor::start(EditorKind::VsCode, &hub, session, "a").await;
+    let b = Editor::start(EditorKind::Neovim, &hub, session, "b").await;
+    a.open(doc, "|");
+    assert_converged(&hub, session, doc, &[&a]).await;
+    b.open(doc, "");
+    assert_converged(&hub, session, doc, &[&a, &b]).await;
+
+    let mut typed = Vec::new();
+    let port = hub.port;
+    for i in 0..120 {
+        for (editor, who) in [(&a, "a"), (&b, "b")] {
+            let token = format!("<{who}{i}>");
+            editor.edit_with(doc, |text| {
+                // Between tokens, never inside one.
+                let boundaries: Vec<usize> = std::iter::once(0)
+                    .chain(
+                        text.iter()
+                            .enumerate()
+                            .filter(|(_, &c)| c == '>')
+                            .map(|(at, _)| at + 1),
+                    )
+                    .collect();
+                let at = boundaries[(i * 7 + who.len() * 3) % boundaries.len()];
+                Some((at, at, token.clone()))
+            });
+            typed.push(token);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(4)).await;
+        if i == 40 {
+            hub.kill().await;
+        }
+        if i == 80 {
+            let listen = format!("127.0.0.1:{port}");
+            let mut args = vec!["--listen", listen.as_str()];
+            args.extend_from_slice(store_args);
+            hub = Hub::start_with(test, "hub-2.log", &args).await;
+            hub.token = token.clone();
+        }
+    }
+    let text = assert_converged(&hub, session, doc, &[&a, &b]).await;
+    for token in &typed {
+        assert_eq!(
+            text.matches(token.as_str()).count(),
+            1,
+            "{token} must be in the document exactly once: {text:?}"
+        );
+    }
+    assert_eq!(
+        text.chars().count(),
+        1 + typed.iter().map(|t| t.chars().count()).sum::<usize>(),
+        "nothing but the typed tokens: {text:?}"
+    );
+}
+
+/// Unique per run: a PostgreSQL database outlives test runs.
+fn test_session(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{test}-{}-{nanos}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_typing_loses_nothing_with_sqlite() {
+    let test = "kill_9_while_typing_sqlite";
+    let data = log_dir(&format!("{test}-data"));
+    let data = data.to_string_lossy().into_owned();
+    kill_9_while_typing_in(test, test, &["--data", &data, "--open"], None).await;
+}
+
+/// Against a real PostgreSQL server (scripts/test.sh starts one and sets
+/// CHORUS_TEST_POSTGRES), with tokens: the session is made by
+/// `chorus session create --database …`, as an operator would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_typing_loses_nothing_with_postgres() {
+    let test = "kill_9_while_typing_postgres";
+    let url = std::env::var("CHORUS_TEST_POSTGRES").expect(
+        "CHORUS_TEST_POSTGRES must name a PostgreSQL database (postgres://…); \
+         scripts/test.sh starts a server and sets it",
+    );
+    let session = test_session(test);
+    let tokens = crate::access::create_session(&["--database", &url], &session).await;
+    let store = ["--database", url.as_str()];
+    kill_9_while_typing_in(test, &session, &store, Some(tokens.join)).await;
+}
+
+/// One proxy loses its network while everyone (it included) keeps typing;
+/// when the network is back it reconnects by itself and all converge with
+/// every keystroke exactly once. With `history_limit` small, the hub no
+/// longer has the ops the proxy missed and it merges by text instead.
+async fn offline_proxy_converges(test: &str, history_limit: &str) {
+    let hub = Hub::start_with(
+        test,
+        "hub.log",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--open",
+            "--history-limit",
+            history_limit,
+        ],
+    )
+    .await;
+    let relay = Relay::start(hub.port).await;
+    let session = "offline";
+    let doc = "shared.txt";
+    let mut options = EditorOptions::new(EditorKind::Helix, &hub, session, "away");
+    options.hub_url = relay.url();
+    let away = Editor::start_with(options, &hub.log_dir).await;
+    let here = Editor::start(EditorKind::VsCode, &hub, session, "here").await;
+    let there = Editor::start(EditorKind::Neovim, &hub, session, "there").await;
+    here.open(doc, "|");
+    assert_converged(&hub, session, doc, &[&here]).await;
+    away.open(doc, "");
+    there.open(doc, "");
+    assert_converged(&hub, session, doc, &[&here, &away, &there]).await;
+
+    let mut typed = Vec::new();
+    let type_round = |i: usize, typed: &mut Vec<String>| {
+        for (editor, who) in [(&away, "w"), (&here, "h"), (&there, "t")] {
+            let token = format!("<{who}{i}>");
+            editor.edit_with(doc, |text| {
+                let boundaries: Vec<usize> = std::iter::once(0)
+                    .chain(
+                        text.iter()
+                            .enumerate()
+                            .filter(|(_, &c)| c == '>')
+                            .map(|(at, _)| at + 1),
+                    )
+                    .collect();
+                let at = boundaries[(i * 5 + usize::from(who.as_bytes()[0])) % boundaries.len()];
+                Some((at, at, token.clone()))
+            });
+            typed.push(token);
+        }
+    };
+    for i in 0..10 {
+        type_round(i, &mut typed);
+    }
+    relay.cut();
+    away.client()
+        .wait_notification("window/showMessage", Duration::from_secs(10), |m| {
+            m["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Retrying"))
+        })
+        .await
+        .expect("the user is told the proxy is offline");
+    for i in 10..60 {
+        type_round(i, &mut typed);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    relay.restore();
+    away.client()
+        .wait_notification("window/showMessage", Duration::from_secs(15), |m| {
+            m["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("connected to session"))
+        })
+        .await
+        .expect("the user is told the proxy is back");
+    for i in 60..70 {
+        type_round(i, &mut typed);
+    }
+    let text = assert_converged(&hub, session, doc, &[&here, &away, &there]).await;
+    for token in &typed {
+        assert_eq!(
+            text.matches(token.as_str()).count(),
+            1,
+            "{token} must be in the document exactly once: {text:?}"
+        );
+    }
+    assert_eq!(
+        text.chars().count(),
+        1 + typed.iter().map(|t| t.chars().count()).sum::<usize>(),
+        "nothing but the typed tokens: {text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_offline_while_others_type_catches_up_by_ops() {
+    offline_proxy_converges("offline_catches_up_by_ops", "2000").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_offline_longer_than_the_history_merges_by_text() {
+    offline_proxy_converges("offline_merges_by_text", "5").await;
 }

@@ -18,7 +18,14 @@ async fn a_flooding_client_is_paced_while_others_sync() {
     let hub = Hub::start_with(
         test,
         "hub.log",
-        &["--listen", "127.0.0.1:0", "--messages-per-second", "1000"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--open",
+            "--messages-per-second",
+            "1000",
+        ],
     )
     .await;
     let session = "flooded";
@@ -60,7 +67,14 @@ async fn an_op_past_the_document_limit_is_refused() {
     let hub = Hub::start_with(
         test,
         "hub.log",
-        &["--listen", "127.0.0.1:0", "--max-document-chars", "100"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--open",
+            "--max-document-chars",
+            "100",
+        ],
     )
     .await;
     let (mut client, _) = HubClient::join(&hub.url, "limits", "big").await;

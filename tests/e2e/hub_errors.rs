@@ -323,6 +323,8 @@ async fn a_participant_that_stops_reading_is_dropped() {
         &[
             "--listen",
             "127.0.0.1:0",
+            "--in-memory",
+            "--open",
             "--messages-per-second",
             "1000000",
             "--max-document-chars",

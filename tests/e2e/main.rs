@@ -7,6 +7,7 @@
 
 mod support;
 
+mod access;
 mod durability;
 mod health;
 mod helix;
@@ -17,4 +18,5 @@ mod neovim;
 mod random_typing;
 mod runs;
 mod stale_edits;
+mod tls;
 mod unicode;

@@ -221,7 +221,14 @@ async fn stdin_and_arguments_reach_the_program() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_without_runs_says_why() {
     let mut child = Command::new(chorus_bin())
-        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
+        .args([
+            "hub",
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--open",
+            "--no-runs",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

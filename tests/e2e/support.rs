@@ -7,6 +7,7 @@ pub mod hub;
 pub mod hub_client;
 pub mod lsp;
 pub mod positions;
+pub mod relay;
 
 pub use converge::{assert_converged, wait_converged};
 pub use editor::{Editor, EditorOptions};

@@ -12,8 +12,8 @@ local function chorus()
 end
 
 vim.api.nvim_create_user_command('ChorusJoin', function(opts)
-  chorus().join(opts.args)
-end, { nargs = 1, desc = 'Chorus: join a session (attach chorus lsp to the workspace)' })
+  chorus().join(opts.fargs[1], opts.fargs[2])
+end, { nargs = '+', desc = 'Chorus: join a session (attach chorus lsp to the workspace)' })
 
 vim.api.nvim_create_user_command('ChorusLeave', function()
   chorus().leave()

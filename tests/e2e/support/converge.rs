@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::editor::Editor;
 use super::hub::Hub;
-use super::hub_client::hub_text;
+use super::hub_client::hub_text_with_token;
 
 /// How long a quiet session may take to agree before the test fails.
 pub const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
@@ -140,7 +140,8 @@ async fn check_once(
             ));
         }
     }
-    let (_, authoritative) = hub_text(&hub.url, session, doc).await?;
+    let (_, authoritative) =
+        hub_text_with_token(&hub.url, session, doc, hub.token.as_deref()).await?;
     if authoritative != text {
         return Err(format!(
             "the hub differs from the editors: {}",
@@ -165,7 +166,7 @@ fn parse_document_state(state: &Value) -> Result<(String, bool), String> {
 /// Everything known about `doc`, for a failure message.
 pub async fn report(hub: &Hub, session: &str, doc: &str, editors: &[&Editor]) -> String {
     let mut out = String::new();
-    let hub_view = hub_text(&hub.url, session, doc).await;
+    let hub_view = hub_text_with_token(&hub.url, session, doc, hub.token.as_deref()).await;
     match &hub_view {
         Ok((rev, text)) => out.push_str(&format!("hub: rev {rev} text {text:?}\n")),
         Err(err) => out.push_str(&format!("hub: {err}\n")),

@@ -93,6 +93,10 @@ pub struct EditorOptions {
     pub normalize_eol: bool,
     /// Seeds Neovim's changedtick jumps.
     pub seed: u64,
+    /// The session token, passed like the other settings.
+    pub token: Option<String>,
+    /// More `chorus lsp` arguments (e.g. `--hub-ca`).
+    pub extra_args: Vec<String>,
 }
 
 impl EditorOptions {
@@ -108,6 +112,8 @@ impl EditorOptions {
             full_text_changes: false,
             normalize_eol: false,
             seed: name.bytes().map(u64::from).sum(),
+            token: hub.token.clone(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -240,7 +246,11 @@ impl Editor {
                 "--name".to_owned(),
                 options.name.clone(),
             ]);
+            if let Some(token) = &options.token {
+                args.extend(["--token".to_owned(), token.clone()]);
+            }
         }
+        args.extend(options.extra_args.iter().cloned());
         let serial = PROXY_COUNTER.fetch_add(1, Ordering::Relaxed);
         let log_path = log_dir.join(format!(
             "proxy-{}-{}-{serial}.log",
@@ -283,6 +293,7 @@ impl Editor {
         if options.config_via_init_options {
             params["initializationOptions"] = json!({
                 "hub": options.hub_url, "session": options.session, "name": options.name,
+                "token": options.token,
             });
         }
         let result = client

@@ -20,8 +20,14 @@ pub fn log_dir(test: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("e2e-logs")
         .join(test);
-    // Logs of an earlier run would only confuse.
-    let _ = std::fs::remove_dir_all(&dir);
+    // Logs of an earlier run would only confuse; those of this run (a hub
+    // restarted by the same test) must stay.
+    static MADE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if !made.contains(&dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+        made.push(dir.clone());
+    }
     std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
     dir
 }
@@ -36,12 +42,20 @@ pub struct Hub {
     pub log_path: PathBuf,
     /// Where the proxies of this test write their logs.
     pub log_dir: PathBuf,
+    /// The token editors and observers use by default, for a hub that
+    /// requires them.
+    pub token: Option<String>,
 }
 
 impl Hub {
     /// Starts a hub on `127.0.0.1:0` and waits for its `listening` line.
     pub async fn start(test: &str) -> Hub {
-        Hub::start_with(test, "hub.log", &["--listen", "127.0.0.1:0"]).await
+        Hub::start_with(
+            test,
+            "hub.log",
+            &["--listen", "127.0.0.1:0", "--in-memory", "--open"],
+        )
+        .await
     }
 
     /// Starts a hub with these arguments (after `hub`), logging to
@@ -84,6 +98,7 @@ impl Hub {
             .to_owned();
         let port = url
             .strip_prefix("ws://127.0.0.1:")
+            .or_else(|| url.strip_prefix("wss://127.0.0.1:"))
             .and_then(|rest| rest.strip_suffix('/'))
             .and_then(|port| port.parse::<u16>().ok())
             .unwrap_or_else(|| panic!("cannot parse a port from {first:?}"));
@@ -95,6 +110,7 @@ impl Hub {
             url,
             log_path,
             log_dir,
+            token: None,
         }
     }
 

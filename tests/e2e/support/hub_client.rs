@@ -136,11 +136,21 @@ impl HubClient {
 /// The hub's current text of `doc`, read by a fresh participant. Opening a
 /// document that exists returns the hub's text; the empty seed is ignored.
 pub async fn hub_text(url: &str, session: &str, doc: &str) -> Result<(u64, String), String> {
+    hub_text_with_token(url, session, doc, None).await
+}
+
+/// [`hub_text`] on a hub that requires a token.
+pub async fn hub_text_with_token(
+    url: &str,
+    session: &str,
+    doc: &str,
+    token: Option<&str>,
+) -> Result<(u64, String), String> {
     let mut client = HubClient::connect(url).await;
     client
         .send_json(&json!({
             "type": "hello", "protocol": chorus_protocol::wire::PROTOCOL_VERSION,
-            "session": session, "name": "e2e-observer",
+            "session": session, "name": "e2e-observer", "token": token,
         }))
         .await;
     client.wait_type("welcome").await?;

@@ -109,6 +109,8 @@ local function client_config()
       hub = state.config.hub,
       session = state.session,
       name = state.config.name,
+      token = state.token,
+      hubCa = state.config.hub_ca,
       -- We draw cursors ourselves and send chorus/cursor.
       extensions = true,
     },
@@ -141,14 +143,18 @@ local function attach(bufnr)
   end
 end
 
-function M.join(session)
+--- Joins `session`; `token` is its join or read-only token, needed unless
+--- the hub runs with --open (falls back to setup's `token`, then to the
+--- proxy's $CHORUS_TOKEN).
+function M.join(session, token)
   if not session or session == '' then
-    return notify('usage: :ChorusJoin <session>', vim.log.levels.ERROR)
+    return notify('usage: :ChorusJoin <session> [token]', vim.log.levels.ERROR)
   end
   if state.session then
     M.leave()
   end
   state.session = session
+  state.token = (token ~= nil and token ~= '') and token or state.config.token
   state.root = workspace_root()
   vim.api.nvim_clear_autocmds({ group = group })
   vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {

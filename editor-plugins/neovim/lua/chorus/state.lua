@@ -10,6 +10,11 @@ M.config = {
   hub = 'ws://127.0.0.1:7420/',
   -- Name shown to collaborators.
   name = nil,
+  -- Default session token (`chorus session create` prints them); a token
+  -- given to :ChorusJoin wins.
+  token = nil,
+  -- Extra CA certificate (PEM path) for a wss:// hub with its own CA.
+  hub_ca = nil,
   -- How to start the proxy; arguments after it are ours.
   cmd = { 'chorus', 'lsp' },
   -- Workspace root: a path, or nil to look for root_markers from the
@@ -24,6 +29,8 @@ M.config = {
 
 --- The session joined, or nil.
 M.session = nil
+--- The token it was joined with, or nil.
+M.token = nil
 --- The workspace root of the session (absolute, no trailing slash).
 M.root = nil
 --- Id of the chorus lsp client, or nil.
@@ -37,6 +44,7 @@ M.run = nil
 
 function M.reset()
   M.session = nil
+  M.token = nil
   M.root = nil
   M.client_id = nil
   M.people = {}

@@ -1,0 +1,121 @@
+//! The storage contract, against embedded SQLite and a real PostgreSQL
+//! server (`CHORUS_TEST_POSTGRES`, which scripts/test.sh starts).
+
+use chorus_hub::document::Author;
+use chorus_hub::storage::{now_secs, Database, StorageError, Store};
+use chorus_protocol::ot::{OperationSeq, WireOp};
+
+fn op(json: &str) -> OperationSeq {
+    serde_json::from_str::<WireOp>(json).unwrap().0
+}
+
+/// The same checks for both backends.
+async fn exercise(store: &Store, session: &str) {
+    let ada = Author {
+        instance: "ada-1".into(),
+        seq: 1,
+    };
+    store.create_doc(session, "a.txt", "hello").await.unwrap();
+    store
+        .append_op(session, "a.txt", 1, &op(r#"[5, " world"]"#), Some(&ada))
+        .await
+        .unwrap();
+    store
+        .append_op(session, "a.txt", 2, &op(r#"["¡", 11]"#), None)
+        .await
+        .unwrap();
+    store.create_doc(session, "b.txt", "").await.unwrap();
+    let other = format!("{session}-other");
+    store.create_doc(&other, "a.txt", "x").await.unwrap();
+
+    let docs = store.load_session(session).await.unwrap();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0].path, "a.txt");
+    assert_eq!(docs[0].text().unwrap(), "¡hello world");
+    assert_eq!(docs[0].log[0].author, Some(ada));
+    assert_eq!(docs[0].log[1].rev, 2);
+    assert_eq!(docs[1].text().unwrap(), "");
+
+    store
+        .snapshot(session, "a.txt", 2, "¡hello world")
+        .await
+        .unwrap();
+    store
+        .append_op(session, "a.txt", 3, &op(r#"[12, "!"]"#), None)
+        .await
+        .unwrap();
+    assert_eq!(store.stored_rev(session, "a.txt").await.unwrap(), Some(3));
+    let docs = store.load_session(session).await.unwrap();
+    assert_eq!(docs[0].snapshot_rev, 2);
+    assert_eq!(docs[0].log.len(), 1);
+    assert_eq!(docs[0].text().unwrap(), "¡hello world!");
+    assert_eq!(store.stored_rev(session, "missing").await.unwrap(), None);
+
+    assert_eq!(store.session_access(session).await.unwrap(), None);
+    store.create_session(session, "j1", "r1").await.unwrap();
+    assert!(matches!(
+        store.create_session(session, "j2", "r2").await,
+        Err(StorageError::SessionExists(_))
+    ));
+    let access = store.session_access(session).await.unwrap().unwrap();
+    assert_eq!((access.join_hash.as_str(), access.revoked), ("j1", false));
+    let before = now_secs();
+    assert!(store.revoke_session(session).await.unwrap());
+    assert!(!store.revoke_session(session).await.unwrap());
+    assert!(
+        store
+            .session_access(session)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(store
+        .revoked_since(before)
+        .await
+        .unwrap()
+        .iter()
+        .any(|(id, _)| id == session));
+    // Re-created after revoking: new tokens, the documents stay.
+    store.create_session(session, "j3", "r3").await.unwrap();
+    let access = store.session_access(session).await.unwrap().unwrap();
+    assert_eq!((access.join_hash.as_str(), access.revoked), ("j3", false));
+    let listed = store.list_sessions().await.unwrap();
+    let mine = listed.iter().find(|s| s.id == session).unwrap();
+    assert_eq!((mine.documents, mine.revoked), (2, false));
+    assert!(mine.created_at.is_some());
+    let other = listed.iter().find(|s| s.id == other).unwrap();
+    assert_eq!((other.documents, other.created_at), (1, None));
+}
+
+#[tokio::test]
+async fn sqlite_keeps_documents_ops_snapshots_and_sessions() {
+    let dir = std::env::temp_dir().join(format!("chorus-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&Database::Sqlite(dir.clone())).await.unwrap();
+    exercise(&store, "s").await;
+    drop(store);
+    // And all of it is still there after reopening.
+    let store = Store::open(&Database::Sqlite(dir.clone())).await.unwrap();
+    let docs = store.load_session("s").await.unwrap();
+    assert_eq!(docs[0].text().unwrap(), "¡hello world!");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Needs a real server: scripts/test.sh installs and starts one and sets
+/// CHORUS_TEST_POSTGRES. Without it this test fails rather than pretend.
+#[tokio::test]
+async fn postgres_keeps_documents_ops_snapshots_and_sessions() {
+    let url = std::env::var("CHORUS_TEST_POSTGRES").expect(
+        "CHORUS_TEST_POSTGRES must name a PostgreSQL database (postgres://…); \
+         scripts/test.sh starts a server and sets it",
+    );
+    let store = Store::open(&Database::Postgres(url.clone())).await.unwrap();
+    // A fresh session name per run: the database outlives test runs.
+    let session = format!("storage-{}-{}", std::process::id(), now_secs());
+    exercise(&store, &session).await;
+    drop(store);
+    let store = Store::open(&Database::Postgres(url)).await.unwrap();
+    let docs = store.load_session(&session).await.unwrap();
+    assert_eq!(docs[0].text().unwrap(), "¡hello world!");
+}
