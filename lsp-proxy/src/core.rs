@@ -559,13 +559,18 @@ impl Core {
                         MessageType::ERROR,
                         format!("Chorus hub: {message}. Not retrying; fix the settings and restart the Chorus client."),
                     );
+                } else if code == ErrorCode::Unavailable {
+                    // Refused again at each retry while the hub's storage is
+                    // down: say it once, until the proxy is back.
+                    if !self.told_offline {
+                        self.notify_user(MessageType::ERROR, format!("Chorus hub: {message}"));
+                    }
                 } else if matches!(
                     code,
                     ErrorCode::NotJoined
                         | ErrorCode::RunBusy
                         | ErrorCode::RunsDisabled
                         | ErrorCode::NoRun
-                        | ErrorCode::Unavailable
                 ) {
                     self.notify_user(MessageType::ERROR, format!("Chorus hub: {message}"));
                 }

@@ -299,3 +299,59 @@ async fn a_proxy_offline_while_others_type_catches_up_by_ops() {
 async fn a_proxy_offline_longer_than_the_history_merges_by_text() {
     offline_proxy_converges("offline_merges_by_text", "5").await;
 }
+
+/// The hub's storage fails under it (here: the op log table disappears).
+/// The hub must not acknowledge what it could not store: it sends everyone
+/// in the session away with a reason and refuses joins until storage
+/// answers; the proxies keep the unacknowledged edit, reconnect by
+/// themselves once storage is back, and nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_acknowledges_nothing_and_everyone_recovers() {
+    let test = "storage_failure";
+    let data = log_dir(&format!("{test}-data"));
+    let data_arg = data.to_string_lossy().into_owned();
+    let hub = Hub::start_with(
+        test,
+        "hub.log",
+        &["--listen", "127.0.0.1:0", "--data", &data_arg, "--open"],
+    )
+    .await;
+    let session = "fragile";
+    let doc = "notes.txt";
+    let a = Editor::start(EditorKind::VsCode, &hub, session, "a").await;
+    let b = Editor::start(EditorKind::Helix, &hub, session, "b").await;
+    a.open(doc, "stored\n");
+    assert_converged(&hub, session, doc, &[&a]).await;
+    b.open(doc, "");
+    a.insert_after(doc, "stored", " and acked");
+    assert_converged(&hub, session, doc, &[&a, &b]).await;
+
+    let db = rusqlite::Connection::open(data.join("chorus.db")).expect("open the hub's database");
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch("ALTER TABLE ops RENAME TO ops_away")
+        .expect("take the op log away");
+    a.insert_after(doc, "acked", " while broken");
+    for editor in [&a, &b] {
+        editor
+            .client()
+            .wait_notification("window/showMessage", Duration::from_secs(10), |m| {
+                m["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("lost its storage"))
+            })
+            .await
+            .unwrap_or_else(|| panic!("{} is told the hub lost its storage", editor.name));
+    }
+    let state = a.document_state(doc).await.unwrap();
+    assert_eq!(
+        state["synchronized"], false,
+        "the edit was not acknowledged: {state}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    db.execute_batch("ALTER TABLE ops_away RENAME TO ops")
+        .expect("bring the op log back");
+
+    let text = assert_converged(&hub, session, doc, &[&a, &b]).await;
+    assert_eq!(text, "stored and acked while broken\n");
+    drop(db);
+}
