@@ -23,6 +23,9 @@
 //! (as under `cargo test --all-targets`) it does nothing. All traffic goes
 //! to 127.0.0.1 and every phase has a deadline.
 
+#[path = "common/store.rs"]
+mod store;
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,14 +194,8 @@ struct HubProcess {
 async fn start_hub(extra_args: &[&str]) -> HubProcess {
     let log = std::env::temp_dir().join(format!("chorus-bench-hub-{}.log", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args([
-            "hub",
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
-            "--no-runs",
-        ])
+        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
+        .args(store::hub_store_args())
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

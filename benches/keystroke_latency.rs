@@ -18,6 +18,9 @@
 //! Run: `cargo bench --bench keystroke_latency [-- --keys 1000 --rate 100]`.
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
+#[path = "common/store.rs"]
+mod store;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -68,14 +71,8 @@ fn log_path(name: &str) -> PathBuf {
 
 async fn run(keys: usize, rate: f64) {
     let mut hub = Command::new(chorus())
-        .args([
-            "hub",
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
-            "--no-runs",
-        ])
+        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
+        .args(store::hub_store_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(
