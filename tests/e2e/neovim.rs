@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use crate::support::hub::{chorus_bin, Hub};
-use crate::support::hub_client::hub_text;
+use crate::support::hub_client::{hub_text, hub_text_with_token};
 
 const WAIT: Duration = Duration::from_secs(20);
 const DOC: &str = "main.py";
@@ -146,6 +146,17 @@ struct Nvim {
 
 impl Nvim {
     async fn start(hub: &Hub, workspace: &Path, session: &str, name: &str) -> Nvim {
+        Nvim::start_with_token(hub, workspace, session, name, hub.token.as_deref()).await
+    }
+
+    /// Joins with `:ChorusJoin SESSION TOKEN`, as a user with a token would.
+    async fn start_with_token(
+        hub: &Hub,
+        workspace: &Path,
+        session: &str,
+        name: &str,
+        token: Option<&str>,
+    ) -> Nvim {
         let bin = nvim_bin();
         let dir = hub.log_dir.join(format!("nvim-{name}"));
         std::fs::create_dir_all(&dir).expect("create the instance's directory");
@@ -166,7 +177,7 @@ impl Nvim {
              vim.cmd.cd({workspace})\n\
              -- plugin/ scripts load after -u; load ours now for :ChorusJoin.\n\
              vim.cmd.runtime('plugin/chorus.lua')\n\
-             vim.cmd('ChorusJoin {session}')\n\
+             vim.cmd('ChorusJoin {session} {token}')\n\
              vim.cmd.edit({doc})\n\
              {TEST_HELPERS}\n\
              T.file = {doc}\n",
@@ -176,6 +187,7 @@ impl Nvim {
             bin = lua_str(&chorus_bin().display().to_string()),
             workspace = lua_str(&workspace.display().to_string()),
             doc = lua_str(DOC),
+            token = token.unwrap_or_default(),
         );
         let init_path = dir.join("init.lua");
         std::fs::write(&init_path, init).expect("write init.lua");
@@ -346,7 +358,7 @@ async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
         for nvim in nvims {
             texts.push(nvim.text().await);
         }
-        let hub_doc = hub_text(&hub.url, session, DOC).await;
+        let hub_doc = hub_text_with_token(&hub.url, session, DOC, hub.token.as_deref()).await;
         let mut synced = true;
         for nvim in nvims {
             let state: Value =
@@ -475,6 +487,50 @@ async fn undo_in_one_neovim_arrives_everywhere() {
         text.starts_with("ADA TYPED THIS\n"),
         "redo did not arrive: {text:?}"
     );
+}
+
+/// Real Neovim with tokens: the editor joins with the join token, the
+/// viewer with the read-only one (`:ChorusJoin SESSION TOKEN`). The viewer
+/// sees every edit; what it types is undone in its buffer and it is told
+/// why, while the editor's typing goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_neovim_watches_and_its_typing_is_undone() {
+    let test = "neovim_read_only";
+    let data = crate::support::hub::log_dir(&format!("{test}-data"));
+    let store = ["--data", data.to_str().unwrap()];
+    let tokens = crate::access::create_session(&store, "class").await;
+    let mut hub = crate::access::start_token_hub(test, &data).await;
+    hub.token = Some(tokens.join.clone());
+    let ws = workspace(&hub, SEED_TEXT);
+    let teacher = Nvim::start(&hub, &ws, "class", "teacher").await;
+    wait_joined(&teacher).await;
+    let student =
+        Nvim::start_with_token(&hub, &ws, "class", "student", Some(&tokens.read_only)).await;
+    wait_joined(&student).await;
+    let both = [teacher, student];
+    converged(&hub, "class", &both).await;
+    let [teacher, student] = &both;
+
+    teacher.keys("GoTEACHER<Esc>").await;
+    let text = converged(&hub, "class", &both).await;
+    assert!(text.ends_with("TEACHER\n"), "{text:?}");
+
+    student.keys("ggOSTUDENT WAS HERE<Esc>").await;
+    wait_for(
+        "the read-only notice",
+        student,
+        "vim.api.nvim_exec2('messages', { output = true }).output",
+        |m| m.contains("read-only") && m.contains("was undone"),
+    )
+    .await;
+    let text = converged(&hub, "class", &both).await;
+    assert!(
+        !text.contains("STUDENT"),
+        "the read-only edit must be undone everywhere: {text:?}"
+    );
+    teacher.keys("GoAGAIN<Esc>").await;
+    let text = converged(&hub, "class", &both).await;
+    assert!(text.ends_with("TEACHER\nAGAIN\n"), "{text:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
