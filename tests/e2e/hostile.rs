@@ -1,6 +1,7 @@
 //! Hostile clients: a flood of frames is paced without slowing anyone else,
-//! and an op that would grow a document past the hub's limit is refused
-//! with the document left as it was.
+//! an op that would grow a document past the hub's limit is refused with
+//! the document left as it was, and connections beyond the limit are
+//! refused without disturbing those already in.
 
 use chorus_protocol::text::checksum;
 use ropey::Rope;
@@ -124,4 +125,51 @@ async fn checksums_are_checked_and_a_mismatch_resyncs() {
     assert_eq!(error["code"], "checksum_mismatch", "{error}");
     let snapshot = client.expect_type("opened").await;
     assert_eq!(snapshot["text"], "héllo\r\n");
+}
+
+/// Beyond `--max-connections`, a new connection is refused with 503 before
+/// any WebSocket work; those already in keep working, and a freed slot is
+/// usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_and_others_carry_on() {
+    let test = "connections_beyond_the_limit";
+    let hub = Hub::start_with(
+        test,
+        "hub.log",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--open",
+            "--max-connections",
+            "3",
+        ],
+    )
+    .await;
+    let (mut first, _) = HubClient::join(&hub.url, "crowd", "first").await;
+    let (mut second, _) = HubClient::join(&hub.url, "crowd", "second").await;
+    let (third, _) = HubClient::join(&hub.url, "crowd", "third").await;
+    let refused = tokio_tungstenite::connect_async(hub.url.as_str()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503)
+        }
+        other => panic!("a fourth connection must be refused with 503: {other:?}"),
+    }
+    first.ping(1).await.expect("the first still answers");
+    second.ping(2).await.expect("the second still answers");
+    third.close().await;
+    // The slot is released when the hub notices the close.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio_tungstenite::connect_async(hub.url.as_str()).await {
+            Ok(_) => break,
+            Err(err) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the freed slot never became usable: {err}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    first.ping(3).await.expect("the first still answers");
 }
