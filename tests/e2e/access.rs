@@ -67,19 +67,8 @@ pub async fn start_token_hub(test: &str, data: &Path) -> Hub {
 /// Waits for a `window/showMessage` containing `needle`.
 pub async fn wait_message(editor: &Editor, needle: &str) -> Value {
     editor
-        .client()
-        .wait_notification("window/showMessage", WAIT, |p| {
-            p["message"].as_str().is_some_and(|m| m.contains(needle))
-        })
+        .wait_message("window/showMessage", needle, WAIT)
         .await
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no showMessage containing {needle:?} within {WAIT:?}; got {:?}\nproxy log:\n{}",
-                editor.name,
-                editor.client().notifications("window/showMessage"),
-                editor.client().log_tail(30)
-            )
-        })
 }
 
 fn with_token(
@@ -243,7 +232,7 @@ async fn revoking_a_session_disconnects_everyone_and_new_tokens_keep_the_documen
 }
 
 /// Connects with a raw client and says hello with `token`.
-async fn join_raw(url: &str, session: &str, token: Option<&str>) -> (HubClient, Value) {
+async fn hello(url: &str, session: &str, token: Option<&str>) -> HubClient {
     let mut client = HubClient::connect(url).await;
     client
         .send_json(&serde_json::json!({
@@ -251,19 +240,18 @@ async fn join_raw(url: &str, session: &str, token: Option<&str>) -> (HubClient, 
             "session": session, "name": "raw", "token": token,
         }))
         .await;
+    client
+}
+
+async fn join_raw(url: &str, session: &str, token: Option<&str>) -> (HubClient, Value) {
+    let mut client = hello(url, session, token).await;
     let welcome = client.wait_type("welcome").await.unwrap();
     (client, welcome)
 }
 
 /// Says hello with `token` and expects a refusal; returns it and its code.
 async fn refused_raw(url: &str, session: &str, token: Option<&str>) -> (Value, String) {
-    let mut client = HubClient::connect(url).await;
-    client
-        .send_json(&serde_json::json!({
-            "type": "hello", "protocol": chorus_protocol::wire::PROTOCOL_VERSION,
-            "session": session, "name": "raw", "token": token,
-        }))
-        .await;
+    let mut client = hello(url, session, token).await;
     let reply = client.recv().await.unwrap();
     assert_eq!(reply["type"], "error", "expected a refusal: {reply}");
     let code = reply["code"].as_str().unwrap_or_default().to_owned();

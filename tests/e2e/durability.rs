@@ -122,19 +122,7 @@ async fn kill_9_while_typing_in(
     for i in 0..120 {
         for (editor, who) in [(&a, "a"), (&b, "b")] {
             let token = format!("<{who}{i}>");
-            editor.edit_with(doc, |text| {
-                // Between tokens, never inside one.
-                let boundaries: Vec<usize> = std::iter::once(0)
-                    .chain(
-                        text.iter()
-                            .enumerate()
-                            .filter(|(_, &c)| c == '>')
-                            .map(|(at, _)| at + 1),
-                    )
-                    .collect();
-                let at = boundaries[(i * 7 + who.len() * 3) % boundaries.len()];
-                Some((at, at, token.clone()))
-            });
+            type_token(editor, doc, &token, i * 7 + who.len() * 3);
             typed.push(token);
         }
         tokio::time::sleep(std::time::Duration::from_millis(4)).await;
@@ -150,7 +138,29 @@ async fn kill_9_while_typing_in(
         }
     }
     let text = assert_converged(&hub, session, doc, &[&a, &b]).await;
-    for token in &typed {
+    assert_each_token_once(&text, &typed, "|");
+}
+
+/// Types `token` at a boundary between earlier tokens (never inside one):
+/// the `pick`-th, counted round the buffer.
+fn type_token(editor: &Editor, doc: &str, token: &str, pick: usize) {
+    editor.edit_with(doc, |text| {
+        let boundaries: Vec<usize> = std::iter::once(0)
+            .chain(
+                text.iter()
+                    .enumerate()
+                    .filter(|(_, &c)| c == '>')
+                    .map(|(at, _)| at + 1),
+            )
+            .collect();
+        let at = boundaries[pick % boundaries.len()];
+        Some((at, at, token.to_owned()))
+    });
+}
+
+/// The document is `seed` plus every typed token exactly once.
+fn assert_each_token_once(text: &str, typed: &[String], seed: &str) {
+    for token in typed {
         assert_eq!(
             text.matches(token.as_str()).count(),
             1,
@@ -159,8 +169,8 @@ async fn kill_9_while_typing_in(
     }
     assert_eq!(
         text.chars().count(),
-        1 + typed.iter().map(|t| t.chars().count()).sum::<usize>(),
-        "nothing but the typed tokens: {text:?}"
+        seed.chars().count() + typed.iter().map(|t| t.chars().count()).sum::<usize>(),
+        "nothing but the seed and the typed tokens: {text:?}"
     );
 }
 
@@ -201,19 +211,7 @@ async fn kill_9_while_typing_loses_nothing_with_postgres() {
 /// every keystroke exactly once. With `history_limit` small, the hub no
 /// longer has the ops the proxy missed and it merges by text instead.
 async fn offline_proxy_converges(test: &str, history_limit: &str) {
-    let hub = Hub::start_with(
-        test,
-        "hub.log",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
-            "--history-limit",
-            history_limit,
-        ],
-    )
-    .await;
+    let hub = Hub::start_in_memory(test, &["--history-limit", history_limit]).await;
     let relay = Relay::start(hub.port).await;
     let session = "offline";
     let doc = "shared.txt";
@@ -232,18 +230,7 @@ async fn offline_proxy_converges(test: &str, history_limit: &str) {
     let type_round = |i: usize, typed: &mut Vec<String>| {
         for (editor, who) in [(&away, "w"), (&here, "h"), (&there, "t")] {
             let token = format!("<{who}{i}>");
-            editor.edit_with(doc, |text| {
-                let boundaries: Vec<usize> = std::iter::once(0)
-                    .chain(
-                        text.iter()
-                            .enumerate()
-                            .filter(|(_, &c)| c == '>')
-                            .map(|(at, _)| at + 1),
-                    )
-                    .collect();
-                let at = boundaries[(i * 5 + usize::from(who.as_bytes()[0])) % boundaries.len()];
-                Some((at, at, token.clone()))
-            });
+            type_token(editor, doc, &token, i * 5 + usize::from(who.as_bytes()[0]));
             typed.push(token);
         }
     };
@@ -251,43 +238,25 @@ async fn offline_proxy_converges(test: &str, history_limit: &str) {
         type_round(i, &mut typed);
     }
     relay.cut();
-    away.client()
-        .wait_notification("window/showMessage", Duration::from_secs(10), |m| {
-            m["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("Retrying"))
-        })
-        .await
-        .expect("the user is told the proxy is offline");
+    // The user is told the proxy is offline, and later that it is back.
+    away.wait_message("window/showMessage", "Retrying", Duration::from_secs(10))
+        .await;
     for i in 10..60 {
         type_round(i, &mut typed);
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
     relay.restore();
-    away.client()
-        .wait_notification("window/showMessage", Duration::from_secs(15), |m| {
-            m["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("connected to session"))
-        })
-        .await
-        .expect("the user is told the proxy is back");
+    away.wait_message(
+        "window/showMessage",
+        "connected to session",
+        Duration::from_secs(15),
+    )
+    .await;
     for i in 60..70 {
         type_round(i, &mut typed);
     }
     let text = assert_converged(&hub, session, doc, &[&here, &away, &there]).await;
-    for token in &typed {
-        assert_eq!(
-            text.matches(token.as_str()).count(),
-            1,
-            "{token} must be in the document exactly once: {text:?}"
-        );
-    }
-    assert_eq!(
-        text.chars().count(),
-        1 + typed.iter().map(|t| t.chars().count()).sum::<usize>(),
-        "nothing but the typed tokens: {text:?}"
-    );
+    assert_each_token_once(&text, &typed, "|");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,14 +302,12 @@ async fn a_storage_failure_acknowledges_nothing_and_everyone_recovers() {
     a.insert_after(doc, "acked", " while broken");
     for editor in [&a, &b] {
         editor
-            .client()
-            .wait_notification("window/showMessage", Duration::from_secs(10), |m| {
-                m["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("lost its storage"))
-            })
-            .await
-            .unwrap_or_else(|| panic!("{} is told the hub lost its storage", editor.name));
+            .wait_message(
+                "window/showMessage",
+                "lost its storage",
+                Duration::from_secs(10),
+            )
+            .await;
     }
     let state = a.document_state(doc).await.unwrap();
     assert_eq!(

@@ -16,19 +16,7 @@ use crate::support::hub_client::{hub_text, HubClient};
 async fn a_flooding_client_is_paced_while_others_sync() {
     const FLOOD: u64 = 3000;
     let test = "a_flooding_client_is_paced";
-    let hub = Hub::start_with(
-        test,
-        "hub.log",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
-            "--messages-per-second",
-            "1000",
-        ],
-    )
-    .await;
+    let hub = Hub::start_in_memory(test, &["--messages-per-second", "1000"]).await;
     let session = "flooded";
     let doc = "calm.txt";
     let a = Editor::start(EditorKind::VsCode, &hub, session, "a").await;
@@ -65,19 +53,7 @@ async fn a_flooding_client_is_paced_while_others_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_op_past_the_document_limit_is_refused() {
     let test = "an_op_past_the_document_limit";
-    let hub = Hub::start_with(
-        test,
-        "hub.log",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
-            "--max-document-chars",
-            "100",
-        ],
-    )
-    .await;
+    let hub = Hub::start_in_memory(test, &["--max-document-chars", "100"]).await;
     let (mut client, _) = HubClient::join(&hub.url, "limits", "big").await;
     client.open("small.txt", "tiny").await;
     let huge = "x".repeat(200);
@@ -133,19 +109,7 @@ async fn checksums_are_checked_and_a_mismatch_resyncs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_refused_and_others_carry_on() {
     let test = "connections_beyond_the_limit";
-    let hub = Hub::start_with(
-        test,
-        "hub.log",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
-            "--max-connections",
-            "3",
-        ],
-    )
-    .await;
+    let hub = Hub::start_in_memory(test, &["--max-connections", "3"]).await;
     let (mut first, _) = HubClient::join(&hub.url, "crowd", "first").await;
     let (mut second, _) = HubClient::join(&hub.url, "crowd", "second").await;
     let (third, _) = HubClient::join(&hub.url, "crowd", "third").await;

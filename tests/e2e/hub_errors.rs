@@ -317,14 +317,9 @@ async fn a_participant_that_stops_reading_is_dropped() {
     // This test floods on purpose (32 M characters) to overrun the silent
     // reader: lift pacing and the document cap (both tested in hostile.rs)
     // out of its way.
-    let mut hub = Hub::start_with(
+    let mut hub = Hub::start_in_memory(
         "a_participant_that_stops_reading_is_dropped",
-        "hub.log",
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
             "--messages-per-second",
             "1000000",
             "--max-document-chars",

@@ -28,36 +28,13 @@ async fn run_command(editor: &Editor, command: &str, arguments: Value) -> Result
 }
 
 async fn wait_log(editor: &Editor, needle: &str) -> Value {
-    editor
-        .client()
-        .wait_notification("window/logMessage", WAIT, |p| {
-            p["message"].as_str().is_some_and(|m| m.contains(needle))
-        })
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no window/logMessage containing {needle:?}; got {:?}\nproxy log:\n{}",
-                editor.name,
-                editor.client().notifications("window/logMessage"),
-                editor.client().log_tail(20)
-            )
-        })
+    editor.wait_message("window/logMessage", needle, WAIT).await
 }
 
 async fn wait_show(editor: &Editor, needle: &str) -> Value {
     editor
-        .client()
-        .wait_notification("window/showMessage", WAIT, |p| {
-            p["message"].as_str().is_some_and(|m| m.contains(needle))
-        })
+        .wait_message("window/showMessage", needle, WAIT)
         .await
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no window/showMessage containing {needle:?}; got {:?}",
-                editor.name,
-                editor.client().notifications("window/showMessage")
-            )
-        })
 }
 
 const PROGRAM: &str = "import sys\nprint('hello from chorus')\nprint('oops', file=sys.stderr)\n";

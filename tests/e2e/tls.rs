@@ -35,14 +35,9 @@ async fn editors_sync_over_wss_with_a_private_ca() {
     std::fs::write(&cert_pem, hub_cert.pem()).unwrap();
     std::fs::write(&key_pem, hub_key.serialize_pem()).unwrap();
 
-    let hub = Hub::start_with(
+    let hub = Hub::start_in_memory(
         test,
-        "hub.log",
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--open",
             "--tls-cert",
             cert_pem.to_str().unwrap(),
             "--tls-key",

@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -493,6 +494,25 @@ impl Editor {
     }
 
     /// Kills the proxy process, as if it crashed.
+    /// Waits for a `method` notification (`window/showMessage`,
+    /// `window/logMessage`) whose message contains `needle`; panics with
+    /// what did arrive and the proxy's log otherwise.
+    pub async fn wait_message(&self, method: &str, needle: &str, timeout: Duration) -> Value {
+        self.client
+            .wait_notification(method, timeout, |p| {
+                p["message"].as_str().is_some_and(|m| m.contains(needle))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no {method} containing {needle:?} within {timeout:?}; got {:?}\nproxy log:\n{}",
+                    self.name,
+                    self.client.notifications(method),
+                    self.client.log_tail(30)
+                )
+            })
+    }
+
     pub async fn kill_proxy(&self) {
         self.client.kill().await;
     }

@@ -50,12 +50,14 @@ pub struct Hub {
 impl Hub {
     /// Starts a hub on `127.0.0.1:0` and waits for its `listening` line.
     pub async fn start(test: &str) -> Hub {
-        Hub::start_with(
-            test,
-            "hub.log",
-            &["--listen", "127.0.0.1:0", "--in-memory", "--open"],
-        )
-        .await
+        Hub::start_in_memory(test, &[]).await
+    }
+
+    /// A throwaway hub (`--in-memory --open`) with more arguments.
+    pub async fn start_in_memory(test: &str, extra: &[&str]) -> Hub {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--in-memory", "--open"];
+        args.extend_from_slice(extra);
+        Hub::start_with(test, "hub.log", &args).await
     }
 
     /// Starts a hub with these arguments (after `hub`), logging to
