@@ -275,6 +275,12 @@ impl Core {
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
             Event::Hub(HubEvent::Disconnected(reason)) => {
                 let was_connected = std::mem::replace(&mut self.connected, false);
+                if was_connected {
+                    self.notifier.custom(
+                        Custom::Connection,
+                        json!({"state": "offline", "session": self.session, "reason": reason}),
+                    );
+                }
                 if was_connected || !self.told_offline {
                     self.told_offline = true;
                     self.notify_user(
@@ -456,6 +462,10 @@ impl Core {
                     );
                 }
                 self.role = role;
+                self.notifier.custom(
+                    Custom::Connection,
+                    json!({"state": "online", "session": session, "role": role, "clientId": client_id}),
+                );
                 if self.told_offline {
                     self.told_offline = false;
                     self.notify_user(
@@ -555,6 +565,10 @@ impl Core {
                         self.notify_user(MessageType::WARNING, format!("Chorus: {message}"));
                     }
                 } else if code.is_fatal_for_join() {
+                    self.notifier.custom(
+                        Custom::Connection,
+                        json!({"state": "refused", "session": self.session, "reason": message}),
+                    );
                     self.notify_user(
                         MessageType::ERROR,
                         format!("Chorus hub: {message}. Not retrying; fix the settings and restart the Chorus client."),

@@ -28,6 +28,7 @@ macro_rules! chorus_notification {
     };
 }
 chorus_notification!(PresenceNotification, "chorus/presence");
+chorus_notification!(ConnectionNotification, "chorus/connection");
 chorus_notification!(CursorNotification, "chorus/cursor");
 chorus_notification!(RunStartedNotification, "chorus/runStarted");
 chorus_notification!(RunOutputNotification, "chorus/runOutput");
@@ -37,6 +38,8 @@ chorus_notification!(RunFinishedNotification, "chorus/runFinished");
 #[derive(Clone, Copy, Debug)]
 pub enum Custom {
     Presence,
+    /// `{state: "online"|"offline"|"refused", session, role?, reason?}`.
+    Connection,
     Cursor,
     RunStarted,
     RunOutput,
@@ -116,6 +119,11 @@ async fn deliver(client: &Client, note: Note) {
                     .await
             }
             Custom::Cursor => client.send_notification::<CursorNotification>(params).await,
+            Custom::Connection => {
+                client
+                    .send_notification::<ConnectionNotification>(params)
+                    .await
+            }
             Custom::RunStarted => {
                 client
                     .send_notification::<RunStartedNotification>(params)

@@ -5,6 +5,8 @@
 use crate::support::converge::assert_converged;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::editor::{Editor, EditorKind, EditorOptions};
 use crate::support::hub::{log_dir, Hub};
 use crate::support::hub_client::hub_text;
@@ -252,6 +254,22 @@ async fn offline_proxy_converges(test: &str, history_limit: &str) {
         Duration::from_secs(15),
     )
     .await;
+    // Plugins get the same as a state they can show.
+    let states: Vec<Value> = away
+        .client()
+        .notifications("chorus/connection")
+        .iter()
+        .map(|n| n["state"].clone())
+        .collect();
+    assert_eq!(
+        states.last(),
+        Some(&Value::from("online")),
+        "chorus/connection: {states:?}"
+    );
+    assert!(
+        states.contains(&Value::from("offline")),
+        "chorus/connection: {states:?}"
+    );
     for i in 60..70 {
         type_round(i, &mut typed);
     }

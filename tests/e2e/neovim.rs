@@ -523,6 +523,11 @@ async fn a_read_only_neovim_watches_and_its_typing_is_undone() {
         |m| m.contains("read-only") && m.contains("was undone"),
     )
     .await;
+    let status = student.lua("require('chorus').statusline()").await;
+    assert!(
+        status.contains("read-only") && !status.contains("offline"),
+        "the statusline shows the role: {status:?}"
+    );
     let text = converged(&hub, "class", &both).await;
     assert!(
         !text.contains("STUDENT"),

@@ -77,6 +77,11 @@ local handlers = {
     end
     cursors.on_remote(params)
   end,
+  ['chorus/connection'] = function(_, params)
+    state.connection = params.state
+    state.role = params.role or state.role
+    vim.cmd.redrawstatus()
+  end,
   ['chorus/runStarted'] = function(_, params)
     run.on_started(params)
   end,
@@ -295,8 +300,13 @@ function M.statusline()
       table.insert(parts, 'run #' .. tostring(state.run.id) .. ': ' .. state.run.summary)
     end
   end
-  if not state.client_id then
+  if state.role == 'readOnly' then
+    table.insert(parts, 'read-only')
+  end
+  if not state.client_id or state.connection == 'offline' then
     table.insert(parts, 'offline')
+  elseif state.connection == 'refused' then
+    table.insert(parts, 'refused')
   end
   return table.concat(parts, ' · ')
 end

@@ -31,6 +31,10 @@ M.config = {
 M.session = nil
 --- The token it was joined with, or nil.
 M.token = nil
+--- From chorus/connection: 'online', 'offline' or 'refused' (nil before
+--- the proxy first reaches the hub), and 'editor' or 'readOnly'.
+M.connection = nil
+M.role = nil
 --- The workspace root of the session (absolute, no trailing slash).
 M.root = nil
 --- Id of the chorus lsp client, or nil.
@@ -45,6 +49,8 @@ M.run = nil
 function M.reset()
   M.session = nil
   M.token = nil
+  M.connection = nil
+  M.role = nil
   M.root = nil
   M.client_id = nil
   M.people = {}
