@@ -138,6 +138,8 @@ struct Core {
     notifier: Notifier,
     /// The editor's plugin handles `chorus/*` itself.
     extensions: bool,
+    /// Whether the editor's `applied: true` can be believed (DocSync).
+    applied_is_honest: bool,
     /// Collaborators' cursors, for editors without a plugin.
     board: CursorBoard,
     /// Whose cursor this editor follows (`chorus.follow NAME`).
@@ -171,6 +173,7 @@ pub async fn run(
         runs: Runs::new(notifier.clone()),
         notifier,
         extensions: false,
+        applied_is_honest: true,
         board: CursorBoard::default(),
         follow: None,
         instance: new_instance_id(),
@@ -304,6 +307,13 @@ impl Core {
         self.encoding = encoding;
         self.root = root;
         self.extensions = settings.extensions.unwrap_or(false);
+        // Neovim's own applyEdit handler answers `applied: true` for edits
+        // it skipped as stale; the Chorus plugin replaces it with one that
+        // says no (editor-plugins/neovim/lua/chorus/edits.lua).
+        let neovim = editor
+            .as_deref()
+            .is_some_and(|name| name.to_ascii_lowercase().contains("neovim"));
+        self.applied_is_honest = !neovim || self.extensions;
         let Some(session) = settings.session.clone() else {
             self.notify_user(
                 MessageType::WARNING,
@@ -777,7 +787,7 @@ impl Core {
                 Ok(json!({"requested": "stop"}))
             }
             other => Err(format!(
-                "unknown command {other:?}; Chorus offers chorus.run and chorus.stop"
+                "unknown command {other:?}; Chorus offers chorus.run, chorus.stop and chorus.follow"
             )),
         }
     }
@@ -795,6 +805,7 @@ impl Core {
             return;
         };
         let encoding = self.encoding;
+        let honest = self.applied_is_honest;
         let Some(doc) = self.docs.get_mut(&uri) else {
             return;
         };
@@ -825,6 +836,7 @@ impl Core {
                         &seed,
                         &mut effects,
                     );
+                    sync.set_applied_is_honest(honest);
                     let current = text.to_string();
                     let result = if current != seed {
                         sync.editor_changed(
@@ -844,14 +856,10 @@ impl Core {
                     DocState::Live(Box::new(sync))
                 } else {
                     replaced = text != hub_text.as_str();
-                    DocState::Live(Box::new(DocSync::new(
-                        text,
-                        version,
-                        encoding,
-                        rev,
-                        &hub_text,
-                        &mut effects,
-                    )))
+                    let mut sync =
+                        DocSync::new(text, version, encoding, rev, &hub_text, &mut effects);
+                    sync.set_applied_is_honest(honest);
+                    DocState::Live(Box::new(sync))
                 }
             }
             DocState::Live(mut sync) => {

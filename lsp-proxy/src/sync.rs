@@ -18,13 +18,20 @@
 //!
 //! Echoes are detected by content: after applying a reported change to the
 //! mirror, if the mirror equals `expected`, the change was our edit coming
-//! back (whatever shape the editor gave it). Any other change is local: the
-//! editor's version moved before our edit arrived, so the editor refuses it
-//! (VS Code, Helix) or silently skips it (Neovim, which still says
-//! `applied: true`). The local change is transformed past the in-flight and
-//! pending edits and sent hubward, and the edits are re-sent on the new
-//! version. The `applied` flag is never trusted to mean "applied"; `false`
-//! only stops a coincidental local change from being taken for the echo.
+//! back (whatever shape the editor gave it). Any other change is local: it
+//! is transformed past the in-flight and pending edits and sent hubward.
+//! The editor's version moved before our edit arrived, so the edit's fate
+//! is open:
+//! * Neovim without the plugin skips it and still answers `applied: true`:
+//!   for it the edit is carried over the change and re-sent at once.
+//! * VS Code and Helix refuse it (`applied: false`), and then it is re-sent
+//!   on the new version. But VS Code may also apply it late, at its old
+//!   range on the newer text, and answer `applied: true` (its extension
+//!   host checks the version against a copy that can lag behind the
+//!   keystroke). So for editors whose `applied` is honest the edit stays in
+//!   flight, moved past the change, until the answer or its late echo
+//!   comes; a late echo that landed elsewhere than the moved edit would is
+//!   repaired with a follow-up edit.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +67,9 @@ pub struct Change {
 /// A change recognised as the in-flight edit coming back.
 struct Echo {
     extra: Option<OperationSeq>,
+    /// It came back where the editor put it late, not where the edit
+    /// stands now: this op (on the mirror) puts the text where it belongs.
+    repair: Option<OperationSeq>,
 }
 
 /// `text` with every line break (`\r\n`, `\r`, `\n`) turned into `eol`.
@@ -120,13 +130,26 @@ pub enum Effect {
 struct InFlight {
     /// Request ids of every copy sent (more than one after a resend).
     ids: Vec<u64>,
-    span: Span,
+    /// The edit as an op on the current mirror (moved past local changes
+    /// made since it was sent; then it may be a no-op, or more than one
+    /// span).
+    op: OperationSeq,
+    /// The edit as sent, while no local change has moved it.
+    span: Option<Span>,
     expected: Rope,
     sent_at: Instant,
+    /// The latest copy as the editor got it: its range, text and version.
+    /// An editor that applies it late applies exactly this.
+    sent: (LinePos, LinePos, String),
+    sent_version: i32,
+    /// Local changes came after it was sent, so `op` differs from `sent`.
+    moved: bool,
     /// Some copy was answered `applied: true`.
     applied: bool,
     /// Copies answered `applied: false`.
     refusals: usize,
+    /// Copies not answered at all yet.
+    unanswered: usize,
 }
 
 impl InFlight {
@@ -145,6 +168,8 @@ struct Held {
     /// For an echo the editor reshaped (line breaks converted to its own),
     /// the difference from what we sent: a local change on top of it.
     extra: Option<OperationSeq>,
+    /// For a late echo: the edit that puts its text where it belongs.
+    repair: Option<OperationSeq>,
     since: Instant,
     /// Changes reported after it, replayed once it is classified.
     later: Vec<(i32, Vec<Change>)>,
@@ -169,6 +194,10 @@ pub struct DocSync {
     /// The hub's text at `ot.rev`: the common base for a three-way merge
     /// when the connection comes back after an outage.
     server: Rope,
+    /// Whether the editor's `applied: true` means applied (or will be).
+    /// False for Neovim without the Chorus plugin, which says it for edits
+    /// it skipped.
+    applied_is_honest: bool,
 }
 
 fn is_noop(op: &OperationSeq) -> bool {
@@ -207,6 +236,7 @@ impl DocSync {
             outstanding_seq: None,
             local_cursor: None,
             server: Rope::from_str(hub_text),
+            applied_is_honest: true,
         };
         doc.resync(rev, hub_text, out);
         doc
@@ -214,6 +244,11 @@ impl DocSync {
 
     pub fn mirror(&self) -> &Rope {
         &self.mirror
+    }
+
+    /// See [`DocSync::applied_is_honest`]; true unless told otherwise.
+    pub fn set_applied_is_honest(&mut self, honest: bool) {
+        self.applied_is_honest = honest;
     }
 
     pub fn rev(&self) -> u64 {
@@ -275,9 +310,7 @@ impl DocSync {
                 // Already answered: it is the echo. The next edit goes out
                 // below, once `version` is current.
                 self.inflight = None;
-                if let Some(extra) = echo.extra {
-                    self.local(extra, out)?;
-                }
+                self.settle_echo(echo, out)?;
                 continue;
             }
             // Wait for the editor's answer before deciding.
@@ -285,6 +318,7 @@ impl DocSync {
             self.held = Some(Held {
                 op,
                 extra: echo.extra,
+                repair: echo.repair,
                 since: Instant::now(),
                 later: vec![(version, changes[idx + 1..].to_vec())],
             });
@@ -308,6 +342,7 @@ impl DocSync {
         let Some(inflight) = self.inflight.as_mut().filter(|f| f.ids.contains(&id)) else {
             return Ok(());
         };
+        inflight.unanswered = inflight.unanswered.saturating_sub(1);
         match applied {
             Some(true) => inflight.applied = true,
             Some(false) => inflight.refusals += 1,
@@ -318,6 +353,13 @@ impl DocSync {
         let decided = inflight.applied || inflight.refused();
         if decided && self.held.is_some() {
             self.settle_held(out)?;
+        } else if inflight.refused() && inflight.sent_version != self.version {
+            // Refused because the version moved: the changes that moved it
+            // are in; send it again on the new version.
+            if let Some(refused) = self.inflight.take() {
+                self.replan(refused.op)?;
+                self.dispatch(out);
+            }
         }
         Ok(())
     }
@@ -332,9 +374,13 @@ impl DocSync {
             self.local(held.op, out)?;
         } else {
             self.inflight = None;
-            if let Some(extra) = held.extra {
-                self.local(extra, out)?;
-            }
+            self.settle_echo(
+                Echo {
+                    extra: held.extra,
+                    repair: held.repair,
+                },
+                out,
+            )?;
         }
         for (version, changes) in held.later {
             self.editor_changed(version, &changes, out)?;
@@ -343,25 +389,81 @@ impl DocSync {
         Ok(())
     }
 
+    /// The in-flight edit came back (it is already out of `inflight`).
+    fn settle_echo(&mut self, echo: Echo, out: &mut Vec<Effect>) -> Result<(), SyncError> {
+        if let Some(repair) = echo.repair {
+            // The editor holds the edit at the wrong place; `pending`
+            // still stands on the text it should have had.
+            let pending = match self.pending.take() {
+                Some(pending) => compose(Some(repair), pending)?,
+                None => repair,
+            };
+            self.pending = (!is_noop(&pending)).then_some(pending);
+            // (A repaired late echo cannot also be reshaped.)
+            return Ok(());
+        }
+        if let Some(extra) = echo.extra {
+            self.local(extra, out)?;
+        }
+        Ok(())
+    }
+
     /// Whether the mirror (just changed from `before`) now shows the
     /// in-flight edit: exactly, or with its line breaks converted the way
-    /// VS Code converts inserted text to the document's end-of-line.
+    /// VS Code converts inserted text to the document's end-of-line, or
+    /// applied late at the range it was sent with.
     fn recognise_echo(&self, before: &Rope) -> Option<Echo> {
         let f = self.inflight.as_ref().filter(|f| !f.refused())?;
         if f.expected.len_chars() == self.mirror.len_chars() && f.expected == self.mirror {
-            return Some(Echo { extra: None });
+            return Some(Echo {
+                extra: None,
+                repair: None,
+            });
         }
-        if !f.span.inserted.contains(['\r', '\n']) {
+        if f.moved {
+            let (from, to, text) = &f.sent;
+            let start = to_char(before, *from, self.encoding);
+            let end = to_char(before, *to, self.encoding).max(start);
+            let late = Span {
+                start,
+                deleted: end - start,
+                inserted: text.clone(),
+            };
+            let mut candidate = before.clone();
+            if apply_to_rope(&mut candidate, &late.to_op(before.len_chars())).is_ok()
+                && candidate.len_chars() == self.mirror.len_chars()
+                && candidate == self.mirror
+            {
+                // Undo exactly what the editor did (its text put back, the
+                // edit's text taken out) and do the edit where it stands
+                // now. Only the edit's own text moves: a repair made by
+                // diffing could move the user's text instead, and then lose
+                // their next keystroke on it.
+                let undo = Span {
+                    start,
+                    deleted: late.inserted.chars().count(),
+                    inserted: before.slice(start..end).to_string(),
+                }
+                .to_op(self.mirror.len_chars());
+                let repair = undo.compose(&f.op).ok()?;
+                return Some(Echo {
+                    extra: None,
+                    repair: Some(repair),
+                });
+            }
+        }
+        let span = f.span.as_ref()?;
+        if !span.inserted.contains(['\r', '\n']) {
             return None;
         }
         for eol in ["\r\n", "\n"] {
-            let inserted = normalize_line_breaks(&f.span.inserted, eol);
-            if inserted == f.span.inserted {
+            let inserted = normalize_line_breaks(&span.inserted, eol);
+            if inserted == span.inserted {
                 continue;
             }
             let reshaped = Span {
                 inserted,
-                ..f.span.clone()
+                ..span.clone()
             };
             let mut candidate = before.clone();
             if apply_to_rope(&mut candidate, &reshaped.to_op(before.len_chars())).is_ok()
@@ -369,6 +471,7 @@ impl DocSync {
             {
                 return Some(Echo {
                     extra: Some(diff(&f.expected, &self.mirror.to_string())),
+                    repair: None,
                 });
             }
         }
@@ -382,14 +485,31 @@ impl DocSync {
         }
         let pending = self.pending.take();
         let mut carried: Option<OperationSeq> = None;
-        if let Some(inflight) = self.inflight.take() {
-            // The editor's version moved before our edit arrived, so the
-            // edit never applies. Carry it over the local change; it goes
-            // out again on the new version.
-            let f = inflight.span.to_op(c.base_len());
-            let (c1, f1) = transform(&c, &f)?;
-            c = c1;
-            carried = Some(f1);
+        if let Some(mut inflight) = self.inflight.take() {
+            if self.applied_is_honest && !inflight.refused() {
+                // Its fate is open (see the module docs): keep it in
+                // flight, moved past the change, until the editor says. It
+                // may even have become a no-op: an editor that applies it
+                // late still applies the old range. The edit goes first at
+                // a tie: inserted at the same place as the user's text, a
+                // late apply puts it before theirs.
+                let (f1, c1) = transform(&inflight.op, &c)?;
+                c = c1;
+                // `self.mirror` already includes the local change.
+                let mut expected = self.mirror.clone();
+                apply_to_rope(&mut expected, &f1)?;
+                inflight.op = f1;
+                inflight.span = None;
+                inflight.expected = expected;
+                inflight.moved = true;
+                self.inflight = Some(inflight);
+            } else {
+                // Skipped or refused: carry it over the change; it goes out
+                // again on the new version.
+                let (c1, f1) = transform(&c, &inflight.op)?;
+                c = c1;
+                carried = Some(f1);
+            }
         }
         if let Some(p) = pending {
             // `pending` sits on top of the in-flight edit (or the mirror).
@@ -542,29 +662,51 @@ impl DocSync {
             }
             return Ok(());
         }
+        let honest = self.applied_is_honest;
+        let due = self.inflight.as_ref().is_some_and(|f| {
+            // An honest editor that has not answered may still apply the
+            // copy it has, even late: a second copy could land twice.
+            now.duration_since(f.sent_at) >= RESEND_AFTER && !(honest && f.unanswered > 0)
+        });
+        if !due {
+            return Ok(());
+        }
         let next_id = self.next_edit_id;
-        let Some(inflight) = self
-            .inflight
-            .as_mut()
-            .filter(|f| now.duration_since(f.sent_at) >= RESEND_AFTER)
-        else {
+        let Some(inflight) = self.inflight.as_mut() else {
             return Ok(());
         };
-        // No change arrived since it was sent (any change resolves it), so
-        // the range is still right on the current mirror and version.
+        let Some(span) = inflight.span.clone() else {
+            // Moved since it was sent: plan it afresh on the current mirror.
+            if let Some(moved) = self.inflight.take() {
+                self.replan(moved.op)?;
+                self.dispatch(out);
+            }
+            return Ok(());
+        };
+        // Unmoved: no change arrived since it was sent, so the range is
+        // still right on the current mirror and version.
         inflight.ids.push(next_id);
+        inflight.unanswered += 1;
         inflight.sent_at = now;
-        let span = &inflight.span;
+        inflight.sent_version = self.version;
         out.push(Effect::ApplyEdit {
             id: next_id,
             version: self.version,
-            range: (
-                to_pos(&self.mirror, span.start, self.encoding),
-                to_pos(&self.mirror, span.start + span.deleted, self.encoding),
-            ),
-            new_text: span.inserted.clone(),
+            range: (inflight.sent.0, inflight.sent.1),
+            new_text: span.inserted,
         });
         self.next_edit_id += 1;
+        Ok(())
+    }
+
+    /// Puts an edit that will not arrive as sent back in front of
+    /// `pending` (`op` is on the mirror; `pending` on the text after it).
+    fn replan(&mut self, op: OperationSeq) -> Result<(), SyncError> {
+        let pending = match self.pending.take() {
+            Some(pending) => compose(Some(op), pending)?,
+            None => op,
+        };
+        self.pending = (!is_noop(&pending)).then_some(pending);
         Ok(())
     }
 
@@ -621,11 +763,16 @@ impl DocSync {
         });
         self.inflight = Some(InFlight {
             ids: vec![id],
-            span,
+            sent: (range.0, range.1, span.inserted.clone()),
+            sent_version: self.version,
+            moved: false,
+            op,
+            span: Some(span),
             expected,
             sent_at: Instant::now(),
             applied: false,
             refusals: 0,
+            unanswered: 1,
         });
     }
 
@@ -727,4 +874,188 @@ pub fn apply_changes(
         apply_to_rope(mirror, &op)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! VS Code's late apply, step by step (the simulation in `sync_sim.rs`
+    //! covers it among everything else, but only where the edit still
+    //! lands where it belongs).
+
+    use super::*;
+
+    fn pos(column: u32) -> LinePos {
+        LinePos { line: 0, column }
+    }
+
+    fn insert(at: u64, text: &str, len: u64) -> OperationSeq {
+        let mut op = OperationSeq::default();
+        op.retain(at);
+        op.insert(text);
+        op.retain(len - at);
+        op
+    }
+
+    /// A document "hello world\n" in an editor that speaks utf-32.
+    fn doc() -> DocSync {
+        let mut out = Vec::new();
+        let text = "hello world\n";
+        let sync = DocSync::new(Rope::from_str(text), 1, Encoding::Utf32, 0, text, &mut out);
+        assert!(out.is_empty());
+        sync
+    }
+
+    fn edits(out: &[Effect]) -> Vec<(u64, i32, LinePos, LinePos, String)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::ApplyEdit {
+                    id,
+                    version,
+                    range,
+                    new_text,
+                } => Some((*id, *version, range.0, range.1, new_text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent_text(out: &[Effect]) -> String {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::SendOp { op, .. } => Some(
+                    op.ops()
+                        .iter()
+                        .filter_map(|o| match o {
+                            Operation::Insert(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn typed(at: u32, text: &str) -> Vec<Change> {
+        vec![Change {
+            range: Some((pos(at), pos(at))),
+            text: text.into(),
+        }]
+    }
+
+    #[test]
+    fn a_late_echo_where_the_edit_belongs_is_the_echo() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        // A collaborator's "X" at the start; the editor says it applied it.
+        sync.remote(1, &insert(0, "X", 12), &mut out).unwrap();
+        let [(id, 1, ..)] = edits(&out)[..] else {
+            panic!("{out:?}")
+        };
+        sync.edit_answered(id, Some(true), &mut out).unwrap();
+        // The user's keystroke at the end reaches us first...
+        out.clear();
+        sync.editor_changed(2, &typed(11, "!"), &mut out).unwrap();
+        assert_eq!(sent_text(&out), "!");
+        assert!(edits(&out).is_empty(), "nothing re-sent: {out:?}");
+        // ...then VS Code's late apply of "X" at its old range.
+        out.clear();
+        sync.editor_changed(3, &typed(0, "X"), &mut out).unwrap();
+        assert_eq!(sent_text(&out), "", "X is not the user's: {out:?}");
+        assert!(edits(&out).is_empty(), "nothing to repair: {out:?}");
+        assert_eq!(sync.mirror().to_string(), "Xhello world!\n");
+        assert_eq!(sync.local_text().to_string(), "Xhello world!\n");
+    }
+
+    #[test]
+    fn a_misplaced_late_echo_is_moved_where_it_belongs() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        // "X" before "world"...
+        sync.remote(1, &insert(6, "X", 12), &mut out).unwrap();
+        let [(id, ..)] = edits(&out)[..] else {
+            panic!("{out:?}")
+        };
+        sync.edit_answered(id, Some(true), &mut out).unwrap();
+        // ...the user types "__" at the start of the same line...
+        out.clear();
+        sync.editor_changed(2, &typed(0, "__"), &mut out).unwrap();
+        assert_eq!(sent_text(&out), "__");
+        // ...and VS Code applies "X" at its old column: inside "hello".
+        out.clear();
+        sync.editor_changed(3, &typed(6, "X"), &mut out).unwrap();
+        assert_eq!(sync.mirror().to_string(), "__hellXo world\n");
+        assert_eq!(sent_text(&out), "", "X is not the user's: {out:?}");
+        // The proxy moves it, with edits of its own, to where it belongs.
+        let mut editor = sync.mirror().clone();
+        let mut version = 3;
+        let mut pending = edits(&out);
+        while let Some((id, v, from, to, text)) = pending.pop() {
+            assert_eq!(v, version);
+            let (a, b) = (
+                to_char(&editor, from, Encoding::Utf32),
+                to_char(&editor, to, Encoding::Utf32),
+            );
+            editor.remove(a..b);
+            editor.insert(a, &text);
+            version += 1;
+            out.clear();
+            sync.editor_changed(
+                version,
+                &[Change {
+                    range: Some((from, to)),
+                    text,
+                }],
+                &mut out,
+            )
+            .unwrap();
+            sync.edit_answered(id, Some(true), &mut out).unwrap();
+            assert_eq!(sent_text(&out), "");
+            pending.extend(edits(&out));
+        }
+        assert_eq!(editor.to_string(), "__hello Xworld\n");
+        assert_eq!(sync.local_text().to_string(), "__hello Xworld\n");
+        assert!(sync.inflight.is_none() && sync.pending.is_none());
+    }
+
+    #[test]
+    fn a_refusal_after_the_user_typed_resends_at_once_on_the_new_version() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        sync.remote(1, &insert(0, "X", 12), &mut out).unwrap();
+        let [(id, 1, ..)] = edits(&out)[..] else {
+            panic!("{out:?}")
+        };
+        out.clear();
+        // Typed before the edit arrived: honest editors refuse it, but the
+        // proxy waits for them to say so.
+        sync.editor_changed(2, &typed(11, "!"), &mut out).unwrap();
+        assert!(edits(&out).is_empty(), "{out:?}");
+        out.clear();
+        sync.edit_answered(id, Some(false), &mut out).unwrap();
+        let [(_, 2, from, to, ref text)] = edits(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((from, to, text.as_str()), (pos(0), pos(0), "X"));
+    }
+
+    #[test]
+    fn for_neovim_without_the_plugin_the_edit_is_resent_at_once() {
+        let mut sync = doc();
+        sync.set_applied_is_honest(false);
+        let mut out = Vec::new();
+        sync.remote(1, &insert(0, "X", 12), &mut out).unwrap();
+        let [(id, ..)] = edits(&out)[..] else {
+            panic!("{out:?}")
+        };
+        // It skipped the edit and still says yes: its word counts for
+        // nothing, the edit goes out again on the new version.
+        sync.edit_answered(id, Some(true), &mut out).unwrap();
+        out.clear();
+        sync.editor_changed(2, &typed(11, "!"), &mut out).unwrap();
+        let [(_, 2, from, _, ref text)] = edits(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((from, text.as_str()), (pos(0), "X"));
+    }
 }

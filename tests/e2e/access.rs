@@ -96,6 +96,7 @@ async fn tokens_gate_joining_and_read_only_edits_are_undone() {
 
     let ada = Editor::start(EditorKind::VsCode, &hub, "team", "ada").await;
     ada.open(doc, "shared\n");
+    assert_converged(&hub, "team", doc, &[&ada]).await;
     // Watching with the read-only token, configured through
     // initializationOptions as the plugins do.
     let mut options = with_token(EditorKind::Helix, &hub, "team", "viewer", &tokens.read_only);
@@ -174,6 +175,8 @@ async fn revoking_a_session_disconnects_everyone_and_new_tokens_keep_the_documen
     let a = Editor::start(EditorKind::Neovim, &hub, "sprint", "a").await;
     let b = Editor::start(EditorKind::Helix, &hub, "sprint", "b").await;
     a.open(doc, "keep me\n");
+    // a's text seeds the document before b opens it.
+    assert_converged(&hub, "sprint", doc, &[&a]).await;
     b.open(doc, "");
     assert_converged(&hub, "sprint", doc, &[&a, &b]).await;
 
