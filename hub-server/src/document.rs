@@ -41,6 +41,11 @@ pub struct Document {
     /// Beyond this many ops a lagging client gets a snapshot instead: OT cost
     /// grows with divergence, and a client that far behind is reconnecting.
     history_limit: usize,
+    /// The last op number applied from each proxy instance, beyond the
+    /// history: a reconnecting proxy learns from it whether its op whose
+    /// ack was lost got in. A few entries (one per proxy that edited), and
+    /// the instance `Arc` is the participant's, so lookups compare pointers.
+    last_seqs: Vec<(Arc<str>, u64)>,
 }
 
 impl Document {
@@ -51,6 +56,7 @@ impl Document {
             history: VecDeque::new(),
             authors: VecDeque::new(),
             history_limit: history_limit.max(1),
+            last_seqs: Vec::new(),
         }
     }
 
@@ -121,6 +127,16 @@ impl Document {
     }
 
     fn log(&mut self, op: OperationSeq, author: Option<Author>) {
+        if let Some(author) = &author {
+            match self
+                .last_seqs
+                .iter_mut()
+                .find(|(i, _)| Arc::ptr_eq(i, &author.instance) || **i == *author.instance)
+            {
+                Some((_, seq)) => *seq = author.seq,
+                None => self.last_seqs.push((author.instance.clone(), author.seq)),
+            }
+        }
         if self.history.len() == self.history_limit {
             self.history.pop_front();
             self.authors.pop_front();
@@ -128,6 +144,15 @@ impl Document {
         self.history.push_back(op);
         self.authors.push_back(author.map(Box::new));
         self.rev += 1;
+    }
+
+    /// The last op number applied from proxy `instance`, if any (since the
+    /// hub started, or since the last snapshot it restored from).
+    pub fn last_seq(&self, instance: &str) -> Option<u64> {
+        self.last_seqs
+            .iter()
+            .find(|(i, _)| **i == *instance)
+            .map(|(_, seq)| *seq)
     }
 
     /// The ops after revision `rev`, each with the revision it made, if the

@@ -514,12 +514,17 @@ impl Session {
         let Some(shared) = self.docs.get(path) else {
             return;
         };
+        let instance = self
+            .participants
+            .get(&client_id)
+            .and_then(|p| p.instance.clone());
         let snapshot = ServerMsg::Opened {
             doc: path.to_owned(),
             rev: shared.doc.rev(),
             text: shared.doc.text().to_string(),
             created: false,
             history: None,
+            last_seq: instance.and_then(|i| shared.doc.last_seq(&i)),
         };
         self.send(client_id, &ServerMsg::error(code, message, Some(path)));
         self.send(client_id, &snapshot);
@@ -698,6 +703,10 @@ impl Session {
             }
         }
         let history_limit = self.config.history_limit;
+        let instance = self
+            .participants
+            .get(&client_id)
+            .and_then(|p| p.instance.clone());
         let shared = self.docs.entry(path.clone()).or_insert_with(|| SharedDoc {
             doc: Document::new(&text, history_limit),
             subscribers: BTreeSet::new(),
@@ -724,6 +733,7 @@ impl Session {
                         .collect()
                 })
             }),
+            last_seq: instance.and_then(|i| shared.doc.last_seq(&i)),
         };
         debug!(session = %self.id, client_id, doc = %path, created, "document opened");
         if let Some(entry) = self.participants.get_mut(&client_id) {

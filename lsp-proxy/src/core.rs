@@ -517,7 +517,8 @@ impl Core {
                 text,
                 created,
                 history,
-            } => self.opened(doc, rev, text, created, history),
+                last_seq,
+            } => self.opened(doc, rev, text, created, history, last_seq),
             ServerMsg::Ack { doc, rev } => self.with_live(&doc, |sync, out| sync.ack(rev, out)),
             ServerMsg::Remote { doc, rev, op, .. } => {
                 self.with_live(&doc, |sync, out| sync.remote(rev, &op.0, out))
@@ -557,6 +558,16 @@ impl Core {
             ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
+                if code == ErrorCode::StaleRevision {
+                    // Our op was fine but based on a revision the hub no
+                    // longer keeps: merge with the snapshot that follows,
+                    // as after an outage, instead of dropping our edits.
+                    if let Some(uri) = doc.as_ref().and_then(|d| self.by_path.get(d)).cloned() {
+                        if let Some(doc) = self.docs.get_mut(&uri) {
+                            doc.rejoining = true;
+                        }
+                    }
+                }
                 if code == ErrorCode::ChecksumMismatch {
                     // The snapshot that follows resyncs the document; say
                     // it loudly, it means a bug somewhere.
@@ -799,6 +810,7 @@ impl Core {
         hub_text: String,
         created: bool,
         history: Option<Vec<LoggedOp>>,
+        last_seq: Option<u64>,
     ) {
         let instance = self.instance.clone();
         let Some(uri) = self.by_path.get(&path).cloned() else {
@@ -890,7 +902,7 @@ impl Core {
                 } else if rejoining && !created {
                     // The hub no longer has the ops since our revision:
                     // merge by text.
-                    if let Err(err) = sync.reconnect(rev, &hub_text, &mut effects) {
+                    if let Err(err) = sync.reconnect(rev, &hub_text, last_seq, &mut effects) {
                         error!(doc = %path, cause = %err, "cannot merge after reconnecting; taking the hub's text");
                         sync.resync(rev, &hub_text, &mut effects);
                     }

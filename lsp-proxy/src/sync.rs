@@ -608,11 +608,13 @@ impl DocSync {
     /// meanwhile (others' edits), and sent again; their edits reach the
     /// editor. Nothing typed on either side is lost. If our outstanding op
     /// had reached the hub just before the connection broke (its ack lost),
-    /// the hub's text shows it and it is not sent twice.
+    /// it is not sent twice: `last_seq`, the hub's last op number from us,
+    /// says so, or else the hub's text shows it exactly.
     pub fn reconnect(
         &mut self,
         rev: u64,
         hub_text: &str,
+        last_seq: Option<u64>,
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
         let (outstanding, buffer) = match std::mem::take(&mut self.ot.state) {
@@ -621,10 +623,13 @@ impl DocSync {
             State::AwaitingWithBuffer(o, b) => (Some(o), Some(b)),
         };
         let mut ours = outstanding.clone();
+        let got_in = last_seq.is_some() && last_seq >= self.outstanding_seq;
         if let Some(o) = &outstanding {
             let mut with_ours = self.server.clone();
             apply_to_rope(&mut with_ours, o)?;
-            if with_ours.len_chars() == hub_text.chars().count() && with_ours == hub_text {
+            if got_in
+                || (with_ours.len_chars() == hub_text.chars().count() && with_ours == hub_text)
+            {
                 self.server = with_ours;
                 ours = None;
             }

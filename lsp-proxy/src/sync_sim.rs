@@ -446,6 +446,25 @@ impl World {
         self.hub.inbox.retain(|(from, _, _, _)| *from != i);
         self.proxies[i].from_hub.clear();
         let sync = &mut self.proxies[i].sync;
+        if self.rng.random_bool(0.5) {
+            // The hub no longer has the ops since our revision: merge by
+            // text, told only the last op number it took from us.
+            let last_seq = self
+                .hub
+                .history
+                .iter()
+                .filter(|(_, from, _)| *from == i)
+                .map(|(_, _, seq)| *seq)
+                .max();
+            self.trace
+                .push(format!("p{i} merges by text (last seq {last_seq:?})"));
+            let rev = self.hub.history.len() as u64;
+            let text = self.hub.text.to_string();
+            let mut out = Vec::new();
+            sync.reconnect(rev, &text, last_seq, &mut out).unwrap();
+            self.run_effects(i, out);
+            return;
+        }
         let ours = sync.outstanding_seq();
         let history = self.hub.history[sync.rev() as usize..]
             .iter()

@@ -201,6 +201,11 @@ pub enum ServerMsg {
         /// the hub still has them all.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         history: Option<Vec<LoggedOp>>,
+        /// The highest `seq` the hub applied to this document from the
+        /// opener's `instance`: after an outage, tells a proxy whether its
+        /// unacknowledged op got in even when `history` is too old to say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seq: Option<u64>,
     },
     Ack {
         doc: String,
