@@ -61,3 +61,7 @@ fi
 
 log "tests"
 cargo test --workspace --all-targets
+
+log "vs code extension: checks, unit tests, .vsix and the end-to-end test in real VS Code (code-server)"
+# After the Rust tests, which built the chorus binary it drives.
+editor-plugins/vscode/scripts/ci.sh

@@ -1,0 +1,115 @@
+// The Chorus extensions to LSP, as `chorus lsp` speaks them. Mirrors
+// lsp-proxy/src/core.rs (presence, cursor, follow, documentState),
+// lsp-proxy/src/runs.rs (run notifications), lsp-proxy/src/backend.rs
+// (chorus/cursor from us, command names) and lsp-proxy/src/lib.rs
+// (initializationOptions). Keep it in step with those files.
+
+/** An LSP position; VS Code only offers utf-16, so columns are utf-16. */
+export interface Position {
+  line: number;
+  character: number;
+}
+
+/** One selection; `head` is where the cursor is, `anchor` where it started. */
+export interface SelectionParam {
+  anchor: Position;
+  head: Position;
+}
+
+/** A participant as the hub describes them (protocol/src/wire.rs). */
+export interface Participant {
+  clientId: number;
+  name: string;
+  editor?: string;
+}
+
+/** `chorus/presence` (server → client). */
+export type PresenceParams =
+  | { event: 'joined'; participant: Participant }
+  | { event: 'left'; clientId: number; name?: string };
+
+/** `chorus/connection` (server → client): the proxy's link to the hub. */
+export interface ConnectionParams {
+  state: 'online' | 'offline' | 'refused';
+  session?: string;
+  /** With `online`: what the token allows. */
+  role?: 'editor' | 'readOnly';
+  /** With `offline` and `refused`: why, in words. */
+  reason?: string;
+}
+
+/** `chorus/cursor` (server → client): someone's selections in one document. */
+export interface RemoteCursorParams {
+  clientId: number;
+  name: string;
+  uri: string;
+  selections: SelectionParam[];
+}
+
+/** `chorus/cursor` (client → server): the user's selections. */
+export interface LocalCursorParams {
+  uri: string;
+  selections: SelectionParam[];
+}
+
+/** `chorus/runStarted`. */
+export interface RunStartedParams {
+  runId: number;
+  name: string;
+  doc: string;
+}
+
+/** `chorus/runOutput`; `data` is a chunk, not necessarily whole lines. */
+export interface RunOutputParams {
+  runId: number;
+  seq: number;
+  stream: 'stdout' | 'stderr';
+  data: string;
+}
+
+/** `chorus/runFinished`; `summary` is the proxy's one-line account. */
+export interface RunFinishedParams {
+  runId: number;
+  summary?: string;
+  result?: {
+    exitCode?: number | null;
+    error?: string | null;
+    [key: string]: unknown;
+  };
+}
+
+/** What `chorus/documentState` answers (null for a document not shared). */
+export interface DocumentState {
+  text: string;
+  rev: number;
+  synchronized: boolean;
+  joined: boolean;
+}
+
+/** `initializationOptions` the proxy reads (lsp-proxy/src/lib.rs `Settings`). */
+export interface InitializationOptions {
+  hub: string;
+  session: string;
+  name?: string;
+  /** Join token; proxies without token support ignore unknown fields. */
+  token?: string;
+  /** We draw cursors ourselves and send chorus/cursor. */
+  extensions: true;
+}
+
+export const Methods = {
+  presence: 'chorus/presence',
+  connection: 'chorus/connection',
+  cursor: 'chorus/cursor',
+  runStarted: 'chorus/runStarted',
+  runOutput: 'chorus/runOutput',
+  runFinished: 'chorus/runFinished',
+  documentState: 'chorus/documentState',
+} as const;
+
+/** workspace/executeCommand names the proxy offers. */
+export const ServerCommands = {
+  run: 'chorus.run',
+  stop: 'chorus.stop',
+  follow: 'chorus.follow',
+} as const;
