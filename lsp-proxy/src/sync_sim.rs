@@ -236,7 +236,7 @@ impl World {
                 .iter()
                 .filter(|(v, _)| *v > version)
                 .all(|&(_, at)| at >= b);
-            after && a <= b && buffer.slice(a..b).to_string() == replaces
+            after && a <= b && buffer.slice(a..b) == replaces
         };
         let late = stale && holds && kind == Kind::VsCode && self.rng.random_bool(0.4);
         if late {
