@@ -229,8 +229,16 @@ impl Store {
         let backend = match database {
             Database::Sqlite(dir) => Backend::Sqlite(std::sync::Mutex::new(open_sqlite(dir)?)),
             Database::Postgres(url) => {
+                // The tables first: each pooled connection prepares its
+                // statements against them.
+                let (client, connection) =
+                    tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+                let connection = tokio::spawn(connection);
+                client.batch_execute(SCHEMA).await?;
+                drop(client);
+                let _ = connection.await;
                 let pg = Pg::new(url.clone());
-                pg.client().await?.batch_execute(SCHEMA).await?;
+                pg.client("").await?;
                 Backend::Postgres(pg)
             }
         };
@@ -262,7 +270,7 @@ impl Store {
                 }
             }
             Backend::Postgres(pg) => {
-                let client = pg.client().await?;
+                let client = pg.client(session).await?;
                 for row in client.query(LOAD_DOCS, &[&session]).await? {
                     heads.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
                 }
@@ -305,7 +313,7 @@ impl Store {
                     .execute(params![session, path, text])?;
             }
             Backend::Postgres(pg) => {
-                pg.client()
+                pg.client(session)
                     .await?
                     .execute(CREATE_DOC, &[&session, &path, &text])
                     .await?;
@@ -334,10 +342,12 @@ impl Store {
                     .execute(params![session, path, rev, json, instance, seq])?;
             }
             Backend::Postgres(pg) => {
-                pg.client()
-                    .await?
-                    .execute(APPEND_OP, &[&session, &path, &rev, &json, &instance, &seq])
-                    .await?;
+                let conn = pg.client(session).await?;
+                conn.execute(
+                    &conn.append_op,
+                    &[&session, &path, &rev, &json, &instance, &seq],
+                )
+                .await?;
             }
         }
         Ok(())
@@ -366,7 +376,7 @@ impl Store {
                 let both = format!(
                     "WITH snap AS ({SNAPSHOT_DOC}) DELETE FROM ops WHERE session = $1 AND path = $2 AND rev <= $3"
                 );
-                pg.client()
+                pg.client(session)
                     .await?
                     .execute(both.as_str(), &[&session, &path, &rev, &text])
                     .await?;
@@ -383,7 +393,7 @@ impl Store {
                 .optional()?
                 .flatten(),
             Backend::Postgres(pg) => pg
-                .client()
+                .client(session)
                 .await?
                 .query_one(STORED_REV, &[&session, &path])
                 .await?
@@ -407,7 +417,7 @@ impl Store {
                 .execute(params![id, now, join_hash, read_hash])?
                 as u64,
             Backend::Postgres(pg) => {
-                pg.client()
+                pg.client(id)
                     .await?
                     .execute(CREATE_SESSION, &[&id, &now, &join_hash, &read_hash])
                     .await?
@@ -427,7 +437,7 @@ impl Store {
                 })
                 .optional()?,
             Backend::Postgres(pg) => {
-                match pg.client().await?.query_opt(GET_ACCESS, &[&id]).await? {
+                match pg.client(id).await?.query_opt(GET_ACCESS, &[&id]).await? {
                     Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
                     None => None,
                 }
@@ -448,7 +458,7 @@ impl Store {
                 .prepare_cached(&lite(REVOKE_SESSION))?
                 .execute(params![id, now])? as u64,
             Backend::Postgres(pg) => {
-                pg.client()
+                pg.client(id)
                     .await?
                     .execute(REVOKE_SESSION, &[&id, &now])
                     .await?
@@ -469,7 +479,7 @@ impl Store {
                 Ok(ids)
             }
             Backend::Postgres(pg) => pg
-                .client()
+                .client("")
                 .await?
                 .query(REVOKED_SINCE, &[&since])
                 .await?
@@ -494,7 +504,7 @@ impl Store {
             }
             Backend::Postgres(pg) => {
                 let mut out = Vec::new();
-                for row in pg.client().await?.query(LIST_SESSIONS, &[]).await? {
+                for row in pg.client("").await?.query(LIST_SESSIONS, &[]).await? {
                     out.push((
                         row.try_get(0)?,
                         row.try_get(1)?,
@@ -576,26 +586,49 @@ fn check_log(
     })
 }
 
-/// One PostgreSQL connection for the hub, made again when it breaks.
-/// tokio-postgres pipelines concurrent queries on one connection, so
-/// session actors do not wait for each other's round trips.
+/// A few PostgreSQL connections for the hub, each made again when it
+/// breaks. A session always uses the same one, so its writes stay in order;
+/// tokio-postgres pipelines concurrent queries on a connection, and more
+/// than one lets the server work on several sessions at once.
 struct Pg {
     url: String,
-    client: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<PgConn>>>>,
+}
+
+const PG_CONNECTIONS: usize = 4;
+
+/// A connection with the hot statement prepared once: `execute` with SQL
+/// text would prepare it again each time, one more round trip per op.
+struct PgConn {
+    client: tokio_postgres::Client,
+    append_op: tokio_postgres::Statement,
+}
+
+impl std::ops::Deref for PgConn {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
 }
 
 impl Pg {
     fn new(url: String) -> Pg {
         Pg {
             url,
-            client: tokio::sync::Mutex::new(None),
+            slots: (0..PG_CONNECTIONS)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
         }
     }
 
-    async fn client(&self) -> Result<Arc<tokio_postgres::Client>, StorageError> {
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(client.clone());
+    /// The connection for `key` (a session id; "" for hub-wide queries).
+    async fn client(&self, key: &str) -> Result<Arc<PgConn>, StorageError> {
+        let hash = key.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        let mut slot = self.slots[hash % self.slots.len()].lock().await;
+        if let Some(conn) = slot.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(conn.clone());
         }
         if slot.is_some() {
             warn!("PostgreSQL connection lost; reconnecting");
@@ -607,9 +640,10 @@ impl Pg {
                 error!(cause = %err, "PostgreSQL connection ended");
             }
         });
-        let client = Arc::new(client);
-        *slot = Some(client.clone());
-        Ok(client)
+        let append_op = client.prepare(APPEND_OP).await?;
+        let conn = Arc::new(PgConn { client, append_op });
+        *slot = Some(conn.clone());
+        Ok(conn)
     }
 }
 
