@@ -77,6 +77,10 @@ pub enum StorageError {
     },
     #[error("session {0:?} already exists; revoke it first to issue new tokens")]
     SessionExists(String),
+    #[error("SQLite: the commit failed: {0}")]
+    Commit(String),
+    #[error("the storage thread is gone")]
+    Closed,
 }
 
 /// A document as stored: a snapshot and the ops logged since.
@@ -145,9 +149,7 @@ impl std::fmt::Debug for Store {
 }
 
 enum Backend {
-    // One connection for the whole hub: SQLite serialises writers anyway,
-    // and each statement is microseconds, so the lock is never held long.
-    Sqlite(std::sync::Mutex<Connection>),
+    Sqlite(Sqlite),
     Postgres(Pg),
 }
 
@@ -227,7 +229,7 @@ impl Store {
     /// tables if needed).
     pub async fn open(database: &Database) -> Result<Store, StorageError> {
         let backend = match database {
-            Database::Sqlite(dir) => Backend::Sqlite(std::sync::Mutex::new(open_sqlite(dir)?)),
+            Database::Sqlite(dir) => Backend::Sqlite(Sqlite::start(open_sqlite(dir)?)),
             Database::Postgres(url) => {
                 // The tables first: each pooled connection prepares its
                 // statements against them.
@@ -252,22 +254,30 @@ impl Store {
         let mut heads: Vec<(String, i64, String)> = Vec::new();
         let mut logs: Vec<Vec<OpRow>> = Vec::new();
         match &*self.backend {
-            Backend::Sqlite(conn) => {
-                let conn = lock(conn);
-                let mut stmt = conn.prepare(&lite(LOAD_DOCS))?;
-                let rows = stmt.query_map(params![session], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })?;
-                for row in rows {
-                    heads.push(row?);
-                }
-                for (path, snapshot_rev, _) in &heads {
-                    let mut stmt = conn.prepare_cached(&lite(LOAD_OPS))?;
-                    let rows = stmt.query_map(params![session, path, snapshot_rev], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })?;
-                    logs.push(rows.collect::<Result<_, _>>()?);
-                }
+            Backend::Sqlite(db) => {
+                let session = session.to_owned();
+                (heads, logs) = db
+                    .run(move |conn| {
+                        let mut heads: Vec<(String, i64, String)> = Vec::new();
+                        let mut logs: Vec<Vec<OpRow>> = Vec::new();
+                        let mut stmt = conn.prepare(&lite(LOAD_DOCS))?;
+                        let rows = stmt.query_map(params![session], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })?;
+                        for row in rows {
+                            heads.push(row?);
+                        }
+                        for (path, snapshot_rev, _) in &heads {
+                            let mut stmt = conn.prepare_cached(&lite(LOAD_OPS))?;
+                            let rows = stmt
+                                .query_map(params![session, path, snapshot_rev], |row| {
+                                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                                })?;
+                            logs.push(rows.collect::<Result<_, _>>()?);
+                        }
+                        Ok((heads, logs))
+                    })
+                    .await?;
             }
             Backend::Postgres(pg) => {
                 let client = pg.client(session).await?;
@@ -307,10 +317,14 @@ impl Store {
         text: &str,
     ) -> Result<(), StorageError> {
         match &*self.backend {
-            Backend::Sqlite(conn) => {
-                lock(conn)
-                    .prepare_cached(&lite(CREATE_DOC))?
-                    .execute(params![session, path, text])?;
+            Backend::Sqlite(db) => {
+                let (session, path, text) = (session.to_owned(), path.to_owned(), text.to_owned());
+                db.run(move |conn| {
+                    conn.prepare_cached(&lite(CREATE_DOC))?
+                        .execute(params![session, path, text])?;
+                    Ok(())
+                })
+                .await?;
             }
             Backend::Postgres(pg) => {
                 pg.client(session)
@@ -336,10 +350,14 @@ impl Store {
         let seq = author.map(|a| a.seq as i64);
         let rev = rev as i64;
         match &*self.backend {
-            Backend::Sqlite(conn) => {
-                lock(conn)
-                    .prepare_cached(&lite(APPEND_OP))?
-                    .execute(params![session, path, rev, json, instance, seq])?;
+            Backend::Sqlite(db) => {
+                let (session, path) = (session.to_owned(), path.to_owned());
+                db.run(move |conn| {
+                    conn.prepare_cached(&lite(APPEND_OP))?
+                        .execute(params![session, path, rev, json, instance, seq])?;
+                    Ok(())
+                })
+                .await?;
             }
             Backend::Postgres(pg) => {
                 let conn = pg.client(session).await?;
@@ -363,12 +381,18 @@ impl Store {
     ) -> Result<(), StorageError> {
         let rev = rev as i64;
         match &*self.backend {
-            Backend::Sqlite(conn) => {
-                let mut conn = lock(conn);
-                let tx = conn.transaction()?;
-                tx.execute(&lite(SNAPSHOT_DOC), params![session, path, rev, text])?;
-                tx.execute(&lite(TRIM_OPS), params![session, path, rev])?;
-                tx.commit()?;
+            Backend::Sqlite(db) => {
+                let (session, path, text) = (session.to_owned(), path.to_owned(), text.to_owned());
+                db.run(move |conn| {
+                    // A savepoint, since the writer may be inside a batch's
+                    // transaction already.
+                    let sp = conn.savepoint()?;
+                    sp.execute(&lite(SNAPSHOT_DOC), params![session, path, rev, text])?;
+                    sp.execute(&lite(TRIM_OPS), params![session, path, rev])?;
+                    sp.commit()?;
+                    Ok(())
+                })
+                .await?;
             }
             Backend::Postgres(pg) => {
                 // One statement, so atomic without holding a transaction
@@ -388,10 +412,16 @@ impl Store {
     /// Revision of the newest logged op or snapshot of `path`, if stored.
     pub async fn stored_rev(&self, session: &str, path: &str) -> Result<Option<u64>, StorageError> {
         let rev: Option<i64> = match &*self.backend {
-            Backend::Sqlite(conn) => lock(conn)
-                .query_row(&lite(STORED_REV), params![session, path], |row| row.get(0))
-                .optional()?
-                .flatten(),
+            Backend::Sqlite(db) => {
+                let (session, path) = (session.to_owned(), path.to_owned());
+                db.run(move |conn| {
+                    Ok(conn
+                        .query_row(&lite(STORED_REV), params![session, path], |row| row.get(0))
+                        .optional()?
+                        .flatten())
+                })
+                .await?
+            }
             Backend::Postgres(pg) => pg
                 .client(session)
                 .await?
@@ -412,10 +442,17 @@ impl Store {
     ) -> Result<(), StorageError> {
         let now = now_secs();
         let changed = match &*self.backend {
-            Backend::Sqlite(conn) => lock(conn)
-                .prepare_cached(&lite(CREATE_SESSION))?
-                .execute(params![id, now, join_hash, read_hash])?
-                as u64,
+            Backend::Sqlite(db) => {
+                let (id, join_hash, read_hash) =
+                    (id.to_owned(), join_hash.to_owned(), read_hash.to_owned());
+                db.run(move |conn| {
+                    Ok(conn
+                        .prepare_cached(&lite(CREATE_SESSION))?
+                        .execute(params![id, now, join_hash, read_hash])?
+                        as u64)
+                })
+                .await?
+            }
             Backend::Postgres(pg) => {
                 pg.client(id)
                     .await?
@@ -431,11 +468,17 @@ impl Store {
 
     pub async fn session_access(&self, id: &str) -> Result<Option<SessionAccess>, StorageError> {
         let row: Option<(String, String, Option<i64>)> = match &*self.backend {
-            Backend::Sqlite(conn) => lock(conn)
-                .query_row(&lite(GET_ACCESS), params![id], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Backend::Sqlite(db) => {
+                let id = id.to_owned();
+                db.run(move |conn| {
+                    Ok(conn
+                        .query_row(&lite(GET_ACCESS), params![id], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
+                        .optional()?)
                 })
-                .optional()?,
+                .await?
+            }
             Backend::Postgres(pg) => {
                 match pg.client(id).await?.query_opt(GET_ACCESS, &[&id]).await? {
                     Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
@@ -454,9 +497,15 @@ impl Store {
     pub async fn revoke_session(&self, id: &str) -> Result<bool, StorageError> {
         let now = now_secs();
         let changed = match &*self.backend {
-            Backend::Sqlite(conn) => lock(conn)
-                .prepare_cached(&lite(REVOKE_SESSION))?
-                .execute(params![id, now])? as u64,
+            Backend::Sqlite(db) => {
+                let id = id.to_owned();
+                db.run(move |conn| {
+                    Ok(conn
+                        .prepare_cached(&lite(REVOKE_SESSION))?
+                        .execute(params![id, now])? as u64)
+                })
+                .await?
+            }
             Backend::Postgres(pg) => {
                 pg.client(id)
                     .await?
@@ -470,13 +519,15 @@ impl Store {
     /// Sessions revoked at or after `since` (Unix seconds), with when.
     pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StorageError> {
         match &*self.backend {
-            Backend::Sqlite(conn) => {
-                let conn = lock(conn);
-                let mut stmt = conn.prepare_cached(&lite(REVOKED_SINCE))?;
-                let ids = stmt
-                    .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                Ok(ids)
+            Backend::Sqlite(db) => {
+                db.run(move |conn| {
+                    let mut stmt = conn.prepare_cached(&lite(REVOKED_SINCE))?;
+                    let ids = stmt
+                        .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
+                    Ok(ids)
+                })
+                .await
             }
             Backend::Postgres(pg) => pg
                 .client("")
@@ -492,15 +543,17 @@ impl Store {
     pub async fn list_sessions(&self) -> Result<Vec<SessionSummary>, StorageError> {
         type Row = (String, Option<i64>, Option<i64>, i64);
         let rows: Vec<Row> = match &*self.backend {
-            Backend::Sqlite(conn) => {
-                let conn = lock(conn);
-                let mut stmt = conn.prepare(&lite(LIST_SESSIONS))?;
-                let rows = stmt
-                    .query_map([], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                rows
+            Backend::Sqlite(db) => {
+                db.run(|conn| {
+                    let mut stmt = conn.prepare(&lite(LIST_SESSIONS))?;
+                    let rows = stmt
+                        .query_map([], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        })?
+                        .collect::<Result<_, _>>()?;
+                    Ok(rows)
+                })
+                .await?
             }
             Backend::Postgres(pg) => {
                 let mut out = Vec::new();
@@ -527,8 +580,76 @@ impl Store {
     }
 }
 
-fn lock(conn: &std::sync::Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(|p| p.into_inner())
+/// The hub's one SQLite connection, on a thread of its own: the session
+/// actors never block a runtime thread on the disk (a WAL checkpoint's
+/// fsync can take tens of milliseconds), and statements queued together
+/// commit together, one transaction for a burst of ops from many sessions.
+/// Each caller hears back only after the commit: acknowledged still means
+/// durable.
+struct Sqlite {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// Runs a statement on the connection and returns what tells its caller
+/// the outcome once the batch it is in has committed (or not).
+type Job = Box<dyn FnOnce(&mut Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Statements in one transaction at most: a bound on how long the first of
+/// them waits for the commit.
+const BATCH: usize = 256;
+
+impl Sqlite {
+    fn start(mut conn: Connection) -> Sqlite {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("chorus-sqlite".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let grouped = batch.len() > 1 && conn.execute_batch("BEGIN").is_ok();
+                    let replies: Vec<Reply> = batch.into_iter().map(|job| job(&mut conn)).collect();
+                    let failed = if grouped {
+                        conn.execute_batch("COMMIT").err().map(|err| {
+                            let _ = conn.execute_batch("ROLLBACK");
+                            err.to_string()
+                        })
+                    } else {
+                        None
+                    };
+                    for reply in replies {
+                        reply(failed.as_deref());
+                    }
+                }
+            })
+            .expect("spawn the SQLite thread");
+        Sqlite { jobs }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            Box::new(move |failed: Option<&str>| {
+                let result = match failed {
+                    Some(err) => Err(StorageError::Commit(err.to_owned())),
+                    None => result,
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.jobs.send(job).map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
 }
 
 fn open_sqlite(dir: &Path) -> Result<Connection, StorageError> {
