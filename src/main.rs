@@ -218,7 +218,19 @@ impl RunArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The message and its causes, never a backtrace: these are
+            // users' mistakes (a busy port, a bad path), not bugs.
+            eprintln!("chorus: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Logs always go to stderr: stdout belongs to LSP in `chorus lsp`.
     tracing_subscriber::fmt()
