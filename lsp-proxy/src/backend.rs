@@ -170,7 +170,9 @@ impl LanguageServer for Backend {
         })
     }
 
-    async fn initialized(&self, _: InitializedParams) {}
+    async fn initialized(&self, _: InitializedParams) {
+        self.send(Event::Initialized);
+    }
 
     async fn shutdown(&self) -> Result<()> {
         Ok(())

@@ -41,6 +41,8 @@ const AUDIT_EVERY: Duration = Duration::from_secs(5);
 const READ_ONLY_NOTICE_EVERY: Duration = Duration::from_secs(5);
 
 pub enum Event {
+    /// The editor sent `initialized`.
+    Initialized,
     Init {
         settings: Settings,
         root: Option<PathBuf>,
@@ -202,6 +204,7 @@ fn lsp_pos(pos: LinePos) -> Position {
 impl Core {
     fn handle(&mut self, event: Event) {
         match event {
+            Event::Initialized => self.notifier.open(),
             Event::Init {
                 settings,
                 root,

@@ -59,17 +59,33 @@ enum Note {
 #[derive(Clone)]
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Note>,
+    /// Set once the editor sent `initialized`: tower-lsp-server drops
+    /// anything the server sends before it, and the hub's welcome (with
+    /// the presence of everyone already there) can arrive sooner.
+    ready: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Notifier {
     pub fn spawn(client: Client) -> Notifier {
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let (ready, mut is_ready) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
+            if is_ready.wait_for(|ready| *ready).await.is_err() {
+                return;
+            }
             while let Some(note) = rx.recv().await {
                 deliver(&client, note).await;
             }
         });
-        Notifier { tx }
+        Notifier {
+            tx,
+            ready: std::sync::Arc::new(ready),
+        }
+    }
+
+    /// The editor is initialized: deliver what waited and all that follows.
+    pub fn open(&self) {
+        self.ready.send_replace(true);
     }
 
     fn send(&self, note: Note) {

@@ -322,3 +322,38 @@ async fn shutdown_and_exit_end_the_proxy() {
     let text = assert_converged(&hub, session, doc, &[&a]).await;
     assert_eq!(text, "before and after\n");
 }
+
+/// The proxy reaches the hub while the editor is still initializing, so the
+/// hub's welcome (and with it who is already there) can come before the
+/// editor is ready. tower-lsp-server drops notifications sent before the
+/// `initialize` answer is out (the VS Code end-to-end test once saw a
+/// rejoin show "1 person" while two were there), so the proxy holds them
+/// until `initialized`. That race is the server's own and cannot be forced
+/// from here; this checks the other half: held messages arrive, even when
+/// `initialized` comes late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_hub_says_before_initialized_still_arrives() {
+    let hub = Hub::start("before_initialized").await;
+    let first = Editor::start(EditorKind::VsCode, &hub, "early", "first").await;
+    first.open("a.txt", "x");
+    assert_converged(&hub, "early", "a.txt", &[&first]).await;
+    let mut options = EditorOptions::new(EditorKind::VsCode, &hub, "early", "late");
+    options.initialized_delay = Some(Duration::from_millis(500));
+    let late = Editor::start_with(options, &hub.log_dir).await;
+    let wait = Duration::from_secs(10);
+    late.client()
+        .wait_notification("chorus/presence", wait, |p| {
+            p["event"] == "joined" && p["participant"]["name"] == "first"
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the presence of who was already there never arrived; got {:?}",
+                late.client().notifications("chorus/presence")
+            )
+        });
+    late.client()
+        .wait_notification("chorus/connection", wait, |p| p["state"] == "online")
+        .await
+        .expect("chorus/connection online arrives too");
+}

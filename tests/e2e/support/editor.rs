@@ -98,6 +98,9 @@ pub struct EditorOptions {
     pub token: Option<String>,
     /// More `chorus lsp` arguments (e.g. `--hub-ca`).
     pub extra_args: Vec<String>,
+    /// Wait this long between the `initialize` answer and `initialized`,
+    /// as a busy editor may.
+    pub initialized_delay: Option<Duration>,
 }
 
 impl EditorOptions {
@@ -115,6 +118,7 @@ impl EditorOptions {
             seed: name.bytes().map(u64::from).sum(),
             token: hub.token.clone(),
             extra_args: Vec::new(),
+            initialized_delay: None,
         }
     }
 }
@@ -311,6 +315,9 @@ impl Editor {
             .unwrap_or_else(|err| panic!("{} ({kind:?}): {err}", options.name));
         check_sync_kind(&result).unwrap_or_else(|err| panic!("{} ({kind:?}): {err}", options.name));
         state.lock().unwrap().encoding = encoding;
+        if let Some(delay) = options.initialized_delay {
+            tokio::time::sleep(delay).await;
+        }
         client.notify("initialized", json!({}));
 
         Editor {
