@@ -23,11 +23,10 @@
 //! (as under `cargo test --all-targets`) it does nothing. All traffic goes
 //! to 127.0.0.1 and every phase has a deadline.
 
-#[path = "common/store.rs"]
-mod store;
+#[path = "common/hub.rs"]
+mod hub;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,9 +39,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ropey::Rope;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -185,44 +182,9 @@ fn main() {
     }
 }
 
-struct HubProcess {
-    child: Child,
-    url: String,
-    pid: u32,
-}
-
-async fn start_hub(extra_args: &[&str]) -> HubProcess {
+async fn start_hub(extra_args: &[&str]) -> hub::HubProcess {
     let log = std::env::temp_dir().join(format!("chorus-bench-hub-{}.log", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
-        .args(store::hub_store_args())
-        .args(extra_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(&log).expect("create the hub log"),
-        ))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chorus hub");
-    let pid = child.id().expect("hub pid");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let first = tokio::time::timeout(PHASE_TIMEOUT, lines.next_line())
-        .await
-        .expect("hub printed its listening line in time")
-        .expect("read hub stdout")
-        .expect("hub stdout has a line");
-    let url = first
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("unexpected hub line {first:?}"))
-        .trim()
-        .to_owned();
-    assert!(
-        url.starts_with("ws://127.0.0.1:"),
-        "hub must be on loopback"
-    );
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    HubProcess { child, url, pid }
+    hub::start_hub(extra_args, &log).await
 }
 
 /// `(utime + stime)` of a process, in seconds.

@@ -18,8 +18,8 @@
 //! Run: `cargo bench --bench keystroke_latency [-- --keys 1000 --rate 100]`.
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
-#[path = "common/store.rs"]
-mod store;
+#[path = "common/hub.rs"]
+mod hub;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,33 +70,8 @@ fn log_path(name: &str) -> PathBuf {
 }
 
 async fn run(keys: usize, rate: f64) {
-    let mut hub = Command::new(chorus())
-        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
-        .args(store::hub_store_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(log_path("hub")).expect("hub log"),
-        ))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chorus hub");
-    let mut lines = BufReader::new(hub.stdout.take().expect("piped")).lines();
-    let first = tokio::time::timeout(TIMEOUT, lines.next_line())
-        .await
-        .expect("listening line in time")
-        .expect("read hub stdout")
-        .expect("a line");
-    let url = first
-        .strip_prefix("listening ")
-        .expect("listening line")
-        .trim()
-        .to_owned();
-    assert!(
-        url.starts_with("ws://127.0.0.1:"),
-        "hub must be on loopback"
-    );
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let hub = hub::start_hub(&[], &log_path("hub")).await;
+    let url = hub.url.clone();
 
     let session = format!("latency-{}", std::process::id());
     let a = Editor::start(&url, &session, "a").await;

@@ -181,6 +181,18 @@ enum Stop {
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Ends a session actor that cannot serve: joins already queued get
+/// `answer` and are sent away; the next join starts a new actor.
+async fn turn_away(mut rx: mpsc::Receiver<SessionCmd>, answer: &ServerMsg) {
+    rx.close();
+    while let Some(cmd) = rx.recv().await {
+        if let SessionCmd::Join(request) = cmd {
+            let _ = request.outbound.try_send(Message::text(answer.to_json()));
+            request.end.notify_one();
+        }
+    }
+}
+
 impl Session {
     /// Loads the session's stored documents, if the hub keeps any.
     async fn load(&mut self) -> Result<(), StorageError> {
@@ -218,19 +230,12 @@ impl Session {
             // Serving from memory would acknowledge edits that a restart
             // then loses: refuse, and let proxies retry.
             error!(session = %self.id, cause = %err, "cannot load the session; refusing joins until storage answers");
-            rx.close();
             let refusal = ServerMsg::error(
                 ErrorCode::Unavailable,
                 "the hub cannot load this session from its storage; retrying",
                 None,
             );
-            while let Some(cmd) = rx.recv().await {
-                if let SessionCmd::Join(request) = cmd {
-                    let _ = request.outbound.try_send(Message::text(refusal.to_json()));
-                    request.end.notify_one();
-                }
-            }
-            return;
+            return turn_away(rx, &refusal).await;
         }
         while let Some(cmd) = rx.recv().await {
             let stop = match cmd {
@@ -255,15 +260,7 @@ impl Session {
             };
             if let Some(stop) = stop {
                 let farewell = self.stop(stop);
-                rx.close();
-                // Joins already queued get the same answer.
-                while let Some(cmd) = rx.recv().await {
-                    if let SessionCmd::Join(request) = cmd {
-                        let _ = request.outbound.try_send(Message::text(farewell.to_json()));
-                        request.end.notify_one();
-                    }
-                }
-                return;
+                return turn_away(rx, &farewell).await;
             }
         }
     }

@@ -393,14 +393,9 @@ impl DocSync {
     fn settle_echo(&mut self, echo: Echo, out: &mut Vec<Effect>) -> Result<(), SyncError> {
         if let Some(repair) = echo.repair {
             // The editor holds the edit at the wrong place; `pending`
-            // still stands on the text it should have had.
-            let pending = match self.pending.take() {
-                Some(pending) => compose(Some(repair), pending)?,
-                None => repair,
-            };
-            self.pending = (!is_noop(&pending)).then_some(pending);
-            // (A repaired late echo cannot also be reshaped.)
-            return Ok(());
+            // still stands on the text it should have had. (A repaired
+            // late echo cannot also be reshaped.)
+            return self.replan(repair);
         }
         if let Some(extra) = echo.extra {
             self.local(extra, out)?;

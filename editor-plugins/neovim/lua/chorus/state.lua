@@ -27,25 +27,16 @@ M.config = {
   run_height = 12,
 }
 
---- The session joined, or nil.
-M.session = nil
---- The token it was joined with, or nil.
-M.token = nil
---- From chorus/connection: 'online', 'offline' or 'refused' (nil before
---- the proxy first reaches the hub), and 'editor' or 'readOnly'.
-M.connection = nil
-M.role = nil
---- The workspace root of the session (absolute, no trailing slash).
-M.root = nil
---- Id of the chorus lsp client, or nil.
-M.client_id = nil
---- People in the session by hub client id: { name = ..., editor = ... }.
-M.people = {}
---- Name of the collaborator being followed, or nil.
-M.following = nil
---- The current or last run: { id, name, doc, running, summary }.
-M.run = nil
-
+--- The session's state, cleared on leave. Fields that may be nil:
+---   session     the session joined
+---   token       the token it was joined with
+---   connection  from chorus/connection: 'online', 'offline' or 'refused'
+---               (nil before the proxy first reaches the hub)
+---   role        'editor' or 'readOnly'
+---   root        workspace root (absolute, no trailing slash)
+---   client_id   id of the chorus lsp client
+---   following   name of the collaborator being followed
+---   run         the current or last run: { id, name, doc, running, summary }
 function M.reset()
   M.session = nil
   M.token = nil
@@ -53,9 +44,12 @@ function M.reset()
   M.role = nil
   M.root = nil
   M.client_id = nil
+  --- People in the session by hub client id: { name = ..., editor = ... }.
   M.people = {}
   M.following = nil
   M.run = nil
 end
+
+M.reset()
 
 return M
