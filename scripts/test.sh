@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
+# The full run: every test that needs Docker, PostgreSQL or Neovim fails if
+# its service is missing, instead of skipping as under plain `cargo test`.
+export CHORUS_FULL_TESTS=1
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1

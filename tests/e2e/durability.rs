@@ -198,10 +198,9 @@ async fn kill_9_while_typing_loses_nothing_with_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_typing_loses_nothing_with_postgres() {
     let test = "kill_9_while_typing_postgres";
-    let url = std::env::var("CHORUS_TEST_POSTGRES").expect(
-        "CHORUS_TEST_POSTGRES must name a PostgreSQL database (postgres://…); \
-         scripts/test.sh starts a server and sets it",
-    );
+    let Some(url) = chorus_testkit::postgres() else {
+        return;
+    };
     let session = test_session(test);
     let tokens = crate::access::create_session(&["--database", &url], &session).await;
     let store = ["--database", url.as_str()];

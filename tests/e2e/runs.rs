@@ -41,6 +41,9 @@ const PROGRAM: &str = "import sys\nprint('hello from chorus')\nprint('oops', fil
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_reaches_every_editor() {
+    if !chorus_testkit::docker() {
+        return;
+    }
     let hub = Hub::start("a_run_reaches_every_editor").await;
     let session = "runs";
     let doc = "hello.py";
@@ -126,6 +129,9 @@ async fn a_run_reaches_every_editor() {
 /// while it goes; `chorus.stop` ends it for everyone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_goes_on_during_a_hostile_run_until_it_is_stopped() {
+    if !chorus_testkit::docker() {
+        return;
+    }
     let hub = Hub::start("editing_goes_on_during_a_hostile_run").await;
     let session = "loop";
     let doc = "spin.py";
@@ -167,6 +173,9 @@ async fn editing_goes_on_during_a_hostile_run_until_it_is_stopped() {
 /// `chorus.run URI {stdin, args}` hands both to the program.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_and_arguments_reach_the_program() {
+    if !chorus_testkit::docker() {
+        return;
+    }
     let hub = Hub::start("stdin_and_arguments_reach_the_program").await;
     let doc = "echo.py";
     let text =

