@@ -48,7 +48,7 @@ pub fn neovim() -> Option<PathBuf> {
 }
 
 fn check_neovim(bin: &std::path::Path) -> Result<(), String> {
-    match std::process::Command::new(&bin).arg("--version").output() {
+    match std::process::Command::new(bin).arg("--version").output() {
         Ok(out) if out.status.success() => {
             let version = String::from_utf8_lossy(&out.stdout).into_owned();
             let first = version.lines().next().unwrap_or_default().to_owned();
