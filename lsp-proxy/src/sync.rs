@@ -672,6 +672,7 @@ impl DocSync {
             return Ok(());
         }
         let next_id = self.next_edit_id;
+        let version = self.edit_version();
         let Some(inflight) = self.inflight.as_mut() else {
             return Ok(());
         };
@@ -691,12 +692,30 @@ impl DocSync {
         inflight.sent_version = self.version;
         out.push(Effect::ApplyEdit {
             id: next_id,
-            version: self.version,
+            version,
             range: (inflight.sent.0, inflight.sent.1),
             new_text: span.inserted,
         });
         self.next_edit_id += 1;
         Ok(())
+    }
+
+    /// The version an edit for the editor's current text is sent with.
+    /// Neovim checks an edit's version only when it is above 0 (its
+    /// runtime `lsp/util.lua`), and reports a buffer nobody has changed
+    /// yet as version 0: an edit sent for it would be applied even after
+    /// the user's next keystroke, at its old range, and its echo taken for
+    /// their typing (issue 14's duplicate). Version 1 is as current for
+    /// that buffer (0 is not above 1) and stale after any change (Neovim's
+    /// versions are then its changedtick, always above 2). Only for
+    /// Neovim without the plugin: Helix, which also starts at 0, wants the
+    /// exact version, and the plugin checks version 0 itself.
+    fn edit_version(&self) -> i32 {
+        if self.applied_is_honest {
+            self.version
+        } else {
+            self.version.max(1)
+        }
     }
 
     /// Puts an edit that will not arrive as sent back in front of
@@ -757,7 +776,7 @@ impl DocSync {
         );
         out.push(Effect::ApplyEdit {
             id,
-            version: self.version,
+            version: self.edit_version(),
             range,
             new_text: span.inserted.clone(),
         });
@@ -1037,6 +1056,106 @@ mod tests {
             panic!("{out:?}")
         };
         assert_eq!((from, to, text.as_str()), (pos(0), pos(0), "X"));
+    }
+
+    /// Neovim without the plugin, as its runtime `lsp/util.lua` handles
+    /// `workspace/applyEdit`: an edit whose version is above 0 and below
+    /// the buffer's is skipped, anything else applied; the answer is
+    /// `applied: true` either way.
+    struct Neovim {
+        buffer: Rope,
+        version: i32,
+    }
+
+    impl Neovim {
+        fn types(&mut self, sync: &mut DocSync, at: (u32, u32), text: &str, out: &mut Vec<Effect>) {
+            let at = LinePos {
+                line: at.0,
+                column: at.1,
+            };
+            let offset = to_char(&self.buffer, at, Encoding::Utf32);
+            self.buffer.insert(offset, text);
+            // changedtick: the first change jumps past the load's ticks.
+            self.version = self.version.max(2) + 1;
+            sync.editor_changed(
+                self.version,
+                &[Change {
+                    range: Some((at, at)),
+                    text: text.into(),
+                }],
+                out,
+            )
+            .unwrap();
+        }
+
+        fn handles(
+            &mut self,
+            sync: &mut DocSync,
+            edit: (u64, i32, LinePos, LinePos, String),
+        ) -> Vec<Effect> {
+            let (id, version, from, to, text) = edit;
+            let mut out = Vec::new();
+            if !(version > 0 && self.version > version) {
+                let a = to_char(&self.buffer, from, Encoding::Utf32);
+                let b = to_char(&self.buffer, to, Encoding::Utf32);
+                self.buffer.remove(a..b);
+                self.buffer.insert(a, &text);
+                self.version += 1;
+                sync.editor_changed(
+                    self.version,
+                    &[Change {
+                        range: Some((from, to)),
+                        text,
+                    }],
+                    &mut out,
+                )
+                .unwrap();
+            }
+            sync.edit_answered(id, Some(true), &mut out).unwrap();
+            out
+        }
+    }
+
+    /// Issue 14's duplicate, as three real Neovims produced it: a
+    /// collaborator's edit goes out while the buffer is untouched (version
+    /// 0), the user types before Neovim handles it, and Neovim applies it
+    /// anyway, after the keystroke. Sent for version 0 it was re-sent and
+    /// its late echo taken for the user's typing: the hub got it twice.
+    #[test]
+    fn neovim_skips_an_edit_that_waited_behind_the_first_keystroke() {
+        let text = "def main():\n    print('hi')\n";
+        let mut out = Vec::new();
+        let mut sync = DocSync::new(Rope::from_str(text), 0, Encoding::Utf32, 0, text, &mut out);
+        sync.set_applied_is_honest(false);
+        let mut nvim = Neovim {
+            buffer: Rope::from_str(text),
+            version: 0,
+        };
+        sync.remote(1, &insert(24, "Ѐ", 28), &mut out).unwrap();
+        let first = edits(&out);
+        assert_eq!(first.len(), 1, "{out:?}");
+        assert!(
+            first[0].1 > 0,
+            "Neovim would not check version {}",
+            first[0].1
+        );
+        // Another collaborator's edit, before it in the text, waits behind
+        // it; the keystroke reaches Neovim before either.
+        out.clear();
+        sync.remote(2, &insert(1, "Ā", 29), &mut out).unwrap();
+        assert!(edits(&out).is_empty(), "one edit in flight at a time");
+        nvim.types(&mut sync, (0, 6), "一", &mut out);
+        let mut waiting = first;
+        waiting.extend(edits(&out));
+        while let Some(edit) = (!waiting.is_empty()).then(|| waiting.remove(0)) {
+            waiting.extend(edits(&nvim.handles(&mut sync, edit)));
+        }
+        // The proxy's local text is the hub's plus our unacknowledged ops.
+        assert_eq!(
+            nvim.buffer.to_string(),
+            "dĀef ma一in():\n    print('hЀi')\n"
+        );
+        assert_eq!(sync.local_text(), nvim.buffer);
     }
 
     #[test]

@@ -99,6 +99,34 @@ function T.type_random(seed, count, base, interval)
     T.typed = T.typed + 1
   end))
 end
+-- Like T.type_random, but each keystroke `0..max_gap` ms after the last
+-- (the uneven rhythm of real typing, which is what lets an edit from the
+-- hub land between a keystroke and its didChange).
+function T.type_jittered(seed, count, base, max_gap)
+  math.randomseed(seed)
+  T.typed = 0
+  local function step()
+    if T.typed >= count then
+      return
+    end
+    local buf = T.buf()
+    local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+    local row = math.random(0, #lines - 1)
+    local line = lines[row + 1]
+    local chars = vim.str_utfindex(line, 'utf-32')
+    local col = vim.str_byteindex(line, 'utf-32', math.random(0, chars))
+    local ch = vim.fn.nr2char(base + T.typed)
+    if T.typed % 2 == 0 or vim.api.nvim_get_mode().mode ~= 'n' then
+      vim.api.nvim_buf_set_text(buf, row, col, row, col, { ch })
+    else
+      vim.api.nvim_win_set_cursor(0, { row + 1, col })
+      vim.api.nvim_feedkeys('i' .. ch .. '\27', 'n', true)
+    end
+    T.typed = T.typed + 1
+    vim.defer_fn(step, math.random(0, max_gap))
+  end
+  vim.defer_fn(step, math.random(0, max_gap))
+end
 -- Collaborators' marks in the plugin's namespace: {name, row, col}.
 function T.cursors()
   local ns = require('chorus.cursors').ns
@@ -124,18 +152,41 @@ struct Nvim {
     _child: Child,
 }
 
+/// How an instance reaches Chorus.
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    /// The plugin, joined with `:ChorusJoin`.
+    Plugin,
+    /// The README's plugin-free route: `vim.lsp.config` + `vim.lsp.enable`,
+    /// where Neovim's own `applyEdit` handler answers `applied: true` for
+    /// edits it skipped.
+    PlainLsp,
+}
+
 impl Nvim {
     async fn start(hub: &Hub, workspace: &Path, session: &str, name: &str) -> Nvim {
         Nvim::start_with_token(hub, workspace, session, name, hub.token.as_deref()).await
     }
 
-    /// Joins with `:ChorusJoin SESSION TOKEN`, as a user with a token would.
     async fn start_with_token(
         hub: &Hub,
         workspace: &Path,
         session: &str,
         name: &str,
         token: Option<&str>,
+    ) -> Nvim {
+        Nvim::launch(hub, workspace, session, name, token, Route::Plugin).await
+    }
+
+    /// Joins with `:ChorusJoin SESSION TOKEN` (the plugin), or through the
+    /// README's plain `vim.lsp.config` with the token in the environment.
+    async fn launch(
+        hub: &Hub,
+        workspace: &Path,
+        session: &str,
+        name: &str,
+        token: Option<&str>,
+        route: Route,
     ) -> Nvim {
         let bin = nvim_bin();
         let dir = hub.log_dir.join(format!("nvim-{name}"));
@@ -147,27 +198,51 @@ impl Nvim {
             hub.port
         ));
         let _ = std::fs::remove_file(&socket);
+        let join = match route {
+            Route::Plugin => format!(
+                "vim.opt.rtp:prepend({plugin})\n\
+                 require('chorus').setup({{ hub = {hub}, name = {name}, root = {workspace}, cmd = {{ {bin}, 'lsp' }} }})\n\
+                 vim.cmd.cd({workspace})\n\
+                 -- plugin/ scripts load after -u; load ours now for :ChorusJoin.\n\
+                 vim.cmd.runtime('plugin/chorus.lua')\n\
+                 vim.cmd('ChorusJoin {session} {token}')\n",
+                plugin = lua_str(&plugin_dir().display().to_string()),
+                token = token.unwrap_or_default(),
+                hub = lua_str(&hub.url),
+                name = lua_str(name),
+                bin = lua_str(&chorus_bin().display().to_string()),
+                workspace = lua_str(&workspace.display().to_string()),
+            ),
+            // As README.md documents it, word for word where it can be.
+            Route::PlainLsp => format!(
+                "vim.lsp.config('chorus', {{\n\
+                   cmd = {{ {bin}, 'lsp', '--hub', {hub}, '--session', {session}, '--name', {name} }},\n\
+                   cmd_env = {{ CHORUS_TOKEN = {token} }},\n\
+                   root_markers = {{ '.git' }},\n\
+                   flags = {{ debounce_text_changes = 0 }},\n\
+                 }})\n\
+                 vim.lsp.enable('chorus')\n\
+                 vim.cmd.cd({workspace})\n\
+                 -- Neovim turns this on only after init.lua, which opens the file.\n\
+                 vim.cmd('filetype plugin indent on')\n",
+                token = lua_str(token.unwrap_or_default()),
+                session = lua_str(session),
+                hub = lua_str(&hub.url),
+                name = lua_str(name),
+                bin = lua_str(&chorus_bin().display().to_string()),
+                workspace = lua_str(&workspace.display().to_string()),
+            ),
+        };
         let init = format!(
-            "vim.opt.rtp:prepend({plugin})\n\
-             vim.o.swapfile = false\n\
+            "vim.o.swapfile = false\n\
              -- CHORUS_NVIM_LSP_LOG=debug logs every LSP message in lsp.log.\n\
              if vim.env.CHORUS_NVIM_LSP_LOG then vim.lsp.set_log_level(vim.env.CHORUS_NVIM_LSP_LOG) end\n\
              vim.o.shortmess = vim.o.shortmess .. 'F'\n\
-             require('chorus').setup({{ hub = {hub}, name = {name}, root = {workspace}, cmd = {{ {bin}, 'lsp' }} }})\n\
-             vim.cmd.cd({workspace})\n\
-             -- plugin/ scripts load after -u; load ours now for :ChorusJoin.\n\
-             vim.cmd.runtime('plugin/chorus.lua')\n\
-             vim.cmd('ChorusJoin {session} {token}')\n\
+             {join}\
              vim.cmd.edit({doc})\n\
              {TEST_HELPERS}\n\
              T.file = {doc}\n",
-            plugin = lua_str(&plugin_dir().display().to_string()),
-            hub = lua_str(&hub.url),
-            name = lua_str(name),
-            bin = lua_str(&chorus_bin().display().to_string()),
-            workspace = lua_str(&workspace.display().to_string()),
             doc = lua_str(DOC),
-            token = token.unwrap_or_default(),
         );
         let init_path = dir.join("init.lua");
         std::fs::write(&init_path, init).expect("write init.lua");
@@ -290,10 +365,11 @@ impl Drop for Nvim {
     }
 }
 
-/// A workspace directory holding DOC with `text`.
+/// A workspace directory holding DOC with `text` (and a `.git`, the root
+/// marker of the plain-LSP route).
 fn workspace(hub: &Hub, text: &str) -> PathBuf {
     let dir = hub.log_dir.join("workspace");
-    std::fs::create_dir_all(&dir).expect("create workspace");
+    std::fs::create_dir_all(dir.join(".git")).expect("create workspace");
     std::fs::write(dir.join(DOC), text).expect("write the document");
     dir
 }
@@ -301,10 +377,14 @@ fn workspace(hub: &Hub, text: &str) -> PathBuf {
 /// Starts three instances one after the other (so that the first one's
 /// text seeds the session) and waits until each has joined the document.
 async fn three(hub: &Hub, session: &str, text: &str) -> Vec<Nvim> {
+    three_by(hub, session, text, Route::Plugin).await
+}
+
+async fn three_by(hub: &Hub, session: &str, text: &str, route: Route) -> Vec<Nvim> {
     let ws = workspace(hub, text);
     let mut all = Vec::new();
     for name in ["ada", "bob", "cy"] {
-        let nvim = Nvim::start(hub, &ws, session, name).await;
+        let nvim = Nvim::launch(hub, &ws, session, name, hub.token.as_deref(), route).await;
         wait_joined(&nvim).await;
         all.push(nvim);
     }
@@ -415,28 +495,80 @@ async fn three_neovims_typing_concurrently_converge() {
             .await;
         }
         let text = converged(&hub, session, &nvims).await;
-        for (i, base) in bases.iter().enumerate() {
-            for k in 0..COUNT {
-                let ch = char::from_u32(base + k).expect("valid codepoint");
-                let n = text.matches(ch).count();
-                assert_eq!(
-                    n, 1,
-                    "{ch:?} typed by {} is present {n} times in {text:?}",
-                    nvims[i].name
-                );
-            }
+        assert_each_typed_once(&text, &bases, COUNT, &nvims, SEED_TEXT);
+    }
+}
+
+/// Every character typed (`count` from each base) is in `text` exactly
+/// once, and the rest is `seed` (whitespace aside: Enter auto-indents).
+fn assert_each_typed_once(text: &str, bases: &[u32], count: u32, nvims: &[Nvim], seed: &str) {
+    for (i, base) in bases.iter().enumerate() {
+        for k in 0..count {
+            let ch = char::from_u32(base + k).expect("valid codepoint");
+            let n = text.matches(ch).count();
+            assert_eq!(
+                n, 1,
+                "{ch:?} typed by {} is present {n} times in {text:?}",
+                nvims[i].name
+            );
         }
-        let rest: String = text
-            .chars()
-            .filter(|c| {
-                !bases.iter().any(|b| (*b..b + COUNT).contains(&(*c as u32))) && !c.is_whitespace()
+    }
+    let rest: String = text
+        .chars()
+        .filter(|c| {
+            !bases.iter().any(|b| (*b..b + count).contains(&(*c as u32))) && !c.is_whitespace()
+        })
+        .collect();
+    let seed_rest: String = seed.chars().filter(|c| !c.is_whitespace()).collect();
+    assert_eq!(
+        rest, seed_rest,
+        "the seed text is changed besides the insertions"
+    );
+}
+
+/// Issue 14's report: three Neovims, each inserting about 80 characters
+/// of its own at random places 0-20 ms apart. On the README's plain
+/// `vim.lsp` route one character in about nine runs came out twice: an
+/// edit sent while a buffer was untouched (version 0, which Neovim never
+/// checks) landed after a keystroke and was taken for typing. The plugin's
+/// route is run the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_neovims_typing_with_jitter_keep_every_character_once() {
+    if !have_neovim() {
+        return;
+    }
+    const COUNT: u32 = 80;
+    // Latin-1 letters, Cyrillic and CJK: one, two and three UTF-8 bytes.
+    let bases = [0x100_u32, 0x400, 0x4e00];
+    let routes = [(Route::PlainLsp, "plain"), (Route::Plugin, "plugin")];
+    for seed in crate::support::seeds(&[1, 2, 3, 4, 5, 6, 7, 8]) {
+        let (route, label) = routes[seed as usize % routes.len()];
+        // A hub (and log directory) per seed, so a failure's logs are its own.
+        let hub = Hub::start(&format!("neovim_jitter_{label}_{seed}")).await;
+        let session = format!("nvim-{label}-{seed}");
+        let text = "def main():\n    print('hi')\n";
+        let nvims = three_by(&hub, &session, text, route).await;
+        for (i, nvim) in nvims.iter().enumerate() {
+            nvim.lua(&format!(
+                "T.type_jittered({}, {COUNT}, {}, 20) or 'ok'",
+                seed * 10 + i as u64,
+                bases[i],
+            ))
+            .await;
+        }
+        for nvim in &nvims {
+            wait_for("all its typing done", nvim, "T.typed", |n| {
+                n == COUNT.to_string()
             })
-            .collect();
-        // Whitespace aside: typing Enter auto-indents the new line.
-        let seed_rest: String = SEED_TEXT.chars().filter(|c| !c.is_whitespace()).collect();
-        assert_eq!(
-            rest, seed_rest,
-            "the seed text is changed besides the insertions"
+            .await;
+        }
+        let text = converged(&hub, &session, &nvims).await;
+        assert_each_typed_once(
+            &text,
+            &bases,
+            COUNT,
+            &nvims,
+            "def main():\n    print('hi')\n",
         );
     }
 }

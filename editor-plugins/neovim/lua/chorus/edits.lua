@@ -48,7 +48,7 @@ end
 local function stale_document(params)
   for _, change in ipairs(params.edit.documentChanges or {}) do
     local version = change.textDocument and change.textDocument.version
-    if version and version > 0 then
+    if version and version ~= vim.NIL then
       local bufnr = vim.uri_to_bufnr(change.textDocument.uri)
       local current = vim.lsp.util.buf_versions[bufnr]
       if current and current > version then
