@@ -6,6 +6,8 @@
 //!
 //! Code map:
 //! - `limits.rs`: [`Limits`], the per-run caps.
+//! - `policy.rs`: the container lockdown (user, capabilities, network, filesystem, limits),
+//!   every rule with its reason.
 //! - `languages.rs`: [`Language`], the defaults, and how a request picks one.
 //! - `payload.rs`: path validation and the tar-on-stdin transport into a read-only container.
 //! - `docker.rs`: [`DockerExecutor`], the bollard-driven run loop.
@@ -14,6 +16,7 @@ mod docker;
 mod languages;
 mod limits;
 mod payload;
+mod policy;
 
 use std::future::Future;
 use std::pin::Pin;
