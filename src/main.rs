@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chorus_hub::access::Access;
 use chorus_hub::storage::{Database, Store};
+use chorus_sandbox::limits;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -163,22 +164,22 @@ struct RunArgs {
     #[arg(long)]
     no_runs: bool,
     /// Wall-clock limit per run, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = limits::DEFAULT_WALL_CLOCK_SECS)]
     run_timeout_secs: u64,
     /// Memory per run in MiB (swap is not allowed on top).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = limits::DEFAULT_MEMORY_MIB)]
     run_memory_mib: i64,
     /// Processes and threads per run.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = limits::DEFAULT_PIDS)]
     run_pids: i64,
     /// CPUs per run (fractions allowed).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = limits::DEFAULT_CPUS)]
     run_cpus: f64,
     /// Output bytes streamed per run before it is cut off.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = limits::DEFAULT_OUTPUT_BYTES)]
     run_output_bytes: usize,
     /// Runs at once across all sessions; more wait in a queue.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENT)]
     max_concurrent_runs: usize,
     /// Use this image for every language instead of the defaults.
     #[arg(long)]
