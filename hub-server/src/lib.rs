@@ -11,12 +11,15 @@
 //!   PostgreSQL (`storage/schema.rs` the SQL both speak, one module per
 //!   backend);
 //! * [`access`] — join and read-only tokens;
+//! * [`admin`] — `chorus session create|list|revoke`: the work and the
+//!   text they show;
 //! * [`tls`] — the certificate for `wss://`.
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
 //! never awaits a socket write.
 
 pub mod access;
+pub mod admin;
 pub mod connection;
 pub mod document;
 pub mod server;
