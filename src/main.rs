@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chorus_hub::access::Access;
+use chorus_hub::admin;
 use chorus_hub::storage::{Database, Store};
+use chorus_sandbox::limits;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -163,22 +165,22 @@ struct RunArgs {
     #[arg(long)]
     no_runs: bool,
     /// Wall-clock limit per run, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = limits::DEFAULT_WALL_CLOCK_SECS)]
     run_timeout_secs: u64,
     /// Memory per run in MiB (swap is not allowed on top).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = limits::DEFAULT_MEMORY_MIB)]
     run_memory_mib: i64,
     /// Processes and threads per run.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = limits::DEFAULT_PIDS)]
     run_pids: i64,
     /// CPUs per run (fractions allowed).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = limits::DEFAULT_CPUS)]
     run_cpus: f64,
     /// Output bytes streamed per run before it is cut off.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = limits::DEFAULT_OUTPUT_BYTES)]
     run_output_bytes: usize,
     /// Runs at once across all sessions; more wait in a queue.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENT)]
     max_concurrent_runs: usize,
     /// Use this image for every language instead of the defaults.
     #[arg(long)]
@@ -334,94 +336,26 @@ fn run() -> anyhow::Result<()> {
 async fn session_command(command: SessionCommand) -> anyhow::Result<()> {
     match command {
         SessionCommand::Create { id, store } => {
-            let id = id.unwrap_or_else(random_session_id);
-            chorus_protocol::wire::validate_session_id(&id)
-                .map_err(|message| anyhow::anyhow!("bad session name {id:?}: {message}"))?;
+            let id = admin::session_id(id)?;
             let (database, store) = store.open().await?;
-            let tokens = chorus_hub::access::create_session(&store, &id).await?;
-            // stdout is for scripts: three `key value` lines.
-            println!("session {id}");
-            println!("join {}", tokens.join);
-            println!("read-only {}", tokens.read_only);
-            eprintln!(
-                "Created session {id:?} in {}. The tokens are shown only now: give the join \
-                 token to people who may edit and the read-only one to those who may watch \
-                 (chorus.token in VS Code, `token` in the Neovim plugin, CHORUS_TOKEN for Helix).",
-                database.describe()
-            );
-            Ok(())
+            let created = admin::create(&store, &id).await?;
+            // stdout is for scripts; what a person reads goes to stderr.
+            print!("{}", created.for_scripts());
+            eprintln!("{}", created.notice(&database));
         }
         SessionCommand::List { store } => {
             let (_, store) = store.open().await?;
             let sessions = store.list_sessions().await?;
             if sessions.is_empty() {
-                eprintln!("no sessions yet; create one with `chorus session create NAME`");
+                eprintln!("{}", admin::NO_SESSIONS);
             }
-            println!(
-                "{:<32} {:<8} {:>9}  created",
-                "session", "state", "documents"
-            );
-            for s in sessions {
-                let state = match (s.created_at, s.revoked) {
-                    (None, _) => "open",
-                    (Some(_), true) => "revoked",
-                    (Some(_), false) => "active",
-                };
-                let created = s.created_at.map_or_else(|| "-".to_owned(), format_utc);
-                println!("{:<32} {:<8} {:>9}  {created}", s.id, state, s.documents);
-            }
-            Ok(())
+            print!("{}", admin::session_table(&sessions));
         }
         SessionCommand::Revoke { id, store } => {
             let (_, store) = store.open().await?;
-            if !store.revoke_session(&id).await? {
-                anyhow::bail!("there is no active session {id:?} (see `chorus session list`)");
-            }
-            eprintln!(
-                "Revoked session {id:?}: its tokens no longer work, and a running hub \
-                 disconnects everyone in it within seconds. Its documents are kept; \
-                 `chorus session create {id}` issues new tokens."
-            );
-            Ok(())
+            admin::revoke(&store, &id).await?;
+            eprintln!("{}", admin::revoked_notice(&id));
         }
     }
-}
-
-fn random_session_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 6];
-    rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("s-{hex}")
-}
-
-/// `YYYY-MM-DD HH:MM UTC` without a date library: days to civil date by
-/// Howard Hinnant's algorithm.
-fn format_utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::format_utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(super::format_utc(1_795_350_000), "2026-11-22 12:20 UTC");
-        assert_eq!(super::format_utc(951_825_600), "2000-02-29 12:00 UTC");
-    }
+    Ok(())
 }

@@ -3,17 +3,23 @@
 //! Code map:
 //! * [`server`] — listener, plain HTTP (`/healthz`) and WebSocket upgrade;
 //! * [`connection`] — one proxy's socket: decoding, handshake, writer task;
-//! * [`session`] — the per-session actor that owns documents and presence;
+//! * [`session`] — the per-session actor that owns documents and presence
+//!   (`session/registry.rs` finds or starts it, `session/runs.rs` its code
+//!   runs);
 //! * [`document`] — a document's rope, revision and op history (pure);
 //! * [`storage`] — op log, snapshots and session tokens, in SQLite or
-//!   PostgreSQL;
+//!   PostgreSQL (`storage/schema.rs` the SQL both speak, one module per
+//!   backend);
 //! * [`access`] — join and read-only tokens;
+//! * [`admin`] — `chorus session create|list|revoke`: the work and the
+//!   text they show;
 //! * [`tls`] — the certificate for `wss://`.
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
 //! never awaits a socket write.
 
 pub mod access;
+pub mod admin;
 pub mod connection;
 pub mod document;
 pub mod server;

@@ -6,24 +6,32 @@
 //! its own writer task, and a participant whose queue is full is dropped
 //! (its proxy reconnects and resyncs) so that one slow reader cannot stall
 //! everyone else.
+//!
+//! Layout: this file is the actor (joining, documents, edits, delivery);
+//! `registry` finds or starts a session's actor; `runs` is the session's
+//! one code run at a time.
+
+mod registry;
+mod runs;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::checksum;
 use chorus_protocol::wire::{
-    validate_doc_path, ClientMsg, ErrorCode, LoggedOp, OutputStream, Participant, Role, ServerMsg,
+    validate_doc_path, ClientMsg, ErrorCode, LoggedOp, Participant, Role, ServerMsg,
 };
-use chorus_sandbox::{Chunk, RunRequest, RunStatus, Stream};
-use tokio::sync::{mpsc, oneshot, Notify};
+use chorus_sandbox::{Chunk, RunStatus};
+use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
+pub use self::registry::Registry;
+use self::runs::ActiveRun;
 use crate::document::{Author, DocError, Document};
 use crate::storage::{StorageError, Store, SNAPSHOT_EVERY};
-use crate::{HubConfig, Runner};
+use crate::HubConfig;
 
 /// Selections beyond this many in one cursor message are dropped: a cursor
 /// relay is presence, not a bulk channel.
@@ -84,58 +92,6 @@ impl SessionHandle {
     }
 }
 
-/// All sessions on this hub, created on first join.
-#[derive(Clone, Default)]
-pub struct Registry {
-    sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
-}
-
-impl Registry {
-    pub fn get_or_create(&self, id: &str, config: &HubConfig) -> SessionHandle {
-        // Held only for a map lookup; never across an await.
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(handle) = sessions.get(id) {
-            if !handle.tx.is_closed() {
-                return handle.clone();
-            }
-            // The actor ended (revoked, or its storage failed): start a new
-            // one, which loads the session afresh.
-        }
-        info!(session = %id, "session started");
-        let (tx, rx) = mpsc::channel(1024);
-        let actor = Session {
-            id: id.to_owned(),
-            config: config.clone(),
-            participants: HashMap::new(),
-            docs: HashMap::new(),
-            run: None,
-            me: tx.downgrade(),
-            store: config.store.clone(),
-        };
-        tokio::spawn(actor.run(rx));
-        let handle = SessionHandle { tx };
-        sessions.insert(id.to_owned(), handle.clone());
-        handle
-    }
-
-    /// The live session of this id, if any.
-    pub fn get(&self, id: &str) -> Option<SessionHandle> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.get(id).filter(|h| !h.tx.is_closed()).cloned()
-    }
-
-    pub fn len(&self) -> usize {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 struct ParticipantEntry {
     info: Participant,
     instance: Option<Arc<str>>,
@@ -150,14 +106,6 @@ struct SharedDoc {
     doc: Document,
     /// Participants that have this document open, who get its ops.
     subscribers: BTreeSet<u64>,
-}
-
-/// The session's one run at a time.
-struct ActiveRun {
-    run_id: u64,
-    /// Dropping or firing it stops the container.
-    cancel: Option<oneshot::Sender<()>>,
-    next_seq: u64,
 }
 
 struct Session {
@@ -179,8 +127,6 @@ enum Stop {
     Revoked,
 }
 
-static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
-
 /// Ends a session actor that cannot serve: joins already queued get
 /// `answer` and are sent away; the next join starts a new actor.
 async fn turn_away(mut rx: mpsc::Receiver<SessionCmd>, answer: &ServerMsg) {
@@ -194,6 +140,22 @@ async fn turn_away(mut rx: mpsc::Receiver<SessionCmd>, answer: &ServerMsg) {
 }
 
 impl Session {
+    /// Starts the actor of session `id` on a task of its own.
+    fn spawn(id: &str, config: &HubConfig) -> SessionHandle {
+        let (tx, rx) = mpsc::channel(1024);
+        let actor = Session {
+            id: id.to_owned(),
+            config: config.clone(),
+            participants: HashMap::new(),
+            docs: HashMap::new(),
+            run: None,
+            me: tx.downgrade(),
+            store: config.store.clone(),
+        };
+        tokio::spawn(actor.run(rx));
+        SessionHandle { tx }
+    }
+
     /// Loads the session's stored documents, if the hub keeps any.
     async fn load(&mut self) -> Result<(), StorageError> {
         let Some(store) = &self.store else {
@@ -285,11 +247,7 @@ impl Session {
                 )
             }
         };
-        if let Some(run) = self.run.as_mut() {
-            if let Some(cancel) = run.cancel.take() {
-                let _ = cancel.send(());
-            }
-        }
+        self.cancel_run();
         let farewell = ServerMsg::error(code, message, None);
         for entry in self.participants.values() {
             let _ = entry.outbound.try_send(Message::text(farewell.to_json()));
@@ -422,18 +380,7 @@ impl Session {
                 args,
             } => self.start_run(client_id, doc, language, stdin, args),
             ClientMsg::Checksum { doc, rev, hash } => self.checksum(client_id, doc, rev, hash),
-            ClientMsg::Stop {} => match self.run.as_mut() {
-                Some(run) => {
-                    info!(session = %self.id, client_id, run_id = run.run_id, "run stopped by participant");
-                    if let Some(cancel) = run.cancel.take() {
-                        let _ = cancel.send(());
-                    }
-                }
-                None => self.send(
-                    client_id,
-                    &ServerMsg::error(ErrorCode::NoRun, "no run is going in this session", None),
-                ),
-            },
+            ClientMsg::Stop {} => self.stop_run(client_id),
         }
         Ok(())
     }
@@ -525,139 +472,6 @@ impl Session {
         };
         self.send(client_id, &ServerMsg::error(code, message, Some(path)));
         self.send(client_id, &snapshot);
-    }
-
-    fn start_run(
-        &mut self,
-        client_id: u64,
-        doc: String,
-        language: Option<String>,
-        stdin: Option<String>,
-        args: Vec<String>,
-    ) {
-        let executor = match &self.config.runner {
-            Runner::Enabled(executor) => executor.clone(),
-            Runner::Disabled(reason) => {
-                let message = format!("this hub cannot run code: {reason}");
-                return self.send(
-                    client_id,
-                    &ServerMsg::error(ErrorCode::RunsDisabled, message, Some(&doc)),
-                );
-            }
-        };
-        if let Some(run) = &self.run {
-            let message = format!(
-                "run {} is still going in this session; stop it first (chorus.stop)",
-                run.run_id
-            );
-            return self.send(
-                client_id,
-                &ServerMsg::error(ErrorCode::RunBusy, message, Some(&doc)),
-            );
-        }
-        if !self.docs.contains_key(&doc) {
-            return self.unknown_doc(client_id, &doc);
-        }
-        let Some(me) = self.me.upgrade() else {
-            return;
-        };
-        // The hub's authoritative text of every document, never the
-        // requester's buffer.
-        let files = self
-            .docs
-            .iter()
-            .map(|(path, shared)| (path.clone(), shared.doc.text().to_string()))
-            .collect();
-        let request = RunRequest {
-            main: doc.clone(),
-            files,
-            language,
-            stdin,
-            args,
-        };
-        let run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
-        let (cancel, cancelled) = oneshot::channel();
-        self.run = Some(ActiveRun {
-            run_id,
-            cancel: Some(cancel),
-            next_seq: 0,
-        });
-        let name = self.participants[&client_id].info.name.clone();
-        info!(session = %self.id, client_id, run_id, doc = %doc, "run started");
-        self.broadcast(
-            &ServerMsg::RunStarted {
-                run_id,
-                client_id,
-                name,
-                doc,
-            },
-            None,
-            None,
-        );
-        tokio::spawn(async move {
-            let (output, mut chunks) = mpsc::channel(64);
-            let run = executor.run(request, output, cancelled);
-            tokio::pin!(run);
-            let status = loop {
-                tokio::select! {
-                    chunk = chunks.recv() => if let Some(chunk) = chunk {
-                        if me.send(SessionCmd::RunOutput { run_id, chunk }).await.is_err() {
-                            return;
-                        }
-                    },
-                    status = &mut run => break status,
-                }
-            };
-            // Output produced just before the end is still queued.
-            while let Ok(chunk) = chunks.try_recv() {
-                if me
-                    .send(SessionCmd::RunOutput { run_id, chunk })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            let _ = me.send(SessionCmd::RunFinished { run_id, status }).await;
-        });
-    }
-
-    fn run_output(&mut self, run_id: u64, chunk: Chunk) {
-        let Some(run) = self.run.as_mut().filter(|r| r.run_id == run_id) else {
-            return;
-        };
-        let seq = run.next_seq;
-        run.next_seq += 1;
-        let stream = match chunk.stream {
-            Stream::Stdout => OutputStream::Stdout,
-            Stream::Stderr => OutputStream::Stderr,
-        };
-        self.broadcast(
-            &ServerMsg::RunOutput {
-                run_id,
-                seq,
-                stream,
-                data: chunk.data,
-            },
-            None,
-            None,
-        );
-    }
-
-    fn run_finished(&mut self, run_id: u64, status: RunStatus) {
-        if self.run.as_ref().is_none_or(|r| r.run_id != run_id) {
-            return;
-        }
-        self.run = None;
-        info!(session = %self.id, run_id, ?status, "run finished");
-        self.broadcast(
-            &ServerMsg::RunFinished {
-                run_id,
-                result: status,
-            },
-            None,
-            None,
-        );
     }
 
     fn is_open(&self, client_id: u64, doc: &str) -> bool {

@@ -7,16 +7,29 @@
 //! every acknowledged character survives a crash of the hub (`kill -9`
 //! included: SQLite's WAL with `synchronous = NORMAL` loses nothing when
 //! only the process dies; PostgreSQL commits each insert).
+//!
+//! Layout: this module is the whole public API ([`Store`]) and what both
+//! backends share (checking a loaded log, type conversions); `schema` holds
+//! the tables and every statement's SQL text; `sqlite` and `postgres` each
+//! implement the private `Backend` trait in their own way of running
+//! statements (ADR 0003: one connection on its own thread, or four
+//! connections with a session keeping to one). Nothing outside this module
+//! sees which backend it has.
 
-use std::path::{Path, PathBuf};
+mod postgres;
+mod schema;
+mod sqlite;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chorus_protocol::ot::{apply_to_rope, OperationSeq, WireOp};
 use ropey::Rope;
-use rusqlite::{params, Connection, OptionalExtension};
-use tracing::{error, warn};
 
+use self::postgres::Pg;
+use self::schema::{AccessRow, DocRow, OpRow, SessionRow};
+use self::sqlite::Sqlite;
 use crate::document::Author;
 
 /// Operations kept in the log before they are folded into a snapshot.
@@ -136,84 +149,79 @@ pub struct SessionSummary {
 /// A handle on the hub's storage, shared by every session actor.
 #[derive(Clone)]
 pub struct Store {
-    backend: Arc<Backend>,
+    backend: Arc<AnyBackend>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &*self.backend {
-            Backend::Sqlite(_) => f.write_str("Store(SQLite)"),
-            Backend::Postgres(_) => f.write_str("Store(PostgreSQL)"),
+            AnyBackend::Sqlite(_) => f.write_str("Store(SQLite)"),
+            AnyBackend::Postgres(_) => f.write_str("Store(PostgreSQL)"),
         }
     }
 }
 
-enum Backend {
+/// What each backend does, in raw rows; [`Store`] does the rest (checking
+/// logs, converting types, `now`) once for both.
+///
+/// A closed enum of backends rather than `dyn Backend`: `async fn` in a
+/// trait cannot be called through `dyn` without boxing each future, and
+/// the concrete futures are what lets the compiler see they are `Send`.
+trait Backend {
+    /// Every document of `session` and, for each, its ops after the
+    /// snapshot, in the same order.
+    async fn load_session(
+        &self,
+        session: &str,
+    ) -> Result<(Vec<DocRow>, Vec<Vec<OpRow>>), StorageError>;
+    async fn create_doc(&self, session: &str, path: &str, text: &str) -> Result<(), StorageError>;
+    async fn append_op(
+        &self,
+        session: &str,
+        path: &str,
+        rev: i64,
+        json: String,
+        instance: Option<String>,
+        seq: Option<i64>,
+    ) -> Result<(), StorageError>;
+    /// Sets the snapshot and drops the ops it covers, atomically.
+    async fn snapshot(
+        &self,
+        session: &str,
+        path: &str,
+        rev: i64,
+        text: &str,
+    ) -> Result<(), StorageError>;
+    async fn stored_rev(&self, session: &str, path: &str) -> Result<Option<i64>, StorageError>;
+    /// Returns the number of rows changed: 0 when a live session has `id`.
+    async fn create_session(
+        &self,
+        id: &str,
+        now: i64,
+        join_hash: &str,
+        read_hash: &str,
+    ) -> Result<u64, StorageError>;
+    async fn session_access(&self, id: &str) -> Result<Option<AccessRow>, StorageError>;
+    /// Returns the number of rows changed: 0 when no live session has `id`.
+    async fn revoke_session(&self, id: &str, now: i64) -> Result<u64, StorageError>;
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StorageError>;
+    async fn list_sessions(&self) -> Result<Vec<SessionRow>, StorageError>;
+}
+
+enum AnyBackend {
     Sqlite(Sqlite),
     Postgres(Pg),
 }
 
-/// SQL is written once with `$n` placeholders, which PostgreSQL takes as
-/// they are and SQLite as `?n`.
-fn lite(sql: &str) -> String {
-    sql.replace('$', "?")
+/// Calls the same [`Backend`] method on whichever backend `store` has.
+macro_rules! dispatch {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match &*$store.backend {
+            AnyBackend::Sqlite($backend) => $call,
+            AnyBackend::Postgres($backend) => $call,
+        }
+    };
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS documents (
-    session TEXT NOT NULL,
-    path TEXT NOT NULL,
-    snapshot_rev BIGINT NOT NULL,
-    snapshot_text TEXT NOT NULL,
-    PRIMARY KEY (session, path)
-);
-CREATE TABLE IF NOT EXISTS ops (
-    session TEXT NOT NULL,
-    path TEXT NOT NULL,
-    rev BIGINT NOT NULL,
-    op TEXT NOT NULL,
-    instance TEXT,
-    seq BIGINT,
-    PRIMARY KEY (session, path, rev)
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    created_at BIGINT NOT NULL,
-    join_hash TEXT NOT NULL,
-    read_hash TEXT NOT NULL,
-    revoked_at BIGINT
-);
-";
-
-const CREATE_DOC: &str = "INSERT INTO documents (session, path, snapshot_rev, snapshot_text) VALUES ($1, $2, 0, $3)
-    ON CONFLICT (session, path) DO UPDATE SET snapshot_rev = 0, snapshot_text = excluded.snapshot_text";
-const APPEND_OP: &str =
-    "INSERT INTO ops (session, path, rev, op, instance, seq) VALUES ($1, $2, $3, $4, $5, $6)";
-const LOAD_DOCS: &str =
-    "SELECT path, snapshot_rev, snapshot_text FROM documents WHERE session = $1 ORDER BY path";
-const LOAD_OPS: &str =
-    "SELECT rev, op, instance, seq FROM ops WHERE session = $1 AND path = $2 AND rev > $3 ORDER BY rev";
-const SNAPSHOT_DOC: &str =
-    "UPDATE documents SET snapshot_rev = $3, snapshot_text = $4 WHERE session = $1 AND path = $2";
-const TRIM_OPS: &str = "DELETE FROM ops WHERE session = $1 AND path = $2 AND rev <= $3";
-const STORED_REV: &str =
-    "SELECT MAX(r) FROM (SELECT snapshot_rev AS r FROM documents WHERE session = $1 AND path = $2
-    UNION ALL SELECT rev AS r FROM ops WHERE session = $1 AND path = $2) AS revs";
-const GET_ACCESS: &str = "SELECT join_hash, read_hash, revoked_at FROM sessions WHERE id = $1";
-const CREATE_SESSION: &str =
-    "INSERT INTO sessions (id, created_at, join_hash, read_hash) VALUES ($1, $2, $3, $4)
-    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, join_hash = excluded.join_hash,
-        read_hash = excluded.read_hash, revoked_at = NULL
-    WHERE sessions.revoked_at IS NOT NULL";
-const REVOKE_SESSION: &str =
-    "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
-const REVOKED_SINCE: &str =
-    "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1";
-const LIST_SESSIONS: &str = "SELECT ids.id, s.created_at, s.revoked_at,
-        (SELECT COUNT(*) FROM documents d WHERE d.session = ids.id)
-    FROM (SELECT id FROM sessions UNION SELECT session FROM documents) AS ids
-    LEFT JOIN sessions s ON s.id = ids.id
-    ORDER BY ids.id";
 
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -221,28 +229,13 @@ pub fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// A raw row of the ops table, before it is checked.
-type OpRow = (i64, String, Option<String>, Option<i64>);
-
 impl Store {
     /// Opens the database (creating the SQLite file or the PostgreSQL
     /// tables if needed).
     pub async fn open(database: &Database) -> Result<Store, StorageError> {
         let backend = match database {
-            Database::Sqlite(dir) => Backend::Sqlite(Sqlite::start(open_sqlite(dir)?)),
-            Database::Postgres(url) => {
-                // The tables first: each pooled connection prepares its
-                // statements against them.
-                let (client, connection) =
-                    tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-                let connection = tokio::spawn(connection);
-                client.batch_execute(SCHEMA).await?;
-                drop(client);
-                let _ = connection.await;
-                let pg = Pg::new(url.clone());
-                pg.client("").await?;
-                Backend::Postgres(pg)
-            }
+            Database::Sqlite(dir) => AnyBackend::Sqlite(Sqlite::open(dir)?),
+            Database::Postgres(url) => AnyBackend::Postgres(Pg::open(url).await?),
         };
         Ok(Store {
             backend: Arc::new(backend),
@@ -251,56 +244,7 @@ impl Store {
 
     /// Every document of `session`: snapshot and log, checked to follow on.
     pub async fn load_session(&self, session: &str) -> Result<Vec<StoredDoc>, StorageError> {
-        let mut heads: Vec<(String, i64, String)> = Vec::new();
-        let mut logs: Vec<Vec<OpRow>> = Vec::new();
-        match &*self.backend {
-            Backend::Sqlite(db) => {
-                let session = session.to_owned();
-                (heads, logs) = db
-                    .run(move |conn| {
-                        let mut heads: Vec<(String, i64, String)> = Vec::new();
-                        let mut logs: Vec<Vec<OpRow>> = Vec::new();
-                        let mut stmt = conn.prepare(&lite(LOAD_DOCS))?;
-                        let rows = stmt.query_map(params![session], |row| {
-                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                        })?;
-                        for row in rows {
-                            heads.push(row?);
-                        }
-                        for (path, snapshot_rev, _) in &heads {
-                            let mut stmt = conn.prepare_cached(&lite(LOAD_OPS))?;
-                            let rows = stmt
-                                .query_map(params![session, path, snapshot_rev], |row| {
-                                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                                })?;
-                            logs.push(rows.collect::<Result<_, _>>()?);
-                        }
-                        Ok((heads, logs))
-                    })
-                    .await?;
-            }
-            Backend::Postgres(pg) => {
-                let client = pg.client(session).await?;
-                for row in client.query(LOAD_DOCS, &[&session]).await? {
-                    heads.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-                }
-                for (path, snapshot_rev, _) in &heads {
-                    let rows = client
-                        .query(LOAD_OPS, &[&session, path, snapshot_rev])
-                        .await?;
-                    let mut log = Vec::with_capacity(rows.len());
-                    for row in rows {
-                        log.push((
-                            row.try_get(0)?,
-                            row.try_get(1)?,
-                            row.try_get(2)?,
-                            row.try_get(3)?,
-                        ));
-                    }
-                    logs.push(log);
-                }
-            }
-        }
+        let (heads, logs) = dispatch!(self, db => db.load_session(session).await)?;
         heads
             .into_iter()
             .zip(logs)
@@ -316,24 +260,7 @@ impl Store {
         path: &str,
         text: &str,
     ) -> Result<(), StorageError> {
-        match &*self.backend {
-            Backend::Sqlite(db) => {
-                let (session, path, text) = (session.to_owned(), path.to_owned(), text.to_owned());
-                db.run(move |conn| {
-                    conn.prepare_cached(&lite(CREATE_DOC))?
-                        .execute(params![session, path, text])?;
-                    Ok(())
-                })
-                .await?;
-            }
-            Backend::Postgres(pg) => {
-                pg.client(session)
-                    .await?
-                    .execute(CREATE_DOC, &[&session, &path, &text])
-                    .await?;
-            }
-        }
-        Ok(())
+        dispatch!(self, db => db.create_doc(session, path, text).await)
     }
 
     /// Logs the op that made revision `rev`.
@@ -349,26 +276,7 @@ impl Store {
         let instance = author.map(|a| a.instance.to_string());
         let seq = author.map(|a| a.seq as i64);
         let rev = rev as i64;
-        match &*self.backend {
-            Backend::Sqlite(db) => {
-                let (session, path) = (session.to_owned(), path.to_owned());
-                db.run(move |conn| {
-                    conn.prepare_cached(&lite(APPEND_OP))?
-                        .execute(params![session, path, rev, json, instance, seq])?;
-                    Ok(())
-                })
-                .await?;
-            }
-            Backend::Postgres(pg) => {
-                let conn = pg.client(session).await?;
-                conn.execute(
-                    &conn.append_op,
-                    &[&session, &path, &rev, &json, &instance, &seq],
-                )
-                .await?;
-            }
-        }
-        Ok(())
+        dispatch!(self, db => db.append_op(session, path, rev, json, instance, seq).await)
     }
 
     /// Folds the log up to `rev` into a snapshot with `text`.
@@ -380,55 +288,12 @@ impl Store {
         text: &str,
     ) -> Result<(), StorageError> {
         let rev = rev as i64;
-        match &*self.backend {
-            Backend::Sqlite(db) => {
-                let (session, path, text) = (session.to_owned(), path.to_owned(), text.to_owned());
-                db.run(move |conn| {
-                    // A savepoint, since the writer may be inside a batch's
-                    // transaction already.
-                    let sp = conn.savepoint()?;
-                    sp.execute(&lite(SNAPSHOT_DOC), params![session, path, rev, text])?;
-                    sp.execute(&lite(TRIM_OPS), params![session, path, rev])?;
-                    sp.commit()?;
-                    Ok(())
-                })
-                .await?;
-            }
-            Backend::Postgres(pg) => {
-                // One statement, so atomic without holding a transaction
-                // on the connection every session shares.
-                let both = format!(
-                    "WITH snap AS ({SNAPSHOT_DOC}) DELETE FROM ops WHERE session = $1 AND path = $2 AND rev <= $3"
-                );
-                pg.client(session)
-                    .await?
-                    .execute(both.as_str(), &[&session, &path, &rev, &text])
-                    .await?;
-            }
-        }
-        Ok(())
+        dispatch!(self, db => db.snapshot(session, path, rev, text).await)
     }
 
     /// Revision of the newest logged op or snapshot of `path`, if stored.
     pub async fn stored_rev(&self, session: &str, path: &str) -> Result<Option<u64>, StorageError> {
-        let rev: Option<i64> = match &*self.backend {
-            Backend::Sqlite(db) => {
-                let (session, path) = (session.to_owned(), path.to_owned());
-                db.run(move |conn| {
-                    Ok(conn
-                        .query_row(&lite(STORED_REV), params![session, path], |row| row.get(0))
-                        .optional()?
-                        .flatten())
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => pg
-                .client(session)
-                .await?
-                .query_one(STORED_REV, &[&session, &path])
-                .await?
-                .try_get(0)?,
-        };
+        let rev = dispatch!(self, db => db.stored_rev(session, path).await)?;
         Ok(rev.map(|r| r as u64))
     }
 
@@ -441,25 +306,8 @@ impl Store {
         read_hash: &str,
     ) -> Result<(), StorageError> {
         let now = now_secs();
-        let changed = match &*self.backend {
-            Backend::Sqlite(db) => {
-                let (id, join_hash, read_hash) =
-                    (id.to_owned(), join_hash.to_owned(), read_hash.to_owned());
-                db.run(move |conn| {
-                    Ok(conn
-                        .prepare_cached(&lite(CREATE_SESSION))?
-                        .execute(params![id, now, join_hash, read_hash])?
-                        as u64)
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => {
-                pg.client(id)
-                    .await?
-                    .execute(CREATE_SESSION, &[&id, &now, &join_hash, &read_hash])
-                    .await?
-            }
-        };
+        let changed =
+            dispatch!(self, db => db.create_session(id, now, join_hash, read_hash).await)?;
         if changed == 0 {
             return Err(StorageError::SessionExists(id.to_owned()));
         }
@@ -467,25 +315,7 @@ impl Store {
     }
 
     pub async fn session_access(&self, id: &str) -> Result<Option<SessionAccess>, StorageError> {
-        let row: Option<(String, String, Option<i64>)> = match &*self.backend {
-            Backend::Sqlite(db) => {
-                let id = id.to_owned();
-                db.run(move |conn| {
-                    Ok(conn
-                        .query_row(&lite(GET_ACCESS), params![id], |row| {
-                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                        })
-                        .optional()?)
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => {
-                match pg.client(id).await?.query_opt(GET_ACCESS, &[&id]).await? {
-                    Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
-                    None => None,
-                }
-            }
-        };
+        let row = dispatch!(self, db => db.session_access(id).await)?;
         Ok(row.map(|(join_hash, read_hash, revoked_at)| SessionAccess {
             join_hash,
             read_hash,
@@ -496,78 +326,17 @@ impl Store {
     /// Returns false if there was no live session of that id.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, StorageError> {
         let now = now_secs();
-        let changed = match &*self.backend {
-            Backend::Sqlite(db) => {
-                let id = id.to_owned();
-                db.run(move |conn| {
-                    Ok(conn
-                        .prepare_cached(&lite(REVOKE_SESSION))?
-                        .execute(params![id, now])? as u64)
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => {
-                pg.client(id)
-                    .await?
-                    .execute(REVOKE_SESSION, &[&id, &now])
-                    .await?
-            }
-        };
+        let changed = dispatch!(self, db => db.revoke_session(id, now).await)?;
         Ok(changed > 0)
     }
 
     /// Sessions revoked at or after `since` (Unix seconds), with when.
     pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StorageError> {
-        match &*self.backend {
-            Backend::Sqlite(db) => {
-                db.run(move |conn| {
-                    let mut stmt = conn.prepare_cached(&lite(REVOKED_SINCE))?;
-                    let ids = stmt
-                        .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))?
-                        .collect::<Result<_, _>>()?;
-                    Ok(ids)
-                })
-                .await
-            }
-            Backend::Postgres(pg) => pg
-                .client("")
-                .await?
-                .query(REVOKED_SINCE, &[&since])
-                .await?
-                .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect(),
-        }
+        dispatch!(self, db => db.revoked_since(since).await)
     }
 
     pub async fn list_sessions(&self) -> Result<Vec<SessionSummary>, StorageError> {
-        type Row = (String, Option<i64>, Option<i64>, i64);
-        let rows: Vec<Row> = match &*self.backend {
-            Backend::Sqlite(db) => {
-                db.run(|conn| {
-                    let mut stmt = conn.prepare(&lite(LIST_SESSIONS))?;
-                    let rows = stmt
-                        .query_map([], |row| {
-                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                        })?
-                        .collect::<Result<_, _>>()?;
-                    Ok(rows)
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => {
-                let mut out = Vec::new();
-                for row in pg.client("").await?.query(LIST_SESSIONS, &[]).await? {
-                    out.push((
-                        row.try_get(0)?,
-                        row.try_get(1)?,
-                        row.try_get(2)?,
-                        row.try_get(3)?,
-                    ));
-                }
-                out
-            }
-        };
+        let rows = dispatch!(self, db => db.list_sessions().await)?;
         Ok(rows
             .into_iter()
             .map(|(id, created_at, revoked_at, documents)| SessionSummary {
@@ -578,92 +347,6 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// The hub's one SQLite connection, on a thread of its own: the session
-/// actors never block a runtime thread on the disk (a WAL checkpoint's
-/// fsync can take tens of milliseconds), and statements queued together
-/// commit together, one transaction for a burst of ops from many sessions.
-/// Each caller hears back only after the commit: acknowledged still means
-/// durable.
-struct Sqlite {
-    jobs: std::sync::mpsc::Sender<Job>,
-}
-
-/// Runs a statement on the connection and returns what tells its caller
-/// the outcome once the batch it is in has committed (or not).
-type Job = Box<dyn FnOnce(&mut Connection) -> Reply + Send>;
-type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
-
-/// Statements in one transaction at most: a bound on how long the first of
-/// them waits for the commit.
-const BATCH: usize = 256;
-
-impl Sqlite {
-    fn start(mut conn: Connection) -> Sqlite {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("chorus-sqlite".into())
-            .spawn(move || {
-                while let Ok(first) = queue.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match queue.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    let grouped = batch.len() > 1 && conn.execute_batch("BEGIN").is_ok();
-                    let replies: Vec<Reply> = batch.into_iter().map(|job| job(&mut conn)).collect();
-                    let failed = if grouped {
-                        conn.execute_batch("COMMIT").err().map(|err| {
-                            let _ = conn.execute_batch("ROLLBACK");
-                            err.to_string()
-                        })
-                    } else {
-                        None
-                    };
-                    for reply in replies {
-                        reply(failed.as_deref());
-                    }
-                }
-            })
-            .expect("spawn the SQLite thread");
-        Sqlite { jobs }
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = f(conn);
-            Box::new(move |failed: Option<&str>| {
-                let result = match failed {
-                    Some(err) => Err(StorageError::Commit(err.to_owned())),
-                    None => result,
-                };
-                let _ = tx.send(result);
-            })
-        });
-        self.jobs.send(job).map_err(|_| StorageError::Closed)?;
-        rx.await.map_err(|_| StorageError::Closed)?
-    }
-}
-
-fn open_sqlite(dir: &Path) -> Result<Connection, StorageError> {
-    std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let conn = Connection::open(dir.join("chorus.db"))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // `chorus session` commands write to the same file as a running hub.
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(SCHEMA)?;
-    Ok(conn)
 }
 
 fn check_log(
@@ -705,67 +388,6 @@ fn check_log(
         snapshot_text,
         log,
     })
-}
-
-/// A few PostgreSQL connections for the hub, each made again when it
-/// breaks. A session always uses the same one, so its writes stay in order;
-/// tokio-postgres pipelines concurrent queries on a connection, and more
-/// than one lets the server work on several sessions at once.
-struct Pg {
-    url: String,
-    slots: Vec<tokio::sync::Mutex<Option<Arc<PgConn>>>>,
-}
-
-const PG_CONNECTIONS: usize = 4;
-
-/// A connection with the hot statement prepared once: `execute` with SQL
-/// text would prepare it again each time, one more round trip per op.
-struct PgConn {
-    client: tokio_postgres::Client,
-    append_op: tokio_postgres::Statement,
-}
-
-impl std::ops::Deref for PgConn {
-    type Target = tokio_postgres::Client;
-    fn deref(&self) -> &Self::Target {
-        &self.client
-    }
-}
-
-impl Pg {
-    fn new(url: String) -> Pg {
-        Pg {
-            url,
-            slots: (0..PG_CONNECTIONS)
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect(),
-        }
-    }
-
-    /// The connection for `key` (a session id; "" for hub-wide queries).
-    async fn client(&self, key: &str) -> Result<Arc<PgConn>, StorageError> {
-        let hash = key.bytes().fold(0usize, |h, b| {
-            h.wrapping_mul(31).wrapping_add(usize::from(b))
-        });
-        let mut slot = self.slots[hash % self.slots.len()].lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| !c.client.is_closed()) {
-            return Ok(conn.clone());
-        }
-        if slot.is_some() {
-            warn!("PostgreSQL connection lost; reconnecting");
-        }
-        let (client, connection) =
-            tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                error!(cause = %err, "PostgreSQL connection ended");
-            }
-        });
-        let append_op = client.prepare(APPEND_OP).await?;
-        let conn = Arc::new(PgConn { client, append_op });
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
 }
 
 #[cfg(test)]

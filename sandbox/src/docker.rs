@@ -8,6 +8,8 @@
 //!  ─► SIGKILL if needed ─► inspect (oom_killed) ─► remove (force)
 //! ```
 //! Invariants:
+//! - Every container gets the whole lockdown of `policy.rs`, and this file adds to it
+//!   only what the run needs (image, command, environment, labels, stdio).
 //! - Every container carries [`SANDBOX_LABEL`], this executor's [`INSTANCE_LABEL`] and an
 //!   [`EXPIRES_LABEL`], and is force-removed before `run` resolves; if the run future is
 //!   dropped or panics, the [`ContainerGuard`] removes it from a spawned task; if even
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -41,6 +43,7 @@ use tracing::{debug, warn};
 
 use crate::languages::resolve;
 use crate::payload::{self, WORK_DIR, WRAPPER};
+use crate::policy;
 use crate::{Chunk, Executor, ExecutorConfig, Limits, RunRequest, RunStatus, SandboxError, Stream};
 
 /// Label on every container this crate starts (value `"1"`), so operators can find them.
@@ -51,8 +54,6 @@ pub const INSTANCE_LABEL: &str = "org.chorus.sandbox.instance";
 /// died or dropped it during runtime shutdown); [`DockerExecutor::sweep_expired`] removes it.
 pub const EXPIRES_LABEL: &str = "org.chorus.sandbox.expires";
 
-/// The unprivileged user programs run as: `nobody:nogroup` in every Debian-based image.
-const SANDBOX_USER: &str = "65534:65534";
 /// How long output may keep trickling in after the container exited before we stop
 /// reading (the attach stream may never end on its own, bollard #251).
 const DRAIN_GRACE: Duration = Duration::from_millis(300);
@@ -375,51 +376,15 @@ impl OutputPump {
     }
 }
 
+/// The run's container: the lockdown of `policy.rs`, plus what this run needs.
 fn container_body(
-    shared: &Shared,
+    limits: &Limits,
+    instance: &str,
     image: &str,
     argv: Vec<String>,
     tar_len: usize,
     stdin_len: usize,
 ) -> ContainerCreateBody {
-    let limits: &Limits = &shared.config.limits;
-    // `exec` (off by default for --tmpfs) because compiled programs run from /tmp;
-    // nosuid/nodev keep the usual protections. Both tmpfs are charged to the memory
-    // cgroup as well, so they cannot outgrow the memory limit either.
-    let tmpfs_options = |mode: &str| {
-        format!(
-            "rw,exec,nosuid,nodev,size={},mode={mode},uid=65534,gid=65534",
-            limits.tmpfs_bytes
-        )
-    };
-    let host_config = HostConfig {
-        cap_drop: Some(vec!["ALL".to_owned()]),
-        network_mode: Some("none".to_owned()),
-        memory: Some(limits.memory_bytes),
-        // Equal to memory: no swap, so a memory hog is OOM-killed instead of thrashing.
-        memory_swap: Some(limits.memory_bytes),
-        pids_limit: Some(limits.pids),
-        nano_cpus: Some(limits.nano_cpus),
-        readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([
-            ("/tmp".to_owned(), tmpfs_options("1777")),
-            (WORK_DIR.to_owned(), tmpfs_options("0755")),
-        ])),
-        // A private /dev/shm no bigger than the other scratch space.
-        ipc_mode: Some("private".to_owned()),
-        shm_size: Some(i64::try_from(limits.tmpfs_bytes).unwrap_or(i64::MAX)),
-        security_opt: Some(vec!["no-new-privileges".to_owned()]),
-        ulimits: Some(vec![ResourcesUlimits {
-            name: Some("nofile".to_owned()),
-            soft: Some(limits.nofile),
-            hard: Some(limits.nofile),
-        }]),
-        privileged: Some(false),
-        // The engine must not restart or keep anything: we remove it ourselves, after
-        // reading `OOMKilled` (auto-remove would race with that inspect).
-        auto_remove: Some(false),
-        ..Default::default()
-    };
     let mut cmd = vec![
         "sh".to_owned(),
         "-c".to_owned(),
@@ -432,7 +397,6 @@ fn container_body(
         cmd: Some(cmd),
         // Clear any entrypoint of a registry image so `cmd` is the whole command line.
         entrypoint: Some(Vec::new()),
-        user: Some(SANDBOX_USER.to_owned()),
         working_dir: Some(WORK_DIR.to_owned()),
         env: Some(vec![
             format!("CHORUS_TAR_BYTES={tar_len}"),
@@ -446,7 +410,7 @@ fn container_body(
         ]),
         labels: Some(HashMap::from([
             (SANDBOX_LABEL.to_owned(), "1".to_owned()),
-            (INSTANCE_LABEL.to_owned(), shared.instance.clone()),
+            (INSTANCE_LABEL.to_owned(), instance.to_owned()),
             (
                 EXPIRES_LABEL.to_owned(),
                 (unix_seconds() + (limits.wall_clock + EXPIRY_GRACE).as_secs()).to_string(),
@@ -458,9 +422,9 @@ fn container_body(
         open_stdin: Some(true),
         stdin_once: Some(true),
         tty: Some(false),
-        network_disabled: Some(true),
-        host_config: Some(host_config),
-        ..Default::default()
+        // The lockdown's fields; none of them is set above, so none is
+        // loosened here (tested below).
+        ..policy::locked_down(limits)
     }
 }
 
@@ -510,7 +474,14 @@ async fn run(
     let run_number = shared.next_run.fetch_add(1, Ordering::Relaxed);
     let name = format!("chorus-run-{}-{run_number}", shared.instance);
     let argv = language.argv(&request.main, &request.args);
-    let body = container_body(&shared, &language.image, argv, tar_len, stdin_len);
+    let body = container_body(
+        &shared.config.limits,
+        &shared.instance,
+        &language.image,
+        argv,
+        tar_len,
+        stdin_len,
+    );
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
     let created = match docker.create_container(Some(options), body).await {
         Ok(created) => created,
@@ -718,6 +689,26 @@ fn elapsed_ms(started: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_container_keeps_the_whole_lockdown() {
+        let limits = Limits::default();
+        let body = container_body(&limits, "instance", "image", vec!["x".into()], 10, 0);
+        let lockdown = policy::locked_down(&limits);
+        assert_eq!(body.user, lockdown.user);
+        assert_eq!(body.network_disabled, lockdown.network_disabled);
+        assert_eq!(body.host_config, lockdown.host_config);
+        // And the lockdown sets nothing but those three fields.
+        assert_eq!(
+            ContainerCreateBody {
+                user: None,
+                network_disabled: None,
+                host_config: None,
+                ..lockdown
+            },
+            ContainerCreateBody::default()
+        );
+    }
 
     #[test]
     fn utf8_carry_joins_split_characters() {

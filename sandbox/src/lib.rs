@@ -5,15 +5,18 @@
 //! output [`Chunk`]s streamed back as they are produced, then one [`RunStatus`].
 //!
 //! Code map:
-//! - `limits.rs`: [`Limits`], the per-run caps.
+//! - `limits.rs`: [`Limits`], the per-run caps, and their defaults (`limits::DEFAULT_*`).
+//! - `policy.rs`: the container lockdown (user, capabilities, network, filesystem, limits),
+//!   every rule with its reason.
 //! - `languages.rs`: [`Language`], the defaults, and how a request picks one.
 //! - `payload.rs`: path validation and the tar-on-stdin transport into a read-only container.
 //! - `docker.rs`: [`DockerExecutor`], the bollard-driven run loop.
 
 mod docker;
 mod languages;
-mod limits;
+pub mod limits;
 mod payload;
+mod policy;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,8 +45,7 @@ impl Default for ExecutorConfig {
         ExecutorConfig {
             limits: Limits::default(),
             languages: default_languages(),
-            // Two cores on the reference machine: more would only make every run slower.
-            max_concurrent: 2,
+            max_concurrent: limits::DEFAULT_MAX_CONCURRENT,
         }
     }
 }

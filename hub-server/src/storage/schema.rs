@@ -1,0 +1,74 @@
+//! The one schema both backends speak, and every statement's SQL text.
+//!
+//! Invariant: each statement is written once, with `$n` placeholders, which
+//! PostgreSQL takes as they are and the SQLite backend turns into `?n`; a
+//! backend may combine statements (PostgreSQL's snapshot) but not reword
+//! them, so both backends keep the same data the same way.
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS documents (
+    session TEXT NOT NULL,
+    path TEXT NOT NULL,
+    snapshot_rev BIGINT NOT NULL,
+    snapshot_text TEXT NOT NULL,
+    PRIMARY KEY (session, path)
+);
+CREATE TABLE IF NOT EXISTS ops (
+    session TEXT NOT NULL,
+    path TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    op TEXT NOT NULL,
+    instance TEXT,
+    seq BIGINT,
+    PRIMARY KEY (session, path, rev)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    join_hash TEXT NOT NULL,
+    read_hash TEXT NOT NULL,
+    revoked_at BIGINT
+);
+";
+
+pub(super) const CREATE_DOC: &str = "INSERT INTO documents (session, path, snapshot_rev, snapshot_text) VALUES ($1, $2, 0, $3)
+    ON CONFLICT (session, path) DO UPDATE SET snapshot_rev = 0, snapshot_text = excluded.snapshot_text";
+pub(super) const APPEND_OP: &str =
+    "INSERT INTO ops (session, path, rev, op, instance, seq) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(super) const LOAD_DOCS: &str =
+    "SELECT path, snapshot_rev, snapshot_text FROM documents WHERE session = $1 ORDER BY path";
+pub(super) const LOAD_OPS: &str =
+    "SELECT rev, op, instance, seq FROM ops WHERE session = $1 AND path = $2 AND rev > $3 ORDER BY rev";
+pub(super) const SNAPSHOT_DOC: &str =
+    "UPDATE documents SET snapshot_rev = $3, snapshot_text = $4 WHERE session = $1 AND path = $2";
+pub(super) const TRIM_OPS: &str = "DELETE FROM ops WHERE session = $1 AND path = $2 AND rev <= $3";
+pub(super) const STORED_REV: &str =
+    "SELECT MAX(r) FROM (SELECT snapshot_rev AS r FROM documents WHERE session = $1 AND path = $2
+    UNION ALL SELECT rev AS r FROM ops WHERE session = $1 AND path = $2) AS revs";
+pub(super) const GET_ACCESS: &str =
+    "SELECT join_hash, read_hash, revoked_at FROM sessions WHERE id = $1";
+pub(super) const CREATE_SESSION: &str =
+    "INSERT INTO sessions (id, created_at, join_hash, read_hash) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, join_hash = excluded.join_hash,
+        read_hash = excluded.read_hash, revoked_at = NULL
+    WHERE sessions.revoked_at IS NOT NULL";
+pub(super) const REVOKE_SESSION: &str =
+    "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+pub(super) const REVOKED_SINCE: &str =
+    "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1";
+pub(super) const LIST_SESSIONS: &str = "SELECT ids.id, s.created_at, s.revoked_at,
+        (SELECT COUNT(*) FROM documents d WHERE d.session = ids.id)
+    FROM (SELECT id FROM sessions UNION SELECT session FROM documents) AS ids
+    LEFT JOIN sessions s ON s.id = ids.id
+    ORDER BY ids.id";
+
+/// A row of [`LOAD_DOCS`]: path, snapshot revision, snapshot text.
+pub(super) type DocRow = (String, i64, String);
+/// A raw row of [`LOAD_OPS`], before it is checked: revision, op as JSON,
+/// author's instance and sequence number.
+pub(super) type OpRow = (i64, String, Option<String>, Option<i64>);
+/// A row of [`GET_ACCESS`]: join hash, read-only hash, revocation time.
+pub(super) type AccessRow = (String, String, Option<i64>);
+/// A row of [`LIST_SESSIONS`]: id, creation time, revocation time, number
+/// of documents.
+pub(super) type SessionRow = (String, Option<i64>, Option<i64>, i64);
