@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 
 use chorus_protocol::text::{Encoding, LinePos};
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::{
@@ -18,11 +17,12 @@ use tower_lsp_server::ls_types::{
     DidOpenTextDocumentParams, ExecuteCommandOptions, ExecuteCommandParams, InitializeParams,
     InitializeResult, InitializedParams, LSPAny, Position, PositionEncodingKind,
     ServerCapabilities, ServerInfo, TextDocumentSyncCapability, TextDocumentSyncKind,
-    TextDocumentSyncOptions, Uri, WorkDoneProgressOptions,
+    TextDocumentSyncOptions, WorkDoneProgressOptions,
 };
 use tower_lsp_server::LanguageServer;
 
 use crate::core::Event;
+use crate::lsp_ext::{self, DocumentStateParams, LocalCursorParams, RunArguments};
 use crate::sync::Change;
 use crate::Settings;
 
@@ -32,24 +32,6 @@ pub struct Backend {
     pub(crate) flags: Settings,
 }
 
-#[derive(Deserialize)]
-pub struct DocumentStateParams {
-    uri: Uri,
-}
-
-/// `chorus/cursor` from a plugin: the user's selections in `uri`.
-#[derive(Deserialize)]
-pub struct CursorParams {
-    pub uri: Uri,
-    pub selections: Vec<SelectionParam>,
-}
-
-#[derive(Deserialize)]
-pub struct SelectionParam {
-    pub anchor: Position,
-    pub head: Position,
-}
-
 impl Backend {
     fn send(&self, event: Event) {
         // Fails only once the core has stopped, i.e. during shutdown.
@@ -57,7 +39,7 @@ impl Backend {
     }
 
     /// `chorus/cursor` (notification): relayed to the session.
-    pub async fn cursor(&self, params: CursorParams) {
+    pub async fn cursor(&self, params: LocalCursorParams) {
         let selections = params
             .selections
             .into_iter()
@@ -70,7 +52,8 @@ impl Backend {
     }
 
     /// `chorus/documentState`: the proxy's view of one document, for tests
-    /// and health checks.
+    /// and health checks. The answer is `lsp_ext::DocumentState`'s result,
+    /// still built as JSON by the core loop.
     pub async fn document_state(&self, params: DocumentStateParams) -> Result<serde_json::Value> {
         let (reply, answer) = oneshot::channel();
         self.send(Event::DocumentState {
@@ -152,11 +135,7 @@ impl LanguageServer for Backend {
                     },
                 )),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: vec![
-                        "chorus.run".into(),
-                        "chorus.stop".into(),
-                        "chorus.follow".into(),
-                    ],
+                    commands: lsp_ext::COMMANDS.map(str::to_owned).to_vec(),
                     work_done_progress_options: WorkDoneProgressOptions::default(),
                 }),
                 code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
@@ -236,8 +215,8 @@ impl LanguageServer for Backend {
             title: "Run with Chorus".into(),
             command: Some(Command {
                 title: "Run with Chorus".into(),
-                command: "chorus.run".into(),
-                arguments: Some(vec![LSPAny::String(uri.as_str().to_owned())]),
+                command: lsp_ext::RUN.into(),
+                arguments: Some(RunArguments { uri, options: None }.into_arguments()),
             }),
             ..CodeAction::default()
         };

@@ -6,7 +6,9 @@
 //! * [`core`] — the single loop that owns all document state and does IO;
 //! * [`sync`] — per-document two-party sync (pure; the hard part);
 //! * [`hub_link`] — the WebSocket to the hub, with reconnect;
-//! * [`runs`] — showing shared runs through standard LSP messages.
+//! * [`runs`] — showing shared runs through standard LSP messages;
+//! * [`lsp_ext`] — the `chorus/*` messages, commands and settings plugins
+//!   speak, as types (the only place their wire shape is defined).
 //!
 //! Architecture invariants: this is the only crate that knows LSP; stdout
 //! carries only LSP messages (logs go to stderr).
@@ -14,6 +16,7 @@
 pub mod backend;
 pub mod core;
 pub mod hub_link;
+pub mod lsp_ext;
 pub mod notifier;
 pub mod presence;
 pub mod runs;
@@ -21,41 +24,13 @@ pub mod sync;
 #[cfg(test)]
 mod sync_sim;
 
-use serde::Deserialize;
 use tokio::sync::mpsc;
+use tower_lsp_server::ls_types::notification::Notification;
+use tower_lsp_server::ls_types::request::Request;
 use tower_lsp_server::{LspService, Server};
 
 /// Where to collaborate; from flags, overridable by `initializationOptions`.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Settings {
-    pub hub: Option<String>,
-    pub session: Option<String>,
-    pub name: Option<String>,
-    /// The session's join or read-only token.
-    pub token: Option<String>,
-    /// A CA certificate (PEM file) to trust for `wss://` besides the
-    /// system's.
-    #[serde(alias = "hubCa")]
-    pub hub_ca: Option<String>,
-    /// Set by editor plugins that handle `chorus/*` notifications and send
-    /// `chorus/cursor`; without it the proxy shows collaborators through
-    /// standard LSP alone (cursor diagnostics) and infers the user's cursor
-    /// from their edits.
-    pub extensions: Option<bool>,
-}
-
-impl Settings {
-    fn overridden_by(self, other: Settings) -> Settings {
-        Settings {
-            hub: other.hub.or(self.hub),
-            session: other.session.or(self.session),
-            name: other.name.or(self.name),
-            token: other.token.or(self.token),
-            hub_ca: other.hub_ca.or(self.hub_ca),
-            extensions: other.extensions.or(self.extensions),
-        }
-    }
-}
+pub use lsp_ext::Settings;
 
 /// Serves LSP on stdin/stdout until the editor exits.
 pub async fn run_stdio(flags: Settings) {
@@ -64,8 +39,11 @@ pub async fn run_stdio(flags: Settings) {
         tokio::spawn(core::run(client, events.clone(), rx));
         backend::Backend { events, flags }
     })
-    .custom_method("chorus/documentState", backend::Backend::document_state)
-    .custom_method("chorus/cursor", backend::Backend::cursor)
+    .custom_method(
+        lsp_ext::DocumentState::METHOD,
+        backend::Backend::document_state,
+    )
+    .custom_method(lsp_ext::LocalCursor::METHOD, backend::Backend::cursor)
     .finish();
     Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
         .concurrency_level(1)

@@ -3,8 +3,10 @@
 //! and a run's `$/progress` end must come before its final `showMessage`.
 //! (Spawning a task per message, the obvious thing, reorders them.)
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::notification::{Notification, Progress};
@@ -14,31 +16,27 @@ use tower_lsp_server::ls_types::{
 };
 use tower_lsp_server::Client;
 
+use crate::lsp_ext;
+
 /// How long the editor gets to accept a progress token before the
 /// notifier moves on (its begin/end are then sent anyway, and ignored).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(2);
 
-macro_rules! chorus_notification {
-    ($name:ident, $method:literal) => {
-        pub enum $name {}
-        impl Notification for $name {
-            type Params = Value;
-            const METHOD: &'static str = $method;
-        }
-    };
-}
-chorus_notification!(PresenceNotification, "chorus/presence");
-chorus_notification!(ConnectionNotification, "chorus/connection");
-chorus_notification!(CursorNotification, "chorus/cursor");
-chorus_notification!(RunStartedNotification, "chorus/runStarted");
-chorus_notification!(RunOutputNotification, "chorus/runOutput");
-chorus_notification!(RunFinishedNotification, "chorus/runFinished");
+/// A Chorus notification whose params were built as JSON: what
+/// [`Notifier::custom`] sends, under the method of the typed `N`.
+struct Untyped<N>(PhantomData<N>);
 
-/// The Chorus extensions to LSP that plugins read.
+impl<N: Notification> Notification for Untyped<N> {
+    type Params = Value;
+    const METHOD: &'static str = N::METHOD;
+}
+
+/// The Chorus extensions to LSP that plugins read, for callers that still
+/// build their params as JSON (`core.rs`, until it moves to
+/// [`Notifier::notify`] with the [`lsp_ext`] params types).
 #[derive(Clone, Copy, Debug)]
 pub enum Custom {
     Presence,
-    /// `{state: "online"|"offline"|"refused", session, role?, reason?}`.
     Connection,
     Cursor,
     RunStarted,
@@ -46,10 +44,14 @@ pub enum Custom {
     RunFinished,
 }
 
+/// Sends one notification of any type; boxed so that one queue carries
+/// them all, in order.
+type Delivery = Box<dyn FnOnce(Client) -> BoxFuture<'static, ()> + Send>;
+
 enum Note {
     Log(MessageType, String),
     Show(MessageType, String),
-    Custom(Custom, Value),
+    Notification(Delivery),
     CreateProgress(NumberOrString),
     Diagnostics(Uri, Vec<Diagnostic>),
     ShowDocument(ShowDocumentParams),
@@ -101,8 +103,27 @@ impl Notifier {
         self.send(Note::Show(typ, message));
     }
 
+    /// Sends a notification such as those in [`lsp_ext`].
+    pub fn notify<N>(&self, params: N::Params)
+    where
+        N: Notification + 'static,
+    {
+        let delivery: Delivery = Box::new(move |client: Client| {
+            Box::pin(async move { client.send_notification::<N>(params).await })
+        });
+        self.send(Note::Notification(delivery));
+    }
+
+    /// [`Notifier::notify`] with params built as JSON; see [`Custom`].
     pub fn custom(&self, kind: Custom, params: Value) {
-        self.send(Note::Custom(kind, params));
+        match kind {
+            Custom::Presence => self.notify::<Untyped<lsp_ext::Presence>>(params),
+            Custom::Connection => self.notify::<Untyped<lsp_ext::Connection>>(params),
+            Custom::Cursor => self.notify::<Untyped<lsp_ext::RemoteCursor>>(params),
+            Custom::RunStarted => self.notify::<Untyped<lsp_ext::RunStarted>>(params),
+            Custom::RunOutput => self.notify::<Untyped<lsp_ext::RunOutput>>(params),
+            Custom::RunFinished => self.notify::<Untyped<lsp_ext::RunFinished>>(params),
+        }
     }
 
     pub fn diagnostics(&self, uri: Uri, diagnostics: Vec<Diagnostic>) {
@@ -128,34 +149,7 @@ async fn deliver(client: &Client, note: Note) {
     match note {
         Note::Log(typ, message) => client.log_message(typ, message).await,
         Note::Show(typ, message) => client.show_message(typ, message).await,
-        Note::Custom(kind, params) => match kind {
-            Custom::Presence => {
-                client
-                    .send_notification::<PresenceNotification>(params)
-                    .await
-            }
-            Custom::Cursor => client.send_notification::<CursorNotification>(params).await,
-            Custom::Connection => {
-                client
-                    .send_notification::<ConnectionNotification>(params)
-                    .await
-            }
-            Custom::RunStarted => {
-                client
-                    .send_notification::<RunStartedNotification>(params)
-                    .await
-            }
-            Custom::RunOutput => {
-                client
-                    .send_notification::<RunOutputNotification>(params)
-                    .await
-            }
-            Custom::RunFinished => {
-                client
-                    .send_notification::<RunFinishedNotification>(params)
-                    .await
-            }
-        },
+        Note::Notification(delivery) => delivery(client.clone()).await,
         Note::Diagnostics(uri, diagnostics) => {
             client.publish_diagnostics(uri, diagnostics, None).await
         }

@@ -9,12 +9,14 @@
 use std::collections::HashMap;
 
 use chorus_protocol::wire::{OutputStream, RunResult};
-use serde_json::json;
 use tower_lsp_server::ls_types::{
     MessageType, NumberOrString, WorkDoneProgress, WorkDoneProgressBegin, WorkDoneProgressEnd,
 };
 
-use crate::notifier::{Custom, Notifier};
+use crate::lsp_ext::{
+    RunFinished, RunFinishedParams, RunOutput, RunOutputParams, RunStarted, RunStartedParams,
+};
+use crate::notifier::Notifier;
 
 struct RunView {
     label: String,
@@ -51,10 +53,11 @@ impl Runs {
             .work_done_progress
             .then(|| self.begin_progress(run_id, name, doc));
         self.log(format!("[{label}] started {doc}"));
-        self.notifier.custom(
-            Custom::RunStarted,
-            json!({"runId": run_id, "name": name, "doc": doc}),
-        );
+        self.notifier.notify::<RunStarted>(RunStartedParams {
+            run_id,
+            name: name.to_owned(),
+            doc: doc.to_owned(),
+        });
         self.views.insert(
             run_id,
             RunView {
@@ -67,10 +70,12 @@ impl Runs {
     }
 
     pub fn output(&mut self, run_id: u64, seq: u64, stream: OutputStream, data: &str) {
-        self.notifier.custom(
-            Custom::RunOutput,
-            json!({"runId": run_id, "seq": seq, "stream": stream, "data": data}),
-        );
+        self.notifier.notify::<RunOutput>(RunOutputParams {
+            run_id,
+            seq,
+            stream,
+            data: data.to_owned(),
+        });
         let Some(view) = self.views.get_mut(&run_id) else {
             return;
         };
@@ -99,10 +104,11 @@ impl Runs {
 
     pub fn finished(&mut self, run_id: u64, result: &RunResult) {
         let summary = summarize(result);
-        self.notifier.custom(
-            Custom::RunFinished,
-            json!({"runId": run_id, "result": result, "summary": summary}),
-        );
+        self.notifier.notify::<RunFinished>(RunFinishedParams {
+            run_id,
+            result: result.clone(),
+            summary: summary.clone(),
+        });
         let Some(mut view) = self.views.remove(&run_id) else {
             return;
         };

@@ -15,6 +15,7 @@ mod hostile;
 mod hub_errors;
 mod joining;
 mod neovim;
+mod neovim_lsp_ext;
 mod random_typing;
 mod runs;
 mod stale_edits;

@@ -21,7 +21,9 @@ import {
   type LocalCursorParams,
   type PresenceParams,
   type RemoteCursorParams,
+  type RunArguments,
   type RunFinishedParams,
+  type RunOptions,
   type RunOutputParams,
   type RunStartedParams,
 } from './protocol';
@@ -257,14 +259,15 @@ class Chorus implements vscode.Disposable {
       void vscode.window.showWarningMessage('Chorus: open the file to run first');
       return;
     }
-    const options: { stdin?: string; args?: string[] } = {};
+    const options: RunOptions = {};
     if (args?.stdin !== undefined) {
       options.stdin = args.stdin;
     }
     if (args?.args !== undefined) {
       options.args = args.args;
     }
-    await this.execute(client, ServerCommands.run, [uri, options]);
+    const runArguments: RunArguments = [uri, options];
+    await this.execute(client, ServerCommands.run, runArguments);
   }
 
   async stop(): Promise<void> {

@@ -1,8 +1,8 @@
 // The Chorus extensions to LSP, as `chorus lsp` speaks them. Mirrors
-// lsp-proxy/src/core.rs (presence, cursor, follow, documentState),
-// lsp-proxy/src/runs.rs (run notifications), lsp-proxy/src/backend.rs
-// (chorus/cursor from us, command names) and lsp-proxy/src/lib.rs
-// (initializationOptions). Keep it in step with those files.
+// lsp-proxy/src/lsp_ext.rs, where each message is documented; the unit test
+// test/protocol.test.ts holds these types to editor-plugins/fixtures/lsp_ext.json,
+// which that file's types generate, so a change there fails here until
+// mirrored.
 
 /** An LSP position; VS Code only offers utf-16, so columns are utf-16. */
 export interface Position {
@@ -34,6 +34,8 @@ export interface ConnectionParams {
   session?: string;
   /** With `online`: what the token allows. */
   role?: 'editor' | 'readOnly';
+  /** With `online`: our id at the hub (as in `Participant`); new at each reconnect. */
+  clientId?: number;
   /** With `offline` and `refused`: why, in words. */
   reason?: string;
 }
@@ -67,15 +69,29 @@ export interface RunOutputParams {
   data: string;
 }
 
+/** How a run ended (protocol/src/wire.rs `RunResult`). */
+export interface RunResult {
+  /** Null when the program did not exit by itself. */
+  exitCode?: number | null;
+  timedOut: boolean;
+  oomKilled: boolean;
+  truncated: boolean;
+  cancelled: boolean;
+  durationMs: number;
+  /** Why the run could not happen. */
+  error?: string;
+}
+
 /** `chorus/runFinished`; `summary` is the proxy's one-line account. */
 export interface RunFinishedParams {
   runId: number;
   summary?: string;
-  result?: {
-    exitCode?: number | null;
-    error?: string | null;
-    [key: string]: unknown;
-  };
+  result?: RunResult;
+}
+
+/** `chorus/documentState` (client → server request). */
+export interface DocumentStateParams {
+  uri: string;
 }
 
 /** What `chorus/documentState` answers (null for a document not shared). */
@@ -93,6 +109,8 @@ export interface InitializationOptions {
   name?: string;
   /** Join token; proxies without token support ignore unknown fields. */
   token?: string;
+  /** A CA certificate (PEM path) to trust for a `wss://` hub. */
+  hubCa?: string;
   /** We draw cursors ourselves and send chorus/cursor. */
   extensions: true;
 }
@@ -113,3 +131,27 @@ export const ServerCommands = {
   stop: 'chorus.stop',
   follow: 'chorus.follow',
 } as const;
+
+/** `chorus.run`'s second argument. */
+export interface RunOptions {
+  stdin?: string;
+  args?: string[];
+  /** By name; by default the document's extension decides. */
+  language?: string;
+}
+
+/** `chorus.run [uri [options]]`; without a uri the proxy runs the last active document. */
+export type RunArguments = [] | [uri: string] | [uri: string, options: RunOptions];
+
+/** `chorus.follow [name]`; without a name, stop following. */
+export type FollowArguments = [] | [name: string];
+
+/** What `chorus.run` (the document's path) and `chorus.stop` (`"stop"`) answer. */
+export interface RequestedAnswer {
+  requested: string;
+}
+
+/** What `chorus.follow` answers. */
+export interface FollowAnswer {
+  following: string | null;
+}

@@ -70,8 +70,9 @@ local handlers = {
     on_presence(params)
   end,
   ['chorus/cursor'] = function(_, params)
-    -- Someone who moves is present even if we joined after them (the
-    -- proxy announces only later arrivals).
+    -- chorus/presence names everyone, those already there when we joined
+    -- included (the proxy replays them at each welcome); counting a
+    -- cursor's owner here only guards against a cursor that comes first.
     if params.clientId and not state.people[params.clientId] then
       state.people[params.clientId] = { name = params.name }
     end
@@ -96,6 +97,19 @@ local handlers = {
   end,
 }
 
+--- initializationOptions (lsp-proxy/src/lsp_ext.rs `Settings`).
+local function init_options()
+  return {
+    hub = state.config.hub,
+    session = state.session,
+    name = state.config.name,
+    token = state.token,
+    hubCa = state.config.hub_ca,
+    -- We draw cursors ourselves and send chorus/cursor.
+    extensions = true,
+  }
+end
+
 local function client_config()
   local cmd = vim.list_extend({}, state.config.cmd)
   local capabilities = vim.lsp.protocol.make_client_capabilities()
@@ -110,15 +124,7 @@ local function client_config()
       { uri = vim.uri_from_fname(state.root), name = vim.fs.basename(state.root) },
     },
     capabilities = capabilities,
-    init_options = {
-      hub = state.config.hub,
-      session = state.session,
-      name = state.config.name,
-      token = state.token,
-      hubCa = state.config.hub_ca,
-      -- We draw cursors ourselves and send chorus/cursor.
-      extensions = true,
-    },
+    init_options = init_options(),
     -- Every keystroke must reach the proxy at once; Neovim's default
     -- 150 ms debounce would batch and delay edits.
     flags = { debounce_text_changes = 0 },
@@ -313,5 +319,10 @@ end
 
 --- For tests and health checks: the shared state, read-only by convention.
 M.state = state
+
+--- For tests (test/lsp_ext_spec.lua): the chorus/* handlers by method, and
+--- the initializationOptions a join sends.
+M.handlers = handlers
+M.init_options = init_options
 
 return M

@@ -1,0 +1,214 @@
+-- The plugin against editor-plugins/fixtures/lsp_ext.json, which the proxy's
+-- own types generate (lsp-proxy/src/lsp_ext/fixture.rs): every chorus/*
+-- notification the proxy sends has a handler that takes the example
+-- without error and keeps the fields the plugin uses; what the plugin
+-- sends (initializationOptions, chorus/cursor, commands) has only fields
+-- the proxy reads, and every one the proxy requires.
+--
+-- nvim --headless --clean -l test/lsp_ext_spec.lua <plugin dir> <fixture>
+-- (tests/e2e/neovim_lsp_ext.rs runs it); exits non-zero on a failure.
+
+local plugin_dir, fixture_path = arg[1], arg[2]
+assert(plugin_dir and fixture_path, 'usage: nvim -l lsp_ext_spec.lua <plugin dir> <fixture>')
+vim.opt.runtimepath:prepend(plugin_dir)
+
+local fixture = vim.json.decode(table.concat(vim.fn.readfile(fixture_path), '\n'))
+local chorus = require('chorus')
+local state = chorus.state
+local cursors = require('chorus.cursors')
+local run = require('chorus.run')
+
+local failures = {}
+
+local function check(name, f)
+  local ok, err = xpcall(f, debug.traceback)
+  print((ok and 'ok   ' or 'FAIL ') .. name)
+  if not ok then
+    table.insert(failures, name .. ': ' .. tostring(err))
+  end
+end
+
+local function eq(actual, expected, what)
+  if not vim.deep_equal(actual, expected) then
+    error(string.format('%s: expected %s, got %s', what, vim.inspect(expected), vim.inspect(actual)), 2)
+  end
+end
+
+--- Feeds a notification's example to the plugin's handler for its method.
+local function deliver(name)
+  local message = fixture.notifications[name]
+  assert(message, 'no ' .. name .. ' in the fixture')
+  local handler = chorus.handlers[message.method]
+  assert(handler, 'no handler for ' .. message.method)
+  handler(nil, message.params.example, { method = message.method, client_id = 1 })
+  return message.params.example
+end
+
+--- What is wrong with `sent` (from the plugin) for `payload` (the proxy's
+--- side): a field it does not read, of another type, or a required one
+--- left out. Paths are written as in the fixture's `optional` lists.
+local function sent_problems(sent, payload)
+  local optional = {}
+  for _, path in ipairs(payload.optional) do
+    optional[path] = true
+  end
+  local problems = {}
+  local function walk(value, example, path, top)
+    if type(value) ~= type(example) then
+      table.insert(problems, string.format('%s: sent a %s, the proxy reads a %s', path, type(value), type(example)))
+    elseif type(example) ~= 'table' then
+      return
+    elseif vim.islist(example) and #example > 0 then
+      for i, item in ipairs(value) do
+        walk(item, top and example[i] or example[1], top and ('[' .. (i - 1) .. ']') or (path .. '[]'), false)
+      end
+      if top then
+        for i = #value + 1, #example do
+          if not optional['[' .. (i - 1) .. ']'] then
+            table.insert(problems, string.format('[%d]: required by the proxy, not sent', i - 1))
+          end
+        end
+      end
+    else
+      local prefix = path == '' and '' or (path .. '.')
+      for key, field in pairs(value) do
+        if example[key] == nil then
+          table.insert(problems, prefix .. key .. ': sent, but the proxy does not read it')
+        else
+          walk(field, example[key], prefix .. key, false)
+        end
+      end
+      for key in pairs(example) do
+        if value[key] == nil and not optional[prefix .. key] then
+          table.insert(problems, prefix .. key .. ': required by the proxy, not sent')
+        end
+      end
+    end
+  end
+  walk(sent, payload.example, '', true)
+  return problems
+end
+
+--- A stand-in for the chorus client, recording what the plugin sends.
+local sent = { notifications = {}, commands = {} }
+local fake_client = {
+  id = 1,
+  notify = function(_, method, params)
+    table.insert(sent.notifications, { method = method, params = params })
+  end,
+  exec_cmd = function(_, command)
+    table.insert(sent.commands, command)
+  end,
+}
+vim.lsp.get_client_by_id = function(id)
+  return id == fake_client.id and fake_client or nil
+end
+vim.lsp.buf_is_attached = function()
+  return true
+end
+
+-- A joined session, as :ChorusJoin leaves it, with every option set.
+chorus.setup({ hub = 'ws://127.0.0.1:7420/', name = 'Ada', token = 'chj_example', hub_ca = '/etc/ca.pem' })
+state.session = 'demo'
+state.token = 'chj_example'
+state.root = '/home/ada/project'
+state.client_id = fake_client.id
+
+check('every chorus/* notification the proxy sends has a handler', function()
+  for name, message in pairs(fixture.notifications) do
+    if message.params.direction == 'proxyToEditor' then
+      assert(chorus.handlers[message.method], name .. ': no handler for ' .. message.method)
+    end
+  end
+end)
+
+check('chorus/connection sets the link state and role', function()
+  local params = deliver('connection')
+  eq(state.connection, params.state, 'state.connection')
+  eq(state.role, params.role, 'state.role')
+end)
+
+check('chorus/presence joined records the participant', function()
+  local params = deliver('presenceJoined')
+  local p = params.participant
+  eq(state.people[p.clientId], { name = p.name, editor = p.editor }, 'state.people')
+end)
+
+-- The document the cursor examples are in, open with enough text.
+local example_uri = fixture.notifications.remoteCursor.params.example.uri
+local bufnr = vim.uri_to_bufnr(example_uri)
+vim.fn.bufload(bufnr)
+vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, { 'line one', 'line two', 'line three', 'line four', 'line five' })
+
+-- Before following anyone: the plugin ignores the cursor move following makes.
+check('chorus/cursor from the plugin is what the proxy reads', function()
+  local local_cursor = fixture.notifications.localCursor
+  vim.api.nvim_set_current_buf(bufnr)
+  cursors.on_moved()
+  eq(#sent.notifications, 1, 'notifications sent')
+  eq(sent.notifications[1].method, local_cursor.method, 'method')
+  eq(sent_problems(sent.notifications[1].params, local_cursor.params), {}, 'problems')
+end)
+
+check('chorus/cursor draws the collaborator and follows them', function()
+  state.following = fixture.notifications.remoteCursor.params.example.name
+  local params = deliver('remoteCursor')
+  state.following = nil
+  local labels = {}
+  for _, mark in ipairs(vim.api.nvim_buf_get_extmarks(bufnr, cursors.ns, 0, -1, { details = true })) do
+    for _, chunk in ipairs(mark[4].virt_text or {}) do
+      table.insert(labels, vim.trim(chunk[1]))
+    end
+  end
+  eq(labels, { params.name }, 'name labels drawn')
+  eq(state.people[params.clientId].name, params.name, 'the cursor owner is present')
+  eq(vim.api.nvim_get_current_buf(), bufnr, 'following shows their buffer')
+  eq(vim.api.nvim_win_get_cursor(0)[1], params.selections[1].head.line + 1, 'following moves to their line')
+end)
+
+check('chorus/presence left forgets the participant and their cursor', function()
+  local params = deliver('presenceLeft')
+  eq(state.people[params.clientId], nil, 'state.people')
+  eq(#vim.api.nvim_buf_get_extmarks(bufnr, cursors.ns, 0, -1, {}), 0, 'cursor marks left')
+end)
+
+check('chorus/runStarted, runOutput and runFinished fill the run buffer', function()
+  local started = deliver('runStarted')
+  eq(state.run.id, started.runId, 'state.run.id')
+  eq(state.run.running, true, 'state.run.running')
+  assert(run.text():find(started.name, 1, true) and run.text():find(started.doc, 1, true), run.text())
+  local output = deliver('runOutput')
+  eq(output.stream, 'stderr', 'the example output stream (the marked one)')
+  local first_line = vim.split(output.data, '\n', { plain = true })[1]
+  assert(run.text():find('stderr: ' .. first_line, 1, true), run.text())
+  local finished = deliver('runFinished')
+  eq(state.run.running, false, 'state.run.running')
+  eq(state.run.summary, finished.summary, 'state.run.summary')
+  assert(run.text():find('# ' .. finished.summary, 1, true), run.text())
+end)
+
+check('initializationOptions carry only settings the proxy reads', function()
+  local options = chorus.init_options()
+  eq(sent_problems(options, fixture.initializationOptions), {}, 'problems')
+  eq(options.hubCa, '/etc/ca.pem', 'hubCa')
+end)
+
+check('commands from the plugin are the proxy commands, with arguments it reads', function()
+  chorus.run(nil, { stdin = '1\n', args = { '-v' } })
+  chorus.run(nil, nil)
+  chorus.stop()
+  eq(#sent.commands, 3, 'commands sent')
+  local run_command, stop_command = fixture.commands.run, fixture.commands.stop
+  for i = 1, 2 do
+    eq(sent.commands[i].command, run_command.command, 'run command')
+    eq(sent_problems(sent.commands[i].arguments, run_command.arguments), {}, 'run arguments')
+  end
+  eq(sent.commands[3].command, stop_command.command, 'stop command')
+  eq(sent.commands[3].arguments, {}, 'stop arguments')
+end)
+
+if #failures > 0 then
+  io.stderr:write(table.concat(failures, '\n\n') .. '\n')
+  os.exit(1)
+end
+print('all checks passed')

@@ -1,0 +1,452 @@
+//! The Chorus extensions to LSP: every `chorus/*` message, command and
+//! setting that `chorus lsp` and the editor plugins exchange, as types.
+//! Written for plugin authors; modelled on rust-analyzer's `lsp_ext.rs`.
+//!
+//! An editor with no plugin (Helix, any plain LSP client) needs none of
+//! this: the proxy then speaks standard LSP alone (cursors as Hint
+//! diagnostics, runs as `window/logMessage`, `$/progress` and
+//! `window/showMessage`). A plugin opts in with `extensions: true` in
+//! [`Settings`] and then:
+//!
+//! * receives, from the proxy:
+//!   * [`Connection`] (`chorus/connection`) whenever the link to the hub
+//!     changes: `online` after each welcome (with `role` and `clientId`),
+//!     `offline` when the link drops (the proxy retries), `refused` when the
+//!     hub turned it away for good (bad token, old protocol);
+//!   * [`Presence`] (`chorus/presence`): `joined` for everyone already in the
+//!     session at each welcome (again after every reconnect) and for each
+//!     later arrival, `left` when someone leaves;
+//!   * [`RemoteCursor`] (`chorus/cursor`): a collaborator's selections in a
+//!     document this editor has open, in the negotiated position encoding;
+//!   * [`RunStarted`], [`RunOutput`], [`RunFinished`]
+//!     (`chorus/runStarted`, `chorus/runOutput`, `chorus/runFinished`): the
+//!     session's shared run, whoever started it. Output comes in chunks that
+//!     may split lines; `seq` orders them per run;
+//! * sends to the proxy:
+//!   * [`LocalCursor`] (`chorus/cursor`): the user's selections, whenever
+//!     they move (throttling is the plugin's business); without a plugin the
+//!     proxy infers the cursor from the user's edits;
+//!   * the commands [`RUN`], [`STOP`] and [`FOLLOW`] through
+//!     `workspace/executeCommand` (any LSP client can send those);
+//!   * [`DocumentState`] (`chorus/documentState`), a request for tests and
+//!     health checks.
+//!
+//! Optional fields: a field of type `Option` may be missing (or `null`, which
+//! readers must treat the same). Which ones are optional, and one example of
+//! every message with all of them present, is in
+//! `editor-plugins/fixtures/lsp_ext.json`, generated from these types by this
+//! module's test; the VS Code and Neovim plugins' tests check themselves
+//! against that file.
+//!
+//! Invariant: the wire shape of these messages only changes here, together
+//! with the fixture; renaming a Rust field must keep its JSON name.
+
+use chorus_protocol::wire::{OutputStream, Participant, Role, RunResult};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tower_lsp_server::ls_types::notification::Notification;
+use tower_lsp_server::ls_types::request::Request;
+use tower_lsp_server::ls_types::{Position, Uri};
+
+#[cfg(test)]
+mod fixture;
+
+/// `initializationOptions`, and the `chorus lsp` flags they override: where
+/// to collaborate. Every field is optional; a missing one keeps the flag's
+/// (or environment's) value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// The hub's `ws://` or `wss://` URL; `ws://127.0.0.1:7420/` if unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
+    /// The session to join; without one nothing is shared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The name collaborators see; the user's login name if unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The session's join or read-only token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A CA certificate (PEM file) to trust for `wss://` besides the
+    /// system's. `hub_ca` is accepted too: plugins once sent that.
+    #[serde(alias = "hub_ca", skip_serializing_if = "Option::is_none")]
+    pub hub_ca: Option<String>,
+    /// Set by editor plugins that handle `chorus/*` notifications and send
+    /// `chorus/cursor`; without it the proxy shows collaborators through
+    /// standard LSP alone (cursor diagnostics) and infers the user's cursor
+    /// from their edits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<bool>,
+}
+
+impl Settings {
+    /// `self` (the flags) with every field `other` (the editor's options)
+    /// sets taken from `other`.
+    pub fn overridden_by(self, other: Settings) -> Settings {
+        Settings {
+            hub: other.hub.or(self.hub),
+            session: other.session.or(self.session),
+            name: other.name.or(self.name),
+            token: other.token.or(self.token),
+            hub_ca: other.hub_ca.or(self.hub_ca),
+            extensions: other.extensions.or(self.extensions),
+        }
+    }
+}
+
+/// `chorus/connection`, proxy → editor: the proxy's link to the hub changed.
+pub enum Connection {}
+
+impl Notification for Connection {
+    type Params = ConnectionParams;
+    const METHOD: &'static str = "chorus/connection";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionParams {
+    pub state: ConnectionState,
+    pub session: String,
+    /// With `online`: what this proxy's token allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// With `online`: this proxy's id at the hub, as in [`Participant`]s and
+    /// [`RemoteCursorParams`]; it changes at each reconnect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<u64>,
+    /// With `offline` and `refused`: why, in words for the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConnectionState {
+    /// Joined (again): edits are shared.
+    Online,
+    /// Lost; the proxy is retrying and keeps the user's edits meanwhile.
+    Offline,
+    /// The hub refused to let this proxy in; it does not retry.
+    Refused,
+}
+
+/// `chorus/presence`, proxy → editor: someone joined or left the session.
+pub enum Presence {}
+
+impl Notification for Presence {
+    type Params = PresenceParams;
+    const METHOD: &'static str = "chorus/presence";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum PresenceParams {
+    /// Also sent, at each welcome, for everyone already there: a plugin
+    /// needs no other way to learn who is present.
+    Joined {
+        participant: Participant,
+    },
+    Left {
+        client_id: u64,
+        name: String,
+    },
+}
+
+/// One selection: `head` is where the cursor is, `anchor` where the
+/// selection started (equal for a bare cursor).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectionParam {
+    pub anchor: Position,
+    pub head: Position,
+}
+
+/// `chorus/cursor`, proxy → editor: a collaborator's selections in one
+/// document, sent only to editors that set [`Settings::extensions`].
+pub enum RemoteCursor {}
+
+impl Notification for RemoteCursor {
+    type Params = RemoteCursorParams;
+    const METHOD: &'static str = "chorus/cursor";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteCursorParams {
+    pub client_id: u64,
+    pub name: String,
+    pub uri: Uri,
+    /// Positioned on the proxy's copy of the text, which may be a keystroke
+    /// ahead of or behind the editor's: clamp before drawing.
+    pub selections: Vec<SelectionParam>,
+}
+
+/// `chorus/cursor`, editor → proxy: the user's selections in a shared
+/// document (at most 64 are relayed).
+pub enum LocalCursor {}
+
+impl Notification for LocalCursor {
+    type Params = LocalCursorParams;
+    const METHOD: &'static str = "chorus/cursor";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocalCursorParams {
+    pub uri: Uri,
+    pub selections: Vec<SelectionParam>,
+}
+
+/// `chorus/runStarted`, proxy → editor: a run began in the session.
+pub enum RunStarted {}
+
+impl Notification for RunStarted {
+    type Params = RunStartedParams;
+    const METHOD: &'static str = "chorus/runStarted";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStartedParams {
+    pub run_id: u64,
+    /// Who started it.
+    pub name: String,
+    /// The document run, as a path relative to the workspace root.
+    pub doc: String,
+}
+
+/// `chorus/runOutput`, proxy → editor: a chunk of a run's output.
+pub enum RunOutput {}
+
+impl Notification for RunOutput {
+    type Params = RunOutputParams;
+    const METHOD: &'static str = "chorus/runOutput";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOutputParams {
+    pub run_id: u64,
+    pub seq: u64,
+    pub stream: OutputStream,
+    /// Not necessarily whole lines, nor whole at a stream switch.
+    pub data: String,
+}
+
+/// `chorus/runFinished`, proxy → editor: how a run ended.
+pub enum RunFinished {}
+
+impl Notification for RunFinished {
+    type Params = RunFinishedParams;
+    const METHOD: &'static str = "chorus/runFinished";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFinishedParams {
+    pub run_id: u64,
+    /// `exitCode` is `null` when the program did not exit by itself.
+    pub result: RunResult,
+    /// The proxy's one line for the user ("exited with code 0 in 0.12 s").
+    pub summary: String,
+}
+
+/// `chorus/documentState`, editor → proxy request: the proxy's view of one
+/// document; `null` for a document that is not shared.
+pub enum DocumentState {}
+
+impl Request for DocumentState {
+    type Params = DocumentStateParams;
+    type Result = Option<DocumentStateResult>;
+    const METHOD: &'static str = "chorus/documentState";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocumentStateParams {
+    pub uri: Uri,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocumentStateResult {
+    /// The proxy's copy of the text.
+    pub text: String,
+    /// The hub revision it is based on; 0 until joined.
+    pub rev: u64,
+    /// Joined, with no edit of ours unacknowledged nor any edit of the hub's
+    /// unapplied by the editor.
+    pub synchronized: bool,
+    /// Whether the hub has answered the open.
+    pub joined: bool,
+}
+
+/// `workspace/executeCommand` `chorus.run [uri [options]]`: asks the hub to
+/// run the session's code from `uri` (default: the document last opened or
+/// edited). Answers [`Requested`] with the document's path; output and the
+/// result arrive as the `chorus/run*` notifications, at every participant.
+pub const RUN: &str = "chorus.run";
+/// `chorus.stop`, no arguments: stops the session's run. Answers
+/// [`Requested`] with `"stop"`.
+pub const STOP: &str = "chorus.stop";
+/// `chorus.follow [name]`: the proxy moves this editor to `name`'s cursor
+/// (`window/showDocument`) as it moves; no name stops following. Answers
+/// [`Following`].
+pub const FOLLOW: &str = "chorus.follow";
+/// What the proxy declares in `executeCommandProvider`.
+pub const COMMANDS: [&str; 3] = [RUN, STOP, FOLLOW];
+
+/// The arguments of [`RUN`] when there are any: `[uri]` or `[uri, options]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunArguments {
+    pub uri: Uri,
+    pub options: Option<RunOptions>,
+}
+
+impl RunArguments {
+    /// `None` for no arguments. Errors are for the user and name the command.
+    pub fn from_arguments(arguments: &[Value]) -> Result<Option<RunArguments>, String> {
+        let Some(first) = arguments.first() else {
+            return Ok(None);
+        };
+        let text = first
+            .as_str()
+            .ok_or("chorus.run takes a document URI string")?;
+        let uri = text
+            .parse::<Uri>()
+            .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?;
+        let options = arguments
+            .get(1)
+            .map(RunOptions::from_argument)
+            .transpose()?;
+        Ok(Some(RunArguments { uri, options }))
+    }
+
+    pub fn into_arguments(self) -> Vec<Value> {
+        let mut arguments = vec![Value::String(self.uri.as_str().to_owned())];
+        if let Some(options) = self.options {
+            // Cannot fail: strings and a list of strings.
+            arguments.push(serde_json::to_value(options).unwrap_or_default());
+        }
+        arguments
+    }
+}
+
+/// The second argument of [`RUN`]; every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// The program's standard input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Its command-line arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// The language to run it as, by name; by default the document's
+    /// extension decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+impl RunOptions {
+    /// Lenient, as the proxy always was: a field of the wrong type is
+    /// ignored, except `args`, which would otherwise run the program with
+    /// arguments the user did not mean.
+    pub fn from_argument(value: &Value) -> Result<RunOptions, String> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        let args = match value.get("args") {
+            None => None,
+            Some(list) => Some(
+                serde_json::from_value::<Vec<String>>(list.clone())
+                    .map_err(|_| "chorus.run: \"args\" must be a list of strings".to_owned())?,
+            ),
+        };
+        Ok(RunOptions {
+            stdin: text("stdin"),
+            args,
+            language: text("language"),
+        })
+    }
+}
+
+/// The answer to [`RUN`] and [`STOP`]: the request went out to the hub,
+/// nothing more.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Requested {
+    /// The document's path for `chorus.run`, `"stop"` for `chorus.stop`.
+    pub requested: String,
+}
+
+/// The arguments of [`FOLLOW`]: `[name]`, or none to stop following.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FollowArguments {
+    pub name: Option<String>,
+}
+
+impl FollowArguments {
+    pub fn from_arguments(arguments: &[Value]) -> Result<FollowArguments, String> {
+        let name = match arguments.first() {
+            None => None,
+            Some(value) => Some(
+                value
+                    .as_str()
+                    .ok_or("chorus.follow takes a participant's name")?
+                    .to_owned(),
+            ),
+        };
+        Ok(FollowArguments { name })
+    }
+
+    pub fn into_arguments(self) -> Vec<Value> {
+        self.name.map(Value::String).into_iter().collect()
+    }
+}
+
+/// The answer to [`FOLLOW`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Following {
+    /// Whom this editor now follows; `null` (present, not missing) for
+    /// nobody.
+    pub following: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn settings_take_hub_ca_in_either_spelling() {
+        for key in ["hubCa", "hub_ca"] {
+            let settings: Settings = serde_json::from_value(json!({ key: "/ca.pem" })).unwrap();
+            assert_eq!(settings.hub_ca.as_deref(), Some("/ca.pem"), "{key}");
+        }
+    }
+
+    #[test]
+    fn command_arguments_are_checked_as_before() {
+        assert_eq!(RunArguments::from_arguments(&[]), Ok(None));
+        assert_eq!(
+            RunArguments::from_arguments(&[json!(3)]),
+            Err("chorus.run takes a document URI string".to_owned())
+        );
+        assert_eq!(
+            RunArguments::from_arguments(&[json!("file:///a.py"), json!({"args": "x"})]),
+            Err("chorus.run: \"args\" must be a list of strings".to_owned())
+        );
+        // Wrongly typed text fields were always ignored, not refused.
+        let lenient =
+            RunArguments::from_arguments(&[json!("file:///a.py"), json!({"stdin": 1})]).unwrap();
+        assert_eq!(lenient.and_then(|a| a.options), Some(RunOptions::default()));
+        assert_eq!(
+            FollowArguments::from_arguments(&[json!(null)]),
+            Err("chorus.follow takes a participant's name".to_owned())
+        );
+        assert_eq!(
+            FollowArguments::from_arguments(&[]),
+            Ok(FollowArguments { name: None })
+        );
+    }
+}
