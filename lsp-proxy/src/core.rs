@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::{to_char, to_pos, Encoding, LinePos};
 use chorus_protocol::wire::{
-    ClientMsg, ErrorCode, LoggedOp, Participant, Role, Selection, ServerMsg,
-    DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    ClientMsg, ErrorCode, LoggedOp, Participant, Selection, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 use ropey::Rope;
 use serde_json::json;
@@ -27,6 +27,7 @@ use tower_lsp_server::ls_types::{
 use tower_lsp_server::Client;
 use tracing::{debug, error, info, warn};
 
+use crate::hub_link::Link;
 use crate::notifier::{Custom, Notifier};
 use crate::presence::CursorBoard;
 use crate::runs::Runs;
@@ -38,7 +39,6 @@ const APPLY_EDIT_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(200);
 /// How often each quiet document's text is compared with the hub's.
 const AUDIT_EVERY: Duration = Duration::from_secs(5);
-const READ_ONLY_NOTICE_EVERY: Duration = Duration::from_secs(5);
 
 pub enum Event {
     /// The editor sent `initialized`.
@@ -121,16 +121,7 @@ struct Core {
     events: mpsc::UnboundedSender<Event>,
     encoding: Encoding,
     root: Option<PathBuf>,
-    hub: Option<mpsc::UnboundedSender<String>>,
-    connected: bool,
-    /// Whether the user was already told the hub is unreachable.
-    told_offline: bool,
-    /// What this proxy's token allows, as the hub said at welcome.
-    role: Role,
-    /// When the user was last told an edit was undone for being
-    /// read-only: once per burst of typing, not once per keystroke.
-    read_only_told: Option<Instant>,
-    session: String,
+    link: Link,
     participants: HashMap<u64, Participant>,
     docs: HashMap<Uri, Doc>,
     by_path: HashMap<String, Uri>,
@@ -162,12 +153,7 @@ pub async fn run(
         events,
         encoding: Encoding::Utf16,
         root: None,
-        hub: None,
-        connected: false,
-        told_offline: false,
-        role: Role::Editor,
-        read_only_told: None,
-        session: String::new(),
+        link: Link::new(notifier.clone()),
         participants: HashMap::new(),
         docs: HashMap::new(),
         by_path: HashMap::new(),
@@ -279,24 +265,7 @@ impl Core {
                 }
             }
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
-            Event::Hub(HubEvent::Disconnected(reason)) => {
-                let was_connected = std::mem::replace(&mut self.connected, false);
-                if was_connected {
-                    self.notifier.custom(
-                        Custom::Connection,
-                        json!({"state": "offline", "session": self.session, "reason": reason}),
-                    );
-                }
-                if was_connected || !self.told_offline {
-                    self.told_offline = true;
-                    self.notify_user(
-                        MessageType::WARNING,
-                        format!(
-                            "Chorus: {reason}. Retrying; edits are not shared until it is back."
-                        ),
-                    );
-                }
-            }
+            Event::Hub(HubEvent::Disconnected(reason)) => self.link.disconnected(&reason),
         }
     }
 
@@ -318,7 +287,7 @@ impl Core {
             .is_some_and(|name| name.to_ascii_lowercase().contains("neovim"));
         self.applied_is_honest = !neovim || self.extensions;
         let Some(session) = settings.session.clone() else {
-            self.notify_user(
+            self.notifier.tell_user(
                 MessageType::WARNING,
                 "Chorus: no session given (--session or initializationOptions.session); nothing is shared.",
             );
@@ -330,12 +299,12 @@ impl Core {
             .unwrap_or_else(|| "ws://127.0.0.1:7420/".into());
         let name = settings.name.clone().unwrap_or_else(default_name);
         info!(%hub, %session, %name, ?encoding, "starting");
-        self.session = session.clone();
         let tls = if hub.starts_with("wss://") {
             match crate::hub_link::tls_config(settings.hub_ca.as_deref().map(Path::new)) {
                 Ok(tls) => Some(tls),
                 Err(err) => {
-                    self.notify_user(MessageType::ERROR, format!("Chorus: {err}"));
+                    self.notifier
+                        .tell_user(MessageType::ERROR, format!("Chorus: {err}"));
                     return;
                 }
             }
@@ -344,21 +313,14 @@ impl Core {
         };
         let hello = ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
-            session,
+            session: session.clone(),
             name,
             editor,
             instance: Some(self.instance.clone()),
             token: settings.token.clone().filter(|t| !t.is_empty()),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.hub = Some(tx);
-        tokio::spawn(crate::hub_link::run(
-            hub,
-            tls,
-            hello,
-            self.events.clone(),
-            rx,
-        ));
+        self.link
+            .start(session, hub, tls, hello, self.events.clone());
     }
 
     /// The document id: the path relative to the workspace root, `/`-separated.
@@ -375,19 +337,8 @@ impl Core {
         Some(joined)
     }
 
-    fn send_hub(&self, msg: &ClientMsg) {
-        if let (Some(hub), true) = (&self.hub, self.connected) {
-            match serde_json::to_string(msg) {
-                Ok(text) => {
-                    let _ = hub.send(text);
-                }
-                Err(err) => error!(cause = %err, "cannot encode message"),
-            }
-        }
-    }
-
     fn open(&mut self, uri: Uri, text: String, version: i32) {
-        if self.hub.is_none() {
+        if !self.link.is_configured() {
             return;
         }
         let Some(path) = self.doc_path(&uri) else {
@@ -395,7 +346,7 @@ impl Core {
             return;
         };
         if text.len() + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
-            self.notify_user(
+            self.notifier.tell_user(
                 MessageType::WARNING,
                 format!(
                     "Chorus: {path} is too large to share (over {} bytes).",
@@ -404,7 +355,7 @@ impl Core {
             );
             return;
         }
-        self.send_hub(&ClientMsg::Open {
+        self.link.send(&ClientMsg::Open {
             doc: path.clone(),
             text: text.clone(),
             since: None,
@@ -427,7 +378,7 @@ impl Core {
     fn close(&mut self, uri: Uri) {
         if let Some(doc) = self.docs.remove(&uri) {
             self.by_path.remove(&doc.path);
-            self.send_hub(&ClientMsg::Close { doc: doc.path });
+            self.link.send(&ClientMsg::Close { doc: doc.path });
         }
     }
 
@@ -466,26 +417,7 @@ impl Core {
                 role,
                 ..
             } => {
-                info!(client_id, %session, ?role, "joined session");
-                self.connected = true;
-                if role == Role::ReadOnly && self.role != Role::ReadOnly {
-                    self.notify_user(
-                        MessageType::INFO,
-                        format!("Chorus: you joined session {session} read-only: you see everyone's edits and runs, and edits you make are undone."),
-                    );
-                }
-                self.role = role;
-                self.notifier.custom(
-                    Custom::Connection,
-                    json!({"state": "online", "session": session, "role": role, "clientId": client_id}),
-                );
-                if self.told_offline {
-                    self.told_offline = false;
-                    self.notify_user(
-                        MessageType::INFO,
-                        format!("Chorus: connected to session {session}."),
-                    );
-                }
+                self.link.welcomed(client_id, &session, role);
                 // Plugins learn who was already here the same way as later
                 // arrivals.
                 for participant in &participants {
@@ -508,7 +440,7 @@ impl Core {
                                 text: sync.local_text().to_string(),
                                 since: Some(sync.rev()),
                             };
-                            self.send_hub(&msg);
+                            self.link.send(&msg);
                         }
                         DocState::Joining { .. } => self.request_resync(&uri),
                     }
@@ -529,13 +461,14 @@ impl Core {
             ServerMsg::Joined { participant } => {
                 self.log(format!(
                     "Chorus: {} joined {}",
-                    participant.name, self.session
+                    participant.name,
+                    self.link.session()
                 ));
                 self.presence(json!({"event": "joined", "participant": participant}));
                 self.participants.insert(participant.client_id, participant);
             }
             ServerMsg::Left { client_id, name } => {
-                self.log(format!("Chorus: {name} left {}", self.session));
+                self.log(format!("Chorus: {name} left {}", self.link.session()));
                 self.participants.remove(&client_id);
                 let changed = self.board.remove(client_id);
                 self.publish_cursors(&changed);
@@ -571,47 +504,7 @@ impl Core {
                         }
                     }
                 }
-                if code == ErrorCode::ChecksumMismatch {
-                    // The snapshot that follows resyncs the document; say
-                    // it loudly, it means a bug somewhere.
-                    error!(%message, "checksum mismatch with the hub");
-                    self.notifier
-                        .log(MessageType::ERROR, format!("Chorus: {message}"));
-                }
-                if code == ErrorCode::ReadOnly {
-                    // Typing in a read-only session refuses every keystroke;
-                    // one message per burst is plenty.
-                    let quiet = self
-                        .read_only_told
-                        .is_some_and(|at| at.elapsed() < READ_ONLY_NOTICE_EVERY);
-                    if !quiet {
-                        self.read_only_told = Some(Instant::now());
-                        self.notify_user(MessageType::WARNING, format!("Chorus: {message}"));
-                    }
-                } else if code.is_fatal_for_join() {
-                    self.notifier.custom(
-                        Custom::Connection,
-                        json!({"state": "refused", "session": self.session, "reason": message}),
-                    );
-                    self.notify_user(
-                        MessageType::ERROR,
-                        format!("Chorus hub: {message}. Not retrying; fix the settings and restart the Chorus client."),
-                    );
-                } else if code == ErrorCode::Unavailable {
-                    // Refused again at each retry while the hub's storage is
-                    // down: say it once, until the proxy is back.
-                    if !self.told_offline {
-                        self.notify_user(MessageType::ERROR, format!("Chorus hub: {message}"));
-                    }
-                } else if matches!(
-                    code,
-                    ErrorCode::NotJoined
-                        | ErrorCode::RunBusy
-                        | ErrorCode::RunsDisabled
-                        | ErrorCode::NoRun
-                ) {
-                    self.notify_user(MessageType::ERROR, format!("Chorus hub: {message}"));
-                }
+                self.link.hub_error(code, &message);
             }
         }
     }
@@ -637,7 +530,7 @@ impl Core {
                 head: to_offset(head),
             })
             .collect();
-        self.send_hub(&ClientMsg::Cursor {
+        self.link.send(&ClientMsg::Cursor {
             doc: path.clone(),
             rev: sync.rev(),
             selections,
@@ -727,7 +620,7 @@ impl Core {
                     head: at as u64,
                 }],
             };
-            self.send_hub(&msg);
+            self.link.send(&msg);
         }
     }
 
@@ -739,10 +632,10 @@ impl Core {
         command: &str,
         arguments: &[serde_json::Value],
     ) -> Result<serde_json::Value, String> {
-        if self.hub.is_none() {
+        if !self.link.is_configured() {
             return Err("Chorus: no session configured".into());
         }
-        if !self.connected {
+        if !self.link.is_connected() {
             return Err("Chorus: not connected to the hub".into());
         }
         match command {
@@ -776,7 +669,7 @@ impl Core {
                     Some(list) => serde_json::from_value::<Vec<String>>(list.clone())
                         .map_err(|_| "chorus.run: \"args\" must be a list of strings".to_owned())?,
                 };
-                self.send_hub(&ClientMsg::Run {
+                self.link.send(&ClientMsg::Run {
                     doc: doc.clone(),
                     language: text_field("language"),
                     stdin: text_field("stdin"),
@@ -797,7 +690,7 @@ impl Core {
                 Ok(json!({"following": self.follow}))
             }
             "chorus.stop" => {
-                self.send_hub(&ClientMsg::Stop {});
+                self.link.send(&ClientMsg::Stop {});
                 Ok(json!({"requested": "stop"}))
             }
             other => Err(format!(
@@ -918,9 +811,9 @@ impl Core {
             }
         };
         if replaced {
-            self.notify_user(
+            self.notifier.tell_user(
                 MessageType::INFO,
-                format!("Chorus: {path} is already shared in session {}; your buffer now shows the session's text.", self.session),
+                format!("Chorus: {path} is already shared in session {}; your buffer now shows the session's text.", self.link.session()),
             );
         }
         self.run_effects(&uri, &path, effects);
@@ -975,12 +868,12 @@ impl Core {
             text: seed.clone(),
             since: None,
         };
-        self.send_hub(&msg);
+        self.link.send(&msg);
     }
 
     fn tick(&mut self) {
         let now = Instant::now();
-        let audit = self.connected && now.duration_since(self.last_audit) >= AUDIT_EVERY;
+        let audit = self.link.is_connected() && now.duration_since(self.last_audit) >= AUDIT_EVERY;
         if audit {
             self.last_audit = now;
         }
@@ -1011,14 +904,14 @@ impl Core {
             self.run_effects(&uri, &path, effects);
         }
         for (doc, rev, hash) in checks {
-            self.send_hub(&ClientMsg::Checksum { doc, rev, hash });
+            self.link.send(&ClientMsg::Checksum { doc, rev, hash });
         }
     }
 
     fn run_effects(&mut self, uri: &Uri, path: &str, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::SendOp { rev, op, seq } => self.send_hub(&ClientMsg::Op {
+                Effect::SendOp { rev, op, seq } => self.link.send(&ClientMsg::Op {
                     doc: path.to_owned(),
                     rev,
                     op: WireOp(op),
@@ -1085,12 +978,6 @@ impl Core {
                 reason,
             });
         });
-    }
-
-    fn notify_user(&self, typ: MessageType, message: impl Into<String>) {
-        let message = message.into();
-        info!(%message, "telling the user");
-        self.notifier.show(typ, message);
     }
 
     fn log(&self, message: String) {

@@ -13,6 +13,7 @@ use tower_lsp_server::ls_types::{
     ShowDocumentParams, Uri, WorkDoneProgress,
 };
 use tower_lsp_server::Client;
+use tracing::info;
 
 /// How long the editor gets to accept a progress token before the
 /// notifier moves on (its begin/end are then sent anyway, and ignored).
@@ -99,6 +100,14 @@ impl Notifier {
 
     pub fn show(&self, typ: MessageType, message: String) {
         self.send(Note::Show(typ, message));
+    }
+
+    /// Shows `message` and logs that it did: what the user was told is
+    /// often what explains a report.
+    pub fn tell_user(&self, typ: MessageType, message: impl Into<String>) {
+        let message = message.into();
+        info!(%message, "telling the user");
+        self.show(typ, message);
     }
 
     pub fn custom(&self, kind: Custom, params: Value) {
