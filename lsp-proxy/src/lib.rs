@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod core;
+mod documents;
 pub mod hub_link;
 pub mod notifier;
 pub mod presence;
