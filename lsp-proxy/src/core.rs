@@ -6,24 +6,21 @@
 //! await; requests to the editor (`applyEdit`) run in spawned tasks that
 //! report back as events, so a handler never waits on the editor.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chorus_protocol::text::{to_char, to_pos, Encoding, LinePos};
-use chorus_protocol::wire::{
-    ClientMsg, ErrorCode, Participant, Selection, ServerMsg, PROTOCOL_VERSION,
-};
+use chorus_protocol::text::{Encoding, LinePos};
+use chorus_protocol::wire::{ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
-use tower_lsp_server::ls_types::{MessageType, Range, ShowDocumentParams, Uri};
+use tower_lsp_server::ls_types::{MessageType, Uri};
 use tower_lsp_server::Client;
 use tracing::{info, warn};
 
-use crate::documents::{lsp_pos, Documents, Opened};
+use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
-use crate::notifier::{Custom, Notifier};
-use crate::presence::CursorBoard;
+use crate::notifier::Notifier;
+use crate::presence::Presence;
 use crate::runs::Runs;
 use crate::sync::Change;
 use crate::Settings;
@@ -91,18 +88,12 @@ pub enum HubEvent {
 struct Core {
     events: mpsc::UnboundedSender<Event>,
     link: Link,
-    participants: HashMap<u64, Participant>,
     docs: Documents,
+    presence: Presence,
     /// The document last opened or edited: what `chorus.run` runs by default.
     last_active: Option<Uri>,
     runs: Runs,
     notifier: Notifier,
-    /// The editor's plugin handles `chorus/*` itself.
-    extensions: bool,
-    /// Collaborators' cursors, for editors without a plugin.
-    board: CursorBoard,
-    /// Whose cursor this editor follows (`chorus.follow NAME`).
-    follow: Option<String>,
 }
 
 pub async fn run(
@@ -115,13 +106,10 @@ pub async fn run(
         docs: Documents::new(client, events.clone(), notifier.clone()),
         events,
         link: Link::new(notifier.clone()),
-        participants: HashMap::new(),
+        presence: Presence::new(notifier.clone()),
         last_active: None,
         runs: Runs::new(notifier.clone()),
         notifier,
-        extensions: false,
-        board: CursorBoard::default(),
-        follow: None,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,7 +145,10 @@ impl Core {
             } => {
                 let _ = reply.send(self.command(&command, &arguments));
             }
-            Event::Cursor { uri, selections } => self.send_cursor(&uri, &selections),
+            Event::Cursor { uri, selections } => {
+                self.presence
+                    .send_cursor(&uri, &selections, &self.docs, &self.link)
+            }
             Event::IsShared { uri, reply } => {
                 let _ = reply.send(self.docs.is_shared(&uri));
             }
@@ -174,7 +165,7 @@ impl Core {
                     self.last_active = Some(uri.clone());
                 }
                 if self.docs.change(&uri, version, changes, &self.link) {
-                    self.infer_cursor(&uri);
+                    self.presence.infer_cursor(&uri, &mut self.docs, &self.link);
                 }
             }
             Event::Close { uri } => self.docs.close(&uri, &self.link),
@@ -201,15 +192,15 @@ impl Core {
         encoding: Encoding,
         editor: Option<String>,
     ) {
-        self.extensions = settings.extensions.unwrap_or(false);
+        let extensions = settings.extensions.unwrap_or(false);
+        self.presence.set_extensions(extensions);
         // Neovim's own applyEdit handler answers `applied: true` for edits
         // it skipped as stale; the Chorus plugin replaces it with one that
         // says no (editor-plugins/neovim/lua/chorus/edits.lua).
         let neovim = editor
             .as_deref()
             .is_some_and(|name| name.to_ascii_lowercase().contains("neovim"));
-        self.docs
-            .configure(root, encoding, !neovim || self.extensions);
+        self.docs.configure(root, encoding, !neovim || extensions);
         let Some(session) = settings.session.clone() else {
             self.notifier.tell_user(
                 MessageType::WARNING,
@@ -257,12 +248,7 @@ impl Core {
                 ..
             } => {
                 self.link.welcomed(client_id, &session, role);
-                // Plugins learn who was already here the same way as later
-                // arrivals.
-                for participant in &participants {
-                    self.presence(json!({"event": "joined", "participant": participant}));
-                }
-                self.participants = participants.into_iter().map(|p| (p.client_id, p)).collect();
+                self.presence.welcome(participants);
                 self.docs.rejoin_all(&self.link);
             }
             ServerMsg::Opened {
@@ -285,20 +271,11 @@ impl Core {
             ServerMsg::Ack { doc, rev } => self.docs.ack(&doc, rev, &self.link),
             ServerMsg::Remote { doc, rev, op, .. } => self.docs.remote(&doc, rev, &op, &self.link),
             ServerMsg::Joined { participant } => {
-                self.log(format!(
-                    "Chorus: {} joined {}",
-                    participant.name,
-                    self.link.session()
-                ));
-                self.presence(json!({"event": "joined", "participant": participant}));
-                self.participants.insert(participant.client_id, participant);
+                self.presence.joined(participant, self.link.session())
             }
             ServerMsg::Left { client_id, name } => {
-                self.log(format!("Chorus: {name} left {}", self.link.session()));
-                self.participants.remove(&client_id);
-                let changed = self.board.remove(client_id);
-                self.publish_cursors(&changed);
-                self.presence(json!({"event": "left", "clientId": client_id, "name": name}));
+                self.presence
+                    .left(client_id, name, self.link.session(), &self.docs)
             }
             ServerMsg::Cursor {
                 client_id,
@@ -306,7 +283,9 @@ impl Core {
                 doc,
                 selections,
                 ..
-            } => self.receive_cursor(client_id, name, &doc, selections),
+            } => self
+                .presence
+                .receive_cursor(client_id, name, &doc, selections, &self.docs),
             ServerMsg::Pong { .. } => {}
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
@@ -325,101 +304,6 @@ impl Core {
                 }
                 self.link.hub_error(code, &message);
             }
-        }
-    }
-
-    /// Relays the user's selections, as character offsets in the mirror.
-    /// While edits are in flight those are close to, not exactly, the hub's
-    /// coordinates: good enough for presence, which the next move corrects.
-    fn send_cursor(&self, uri: &Uri, selections: &[(LinePos, LinePos)]) {
-        let Some((path, sync)) = self.docs.live_by_uri(uri) else {
-            return;
-        };
-        let encoding = self.docs.encoding();
-        let to_offset = |p: LinePos| to_char(sync.mirror(), p, encoding) as u64;
-        let selections = selections
-            .iter()
-            .take(64)
-            .map(|&(anchor, head)| Selection {
-                anchor: to_offset(anchor),
-                head: to_offset(head),
-            })
-            .collect();
-        self.link.send(&ClientMsg::Cursor {
-            doc: path,
-            rev: sync.rev(),
-            selections,
-        });
-    }
-
-    fn receive_cursor(
-        &mut self,
-        client_id: u64,
-        name: String,
-        doc: &str,
-        selections: Vec<Selection>,
-    ) {
-        let Some((uri, sync)) = self.docs.live(doc) else {
-            return;
-        };
-        let encoding = self.docs.encoding();
-        let position = |offset: u64| lsp_pos(to_pos(sync.mirror(), offset as usize, encoding));
-        if self.follow.as_deref() == Some(name.as_str()) {
-            if let Some(head) = selections.first().map(|s| position(s.head)) {
-                self.notifier.show_document(ShowDocumentParams {
-                    uri: uri.clone(),
-                    external: Some(false),
-                    take_focus: Some(false),
-                    selection: Some(Range {
-                        start: head,
-                        end: head,
-                    }),
-                });
-            }
-        }
-        if self.extensions {
-            let selections: Vec<_> = selections
-                .iter()
-                .map(|s| json!({"anchor": position(s.anchor), "head": position(s.head)}))
-                .collect();
-            self.cursor(json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "selections": selections}));
-        } else {
-            let changed = self.board.update(client_id, &name, doc, selections);
-            self.publish_cursors(&changed);
-        }
-    }
-
-    /// Republishes the cursor diagnostics of `docs`.
-    fn publish_cursors(&self, docs: &[String]) {
-        for doc in docs {
-            let Some((uri, sync)) = self.docs.live(doc) else {
-                continue;
-            };
-            let diagnostics = self
-                .board
-                .diagnostics(doc, sync.mirror(), self.docs.encoding());
-            self.notifier.diagnostics(uri.clone(), diagnostics);
-        }
-    }
-
-    /// For editors without a plugin, their cursor as their edits show it.
-    fn infer_cursor(&mut self, uri: &Uri) {
-        if self.extensions {
-            return;
-        }
-        let Some((path, sync)) = self.docs.live_by_uri_mut(uri) else {
-            return;
-        };
-        if let Some(at) = sync.take_local_cursor() {
-            let msg = ClientMsg::Cursor {
-                doc: path,
-                rev: sync.rev(),
-                selections: vec![Selection {
-                    anchor: at as u64,
-                    head: at as u64,
-                }],
-            };
-            self.link.send(&msg);
         }
     }
 
@@ -477,7 +361,7 @@ impl Core {
                 Ok(json!({"requested": doc}))
             }
             "chorus.follow" => {
-                self.follow = match arguments.first() {
+                let follow = match arguments.first() {
                     None => None,
                     Some(value) => Some(
                         value
@@ -486,7 +370,8 @@ impl Core {
                             .to_owned(),
                     ),
                 };
-                Ok(json!({"following": self.follow}))
+                self.presence.follow(follow);
+                Ok(json!({"following": self.presence.following()}))
             }
             "chorus.stop" => {
                 self.link.send(&ClientMsg::Stop {});
@@ -500,18 +385,6 @@ impl Core {
 
     fn tick(&mut self) {
         self.docs.tick(Instant::now(), &self.link);
-    }
-
-    fn log(&self, message: String) {
-        self.notifier.log(MessageType::INFO, message);
-    }
-
-    fn presence(&self, params: serde_json::Value) {
-        self.notifier.custom(Custom::Presence, params);
-    }
-
-    fn cursor(&self, params: serde_json::Value) {
-        self.notifier.custom(Custom::Cursor, params);
     }
 }
 
