@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use chorus_protocol::text::{Encoding, LinePos};
 use chorus_protocol::wire::{ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tower_lsp_server::ls_types::{MessageType, Uri};
 use tower_lsp_server::Client;
 use tracing::{info, warn};
 
+use crate::commands::Commands;
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
 use crate::notifier::Notifier;
@@ -90,8 +90,7 @@ struct Core {
     link: Link,
     docs: Documents,
     presence: Presence,
-    /// The document last opened or edited: what `chorus.run` runs by default.
-    last_active: Option<Uri>,
+    commands: Commands,
     runs: Runs,
     notifier: Notifier,
 }
@@ -107,7 +106,7 @@ pub async fn run(
         events,
         link: Link::new(notifier.clone()),
         presence: Presence::new(notifier.clone()),
-        last_active: None,
+        commands: Commands::default(),
         runs: Runs::new(notifier.clone()),
         notifier,
     };
@@ -143,7 +142,14 @@ impl Core {
                 arguments,
                 reply,
             } => {
-                let _ = reply.send(self.command(&command, &arguments));
+                let answer = self.commands.execute(
+                    &command,
+                    &arguments,
+                    &self.link,
+                    &self.docs,
+                    &mut self.presence,
+                );
+                let _ = reply.send(answer);
             }
             Event::Cursor { uri, selections } => {
                 self.presence
@@ -153,7 +159,7 @@ impl Core {
                 let _ = reply.send(self.docs.is_shared(&uri));
             }
             Event::Open { uri, text, version } => {
-                self.last_active = Some(uri.clone());
+                self.commands.note_active(&uri);
                 self.docs.open(uri, text, version, &self.link)
             }
             Event::Change {
@@ -161,9 +167,7 @@ impl Core {
                 version,
                 changes,
             } => {
-                if self.last_active.as_ref() != Some(&uri) {
-                    self.last_active = Some(uri.clone());
-                }
+                self.commands.note_active(&uri);
                 if self.docs.change(&uri, version, changes, &self.link) {
                     self.presence.infer_cursor(&uri, &mut self.docs, &self.link);
                 }
@@ -304,82 +308,6 @@ impl Core {
                 }
                 self.link.hub_error(code, &message);
             }
-        }
-    }
-
-    /// `chorus.run [uri]` asks the hub to run; `chorus.stop` stops the
-    /// session's run. The answer only says the request went out: output
-    /// and the result arrive as notifications, at every participant.
-    fn command(
-        &mut self,
-        command: &str,
-        arguments: &[serde_json::Value],
-    ) -> Result<serde_json::Value, String> {
-        if !self.link.is_configured() {
-            return Err("Chorus: no session configured".into());
-        }
-        if !self.link.is_connected() {
-            return Err("Chorus: not connected to the hub".into());
-        }
-        match command {
-            "chorus.run" => {
-                let uri = match arguments.first() {
-                    Some(value) => {
-                        let text = value
-                            .as_str()
-                            .ok_or("chorus.run takes a document URI string")?;
-                        text.parse::<Uri>()
-                            .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?
-                    }
-                    None => self
-                        .last_active
-                        .clone()
-                        .ok_or("chorus.run: no document to run; open one or pass its URI")?,
-                };
-                let doc = self.docs.path_of(&uri).ok_or_else(|| {
-                    format!("chorus.run: {} is not shared in this session", uri.as_str())
-                })?;
-                // Optional second argument: {"stdin": "...", "args": [...], "language": "..."}.
-                let options = arguments.get(1);
-                let text_field = |key: &str| {
-                    options
-                        .and_then(|o| o.get(key))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                };
-                let args = match options.and_then(|o| o.get("args")) {
-                    None => Vec::new(),
-                    Some(list) => serde_json::from_value::<Vec<String>>(list.clone())
-                        .map_err(|_| "chorus.run: \"args\" must be a list of strings".to_owned())?,
-                };
-                self.link.send(&ClientMsg::Run {
-                    doc: doc.clone(),
-                    language: text_field("language"),
-                    stdin: text_field("stdin"),
-                    args,
-                });
-                Ok(json!({"requested": doc}))
-            }
-            "chorus.follow" => {
-                let follow = match arguments.first() {
-                    None => None,
-                    Some(value) => Some(
-                        value
-                            .as_str()
-                            .ok_or("chorus.follow takes a participant's name")?
-                            .to_owned(),
-                    ),
-                };
-                self.presence.follow(follow);
-                Ok(json!({"following": self.presence.following()}))
-            }
-            "chorus.stop" => {
-                self.link.send(&ClientMsg::Stop {});
-                Ok(json!({"requested": "stop"}))
-            }
-            other => Err(format!(
-                "unknown command {other:?}; Chorus offers chorus.run, chorus.stop and chorus.follow"
-            )),
         }
     }
 

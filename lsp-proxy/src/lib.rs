@@ -12,6 +12,7 @@
 //! carries only LSP messages (logs go to stderr).
 
 pub mod backend;
+mod commands;
 pub mod core;
 mod documents;
 pub mod hub_link;
