@@ -1,10 +1,17 @@
-//! The proxy's main loop: one task that owns every document's state and
+//! The proxy's main loop: one task that owns all of the proxy's state and
 //! handles, in order, what the editor reports, what the hub sends and the
-//! answers to our `workspace/applyEdit` requests.
+//! answers to our `workspace/applyEdit` requests. It only dispatches (and
+//! starts the hub link at `initialize`); each job lives in its own module:
+//! the documents in `documents.rs`, cursors and participants in
+//! `presence.rs`, `chorus.*` in `commands.rs`, runs in `runs.rs`, the
+//! connection's state in `hub_link.rs`.
 //!
-//! Architecture invariant: the LSP handlers only send [`Event`]s here, never
-//! await; requests to the editor (`applyEdit`) run in spawned tasks that
-//! report back as events, so a handler never waits on the editor.
+//! Invariants:
+//! * The LSP handlers only send [`Event`]s here, never await; requests to
+//!   the editor (`applyEdit`) run in spawned tasks that report back as
+//!   events, so a handler never waits on the editor, nor the loop.
+//! * One owner, one order: the parts do not hold each other; the loop
+//!   lends them what they need (the link, the documents) per event.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,11 +32,16 @@ use crate::runs::Runs;
 use crate::sync::Change;
 use crate::Settings;
 
+/// How often edits the editor left unanswered are looked at (and, less
+/// often, documents audited against the hub).
 const TICK: Duration = Duration::from_millis(200);
 
+/// Everything the loop reacts to, besides its tick.
 pub enum Event {
     /// The editor sent `initialized`.
     Initialized,
+    /// The editor's `initialize`: where to collaborate and how it counts
+    /// columns.
     Init {
         settings: Settings,
         root: Option<PathBuf>,
@@ -37,7 +49,8 @@ pub enum Event {
         editor: Option<String>,
         work_done_progress: bool,
     },
-    /// `workspace/executeCommand`: `chorus.run [uri]` or `chorus.stop`.
+    /// `workspace/executeCommand`: `chorus.run [uri]`, `chorus.stop` or
+    /// `chorus.follow [name]`.
     Command {
         command: String,
         arguments: Vec<serde_json::Value>,
@@ -53,23 +66,26 @@ pub enum Event {
         uri: Uri,
         reply: oneshot::Sender<bool>,
     },
+    /// `textDocument/didOpen`.
     Open {
         uri: Uri,
         text: String,
         version: i32,
     },
+    /// `textDocument/didChange`, in the editor's order.
     Change {
         uri: Uri,
         version: i32,
         changes: Vec<Change>,
     },
-    Close {
-        uri: Uri,
-    },
+    /// `textDocument/didClose`.
+    Close { uri: Uri },
+    /// `chorus/documentState`: the proxy's view of a document.
     DocumentState {
         uri: Uri,
         reply: oneshot::Sender<serde_json::Value>,
     },
+    /// The editor's answer to an `applyEdit` we sent.
     EditDone {
         uri: Uri,
         id: u64,
@@ -77,21 +93,35 @@ pub enum Event {
         applied: Option<bool>,
         reason: Option<String>,
     },
+    /// From the hub link task.
     Hub(HubEvent),
 }
 
 pub enum HubEvent {
+    /// A frame from the hub.
     Msg(ServerMsg),
+    /// The connection ended or could not be made; the reason is for the
+    /// user. The link task retries on its own.
     Disconnected(String),
 }
 
 struct Core {
+    /// Our own queue, for the hub link task started at `initialize`.
     events: mpsc::UnboundedSender<Event>,
+    /// The connection to the hub: the queue to it, whether it is up, and
+    /// what the user was told about it. Lent to the parts that send.
     link: Link,
+    /// The shared documents: joining, syncing, resyncing, and their edits
+    /// to the editor.
     docs: Documents,
+    /// The session's participants and cursors, both ways, and follow mode.
     presence: Presence,
+    /// `chorus.*` commands, and the document `chorus.run` defaults to.
     commands: Commands,
+    /// The session's runs, as the editor shows them.
     runs: Runs,
+    /// What the editor is told unasked, in order; held back until the
+    /// editor says `initialized`.
     notifier: Notifier,
 }
 
@@ -303,8 +333,10 @@ impl Core {
             ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
-                if let (ErrorCode::StaleRevision, Some(doc)) = (code, &doc) {
-                    self.docs.stale(doc);
+                if code == ErrorCode::StaleRevision {
+                    if let Some(doc) = &doc {
+                        self.docs.stale(doc);
+                    }
                 }
                 self.link.hub_error(code, &message);
             }

@@ -46,6 +46,7 @@ const AUDIT_EVERY: Duration = Duration::from_secs(5);
 /// The hub's answer to `open`, or a snapshot it sends after an error
 /// (`ServerMsg::Opened` without the path).
 pub(crate) struct Opened {
+    /// The hub's revision of `text`.
     pub rev: u64,
     pub text: String,
     /// The hub had no such document and took our text as its seed.
@@ -146,6 +147,7 @@ pub(crate) struct Documents {
     instance: String,
     /// When the documents were last compared with the hub's.
     last_audit: Instant,
+    /// Where the documents' `applyEdit`s go.
     editor: Editor,
     /// For what the user is told about sharing a document.
     notifier: Notifier,

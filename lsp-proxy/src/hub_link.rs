@@ -52,6 +52,7 @@ pub(crate) struct Link {
     read_only_told: Option<Instant>,
     /// The session's name, for what the user and plugins are told.
     session: String,
+    /// Where what the user and plugins are told goes.
     notifier: Notifier,
 }
 

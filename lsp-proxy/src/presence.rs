@@ -43,6 +43,7 @@ pub(crate) struct Presence {
     follow: Option<String>,
     /// The editor's plugin handles `chorus/*` itself; from `initialize`.
     extensions: bool,
+    /// Where presence, cursors and follow's `showDocument` go.
     notifier: Notifier,
 }
 
