@@ -1,24 +1,202 @@
 //! The proxy's WebSocket to the hub: connects (and reconnects with
 //! backoff), over TLS for `wss://`, says hello, forwards every hub frame to
 //! the core as an event and writes what the core queues.
+//!
+//! [`Link`] is the core's end of it: the queue, whether the hub welcomed
+//! us, and what the user has been told about the connection.
+//!
+//! Invariant: messages reach the hub only between its welcome and the
+//! connection's end. Anything queued for an earlier connection is dropped
+//! by [`run`]; the welcome's rejoin re-sends what still matters.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chorus_protocol::wire::{ClientMsg, ServerMsg};
+use chorus_protocol::wire::{ClientMsg, ErrorCode, Role, ServerMsg};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, info, warn};
+use tower_lsp_server::ls_types::MessageType;
+use tracing::{debug, error, info, warn};
 
 use crate::core::{Event, HubEvent};
+use crate::notifier::{Custom, Notifier};
+
+/// How often, at most, the user hears that an edit was undone for being
+/// read-only.
+const READ_ONLY_NOTICE_EVERY: Duration = Duration::from_secs(5);
+
+/// The core's end of the hub link.
+pub(crate) struct Link {
+    /// Queue for [`run`]'s writer; `None` when no session is configured,
+    /// which means nothing is shared at all.
+    outgoing: Option<mpsc::UnboundedSender<String>>,
+    /// From the hub's welcome until the connection ends: see the module's
+    /// invariant.
+    connected: bool,
+    /// Whether the user was already told the hub is unreachable, so that
+    /// each retry does not say it again.
+    told_offline: bool,
+    /// What this proxy's token allows, as the hub said at welcome.
+    role: Role,
+    /// When the user was last told an edit was undone for being
+    /// read-only: once per burst of typing, not once per keystroke.
+    read_only_told: Option<Instant>,
+    /// The session's name, for what the user and plugins are told.
+    session: String,
+    /// Where what the user and plugins are told goes.
+    notifier: Notifier,
+}
+
+impl Link {
+    pub(crate) fn new(notifier: Notifier) -> Self {
+        Link {
+            outgoing: None,
+            connected: false,
+            told_offline: false,
+            role: Role::Editor,
+            read_only_told: None,
+            session: String::new(),
+            notifier,
+        }
+    }
+
+    /// Starts [`run`] for `session`; it reports back through `events`.
+    pub(crate) fn start(
+        &mut self,
+        session: String,
+        url: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        hello: ClientMsg,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
+        self.session = session;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.outgoing = Some(tx);
+        tokio::spawn(run(url, tls, hello, events, rx));
+    }
+
+    /// Whether a session is configured (and so anything is shared).
+    pub(crate) fn is_configured(&self) -> bool {
+        self.outgoing.is_some()
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// Queues `msg` for the hub; dropped while not connected.
+    pub(crate) fn send(&self, msg: &ClientMsg) {
+        if let (Some(hub), true) = (&self.outgoing, self.connected) {
+            match serde_json::to_string(msg) {
+                Ok(text) => {
+                    let _ = hub.send(text);
+                }
+                Err(err) => error!(cause = %err, "cannot encode message"),
+            }
+        }
+    }
+
+    /// The hub accepted us into `session` as `role`.
+    pub(crate) fn welcomed(&mut self, client_id: u64, session: &str, role: Role) {
+        info!(client_id, %session, ?role, "joined session");
+        self.connected = true;
+        if role == Role::ReadOnly && self.role != Role::ReadOnly {
+            self.notifier.tell_user(
+                MessageType::INFO,
+                format!("Chorus: you joined session {session} read-only: you see everyone's edits and runs, and edits you make are undone."),
+            );
+        }
+        self.role = role;
+        self.notifier.custom(
+            Custom::Connection,
+            json!({"state": "online", "session": session, "role": role, "clientId": client_id}),
+        );
+        if self.told_offline {
+            self.told_offline = false;
+            self.notifier.tell_user(
+                MessageType::INFO,
+                format!("Chorus: connected to session {session}."),
+            );
+        }
+    }
+
+    /// The connection ended, or could not be made; [`run`] retries.
+    pub(crate) fn disconnected(&mut self, reason: &str) {
+        let was_connected = std::mem::replace(&mut self.connected, false);
+        if was_connected {
+            self.notifier.custom(
+                Custom::Connection,
+                json!({"state": "offline", "session": self.session, "reason": reason}),
+            );
+        }
+        if was_connected || !self.told_offline {
+            self.told_offline = true;
+            self.notifier.tell_user(
+                MessageType::WARNING,
+                format!("Chorus: {reason}. Retrying; edits are not shared until it is back."),
+            );
+        }
+    }
+
+    /// Tells the user about a hub error, where there is something to tell.
+    /// What the error does to a document is the documents' business.
+    pub(crate) fn hub_error(&mut self, code: ErrorCode, message: &str) {
+        if code == ErrorCode::ChecksumMismatch {
+            // The snapshot that follows resyncs the document; say it
+            // loudly, it means a bug somewhere.
+            error!(%message, "checksum mismatch with the hub");
+            self.notifier
+                .log(MessageType::ERROR, format!("Chorus: {message}"));
+        }
+        if code == ErrorCode::ReadOnly {
+            // Typing in a read-only session refuses every keystroke; one
+            // message per burst is plenty.
+            let quiet = self
+                .read_only_told
+                .is_some_and(|at| at.elapsed() < READ_ONLY_NOTICE_EVERY);
+            if !quiet {
+                self.read_only_told = Some(Instant::now());
+                self.notifier
+                    .tell_user(MessageType::WARNING, format!("Chorus: {message}"));
+            }
+        } else if code.is_fatal_for_join() {
+            self.notifier.custom(
+                Custom::Connection,
+                json!({"state": "refused", "session": self.session, "reason": message}),
+            );
+            self.notifier.tell_user(
+                MessageType::ERROR,
+                format!("Chorus hub: {message}. Not retrying; fix the settings and restart the Chorus client."),
+            );
+        } else if code == ErrorCode::Unavailable {
+            // Refused again at each retry while the hub's storage is down:
+            // say it once, until the proxy is back.
+            if !self.told_offline {
+                self.notifier
+                    .tell_user(MessageType::ERROR, format!("Chorus hub: {message}"));
+            }
+        } else if matches!(
+            code,
+            ErrorCode::NotJoined | ErrorCode::RunBusy | ErrorCode::RunsDisabled | ErrorCode::NoRun
+        ) {
+            self.notifier
+                .tell_user(MessageType::ERROR, format!("Chorus hub: {message}"));
+        }
+    }
+}
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

@@ -3,9 +3,15 @@
 //!
 //! Code map:
 //! * [`backend`] — the thin `LanguageServer` impl (turns calls into events);
-//! * [`core`] — the single loop that owns all document state and does IO;
+//! * [`core`] — the single loop that owns all state and dispatches events;
+//! * `documents` — the shared documents, by protocol path: join, rejoin,
+//!   resync, and carrying out their sync's effects;
 //! * [`sync`] — per-document two-party sync (pure; the hard part);
-//! * [`hub_link`] — the WebSocket to the hub, with reconnect;
+//! * [`presence`] — participants, cursors both ways, follow mode;
+//! * `commands` — the `chorus.*` commands;
+//! * [`hub_link`] — the WebSocket to the hub, with reconnect, and the
+//!   loop's end of it;
+//! * [`notifier`] — everything sent to the editor unasked, in order;
 //! * [`runs`] — showing shared runs through standard LSP messages;
 //! * [`lsp_ext`] — the `chorus/*` messages, commands and settings plugins
 //!   speak, as types (the only place their wire shape is defined).
@@ -14,7 +20,9 @@
 //! carries only LSP messages (logs go to stderr).
 
 pub mod backend;
+mod commands;
 pub mod core;
+mod documents;
 pub mod hub_link;
 pub mod lsp_ext;
 pub mod notifier;

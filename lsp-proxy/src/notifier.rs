@@ -15,6 +15,7 @@ use tower_lsp_server::ls_types::{
     ShowDocumentParams, Uri, WorkDoneProgress,
 };
 use tower_lsp_server::Client;
+use tracing::info;
 
 use crate::lsp_ext;
 
@@ -112,6 +113,14 @@ impl Notifier {
             Box::pin(async move { client.send_notification::<N>(params).await })
         });
         self.send(Note::Notification(delivery));
+    }
+
+    /// Shows `message` and logs that it did: what the user was told is
+    /// often what explains a report.
+    pub fn tell_user(&self, typ: MessageType, message: impl Into<String>) {
+        let message = message.into();
+        info!(%message, "telling the user");
+        self.show(typ, message);
     }
 
     /// [`Notifier::notify`] with params built as JSON; see [`Custom`].

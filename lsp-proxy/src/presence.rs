@@ -1,16 +1,213 @@
-//! Collaborators' cursors for editors without a Chorus plugin (Helix, or any
-//! plain LSP client): each cursor becomes a Hint diagnostic carrying the
-//! person's name, republished when it moves and cleared when they leave.
+//! Who else is in the session and where their cursors are: the user's
+//! selections relayed to the hub, collaborators' shown in the editor, and
+//! follow mode (`chorus.follow NAME` keeps the editor on NAME's cursor).
 //!
 //! Editors whose plugin declares the Chorus extensions get `chorus/cursor`
-//! instead and draw cursors themselves.
+//! and `chorus/presence` and draw cursors themselves; they also send the
+//! user's selections. For any other editor (Helix, or any plain LSP
+//! client) each collaborator's cursor becomes a Hint diagnostic carrying
+//! the person's name ([`CursorBoard`]), republished when it moves and
+//! cleared when they leave, and the user's cursor is inferred from their
+//! edits.
+//!
+//! Cursors travel as character offsets in the proxy's mirror of the
+//! editor's text. While edits are in flight those are close to, not
+//! exactly, the hub's coordinates: good enough for presence, which the next
+//! move corrects.
 
 use std::collections::{BTreeMap, HashMap};
 
-use chorus_protocol::text::{to_pos, Encoding};
-use chorus_protocol::wire::Selection;
+use chorus_protocol::text::{to_char, to_pos, Encoding, LinePos};
+use chorus_protocol::wire::{ClientMsg, Participant, Selection};
 use ropey::Rope;
-use tower_lsp_server::ls_types::{Diagnostic, DiagnosticSeverity, Position, Range};
+use serde_json::json;
+use tower_lsp_server::ls_types::{
+    Diagnostic, DiagnosticSeverity, MessageType, Position, Range, ShowDocumentParams, Uri,
+};
+
+use crate::documents::{lsp_pos, Documents};
+use crate::hub_link::Link;
+use crate::notifier::{Custom, Notifier};
+
+/// Selections relayed per message, at most.
+const MAX_SELECTIONS: usize = 64;
+
+/// The session's participants and cursors, as this editor sees them.
+pub(crate) struct Presence {
+    /// The session's participants by client id, as the hub told us.
+    /// Nothing reads it yet.
+    participants: HashMap<u64, Participant>,
+    /// Collaborators' cursors, for editors without a plugin.
+    board: CursorBoard,
+    /// Whose cursor this editor follows (`chorus.follow NAME`).
+    follow: Option<String>,
+    /// The editor's plugin handles `chorus/*` itself; from `initialize`.
+    extensions: bool,
+    /// Where presence, cursors and follow's `showDocument` go.
+    notifier: Notifier,
+}
+
+impl Presence {
+    pub(crate) fn new(notifier: Notifier) -> Self {
+        Presence {
+            participants: HashMap::new(),
+            board: CursorBoard::default(),
+            follow: None,
+            extensions: false,
+            notifier,
+        }
+    }
+
+    pub(crate) fn set_extensions(&mut self, extensions: bool) {
+        self.extensions = extensions;
+    }
+
+    /// Follows `name`'s cursor from now on, or no one's.
+    pub(crate) fn follow(&mut self, name: Option<String>) {
+        self.follow = name;
+    }
+
+    pub(crate) fn following(&self) -> Option<&str> {
+        self.follow.as_deref()
+    }
+
+    /// The hub's welcome: who was here before us.
+    pub(crate) fn welcome(&mut self, participants: Vec<Participant>) {
+        // Plugins learn who was already here the same way as later
+        // arrivals.
+        for participant in &participants {
+            self.presence(json!({"event": "joined", "participant": participant}));
+        }
+        self.participants = participants.into_iter().map(|p| (p.client_id, p)).collect();
+    }
+
+    pub(crate) fn joined(&mut self, participant: Participant, session: &str) {
+        self.log(format!("Chorus: {} joined {}", participant.name, session));
+        self.presence(json!({"event": "joined", "participant": participant}));
+        self.participants.insert(participant.client_id, participant);
+    }
+
+    pub(crate) fn left(&mut self, client_id: u64, name: String, session: &str, docs: &Documents) {
+        self.log(format!("Chorus: {name} left {session}"));
+        self.participants.remove(&client_id);
+        let changed = self.board.remove(client_id);
+        self.publish_cursors(&changed, docs);
+        self.presence(json!({"event": "left", "clientId": client_id, "name": name}));
+    }
+
+    /// Relays the user's selections in `uri`, from a plugin.
+    pub(crate) fn send_cursor(
+        &self,
+        uri: &Uri,
+        selections: &[(LinePos, LinePos)],
+        docs: &Documents,
+        link: &Link,
+    ) {
+        let Some((path, sync)) = docs.live_by_uri(uri) else {
+            return;
+        };
+        let encoding = docs.encoding();
+        let to_offset = |p: LinePos| to_char(sync.mirror(), p, encoding) as u64;
+        let selections = selections
+            .iter()
+            .take(MAX_SELECTIONS)
+            .map(|&(anchor, head)| Selection {
+                anchor: to_offset(anchor),
+                head: to_offset(head),
+            })
+            .collect();
+        link.send(&ClientMsg::Cursor {
+            doc: path,
+            rev: sync.rev(),
+            selections,
+        });
+    }
+
+    /// For editors without a plugin, their cursor as their edits show it:
+    /// called after each change the documents took.
+    pub(crate) fn infer_cursor(&self, uri: &Uri, docs: &mut Documents, link: &Link) {
+        if self.extensions {
+            return;
+        }
+        let Some((path, sync)) = docs.live_by_uri_mut(uri) else {
+            return;
+        };
+        if let Some(at) = sync.take_local_cursor() {
+            let msg = ClientMsg::Cursor {
+                doc: path,
+                rev: sync.rev(),
+                selections: vec![Selection {
+                    anchor: at as u64,
+                    head: at as u64,
+                }],
+            };
+            link.send(&msg);
+        }
+    }
+
+    /// A collaborator's selections in `doc`: followed, drawn by the
+    /// plugin, or shown as diagnostics.
+    pub(crate) fn receive_cursor(
+        &mut self,
+        client_id: u64,
+        name: String,
+        doc: &str,
+        selections: Vec<Selection>,
+        docs: &Documents,
+    ) {
+        let Some((uri, sync)) = docs.live(doc) else {
+            return;
+        };
+        let encoding = docs.encoding();
+        let position = |offset: u64| lsp_pos(to_pos(sync.mirror(), offset as usize, encoding));
+        if self.follow.as_deref() == Some(name.as_str()) {
+            if let Some(head) = selections.first().map(|s| position(s.head)) {
+                self.notifier.show_document(ShowDocumentParams {
+                    uri: uri.clone(),
+                    external: Some(false),
+                    take_focus: Some(false),
+                    selection: Some(Range {
+                        start: head,
+                        end: head,
+                    }),
+                });
+            }
+        }
+        if self.extensions {
+            let selections: Vec<_> = selections
+                .iter()
+                .map(|s| json!({"anchor": position(s.anchor), "head": position(s.head)}))
+                .collect();
+            self.cursor(json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "selections": selections}));
+        } else {
+            let changed = self.board.update(client_id, &name, doc, selections);
+            self.publish_cursors(&changed, docs);
+        }
+    }
+
+    /// Republishes the cursor diagnostics of `paths`.
+    fn publish_cursors(&self, paths: &[String], docs: &Documents) {
+        for path in paths {
+            let Some((uri, sync)) = docs.live(path) else {
+                continue;
+            };
+            let diagnostics = self.board.diagnostics(path, sync.mirror(), docs.encoding());
+            self.notifier.diagnostics(uri.clone(), diagnostics);
+        }
+    }
+
+    fn log(&self, message: String) {
+        self.notifier.log(MessageType::INFO, message);
+    }
+
+    fn presence(&self, params: serde_json::Value) {
+        self.notifier.custom(Custom::Presence, params);
+    }
+
+    fn cursor(&self, params: serde_json::Value) {
+        self.notifier.custom(Custom::Cursor, params);
+    }
+}
 
 /// Selections per collaborator, per document path.
 #[derive(Default)]

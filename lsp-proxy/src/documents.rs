@@ -1,0 +1,741 @@
+//! The shared documents: joining each to the hub, rejoining after an
+//! outage, resyncing after an error, and carrying out what their
+//! [`DocSync`] asks for (ops to the hub, `workspace/applyEdit` to the
+//! editor).
+//!
+//! Invariants:
+//! * A document's identity is its protocol path (relative to the workspace
+//!   root, `/`-separated); the editor's URI is a field of the document. The
+//!   editor's events are found by URI only through [`Documents::doc_path`]
+//!   and must match the URI the document was opened with.
+//! * The hub answers each `open` with an `opened`, and follows each op it
+//!   refuses with a snapshot (another `opened`). The [`DocState`] says
+//!   what the next one means: the answer to a join (seeded or adopted), to
+//!   a rejoin (merged), or, for a live document, a snapshot (adopted).
+//! * At most one `workspace/applyEdit` per document is in flight (the
+//!   [`DocSync`] sees to it); its answer comes back as [`Event::EditDone`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chorus_protocol::ot::WireOp;
+use chorus_protocol::text::{Encoding, LinePos};
+use chorus_protocol::wire::{ClientMsg, LoggedOp, DEFAULT_MAX_MESSAGE_BYTES};
+use ropey::Rope;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tower_lsp_server::ls_types::{
+    ApplyWorkspaceEditParams, DocumentChanges, MessageType, OneOf,
+    OptionalVersionedTextDocumentIdentifier, Position, Range, TextDocumentEdit, TextEdit, Uri,
+    WorkspaceEdit,
+};
+use tower_lsp_server::Client;
+use tracing::{debug, error};
+
+use crate::core::Event;
+use crate::hub_link::Link;
+use crate::notifier::Notifier;
+use crate::sync::{apply_changes, Audit, CaughtUp, Change, DocSync, Effect, SyncError};
+
+/// How long the editor gets to answer an `applyEdit`.
+const APPLY_EDIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often each quiet document's text is compared with the hub's.
+const AUDIT_EVERY: Duration = Duration::from_secs(5);
+
+/// The hub's answer to `open`, or a snapshot it sends after an error
+/// (`ServerMsg::Opened` without the path).
+pub(crate) struct Opened {
+    /// The hub's revision of `text`.
+    pub rev: u64,
+    pub text: String,
+    /// The hub had no such document and took our text as its seed.
+    pub created: bool,
+    /// The ops since the revision we offered, if the hub still has them.
+    pub history: Option<Vec<LoggedOp>>,
+    /// The number of the last op the hub has from this proxy.
+    pub last_seq: Option<u64>,
+}
+
+/// A document `open` sent to the hub, waiting for its answer.
+struct Joining {
+    /// The text sent with `open`.
+    seed: String,
+    /// The editor's text now: what the user typed since the seed is sent
+    /// once the hub answers.
+    text: Rope,
+    version: i32,
+    /// The document was rejoining, or the hub refused one of its ops as
+    /// stale, when this join began: another answer is still due, and it
+    /// is merged. So once joined the document goes on rejoining.
+    rejoin_next: bool,
+}
+
+impl Joining {
+    /// A live document asking the hub for its text again. It keeps the
+    /// text it had as its seed, so that what the user types meanwhile
+    /// stays a local edit on top of it.
+    fn from_live(sync: &DocSync, rejoin_next: bool) -> Joining {
+        let text = sync.mirror().clone();
+        Joining {
+            seed: text.to_string(),
+            text,
+            version: sync.version(),
+            rejoin_next,
+        }
+    }
+}
+
+enum DocState {
+    Joining(Joining),
+    /// In step with the hub. An `opened` now is a snapshot after an error,
+    /// or a hub that lost the document and took ours as its seed: adopted.
+    Live(Box<DocSync>),
+    /// Live, and offered to the hub again (after the connection came back,
+    /// or a stale-revision refusal): the answer is merged with our
+    /// unacknowledged edits, not adopted.
+    Rejoining(Box<DocSync>),
+}
+
+impl DocState {
+    fn live(&self) -> Option<&DocSync> {
+        match self {
+            DocState::Live(sync) | DocState::Rejoining(sync) => Some(sync),
+            DocState::Joining(_) => None,
+        }
+    }
+
+    fn live_mut(&mut self) -> Option<&mut DocSync> {
+        match self {
+            DocState::Live(sync) | DocState::Rejoining(sync) => Some(sync),
+            DocState::Joining(_) => None,
+        }
+    }
+
+    /// The next answer is to be merged: a live document rejoins; one
+    /// still joining rejoins once joined.
+    fn owe_merge(self) -> DocState {
+        match self {
+            DocState::Live(sync) | DocState::Rejoining(sync) => DocState::Rejoining(sync),
+            DocState::Joining(joining) => DocState::Joining(Joining {
+                rejoin_next: true,
+                ..joining
+            }),
+        }
+    }
+}
+
+struct Document {
+    /// The editor's name for it: where `applyEdit`s and diagnostics go.
+    uri: Uri,
+    state: DocState,
+}
+
+/// The documents this editor shares, and what they need to do their IO.
+pub(crate) struct Documents {
+    /// By protocol path; see the module's invariants.
+    docs: HashMap<String, Document>,
+    /// The workspace root the paths are relative to; from `initialize`.
+    root: Option<PathBuf>,
+    /// The editor's position encoding, negotiated at `initialize`.
+    encoding: Encoding,
+    /// Whether the editor's `applied: true` can be believed (see
+    /// [`DocSync::set_applied_is_honest`]).
+    applied_is_honest: bool,
+    /// This proxy's id at the hub, stable across reconnects: it picks our
+    /// own ops out of the hub's history after an outage.
+    instance: String,
+    /// When the documents were last compared with the hub's.
+    last_audit: Instant,
+    /// Where the documents' `applyEdit`s go.
+    editor: Editor,
+    /// For what the user is told about sharing a document.
+    notifier: Notifier,
+}
+
+impl Documents {
+    pub(crate) fn new(
+        client: Client,
+        events: mpsc::UnboundedSender<Event>,
+        notifier: Notifier,
+    ) -> Self {
+        Documents {
+            docs: HashMap::new(),
+            root: None,
+            encoding: Encoding::Utf16,
+            applied_is_honest: true,
+            instance: new_instance_id(),
+            last_audit: Instant::now(),
+            editor: Editor { client, events },
+            notifier,
+        }
+    }
+
+    /// What `initialize` told us about the editor.
+    pub(crate) fn configure(
+        &mut self,
+        root: Option<PathBuf>,
+        encoding: Encoding,
+        applied_is_honest: bool,
+    ) {
+        self.root = root;
+        self.encoding = encoding;
+        self.applied_is_honest = applied_is_honest;
+    }
+
+    pub(crate) fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The document id: the path relative to the workspace root, `/`-separated.
+    fn doc_path(&self, uri: &Uri) -> Option<String> {
+        let path = uri.to_file_path()?;
+        let root = self.root.as_deref()?;
+        let rel = path.strip_prefix(root).ok()?;
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_str().map(str::to_owned))
+            .collect::<Option<_>>()?;
+        let joined = parts.join("/");
+        chorus_protocol::wire::validate_doc_path(&joined).ok()?;
+        Some(joined)
+    }
+
+    /// The path of the shared document the editor calls `uri`.
+    pub(crate) fn path_of(&self, uri: &Uri) -> Option<String> {
+        let path = self.doc_path(uri)?;
+        let doc = self.docs.get(&path)?;
+        (doc.uri == *uri).then_some(path)
+    }
+
+    pub(crate) fn is_shared(&self, uri: &Uri) -> bool {
+        self.path_of(uri).is_some()
+    }
+
+    /// The live document at `path`, with its URI.
+    pub(crate) fn live(&self, path: &str) -> Option<(&Uri, &DocSync)> {
+        let doc = self.docs.get(path)?;
+        Some((&doc.uri, doc.state.live()?))
+    }
+
+    /// The live document the editor calls `uri`, with its path.
+    pub(crate) fn live_by_uri(&self, uri: &Uri) -> Option<(String, &DocSync)> {
+        let path = self.path_of(uri)?;
+        let sync = self.docs.get(&path)?.state.live()?;
+        Some((path, sync))
+    }
+
+    /// Like [`Documents::live_by_uri`], to change.
+    pub(crate) fn live_by_uri_mut(&mut self, uri: &Uri) -> Option<(String, &mut DocSync)> {
+        let path = self.path_of(uri)?;
+        let sync = self.docs.get_mut(&path)?.state.live_mut()?;
+        Some((path, sync))
+    }
+
+    /// The proxy's view of a document for `chorus/documentState`.
+    pub(crate) fn describe(&self, uri: &Uri) -> serde_json::Value {
+        let state = self
+            .path_of(uri)
+            .and_then(|path| self.docs.get(&path))
+            .map(|doc| &doc.state);
+        match state {
+            Some(DocState::Live(sync) | DocState::Rejoining(sync)) => json!({
+                "text": sync.mirror().to_string(),
+                "rev": sync.rev(),
+                "synchronized": sync.is_synchronized(),
+                "joined": true,
+            }),
+            Some(DocState::Joining(Joining { text, .. })) => json!({
+                "text": text.to_string(),
+                "rev": 0,
+                "synchronized": false,
+                "joined": false,
+            }),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    /// The editor opened `uri`: share it if it is in the workspace.
+    pub(crate) fn open(&mut self, uri: Uri, text: String, version: i32, link: &Link) {
+        if !link.is_configured() {
+            return;
+        }
+        let Some(path) = self.doc_path(&uri) else {
+            debug!(uri = uri.as_str(), "outside the workspace root; not shared");
+            return;
+        };
+        if text.len() + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
+            self.notifier.tell_user(
+                MessageType::WARNING,
+                format!(
+                    "Chorus: {path} is too large to share (over {} bytes).",
+                    DEFAULT_MAX_MESSAGE_BYTES
+                ),
+            );
+            return;
+        }
+        link.send(&ClientMsg::Open {
+            doc: path.clone(),
+            text: text.clone(),
+            since: None,
+        });
+        let state = DocState::Joining(Joining {
+            text: Rope::from_str(&text),
+            seed: text,
+            version,
+            rejoin_next: false,
+        });
+        self.docs.insert(path, Document { uri, state });
+    }
+
+    pub(crate) fn close(&mut self, uri: &Uri, link: &Link) {
+        let Some(path) = self.path_of(uri) else {
+            return;
+        };
+        self.docs.remove(&path);
+        link.send(&ClientMsg::Close { doc: path });
+    }
+
+    /// The editor changed `uri`. Returns whether the change was taken,
+    /// i.e. the document is shared and still in step.
+    pub(crate) fn change(
+        &mut self,
+        uri: &Uri,
+        version: i32,
+        changes: Vec<Change>,
+        link: &Link,
+    ) -> bool {
+        let encoding = self.encoding;
+        let Some(path) = self.path_of(uri) else {
+            return false;
+        };
+        let Some(doc) = self.docs.get_mut(&path) else {
+            return false;
+        };
+        let mut effects = Vec::new();
+        let result = match &mut doc.state {
+            DocState::Joining(joining) => {
+                // Not joined yet: keep the mirror current; the difference to
+                // the seed is sent once the hub answers.
+                joining.version = version;
+                apply_changes(&mut joining.text, &changes, encoding).map_err(SyncError::from)
+            }
+            DocState::Live(sync) | DocState::Rejoining(sync) => {
+                sync.editor_changed(version, &changes, &mut effects)
+            }
+        };
+        if let Err(err) = result {
+            error!(doc = %path, cause = %err, "cannot apply editor change; resyncing");
+            self.request_resync(&path, link);
+            return false;
+        }
+        self.editor.run_effects(&doc.uri, &path, effects, link);
+        true
+    }
+
+    /// The editor answered (or failed to answer) the `applyEdit` `id`.
+    pub(crate) fn edit_answered(
+        &mut self,
+        uri: &Uri,
+        id: u64,
+        applied: Option<bool>,
+        reason: Option<String>,
+        link: &Link,
+    ) {
+        if applied != Some(true) {
+            debug!(
+                uri = uri.as_str(),
+                id,
+                ?applied,
+                ?reason,
+                "editor did not apply edit"
+            );
+        }
+        if let Some(path) = self.path_of(uri) {
+            self.with_live(&path, link, |sync, out| {
+                sync.edit_answered(id, applied, out)
+            });
+        }
+    }
+
+    /// The hub acknowledged our op on `path`, making revision `rev`.
+    pub(crate) fn ack(&mut self, path: &str, rev: u64, link: &Link) {
+        self.with_live(path, link, |sync, out| sync.ack(rev, out));
+    }
+
+    /// Someone else's op on `path`, making revision `rev`.
+    pub(crate) fn remote(&mut self, path: &str, rev: u64, op: &WireOp, link: &Link) {
+        self.with_live(path, link, |sync, out| sync.remote(rev, &op.0, out));
+    }
+
+    /// The hub (re)welcomed us: (re)join every open document. A live one
+    /// offers what it holds and merges the hub's answer with its
+    /// unacknowledged edits; one still joining sends its seed.
+    pub(crate) fn rejoin_all(&mut self, link: &Link) {
+        let paths: Vec<String> = self.docs.keys().cloned().collect();
+        for path in paths {
+            let Some(doc) = self.docs.get(&path) else {
+                continue;
+            };
+            match doc.state.live() {
+                Some(sync) => {
+                    let msg = ClientMsg::Open {
+                        doc: path.clone(),
+                        text: sync.local_text().to_string(),
+                        since: Some(sync.rev()),
+                    };
+                    link.send(&msg);
+                    self.transition(&path, DocState::owe_merge);
+                }
+                None => self.request_resync(&path, link),
+            }
+        }
+    }
+
+    /// The hub refused an op on `path` as based on a revision it no
+    /// longer keeps. Our op was fine: merge with the snapshot that
+    /// follows, as after an outage, instead of dropping our edits.
+    pub(crate) fn stale(&mut self, path: &str) {
+        self.transition(path, DocState::owe_merge);
+    }
+
+    /// The hub's answer for `path`; what it means depends on the state.
+    pub(crate) fn opened(&mut self, path: &str, answer: Opened, link: &Link) {
+        let encoding = self.encoding;
+        let honest = self.applied_is_honest;
+        let instance = self.instance.clone();
+        let mut effects = Vec::new();
+        let mut replaced = false;
+        let Some(doc) = self.transition(path, |state| match state {
+            DocState::Joining(joining) => {
+                let rejoin_next = joining.rejoin_next;
+                let (sync, shows_hub_text) =
+                    join(path, joining, &answer, encoding, honest, &mut effects);
+                replaced = shows_hub_text;
+                if rejoin_next {
+                    DocState::Rejoining(sync)
+                } else {
+                    DocState::Live(sync)
+                }
+            }
+            DocState::Rejoining(mut sync) => {
+                merge(path, &mut sync, answer, &instance, &mut effects);
+                DocState::Live(sync)
+            }
+            DocState::Live(mut sync) => {
+                sync.resync(answer.rev, &answer.text, &mut effects);
+                DocState::Live(sync)
+            }
+        }) else {
+            return;
+        };
+        let uri = doc.uri.clone();
+        if replaced {
+            self.notifier.tell_user(
+                MessageType::INFO,
+                format!("Chorus: {path} is already shared in session {}; your buffer now shows the session's text.", link.session()),
+            );
+        }
+        self.editor.run_effects(&uri, path, effects, link);
+    }
+
+    /// Moves the document at `path` to the state `next` makes of its
+    /// current one. A state owns its sync, so the document leaves the map
+    /// for the move and comes back.
+    fn transition(
+        &mut self,
+        path: &str,
+        next: impl FnOnce(DocState) -> DocState,
+    ) -> Option<&mut Document> {
+        let (path, mut doc) = self.docs.remove_entry(path)?;
+        doc.state = next(doc.state);
+        Some(self.docs.entry(path).or_insert(doc))
+    }
+
+    /// Runs `f` on a live document and carries out what it asks for. On a
+    /// sync error the document is resynced from the hub.
+    fn with_live(
+        &mut self,
+        path: &str,
+        link: &Link,
+        f: impl FnOnce(&mut DocSync, &mut Vec<Effect>) -> Result<(), SyncError>,
+    ) {
+        let Some(doc) = self.docs.get_mut(path) else {
+            return;
+        };
+        let Some(sync) = doc.state.live_mut() else {
+            return;
+        };
+        let mut effects = Vec::new();
+        if let Err(err) = f(sync, &mut effects) {
+            error!(doc = %path, cause = %err, "document out of step with the hub; resyncing");
+            return self.request_resync(path, link);
+        }
+        self.editor.run_effects(&doc.uri, path, effects, link);
+    }
+
+    /// Asks the hub for its text again; the answer (`opened`) resyncs. A
+    /// document still joining keeps the text it was opened with as its seed,
+    /// so that what the user typed since stays a local edit on top of it.
+    fn request_resync(&mut self, path: &str, link: &Link) {
+        let Some(doc) = self.docs.get_mut(path) else {
+            return;
+        };
+        let rejoin_next = matches!(doc.state, DocState::Rejoining(_));
+        if let Some(sync) = doc.state.live() {
+            doc.state = DocState::Joining(Joining::from_live(sync, rejoin_next));
+        }
+        let DocState::Joining(joining) = &doc.state else {
+            return;
+        };
+        let msg = ClientMsg::Open {
+            doc: path.to_owned(),
+            text: joining.seed.clone(),
+            since: None,
+        };
+        link.send(&msg);
+    }
+
+    /// Re-sends edits the editor left unanswered and, every
+    /// [`AUDIT_EVERY`] while connected, compares each quiet document with
+    /// the hub's.
+    pub(crate) fn tick(&mut self, now: Instant, link: &Link) {
+        let audit = link.is_connected() && now.duration_since(self.last_audit) >= AUDIT_EVERY;
+        if audit {
+            self.last_audit = now;
+        }
+        let mut checks = Vec::new();
+        for (path, doc) in &mut self.docs {
+            let Some(sync) = doc.state.live_mut() else {
+                continue;
+            };
+            let mut effects = Vec::new();
+            if let Err(err) = sync.tick(now, &mut effects) {
+                error!(doc = %path, cause = %err, "resend failed");
+            }
+            if audit {
+                match sync.audit(&mut effects) {
+                    Audit::Busy => {}
+                    Audit::Clean { rev, hash } => checks.push((path.clone(), rev, hash)),
+                    Audit::Drifted { rev, hash } => {
+                        error!(doc = %path, rev, "the editor's text drifted from the session's; bringing it back");
+                        checks.push((path.clone(), rev, hash));
+                    }
+                }
+            }
+            if !effects.is_empty() {
+                self.editor.run_effects(&doc.uri, path, effects, link);
+            }
+        }
+        for (doc, rev, hash) in checks {
+            link.send(&ClientMsg::Checksum { doc, rev, hash });
+        }
+    }
+}
+
+/// The first answer to a document's `open`. Returns its sync, and whether
+/// the hub's text replaced the editor's.
+fn join(
+    path: &str,
+    joining: Joining,
+    answer: &Opened,
+    encoding: Encoding,
+    honest: bool,
+    effects: &mut Vec<Effect>,
+) -> (Box<DocSync>, bool) {
+    let Joining {
+        seed,
+        text,
+        version,
+        ..
+    } = joining;
+    if answer.created || answer.text == seed {
+        // The hub holds what we sent: what the user typed since is an
+        // ordinary local edit on top of it.
+        let mut sync = DocSync::new(
+            Rope::from_str(&seed),
+            version,
+            encoding,
+            answer.rev,
+            &seed,
+            effects,
+        );
+        sync.set_applied_is_honest(honest);
+        let current = text.to_string();
+        let result = if current != seed {
+            sync.editor_changed(
+                version,
+                &[Change {
+                    range: None,
+                    text: current,
+                }],
+                effects,
+            )
+        } else {
+            Ok(())
+        };
+        if let Err(err) = result {
+            error!(doc = %path, cause = %err, "cannot replay edits made while joining");
+        }
+        (Box::new(sync), false)
+    } else {
+        let replaced = text != answer.text.as_str();
+        let mut sync = DocSync::new(text, version, encoding, answer.rev, &answer.text, effects);
+        sync.set_applied_is_honest(honest);
+        (Box::new(sync), replaced)
+    }
+}
+
+/// The answer to a rejoin: merged with what we hold.
+fn merge(
+    path: &str,
+    sync: &mut DocSync,
+    answer: Opened,
+    instance: &str,
+    effects: &mut Vec<Effect>,
+) {
+    let Opened {
+        rev,
+        text: hub_text,
+        created,
+        history,
+        last_seq,
+    } = answer;
+    if created {
+        // The hub lost the document and took ours as its seed.
+        sync.resync(rev, &hub_text, effects);
+    } else if let Some(history) = history {
+        // The hub kept every op since our revision: replay them.
+        let ours = sync.outstanding_seq();
+        let entries = history
+            .into_iter()
+            .map(|logged| {
+                let mine = logged.instance.as_deref() == Some(instance)
+                    && logged.seq.is_some()
+                    && logged.seq == ours;
+                if mine {
+                    CaughtUp::Ours { rev: logged.rev }
+                } else {
+                    CaughtUp::Theirs {
+                        rev: logged.rev,
+                        op: logged.op.0,
+                    }
+                }
+            })
+            .collect();
+        if let Err(err) = sync.catch_up(entries, effects) {
+            error!(doc = %path, cause = %err, "cannot replay the hub's ops; taking its text");
+            sync.resync(rev, &hub_text, effects);
+        }
+    } else {
+        // The hub no longer has the ops since our revision: merge by text.
+        if let Err(err) = sync.reconnect(rev, &hub_text, last_seq, effects) {
+            error!(doc = %path, cause = %err, "cannot merge after reconnecting; taking the hub's text");
+            sync.resync(rev, &hub_text, effects);
+        }
+    }
+}
+
+/// The editor, as the documents reach it.
+struct Editor {
+    /// Sends `workspace/applyEdit` requests.
+    client: Client,
+    /// Where the answers go, as [`Event::EditDone`]: a request is never
+    /// awaited in the loop.
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Editor {
+    /// Carries out a document's effects, in order.
+    fn run_effects(&self, uri: &Uri, path: &str, effects: Vec<Effect>, link: &Link) {
+        for effect in effects {
+            match effect {
+                Effect::SendOp { rev, op, seq } => link.send(&ClientMsg::Op {
+                    doc: path.to_owned(),
+                    rev,
+                    op: WireOp(op),
+                    seq: Some(seq),
+                }),
+                Effect::ApplyEdit {
+                    id,
+                    version,
+                    range,
+                    new_text,
+                } => self.apply_edit(uri.clone(), id, version, range, new_text),
+            }
+        }
+    }
+
+    fn apply_edit(
+        &self,
+        uri: Uri,
+        id: u64,
+        version: i32,
+        range: (LinePos, LinePos),
+        new_text: String,
+    ) {
+        let edit = WorkspaceEdit {
+            document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
+                text_document: OptionalVersionedTextDocumentIdentifier {
+                    uri: uri.clone(),
+                    version: Some(version),
+                },
+                edits: vec![OneOf::Left(TextEdit {
+                    range: Range {
+                        start: lsp_pos(range.0),
+                        end: lsp_pos(range.1),
+                    },
+                    new_text,
+                })],
+            }])),
+            ..WorkspaceEdit::default()
+        };
+        let params = ApplyWorkspaceEditParams {
+            // No label: Neovim prints it on every remote keystroke.
+            label: None,
+            edit,
+        };
+        let client = self.client.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let answer = tokio::time::timeout(
+                APPLY_EDIT_TIMEOUT,
+                client.send_request::<tower_lsp_server::ls_types::request::ApplyWorkspaceEdit>(
+                    params,
+                ),
+            )
+            .await;
+            let (applied, reason) = match answer {
+                Ok(Ok(response)) => (Some(response.applied), response.failure_reason),
+                Ok(Err(err)) => (None, Some(err.to_string())),
+                Err(_) => (None, Some("timed out".into())),
+            };
+            let _ = events.send(Event::EditDone {
+                uri,
+                id,
+                applied,
+                reason,
+            });
+        });
+    }
+}
+
+pub(crate) fn lsp_pos(pos: LinePos) -> Position {
+    Position {
+        line: pos.line,
+        character: pos.column,
+    }
+}
+
+/// Unique enough among one session's proxies: process id and start time.
+fn new_instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}-{:x}", std::process::id(), nanos)
+}
