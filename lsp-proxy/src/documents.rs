@@ -325,7 +325,7 @@ impl Documents {
                 apply_changes(&mut joining.text, &changes, encoding).map_err(SyncError::from)
             }
             DocState::Live(sync) | DocState::Rejoining(sync) => {
-                sync.editor_changed(version, &changes, &mut effects)
+                sync.editor_changed(Instant::now(), version, &changes, &mut effects)
             }
         };
         if let Err(err) = result {
@@ -357,7 +357,7 @@ impl Documents {
         }
         if let Some(path) = self.path_of(uri) {
             self.with_live(&path, link, |sync, out| {
-                sync.edit_answered(id, applied, out)
+                sync.edit_answered(Instant::now(), id, applied, out)
             });
         }
     }
@@ -369,7 +369,9 @@ impl Documents {
 
     /// Someone else's op on `path`, making revision `rev`.
     pub(crate) fn remote(&mut self, path: &str, rev: u64, op: &WireOp, link: &Link) {
-        self.with_live(path, link, |sync, out| sync.remote(rev, &op.0, out));
+        self.with_live(path, link, |sync, out| {
+            sync.remote(Instant::now(), rev, &op.0, out)
+        });
     }
 
     /// The hub (re)welcomed us: (re)join every open document. A live one
@@ -427,7 +429,7 @@ impl Documents {
                 DocState::Live(sync)
             }
             DocState::Live(mut sync) => {
-                sync.resync(answer.rev, &answer.text, &mut effects);
+                sync.resync(Instant::now(), answer.rev, &answer.text, &mut effects);
                 DocState::Live(sync)
             }
         }) else {
@@ -518,7 +520,7 @@ impl Documents {
                 error!(doc = %path, cause = %err, "resend failed");
             }
             if audit {
-                match sync.audit(&mut effects) {
+                match sync.audit(now, &mut effects) {
                     Audit::Busy => {}
                     Audit::Clean { rev, hash } => checks.push((path.clone(), rev, hash)),
                     Audit::Drifted { rev, hash } => {
@@ -557,6 +559,7 @@ fn join(
         // The hub holds what we sent: what the user typed since is an
         // ordinary local edit on top of it.
         let mut sync = DocSync::new(
+            Instant::now(),
             Rope::from_str(&seed),
             version,
             encoding,
@@ -568,6 +571,7 @@ fn join(
         let current = text.to_string();
         let result = if current != seed {
             sync.editor_changed(
+                Instant::now(),
                 version,
                 &[Change {
                     range: None,
@@ -584,7 +588,15 @@ fn join(
         (Box::new(sync), false)
     } else {
         let replaced = text != answer.text.as_str();
-        let mut sync = DocSync::new(text, version, encoding, answer.rev, &answer.text, effects);
+        let mut sync = DocSync::new(
+            Instant::now(),
+            text,
+            version,
+            encoding,
+            answer.rev,
+            &answer.text,
+            effects,
+        );
         sync.set_applied_is_honest(honest);
         (Box::new(sync), replaced)
     }
@@ -607,7 +619,7 @@ fn merge(
     } = answer;
     if created {
         // The hub lost the document and took ours as its seed.
-        sync.resync(rev, &hub_text, effects);
+        sync.resync(Instant::now(), rev, &hub_text, effects);
     } else if let Some(history) = history {
         // The hub kept every op since our revision: replay them.
         let ours = sync.outstanding_seq();
@@ -627,15 +639,15 @@ fn merge(
                 }
             })
             .collect();
-        if let Err(err) = sync.catch_up(entries, effects) {
+        if let Err(err) = sync.catch_up(Instant::now(), entries, effects) {
             error!(doc = %path, cause = %err, "cannot replay the hub's ops; taking its text");
-            sync.resync(rev, &hub_text, effects);
+            sync.resync(Instant::now(), rev, &hub_text, effects);
         }
     } else {
         // The hub no longer has the ops since our revision: merge by text.
-        if let Err(err) = sync.reconnect(rev, &hub_text, last_seq, effects) {
+        if let Err(err) = sync.reconnect(Instant::now(), rev, &hub_text, last_seq, effects) {
             error!(doc = %path, cause = %err, "cannot merge after reconnecting; taking the hub's text");
-            sync.resync(rev, &hub_text, effects);
+            sync.resync(Instant::now(), rev, &hub_text, effects);
         }
     }
 }

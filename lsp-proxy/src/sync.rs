@@ -1,6 +1,6 @@
 //! Two-party sync for one document: the editor on one side, the hub on the
-//! other. Pure: it consumes events and returns [`Effect`]s; `core.rs` does
-//! the IO.
+//! other. Pure: it consumes events (each with the time it happened) and
+//! returns [`Effect`]s; `documents.rs` does the IO and reads the clock.
 //!
 //! ```text
 //!   editor buffer ══ mirror ──[in-flight edit]──[pending]── local doc L ══ OtClient ══ hub
@@ -198,6 +198,9 @@ pub struct DocSync {
     /// False for Neovim without the Chorus plugin, which says it for edits
     /// it skipped.
     applied_is_honest: bool,
+    /// When the event being handled happened, as the caller says: the
+    /// clock is never read here, so a simulation replays exactly.
+    now: Instant,
 }
 
 fn is_noop(op: &OperationSeq) -> bool {
@@ -216,6 +219,7 @@ impl DocSync {
     /// a hub document at `rev` with text `hub_text`. If they differ, the
     /// editor is brought to the hub's text.
     pub fn new(
+        now: Instant,
         editor_text: Rope,
         version: i32,
         encoding: Encoding,
@@ -237,8 +241,9 @@ impl DocSync {
             local_cursor: None,
             server: Rope::from_str(hub_text),
             applied_is_honest: true,
+            now,
         };
-        doc.resync(rev, hub_text, out);
+        doc.resync(now, rev, hub_text, out);
         doc
     }
 
@@ -275,7 +280,8 @@ impl DocSync {
 
     /// Adopts the hub's text `hub_text` at `rev` as authoritative (a fresh
     /// join or a snapshot after an error); unacknowledged local ops are lost.
-    pub fn resync(&mut self, rev: u64, hub_text: &str, out: &mut Vec<Effect>) {
+    pub fn resync(&mut self, now: Instant, rev: u64, hub_text: &str, out: &mut Vec<Effect>) {
+        self.now = now;
         self.ot = OtClient::new(rev);
         self.server = Rope::from_str(hub_text);
         let base = match &self.inflight {
@@ -290,10 +296,12 @@ impl DocSync {
     /// The editor reported `changes` (applied in order), ending at `version`.
     pub fn editor_changed(
         &mut self,
+        now: Instant,
         version: i32,
         changes: &[Change],
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
+        self.now = now;
         if let Some(held) = &mut self.held {
             held.later.push((version, changes.to_vec()));
             return Ok(());
@@ -319,7 +327,7 @@ impl DocSync {
                 op,
                 extra: echo.extra,
                 repair: echo.repair,
-                since: Instant::now(),
+                since: self.now,
                 later: vec![(version, changes[idx + 1..].to_vec())],
             });
             return Ok(());
@@ -335,10 +343,12 @@ impl DocSync {
     /// already matched by content.
     pub fn edit_answered(
         &mut self,
+        now: Instant,
         id: u64,
         applied: Option<bool>,
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
+        self.now = now;
         let Some(inflight) = self.inflight.as_mut().filter(|f| f.ids.contains(&id)) else {
             return Ok(());
         };
@@ -383,7 +393,7 @@ impl DocSync {
             )?;
         }
         for (version, changes) in held.later {
-            self.editor_changed(version, &changes, out)?;
+            self.editor_changed(self.now, version, &changes, out)?;
         }
         self.dispatch(out);
         Ok(())
@@ -519,10 +529,12 @@ impl DocSync {
     /// The hub ordered another participant's op as revision `rev`.
     pub fn remote(
         &mut self,
+        now: Instant,
         rev: u64,
         op: &OperationSeq,
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
+        self.now = now;
         if rev != self.ot.rev + 1 {
             return Err(SyncError::RevisionGap {
                 expected: self.ot.rev + 1,
@@ -563,14 +575,15 @@ impl DocSync {
     /// the checksum of the hub's text as this proxy holds it. If the
     /// editor's text has drifted from it, the editor is brought back first
     /// and `Drifted` says so.
-    pub fn audit(&mut self, out: &mut Vec<Effect>) -> Audit {
+    pub fn audit(&mut self, now: Instant, out: &mut Vec<Effect>) -> Audit {
+        self.now = now;
         if !self.is_synchronized() {
             return Audit::Busy;
         }
         let hash = checksum(&self.server);
         if self.mirror.len_chars() != self.server.len_chars() || self.mirror != self.server {
             let server = self.server.to_string();
-            self.resync(self.ot.rev, &server, out);
+            self.resync(now, self.ot.rev, &server, out);
             return Audit::Drifted {
                 rev: self.ot.rev,
                 hash,
@@ -607,11 +620,13 @@ impl DocSync {
     /// says so, or else the hub's text shows it exactly.
     pub fn reconnect(
         &mut self,
+        now: Instant,
         rev: u64,
         hub_text: &str,
         last_seq: Option<u64>,
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
+        self.now = now;
         let (outstanding, buffer) = match std::mem::take(&mut self.ot.state) {
             State::Synchronized => (None, None),
             State::AwaitingConfirm(o) => (Some(o), None),
@@ -652,6 +667,7 @@ impl DocSync {
     /// its echo must still match, and the editor refuses whichever copy
     /// comes second because the version moved.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) -> Result<(), SyncError> {
+        self.now = now;
         if let Some(held) = &self.held {
             // An editor that never answers: trust the content match.
             if now.duration_since(held.since) >= RESEND_AFTER {
@@ -788,7 +804,7 @@ impl DocSync {
             op,
             span: Some(span),
             expected,
-            sent_at: Instant::now(),
+            sent_at: self.now,
             applied: false,
             refusals: 0,
             unanswered: 1,
@@ -830,14 +846,18 @@ impl DocSync {
     /// never arrived, and goes again under the same number.
     pub fn catch_up(
         &mut self,
+        now: Instant,
         history: Vec<CaughtUp>,
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
+        self.now = now;
         let outstanding = self.outstanding_seq();
         for entry in history {
             match entry {
                 CaughtUp::Ours { rev } if rev > self.ot.rev => self.ack(rev, out)?,
-                CaughtUp::Theirs { rev, op } if rev > self.ot.rev => self.remote(rev, &op, out)?,
+                CaughtUp::Theirs { rev, op } if rev > self.ot.rev => {
+                    self.remote(now, rev, &op, out)?
+                }
                 _ => {}
             }
         }
@@ -903,6 +923,12 @@ mod tests {
 
     use super::*;
 
+    /// These tests never wait for a timer: one instant serves them all.
+    fn t0() -> Instant {
+        thread_local!(static T0: Instant = Instant::now());
+        T0.with(|t| *t)
+    }
+
     fn pos(column: u32) -> LinePos {
         LinePos { line: 0, column }
     }
@@ -919,7 +945,15 @@ mod tests {
     fn doc() -> DocSync {
         let mut out = Vec::new();
         let text = "hello world\n";
-        let sync = DocSync::new(Rope::from_str(text), 1, Encoding::Utf32, 0, text, &mut out);
+        let sync = DocSync::new(
+            t0(),
+            Rope::from_str(text),
+            1,
+            Encoding::Utf32,
+            0,
+            text,
+            &mut out,
+        );
         assert!(out.is_empty());
         sync
     }
@@ -967,19 +1001,21 @@ mod tests {
         let mut sync = doc();
         let mut out = Vec::new();
         // A collaborator's "X" at the start; the editor says it applied it.
-        sync.remote(1, &insert(0, "X", 12), &mut out).unwrap();
+        sync.remote(t0(), 1, &insert(0, "X", 12), &mut out).unwrap();
         let [(id, 1, ..)] = edits(&out)[..] else {
             panic!("{out:?}")
         };
-        sync.edit_answered(id, Some(true), &mut out).unwrap();
+        sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
         // The user's keystroke at the end reaches us first...
         out.clear();
-        sync.editor_changed(2, &typed(11, "!"), &mut out).unwrap();
+        sync.editor_changed(t0(), 2, &typed(11, "!"), &mut out)
+            .unwrap();
         assert_eq!(sent_text(&out), "!");
         assert!(edits(&out).is_empty(), "nothing re-sent: {out:?}");
         // ...then VS Code's late apply of "X" at its old range.
         out.clear();
-        sync.editor_changed(3, &typed(0, "X"), &mut out).unwrap();
+        sync.editor_changed(t0(), 3, &typed(0, "X"), &mut out)
+            .unwrap();
         assert_eq!(sent_text(&out), "", "X is not the user's: {out:?}");
         assert!(edits(&out).is_empty(), "nothing to repair: {out:?}");
         assert_eq!(sync.mirror().to_string(), "Xhello world!\n");
@@ -991,18 +1027,20 @@ mod tests {
         let mut sync = doc();
         let mut out = Vec::new();
         // "X" before "world"...
-        sync.remote(1, &insert(6, "X", 12), &mut out).unwrap();
+        sync.remote(t0(), 1, &insert(6, "X", 12), &mut out).unwrap();
         let [(id, ..)] = edits(&out)[..] else {
             panic!("{out:?}")
         };
-        sync.edit_answered(id, Some(true), &mut out).unwrap();
+        sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
         // ...the user types "__" at the start of the same line...
         out.clear();
-        sync.editor_changed(2, &typed(0, "__"), &mut out).unwrap();
+        sync.editor_changed(t0(), 2, &typed(0, "__"), &mut out)
+            .unwrap();
         assert_eq!(sent_text(&out), "__");
         // ...and VS Code applies "X" at its old column: inside "hello".
         out.clear();
-        sync.editor_changed(3, &typed(6, "X"), &mut out).unwrap();
+        sync.editor_changed(t0(), 3, &typed(6, "X"), &mut out)
+            .unwrap();
         assert_eq!(sync.mirror().to_string(), "__hellXo world\n");
         assert_eq!(sent_text(&out), "", "X is not the user's: {out:?}");
         // The proxy moves it, with edits of its own, to where it belongs.
@@ -1020,6 +1058,7 @@ mod tests {
             version += 1;
             out.clear();
             sync.editor_changed(
+                t0(),
                 version,
                 &[Change {
                     range: Some((from, to)),
@@ -1028,7 +1067,7 @@ mod tests {
                 &mut out,
             )
             .unwrap();
-            sync.edit_answered(id, Some(true), &mut out).unwrap();
+            sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
             assert_eq!(sent_text(&out), "");
             pending.extend(edits(&out));
         }
@@ -1041,17 +1080,18 @@ mod tests {
     fn a_refusal_after_the_user_typed_resends_at_once_on_the_new_version() {
         let mut sync = doc();
         let mut out = Vec::new();
-        sync.remote(1, &insert(0, "X", 12), &mut out).unwrap();
+        sync.remote(t0(), 1, &insert(0, "X", 12), &mut out).unwrap();
         let [(id, 1, ..)] = edits(&out)[..] else {
             panic!("{out:?}")
         };
         out.clear();
         // Typed before the edit arrived: honest editors refuse it, but the
         // proxy waits for them to say so.
-        sync.editor_changed(2, &typed(11, "!"), &mut out).unwrap();
+        sync.editor_changed(t0(), 2, &typed(11, "!"), &mut out)
+            .unwrap();
         assert!(edits(&out).is_empty(), "{out:?}");
         out.clear();
-        sync.edit_answered(id, Some(false), &mut out).unwrap();
+        sync.edit_answered(t0(), id, Some(false), &mut out).unwrap();
         let [(_, 2, from, to, ref text)] = edits(&out)[..] else {
             panic!("{out:?}")
         };
@@ -1078,6 +1118,7 @@ mod tests {
             // changedtick: the first change jumps past the load's ticks.
             self.version = self.version.max(2) + 1;
             sync.editor_changed(
+                t0(),
                 self.version,
                 &[Change {
                     range: Some((at, at)),
@@ -1102,6 +1143,7 @@ mod tests {
                 self.buffer.insert(a, &text);
                 self.version += 1;
                 sync.editor_changed(
+                    t0(),
                     self.version,
                     &[Change {
                         range: Some((from, to)),
@@ -1111,7 +1153,7 @@ mod tests {
                 )
                 .unwrap();
             }
-            sync.edit_answered(id, Some(true), &mut out).unwrap();
+            sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
             out
         }
     }
@@ -1125,13 +1167,22 @@ mod tests {
     fn neovim_skips_an_edit_that_waited_behind_the_first_keystroke() {
         let text = "def main():\n    print('hi')\n";
         let mut out = Vec::new();
-        let mut sync = DocSync::new(Rope::from_str(text), 0, Encoding::Utf32, 0, text, &mut out);
+        let mut sync = DocSync::new(
+            t0(),
+            Rope::from_str(text),
+            0,
+            Encoding::Utf32,
+            0,
+            text,
+            &mut out,
+        );
         sync.set_applied_is_honest(false);
         let mut nvim = Neovim {
             buffer: Rope::from_str(text),
             version: 0,
         };
-        sync.remote(1, &insert(24, "Ѐ", 28), &mut out).unwrap();
+        sync.remote(t0(), 1, &insert(24, "Ѐ", 28), &mut out)
+            .unwrap();
         let first = edits(&out);
         assert_eq!(first.len(), 1, "{out:?}");
         assert!(
@@ -1142,7 +1193,7 @@ mod tests {
         // Another collaborator's edit, before it in the text, waits behind
         // it; the keystroke reaches Neovim before either.
         out.clear();
-        sync.remote(2, &insert(1, "Ā", 29), &mut out).unwrap();
+        sync.remote(t0(), 2, &insert(1, "Ā", 29), &mut out).unwrap();
         assert!(edits(&out).is_empty(), "one edit in flight at a time");
         nvim.types(&mut sync, (0, 6), "一", &mut out);
         let mut waiting = first;
@@ -1163,15 +1214,16 @@ mod tests {
         let mut sync = doc();
         sync.set_applied_is_honest(false);
         let mut out = Vec::new();
-        sync.remote(1, &insert(0, "X", 12), &mut out).unwrap();
+        sync.remote(t0(), 1, &insert(0, "X", 12), &mut out).unwrap();
         let [(id, ..)] = edits(&out)[..] else {
             panic!("{out:?}")
         };
         // It skipped the edit and still says yes: its word counts for
         // nothing, the edit goes out again on the new version.
-        sync.edit_answered(id, Some(true), &mut out).unwrap();
+        sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
         out.clear();
-        sync.editor_changed(2, &typed(11, "!"), &mut out).unwrap();
+        sync.editor_changed(t0(), 2, &typed(11, "!"), &mut out)
+            .unwrap();
         let [(_, 2, from, _, ref text)] = edits(&out)[..] else {
             panic!("{out:?}")
         };

@@ -97,10 +97,14 @@ struct World {
     editors: Vec<Editor>,
     proxies: Vec<Proxy>,
     hub: Hub,
+    /// The simulation's clock: it stands still except in [`World::tick`],
+    /// so a seed replays exactly, however fast the machine.
+    now: Instant,
 }
 
 impl World {
     fn new(seed: u64, kinds: &[Kind], initial: &str) -> World {
+        let now = Instant::now();
         let mut editors = Vec::new();
         let mut proxies = Vec::new();
         for (i, &kind) in kinds.iter().enumerate() {
@@ -109,6 +113,7 @@ impl World {
             // (`util.buf_versions`), and then jumps to its changedtick.
             let first_version = if kind == Kind::Neovim { 0 } else { 1 };
             let sync = DocSync::new(
+                now,
                 Rope::from_str(initial),
                 first_version,
                 kind.encoding(),
@@ -148,6 +153,7 @@ impl World {
                 history: Vec::new(),
                 inbox: VecDeque::new(),
             },
+            now,
         }
     }
 
@@ -404,11 +410,11 @@ impl World {
         match msg {
             ToProxy::Changed { version, changes } => self.proxies[i]
                 .sync
-                .editor_changed(version, &changes, &mut out)
+                .editor_changed(self.now, version, &changes, &mut out)
                 .unwrap(),
             ToProxy::Answer { id, applied } => self.proxies[i]
                 .sync
-                .edit_answered(id, Some(applied), &mut out)
+                .edit_answered(self.now, id, Some(applied), &mut out)
                 .unwrap(),
         }
         self.run_effects(i, out);
@@ -421,7 +427,10 @@ impl World {
         let mut out = Vec::new();
         match msg {
             FromHub::Ack(rev) => self.proxies[i].sync.ack(rev, &mut out).unwrap(),
-            FromHub::Remote(rev, op) => self.proxies[i].sync.remote(rev, &op, &mut out).unwrap(),
+            FromHub::Remote(rev, op) => self.proxies[i]
+                .sync
+                .remote(self.now, rev, &op, &mut out)
+                .unwrap(),
         }
         self.run_effects(i, out);
     }
@@ -470,7 +479,8 @@ impl World {
             let rev = self.hub.history.len() as u64;
             let text = self.hub.text.to_string();
             let mut out = Vec::new();
-            sync.reconnect(rev, &text, last_seq, &mut out).unwrap();
+            sync.reconnect(self.now, rev, &text, last_seq, &mut out)
+                .unwrap();
             self.run_effects(i, out);
             return;
         }
@@ -491,7 +501,7 @@ impl World {
             })
             .collect();
         let mut out = Vec::new();
-        sync.catch_up(history, &mut out).unwrap();
+        sync.catch_up(self.now, history, &mut out).unwrap();
         self.run_effects(i, out);
     }
 
@@ -504,7 +514,7 @@ impl World {
         let silent = self.proxies[i].from_editor.is_empty();
         let elapsed = if silent { 5_000 } else { 300 };
         self.trace.push(format!("p{i} tick (+{elapsed} ms)"));
-        let later = Instant::now() + Duration::from_millis(elapsed);
+        let later = self.now + Duration::from_millis(elapsed);
         self.proxies[i].sync.tick(later, &mut out).unwrap();
         self.run_effects(i, out);
     }
@@ -600,7 +610,7 @@ impl World {
         let hub_rev = self.hub.history.len() as u64;
         for proxy in &mut self.proxies {
             let mut out = Vec::new();
-            let audit = proxy.sync.audit(&mut out);
+            let audit = proxy.sync.audit(self.now, &mut out);
             assert_eq!(
                 audit,
                 crate::sync::Audit::Clean {
