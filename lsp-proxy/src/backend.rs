@@ -22,7 +22,9 @@ use tower_lsp_server::ls_types::{
 use tower_lsp_server::LanguageServer;
 
 use crate::core::Event;
-use crate::lsp_ext::{self, DocumentStateParams, LocalCursorParams, RunArguments};
+use crate::lsp_ext::{
+    self, DocumentStateParams, DocumentStateResult, LocalCursorParams, RunArguments,
+};
 use crate::sync::Change;
 use crate::Settings;
 
@@ -52,9 +54,11 @@ impl Backend {
     }
 
     /// `chorus/documentState`: the proxy's view of one document, for tests
-    /// and health checks. The answer is `lsp_ext::DocumentState`'s result,
-    /// still built as JSON by the core loop.
-    pub async fn document_state(&self, params: DocumentStateParams) -> Result<serde_json::Value> {
+    /// and health checks; `None` for a document that is not shared.
+    pub async fn document_state(
+        &self,
+        params: DocumentStateParams,
+    ) -> Result<Option<DocumentStateResult>> {
         let (reply, answer) = oneshot::channel();
         self.send(Event::DocumentState {
             uri: params.uri,

@@ -11,11 +11,13 @@
 //! otherwise, since the user is waiting for something to happen.
 
 use chorus_protocol::wire::ClientMsg;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tower_lsp_server::ls_types::Uri;
 
 use crate::documents::Documents;
 use crate::hub_link::Link;
+use crate::lsp_ext::{self, FollowArguments, Following, Requested, RunArguments, RunOptions};
 use crate::presence::Presence;
 
 /// What the commands remember between calls.
@@ -50,23 +52,19 @@ impl Commands {
             return Err("Chorus: not connected to the hub".into());
         }
         match command {
-            "chorus.run" => self.run(arguments, link, docs),
-            "chorus.follow" => {
-                let follow = match arguments.first() {
-                    None => None,
-                    Some(value) => Some(
-                        value
-                            .as_str()
-                            .ok_or("chorus.follow takes a participant's name")?
-                            .to_owned(),
-                    ),
-                };
-                presence.follow(follow);
-                Ok(json!({"following": presence.following()}))
+            lsp_ext::RUN => answer(&self.run(arguments, link, docs)?),
+            lsp_ext::FOLLOW => {
+                let FollowArguments { name } = FollowArguments::from_arguments(arguments)?;
+                presence.follow(name);
+                answer(&Following {
+                    following: presence.following().map(str::to_owned),
+                })
             }
-            "chorus.stop" => {
+            lsp_ext::STOP => {
                 link.send(&ClientMsg::Stop {});
-                Ok(json!({"requested": "stop"}))
+                answer(&Requested {
+                    requested: "stop".to_owned(),
+                })
             }
             other => Err(format!(
                 "unknown command {other:?}; Chorus offers chorus.run, chorus.stop and chorus.follow"
@@ -74,42 +72,31 @@ impl Commands {
         }
     }
 
-    fn run(&self, arguments: &[Value], link: &Link, docs: &Documents) -> Result<Value, String> {
-        let uri = match arguments.first() {
-            Some(value) => {
-                let text = value
-                    .as_str()
-                    .ok_or("chorus.run takes a document URI string")?;
-                text.parse::<Uri>()
-                    .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?
-            }
-            None => self
-                .last_active
-                .clone()
-                .ok_or("chorus.run: no document to run; open one or pass its URI")?,
+    fn run(&self, arguments: &[Value], link: &Link, docs: &Documents) -> Result<Requested, String> {
+        let (uri, options) = match RunArguments::from_arguments(arguments)? {
+            Some(RunArguments { uri, options }) => (uri, options.unwrap_or_default()),
+            None => (
+                self.last_active
+                    .clone()
+                    .ok_or("chorus.run: no document to run; open one or pass its URI")?,
+                RunOptions::default(),
+            ),
         };
         let doc = docs
             .path_of(&uri)
             .ok_or_else(|| format!("chorus.run: {} is not shared in this session", uri.as_str()))?;
-        // Optional second argument: {"stdin": "...", "args": [...], "language": "..."}.
-        let options = arguments.get(1);
-        let text_field = |key: &str| {
-            options
-                .and_then(|o| o.get(key))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let args = match options.and_then(|o| o.get("args")) {
-            None => Vec::new(),
-            Some(list) => serde_json::from_value::<Vec<String>>(list.clone())
-                .map_err(|_| "chorus.run: \"args\" must be a list of strings".to_owned())?,
-        };
         link.send(&ClientMsg::Run {
             doc: doc.clone(),
-            language: text_field("language"),
-            stdin: text_field("stdin"),
-            args,
+            language: options.language,
+            stdin: options.stdin,
+            args: options.args.unwrap_or_default(),
         });
-        Ok(json!({"requested": doc}))
+        Ok(Requested { requested: doc })
     }
+}
+
+/// A command's answer as the JSON `workspace/executeCommand` carries.
+fn answer<T: Serialize>(result: &T) -> Result<Value, String> {
+    // Cannot fail: the answers are structs of strings.
+    serde_json::to_value(result).map_err(|err| format!("Chorus: cannot encode the answer: {err}"))
 }

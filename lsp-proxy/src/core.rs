@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::commands::Commands;
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
+use crate::lsp_ext::DocumentStateResult;
 use crate::notifier::Notifier;
 use crate::presence::Presence;
 use crate::runs::Runs;
@@ -83,7 +84,7 @@ pub enum Event {
     /// `chorus/documentState`: the proxy's view of a document.
     DocumentState {
         uri: Uri,
-        reply: oneshot::Sender<serde_json::Value>,
+        reply: oneshot::Sender<Option<DocumentStateResult>>,
     },
     /// The editor's answer to an `applyEdit` we sent.
     EditDone {

@@ -23,7 +23,6 @@ use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::{Encoding, LinePos};
 use chorus_protocol::wire::{ClientMsg, LoggedOp, DEFAULT_MAX_MESSAGE_BYTES};
 use ropey::Rope;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::{
     ApplyWorkspaceEditParams, DocumentChanges, MessageType, OneOf,
@@ -35,6 +34,7 @@ use tracing::{debug, error};
 
 use crate::core::Event;
 use crate::hub_link::Link;
+use crate::lsp_ext::DocumentStateResult;
 use crate::notifier::Notifier;
 use crate::sync::{apply_changes, Audit, CaughtUp, Change, DocSync, Effect, SyncError};
 
@@ -237,25 +237,25 @@ impl Documents {
     }
 
     /// The proxy's view of a document for `chorus/documentState`.
-    pub(crate) fn describe(&self, uri: &Uri) -> serde_json::Value {
+    pub(crate) fn describe(&self, uri: &Uri) -> Option<DocumentStateResult> {
         let state = self
             .path_of(uri)
             .and_then(|path| self.docs.get(&path))
             .map(|doc| &doc.state);
         match state {
-            Some(DocState::Live(sync) | DocState::Rejoining(sync)) => json!({
-                "text": sync.mirror().to_string(),
-                "rev": sync.rev(),
-                "synchronized": sync.is_synchronized(),
-                "joined": true,
+            Some(DocState::Live(sync) | DocState::Rejoining(sync)) => Some(DocumentStateResult {
+                text: sync.mirror().to_string(),
+                rev: sync.rev(),
+                synchronized: sync.is_synchronized(),
+                joined: true,
             }),
-            Some(DocState::Joining(Joining { text, .. })) => json!({
-                "text": text.to_string(),
-                "rev": 0,
-                "synchronized": false,
-                "joined": false,
+            Some(DocState::Joining(Joining { text, .. })) => Some(DocumentStateResult {
+                text: text.to_string(),
+                rev: 0,
+                synchronized: false,
+                joined: false,
             }),
-            None => serde_json::Value::Null,
+            None => None,
         }
     }
 

@@ -17,7 +17,6 @@ use chorus_protocol::wire::{ClientMsg, ErrorCode, Role, ServerMsg};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -28,7 +27,8 @@ use tower_lsp_server::ls_types::MessageType;
 use tracing::{debug, error, info, warn};
 
 use crate::core::{Event, HubEvent};
-use crate::notifier::{Custom, Notifier};
+use crate::lsp_ext::{self, ConnectionParams, ConnectionState};
+use crate::notifier::Notifier;
 
 /// How often, at most, the user hears that an edit was undone for being
 /// read-only.
@@ -120,10 +120,14 @@ impl Link {
             );
         }
         self.role = role;
-        self.notifier.custom(
-            Custom::Connection,
-            json!({"state": "online", "session": session, "role": role, "clientId": client_id}),
-        );
+        self.notifier
+            .notify::<lsp_ext::Connection>(ConnectionParams {
+                state: ConnectionState::Online,
+                session: session.to_owned(),
+                role: Some(role),
+                client_id: Some(client_id),
+                reason: None,
+            });
         if self.told_offline {
             self.told_offline = false;
             self.notifier.tell_user(
@@ -137,10 +141,14 @@ impl Link {
     pub(crate) fn disconnected(&mut self, reason: &str) {
         let was_connected = std::mem::replace(&mut self.connected, false);
         if was_connected {
-            self.notifier.custom(
-                Custom::Connection,
-                json!({"state": "offline", "session": self.session, "reason": reason}),
-            );
+            self.notifier
+                .notify::<lsp_ext::Connection>(ConnectionParams {
+                    state: ConnectionState::Offline,
+                    session: self.session.clone(),
+                    role: None,
+                    client_id: None,
+                    reason: Some(reason.to_owned()),
+                });
         }
         if was_connected || !self.told_offline {
             self.told_offline = true;
@@ -173,10 +181,14 @@ impl Link {
                     .tell_user(MessageType::WARNING, format!("Chorus: {message}"));
             }
         } else if code.is_fatal_for_join() {
-            self.notifier.custom(
-                Custom::Connection,
-                json!({"state": "refused", "session": self.session, "reason": message}),
-            );
+            self.notifier
+                .notify::<lsp_ext::Connection>(ConnectionParams {
+                    state: ConnectionState::Refused,
+                    session: self.session.clone(),
+                    role: None,
+                    client_id: None,
+                    reason: Some(message.to_owned()),
+                });
             self.notifier.tell_user(
                 MessageType::ERROR,
                 format!("Chorus hub: {message}. Not retrying; fix the settings and restart the Chorus client."),

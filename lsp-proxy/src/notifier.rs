@@ -3,11 +3,9 @@
 //! and a run's `$/progress` end must come before its final `showMessage`.
 //! (Spawning a task per message, the obvious thing, reorders them.)
 
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::notification::{Notification, Progress};
 use tower_lsp_server::ls_types::{
@@ -17,33 +15,9 @@ use tower_lsp_server::ls_types::{
 use tower_lsp_server::Client;
 use tracing::info;
 
-use crate::lsp_ext;
-
 /// How long the editor gets to accept a progress token before the
 /// notifier moves on (its begin/end are then sent anyway, and ignored).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A Chorus notification whose params were built as JSON: what
-/// [`Notifier::custom`] sends, under the method of the typed `N`.
-struct Untyped<N>(PhantomData<N>);
-
-impl<N: Notification> Notification for Untyped<N> {
-    type Params = Value;
-    const METHOD: &'static str = N::METHOD;
-}
-
-/// The Chorus extensions to LSP that plugins read, for callers that still
-/// build their params as JSON (`core.rs`, until it moves to
-/// [`Notifier::notify`] with the [`lsp_ext`] params types).
-#[derive(Clone, Copy, Debug)]
-pub enum Custom {
-    Presence,
-    Connection,
-    Cursor,
-    RunStarted,
-    RunOutput,
-    RunFinished,
-}
 
 /// Sends one notification of any type; boxed so that one queue carries
 /// them all, in order.
@@ -104,7 +78,7 @@ impl Notifier {
         self.send(Note::Show(typ, message));
     }
 
-    /// Sends a notification such as those in [`lsp_ext`].
+    /// Sends a notification such as those in [`crate::lsp_ext`].
     pub fn notify<N>(&self, params: N::Params)
     where
         N: Notification + 'static,
@@ -121,18 +95,6 @@ impl Notifier {
         let message = message.into();
         info!(%message, "telling the user");
         self.show(typ, message);
-    }
-
-    /// [`Notifier::notify`] with params built as JSON; see [`Custom`].
-    pub fn custom(&self, kind: Custom, params: Value) {
-        match kind {
-            Custom::Presence => self.notify::<Untyped<lsp_ext::Presence>>(params),
-            Custom::Connection => self.notify::<Untyped<lsp_ext::Connection>>(params),
-            Custom::Cursor => self.notify::<Untyped<lsp_ext::RemoteCursor>>(params),
-            Custom::RunStarted => self.notify::<Untyped<lsp_ext::RunStarted>>(params),
-            Custom::RunOutput => self.notify::<Untyped<lsp_ext::RunOutput>>(params),
-            Custom::RunFinished => self.notify::<Untyped<lsp_ext::RunFinished>>(params),
-        }
     }
 
     pub fn diagnostics(&self, uri: Uri, diagnostics: Vec<Diagnostic>) {

@@ -20,14 +20,14 @@ use std::collections::{BTreeMap, HashMap};
 use chorus_protocol::text::{to_char, to_pos, Encoding, LinePos};
 use chorus_protocol::wire::{ClientMsg, Participant, Selection};
 use ropey::Rope;
-use serde_json::json;
 use tower_lsp_server::ls_types::{
     Diagnostic, DiagnosticSeverity, MessageType, Position, Range, ShowDocumentParams, Uri,
 };
 
 use crate::documents::{lsp_pos, Documents};
 use crate::hub_link::Link;
-use crate::notifier::{Custom, Notifier};
+use crate::lsp_ext::{self, PresenceParams, RemoteCursorParams, SelectionParam};
+use crate::notifier::Notifier;
 
 /// Selections relayed per message, at most.
 const MAX_SELECTIONS: usize = 64;
@@ -76,14 +76,20 @@ impl Presence {
         // Plugins learn who was already here the same way as later
         // arrivals.
         for participant in &participants {
-            self.presence(json!({"event": "joined", "participant": participant}));
+            self.notifier
+                .notify::<lsp_ext::Presence>(PresenceParams::Joined {
+                    participant: participant.clone(),
+                });
         }
         self.participants = participants.into_iter().map(|p| (p.client_id, p)).collect();
     }
 
     pub(crate) fn joined(&mut self, participant: Participant, session: &str) {
         self.log(format!("Chorus: {} joined {}", participant.name, session));
-        self.presence(json!({"event": "joined", "participant": participant}));
+        self.notifier
+            .notify::<lsp_ext::Presence>(PresenceParams::Joined {
+                participant: participant.clone(),
+            });
         self.participants.insert(participant.client_id, participant);
     }
 
@@ -92,7 +98,8 @@ impl Presence {
         self.participants.remove(&client_id);
         let changed = self.board.remove(client_id);
         self.publish_cursors(&changed, docs);
-        self.presence(json!({"event": "left", "clientId": client_id, "name": name}));
+        self.notifier
+            .notify::<lsp_ext::Presence>(PresenceParams::Left { client_id, name });
     }
 
     /// Relays the user's selections in `uri`, from a plugin.
@@ -174,11 +181,20 @@ impl Presence {
             }
         }
         if self.extensions {
-            let selections: Vec<_> = selections
+            let selections = selections
                 .iter()
-                .map(|s| json!({"anchor": position(s.anchor), "head": position(s.head)}))
+                .map(|s| SelectionParam {
+                    anchor: position(s.anchor),
+                    head: position(s.head),
+                })
                 .collect();
-            self.cursor(json!({"clientId": client_id, "name": name, "uri": uri.as_str(), "selections": selections}));
+            self.notifier
+                .notify::<lsp_ext::RemoteCursor>(RemoteCursorParams {
+                    client_id,
+                    name,
+                    uri: uri.clone(),
+                    selections,
+                });
         } else {
             let changed = self.board.update(client_id, &name, doc, selections);
             self.publish_cursors(&changed, docs);
@@ -198,14 +214,6 @@ impl Presence {
 
     fn log(&self, message: String) {
         self.notifier.log(MessageType::INFO, message);
-    }
-
-    fn presence(&self, params: serde_json::Value) {
-        self.notifier.custom(Custom::Presence, params);
-    }
-
-    fn cursor(&self, params: serde_json::Value) {
-        self.notifier.custom(Custom::Cursor, params);
     }
 }
 
