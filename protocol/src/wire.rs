@@ -58,13 +58,23 @@ pub struct Participant {
 /// file that is not synced (the publisher does not send what the hub
 /// would not keep).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum PutContent {
-    Text { text: String },
+    Text {
+        text: String,
+    },
     /// Not valid UTF-8, or holds NUL bytes.
-    Binary { size: u64 },
+    Binary {
+        size: u64,
+    },
     /// Over the hub's per-file cap ([`WorkspaceLimits::max_file_bytes`]).
-    TooLarge { size: u64 },
+    TooLarge {
+        size: u64,
+    },
 }
 
 /// Why a file in the session's tree is listed but its content not synced.
@@ -193,15 +203,17 @@ pub enum ClientMsg {
     /// document seeded with `text` unless the session has one at `path`
     /// already (whose text then stays: it may be live); the sender is not
     /// subscribed to it. Answered with `stored`.
-    Put { path: String, content: PutContent },
+    Put {
+        path: String,
+        content: PutContent,
+    },
     /// Ask for the session's whole tree; answered with `files`.
     Files {},
 }
 
 impl ClientMsg {
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put",
-        "files",
+        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put", "files",
     ];
 }
 
@@ -322,8 +334,12 @@ pub enum ServerMsg {
         run_id: u64,
         result: RunResult,
     },
-    /// The answer to `put`: `created` when the file is new to the session,
-    /// `notSynced` when it is only listed (and why).
+    /// The answer to `put`: `created` when the put changed the session's
+    /// tree (a new file, or a file only listed until now, replaced: e.g. it
+    /// became text); false when a document was at `path` already (its text
+    /// stays) or the same listing was. `notSynced` when the file is only
+    /// listed (and why); a put refused (`bad_path`, `read_only`,
+    /// `too_many_files`) is answered with `error{doc: path}` instead.
     Stored {
         path: String,
         created: bool,
@@ -331,10 +347,15 @@ pub enum ServerMsg {
         not_synced: Option<NotSynced>,
     },
     /// Another participant added a file to the session's tree (by `put`,
-    /// or by opening a new document).
-    FileAdded { entry: FileEntry },
+    /// or by opening a new document), or replaced a listed one at the same
+    /// path: sent whenever `stored` says `created`.
+    FileAdded {
+        entry: FileEntry,
+    },
     /// The answer to `files`: every file of the session, sorted by path.
-    Files { entries: Vec<FileEntry> },
+    Files {
+        entries: Vec<FileEntry>,
+    },
     Error {
         code: ErrorCode,
         message: String,
