@@ -322,6 +322,8 @@ impl Core {
                 .presence
                 .receive_cursor(client_id, name, &doc, selections, &self.docs),
             ServerMsg::Pong { .. } => {}
+            // The session's tree is for `chorus share`; editors open by path.
+            ServerMsg::Stored { .. } | ServerMsg::FileAdded { .. } | ServerMsg::Files { .. } => {}
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
             } => self.runs.started(run_id, &name, &doc),

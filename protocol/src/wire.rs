@@ -9,7 +9,16 @@
 //!    │ op{doc, rev, op}                ──►   │  rev = last revision the proxy saw
 //!    │ ◄── ack{doc, rev}                     │  rev = revision the op became
 //!    │ ◄── remote{doc, rev, op, clientId}    │  everyone else's ops, in order
+//!    │ put{path, content}              ──►   │  publish one workspace file
+//!    │ ◄── stored{path, created, ...}        │  (others get fileAdded)
+//!    │ files{}                         ──►   │
+//!    │ ◄── files{entries}                    │  the session's whole tree
 //! ```
+//!
+//! A session's workspace is a tree of files: each is a document (text,
+//! synced with OT, opened by path like any other) or an entry listed but
+//! not synced, with the reason (binary, too large, session full). Files
+//! arrive by `put` (`chorus share`) or by an editor's `open` of a new path.
 //!
 //! Every frame is an object with a `type`; field names are camelCase. The
 //! hub answers anything it cannot accept with `error{code, message}` and
@@ -43,6 +52,66 @@ pub struct Participant {
     /// Which editor the participant uses, as its proxy reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub editor: Option<String>,
+}
+
+/// What `put` publishes: a text file's content, or only the size of a
+/// file that is not synced (the publisher does not send what the hub
+/// would not keep).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum PutContent {
+    Text {
+        text: String,
+    },
+    /// Not valid UTF-8, or holds NUL bytes.
+    Binary {
+        size: u64,
+    },
+    /// Over the hub's per-file cap ([`WorkspaceLimits::max_file_bytes`]).
+    TooLarge {
+        size: u64,
+    },
+}
+
+/// Why a file in the session's tree is listed but its content not synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NotSynced {
+    Binary,
+    TooLarge,
+    /// The session's total size cap was reached.
+    SessionFull,
+}
+
+/// One file of the session's tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    pub path: String,
+    /// In bytes (UTF-8 for a document, its text now).
+    pub size: u64,
+    /// `None`: a document, synced like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_synced: Option<NotSynced>,
+}
+
+/// The hub's caps on a session's tree, announced in `welcome` so that a
+/// publisher lists what would not be kept instead of sending it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceLimits {
+    /// Largest text file synced; larger ones are listed `tooLarge`.
+    pub max_file_bytes: u64,
+    /// Total text synced per session; past it files are listed
+    /// `sessionFull`.
+    pub max_session_bytes: u64,
+    /// Files (synced or listed) per session; past it `put` and new
+    /// documents are refused with `too_many_files`.
+    pub max_files: u64,
 }
 
 /// An op as the hub logged it: the revision it made and who sent it.
@@ -130,11 +199,21 @@ pub enum ClientMsg {
         rev: u64,
         hash: String,
     },
+    /// Publish one file of the sender's workspace. A text file becomes a
+    /// document seeded with `text` unless the session has one at `path`
+    /// already (whose text then stays: it may be live); the sender is not
+    /// subscribed to it. Answered with `stored`.
+    Put {
+        path: String,
+        content: PutContent,
+    },
+    /// Ask for the session's whole tree; answered with `files`.
+    Files {},
 }
 
 impl ClientMsg {
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum",
+        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put", "files",
     ];
 }
 
@@ -190,6 +269,9 @@ pub enum ServerMsg {
         /// What the token allows; older hubs send none, meaning `editor`.
         #[serde(default)]
         role: Role,
+        /// The caps on the session's tree; older hubs send none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<WorkspaceLimits>,
     },
     Opened {
         doc: String,
@@ -252,6 +334,28 @@ pub enum ServerMsg {
         run_id: u64,
         result: RunResult,
     },
+    /// The answer to `put`: `created` when the put changed the session's
+    /// tree (a new file, or a file only listed until now, replaced: e.g. it
+    /// became text); false when a document was at `path` already (its text
+    /// stays) or the same listing was. `notSynced` when the file is only
+    /// listed (and why); a put refused (`bad_path`, `read_only`,
+    /// `too_many_files`) is answered with `error{doc: path}` instead.
+    Stored {
+        path: String,
+        created: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_synced: Option<NotSynced>,
+    },
+    /// Another participant added a file to the session's tree (by `put`,
+    /// or by opening a new document), or replaced a listed one at the same
+    /// path: sent whenever `stored` says `created`.
+    FileAdded {
+        entry: FileEntry,
+    },
+    /// The answer to `files`: every file of the session, sorted by path.
+    Files {
+        entries: Vec<FileEntry>,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -306,6 +410,8 @@ pub enum ErrorCode {
     ReadOnly,
     /// The hub cannot reach its storage; try again later.
     Unavailable,
+    /// The session holds [`WorkspaceLimits::max_files`] files already.
+    TooManyFiles,
 }
 
 impl ErrorCode {
