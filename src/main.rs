@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chorus_hub::access::Access;
-use chorus_hub::admin;
 use chorus_hub::storage::{Database, Store};
+use chorus_hub::{admin, templates};
 use chorus_sandbox::limits;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -118,6 +118,10 @@ enum SessionCommand {
     Create {
         /// Session name (letters, digits, `-`, `_`, `.`); random if omitted.
         id: Option<String>,
+        /// Seed the new session with a runnable starter project: python,
+        /// rust, node or c.
+        #[arg(long, value_name = "NAME", value_parser = template_name)]
+        template: Option<&'static templates::Template>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -358,15 +362,42 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
+fn template_name(name: &str) -> Result<&'static templates::Template, String> {
+    templates::find(name).ok_or_else(|| {
+        format!(
+            "no template {name:?}; there are {}",
+            templates::names().join(", ")
+        )
+    })
+}
+
 async fn session_command(command: SessionCommand) -> anyhow::Result<()> {
     match command {
-        SessionCommand::Create { id, store } => {
+        SessionCommand::Create {
+            id,
+            template,
+            store,
+        } => {
             let id = admin::session_id(id)?;
             let (database, store) = store.open().await?;
             let created = admin::create(&store, &id).await?;
             // stdout is for scripts; what a person reads goes to stderr.
             print!("{}", created.for_scripts());
             eprintln!("{}", created.notice(&database));
+            if let Some(template) = template {
+                let files: Vec<(String, String)> = template
+                    .files
+                    .iter()
+                    .map(|(path, text)| ((*path).to_owned(), (*text).to_owned()))
+                    .collect();
+                admin::seed(&store, &id, &files).await?;
+                eprintln!(
+                    "Seeded it with the {} starter ({} files); run {} with chorus.run.",
+                    template.name,
+                    files.len(),
+                    template.main
+                );
+            }
         }
         SessionCommand::List { store } => {
             let (_, store) = store.open().await?;

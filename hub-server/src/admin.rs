@@ -6,7 +6,7 @@
 //! [`session_table`]) is kept apart from the notices for a person, which
 //! the binary writes to stderr so that stdout stays parseable.
 
-use chorus_protocol::wire::validate_session_id;
+use chorus_protocol::wire::{validate_doc_path, validate_session_id};
 use rand::RngCore;
 
 use crate::access::{self, Tokens};
@@ -18,6 +18,12 @@ pub enum AdminError {
     BadName { id: String, message: String },
     #[error("there is no active session {0:?} (see `chorus session list`)")]
     NotActive(String),
+    #[error(
+        "session {0:?} has files already; a template or a folder seeds only a session without any"
+    )]
+    NotEmpty(String),
+    #[error("cannot seed {path:?}: {message}")]
+    BadPath { path: String, message: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -75,6 +81,32 @@ pub async fn create(store: &Store, id: &str) -> Result<Created, AdminError> {
         id: id.to_owned(),
         tokens,
     })
+}
+
+/// Seeds session `id`, which must have no files yet, with `files`
+/// (workspace-relative path, text) as its first documents; returns how
+/// many. A session some hub has loaded may not be seeded behind its back,
+/// and a new one has not been: hence only sessions without files.
+pub async fn seed(
+    store: &Store,
+    id: &str,
+    files: &[(String, String)],
+) -> Result<usize, AdminError> {
+    for (path, _) in files {
+        validate_doc_path(path).map_err(|message| AdminError::BadPath {
+            path: path.clone(),
+            message,
+        })?;
+    }
+    let has_files =
+        !store.load_session(id).await?.is_empty() || !store.load_listed(id).await?.is_empty();
+    if has_files {
+        return Err(AdminError::NotEmpty(id.to_owned()));
+    }
+    for (path, text) in files {
+        store.create_doc(id, path, text).await?;
+    }
+    Ok(files.len())
 }
 
 /// Said when `chorus session list` finds nothing.

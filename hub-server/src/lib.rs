@@ -13,6 +13,7 @@
 //! * [`access`] — join and read-only tokens;
 //! * [`admin`] — `chorus session create|list|revoke`: the work and the
 //!   text they show;
+//! * [`templates`] — the starter projects `session create --template` seeds;
 //! * [`tls`] — the certificate for `wss://`.
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
@@ -25,6 +26,7 @@ pub mod document;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod templates;
 pub mod tls;
 
 use std::sync::Arc;

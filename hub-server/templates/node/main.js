@@ -1,0 +1,5 @@
+// A starter for a Chorus session: run it with chorus.run on this file
+// (Chorus: Run in VS Code, :ChorusRun in Neovim, the code action in Helix).
+const { greet } = require("./greeting");
+
+console.log(greet("Chorus"));

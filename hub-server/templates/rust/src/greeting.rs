@@ -1,0 +1,4 @@
+/// What main.rs prints: edit it together and run again.
+pub fn greet(name: &str) -> String {
+    format!("Hello, {name}!")
+}
