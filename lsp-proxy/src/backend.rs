@@ -53,6 +53,20 @@ impl Backend {
         });
     }
 
+    /// What the transport guard says about a frame it could not pass on
+    /// as sent (see transport.rs).
+    pub async fn damaged(&self, params: crate::transport::Damaged) {
+        let uri = params
+            .uri
+            .as_deref()
+            .and_then(|uri| uri.parse::<tower_lsp_server::ls_types::Uri>().ok());
+        self.send(Event::Damaged {
+            uri,
+            method: params.method,
+            reason: params.reason,
+        });
+    }
+
     /// `chorus/documentState`: the proxy's view of one document, for tests
     /// and health checks; `None` for a document that is not shared.
     pub async fn document_state(

@@ -94,6 +94,13 @@ pub enum Event {
         applied: Option<bool>,
         reason: Option<String>,
     },
+    /// A frame from the editor arrived damaged (see transport.rs): about
+    /// `uri`, or about an unknown document.
+    Damaged {
+        uri: Option<Uri>,
+        method: Option<String>,
+        reason: String,
+    },
     /// From the hub link task.
     Hub(HubEvent),
 }
@@ -204,6 +211,27 @@ impl Core {
                 }
             }
             Event::Close { uri } => self.docs.close(&uri, &self.link),
+            Event::Damaged {
+                uri,
+                method,
+                reason,
+            } => {
+                let why = match &method {
+                    Some(method) => format!("its {method} could not be read: {reason}"),
+                    None => format!("a message from it could not be read: {reason}"),
+                };
+                if method.as_deref() == Some("textDocument/didOpen") {
+                    // Never passed on: the file may not be text at all.
+                    let name = uri.as_ref().map_or("a file", |uri| uri.as_str());
+                    self.notifier.tell_user(
+                        MessageType::WARNING,
+                        format!("Chorus: {name} is not valid UTF-8 text, so it is not shared."),
+                    );
+                    return;
+                }
+                // A change about no known document may be about any.
+                self.docs.heal(uri.as_ref(), &why, &self.link);
+            }
             Event::DocumentState { uri, reply } => {
                 let _ = reply.send(self.docs.describe(&uri));
             }

@@ -30,7 +30,7 @@ use tower_lsp_server::ls_types::{
     WorkspaceEdit,
 };
 use tower_lsp_server::Client;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::core::Event;
 use crate::hub_link::Link;
@@ -151,6 +151,9 @@ pub(crate) struct Documents {
     editor: Editor,
     /// For what the user is told about sharing a document.
     notifier: Notifier,
+    /// Editor texts replaced whole because they could not be trusted
+    /// (see [`DocSync::heal`]); the user hears of the first only.
+    heals: u64,
 }
 
 impl Documents {
@@ -168,6 +171,7 @@ impl Documents {
             last_audit: Instant::now(),
             editor: Editor { client, events },
             notifier,
+            heals: 0,
         }
     }
 
@@ -317,6 +321,7 @@ impl Documents {
             return false;
         };
         let mut effects = Vec::new();
+        let mut healed = false;
         let result = match &mut doc.state {
             DocState::Joining(joining) => {
                 // Not joined yet: keep the mirror current; the difference to
@@ -325,7 +330,12 @@ impl Documents {
                 apply_changes(&mut joining.text, &changes, encoding).map_err(SyncError::from)
             }
             DocState::Live(sync) | DocState::Rejoining(sync) => {
-                sync.editor_changed(Instant::now(), version, &changes, &mut effects)
+                let heals = sync.heals();
+                let result = sync.editor_changed(Instant::now(), version, &changes, &mut effects);
+                if sync.heals() > heals {
+                    healed = true;
+                }
+                result
             }
         };
         if let Err(err) = result {
@@ -333,8 +343,51 @@ impl Documents {
             self.request_resync(&path, link);
             return false;
         }
-        self.editor.run_effects(&doc.uri, &path, effects, link);
+        let uri = doc.uri.clone();
+        self.editor.run_effects(&uri, &path, effects, link);
+        if healed {
+            self.told_healed(&path, "a change it reported does not fit the text it had");
+        }
         true
+    }
+
+    /// The editor sent something about `uri` (every document when `None`)
+    /// that could not be read: its text there can no longer be told, so it
+    /// is replaced whole with the session's.
+    pub(crate) fn heal(&mut self, uri: Option<&Uri>, why: &str, link: &Link) {
+        let paths: Vec<String> = match uri {
+            Some(uri) => self.path_of(uri).into_iter().collect(),
+            None => self.docs.keys().cloned().collect(),
+        };
+        for path in paths {
+            let Some(doc) = self.docs.get_mut(&path) else {
+                continue;
+            };
+            let Some(sync) = doc.state.live_mut() else {
+                continue;
+            };
+            let mut effects = Vec::new();
+            sync.heal(Instant::now(), &mut effects);
+            let uri = doc.uri.clone();
+            self.editor.run_effects(&uri, &path, effects, link);
+            self.told_healed(&path, why);
+        }
+    }
+
+    /// Logs and counts a heal; tells the user of the first.
+    fn told_healed(&mut self, path: &str, why: &str) {
+        self.heals += 1;
+        warn!(doc = %path, heals = self.heals, %why, "the editor's text could not be trusted; replacing it with the session's");
+        if self.heals == 1 {
+            self.notifier.tell_user(
+                MessageType::WARNING,
+                format!(
+                    "Chorus: your editor's copy of {path} could not be trusted ({why}); \
+                     it now shows the session's text again. Whatever you typed in that \
+                     moment may be gone. (Told once; later repairs are only logged.)"
+                ),
+            );
+        }
     }
 
     /// The editor answered (or failed to answer) the `applyEdit` `id`.
@@ -677,7 +730,18 @@ impl Editor {
                     version,
                     range,
                     new_text,
-                } => self.apply_edit(uri.clone(), id, version, range, new_text),
+                } => self.apply_edit(uri.clone(), id, Some(version), range, new_text),
+                Effect::ReplaceAll { id, text } => {
+                    // Past the end of any text: editors clamp it to theirs
+                    // (VS Code validates ranges, Neovim clamps end rows).
+                    // Unversioned, so that no version check can refuse it.
+                    let end = LinePos {
+                        line: i32::MAX as u32,
+                        column: 0,
+                    };
+                    let start = LinePos { line: 0, column: 0 };
+                    self.apply_edit(uri.clone(), id, None, (start, end), text)
+                }
             }
         }
     }
@@ -686,7 +750,7 @@ impl Editor {
         &self,
         uri: Uri,
         id: u64,
-        version: i32,
+        version: Option<i32>,
         range: (LinePos, LinePos),
         new_text: String,
     ) {
@@ -694,7 +758,7 @@ impl Editor {
             document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
                 text_document: OptionalVersionedTextDocumentIdentifier {
                     uri: uri.clone(),
-                    version: Some(version),
+                    version,
                 },
                 edits: vec![OneOf::Left(TextEdit {
                     range: Range {

@@ -31,6 +31,7 @@ pub mod runs;
 pub mod sync;
 #[cfg(test)]
 mod sync_sim;
+pub mod transport;
 
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::notification::Notification;
@@ -52,8 +53,12 @@ pub async fn run_stdio(flags: Settings) {
         backend::Backend::document_state,
     )
     .custom_method(lsp_ext::LocalCursor::METHOD, backend::Backend::cursor)
+    .custom_method(transport::DAMAGED_METHOD, backend::Backend::damaged)
     .finish();
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+    // Frames reach the server only through the guard (see transport.rs).
+    let (guarded, into_server) = tokio::io::duplex(1 << 16);
+    tokio::spawn(transport::guard(tokio::io::stdin(), into_server));
+    Server::new(guarded, tokio::io::stdout(), socket)
         .concurrency_level(1)
         .serve(service)
         .await;

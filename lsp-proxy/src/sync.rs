@@ -39,12 +39,17 @@ use chorus_protocol::client::{ClientError, OtClient, Outgoing, State};
 use chorus_protocol::ot::{
     apply_to_rope, diff, split_first_span, transform, OpError, Operation, OperationSeq, Span,
 };
-use chorus_protocol::text::{checksum, splits_crlf, to_char, to_pos, Encoding, LinePos};
+use chorus_protocol::text::{checksum, fits, splits_crlf, to_char, to_pos, Encoding, LinePos};
 use ropey::Rope;
 
 /// An in-flight edit nobody resolved after this long is sent again on the
 /// current version, so that a skip nobody reported cannot stall the document.
 pub const RESEND_AFTER: Duration = Duration::from_millis(1000);
+
+/// A whole-text replacement nobody answered after this long is sent again.
+/// Longer than the core's wait for an `applyEdit` answer, which reports
+/// a timeout itself.
+const HEAL_ANSWER: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SyncError {
@@ -124,6 +129,19 @@ pub enum Effect {
         range: (LinePos, LinePos),
         new_text: String,
     },
+    /// Ask the editor to replace its whole text with `text`, whatever its
+    /// version and length: the mirror cannot say what they are (see
+    /// [`DocSync::heal`]).
+    ReplaceAll { id: u64, text: String },
+}
+
+/// The whole-text edit [`DocSync::heal`] sent, until the editor applies it.
+#[derive(Debug)]
+struct Healing {
+    id: u64,
+    /// What the editor holds once it is applied.
+    text: Rope,
+    sent_at: Instant,
 }
 
 #[derive(Debug)]
@@ -201,6 +219,11 @@ pub struct DocSync {
     /// When the event being handled happened, as the caller says: the
     /// clock is never read here, so a simulation replays exactly.
     now: Instant,
+    /// The mirror is not to be trusted and the editor is being brought to
+    /// this text whole; until it says it did, its changes are not read.
+    healing: Option<Healing>,
+    /// How many times [`DocSync::heal`] ran, for the log and the user.
+    heals: u64,
 }
 
 fn is_noop(op: &OperationSeq) -> bool {
@@ -242,6 +265,8 @@ impl DocSync {
             server: Rope::from_str(hub_text),
             applied_is_honest: true,
             now,
+            healing: None,
+            heals: 0,
         };
         doc.resync(now, rev, hub_text, out);
         doc
@@ -276,6 +301,49 @@ impl DocSync {
             && self.inflight.is_none()
             && self.held.is_none()
             && self.pending.is_none()
+            && self.healing.is_none()
+    }
+
+    /// The editor's text can no longer be told from the mirror (a change it
+    /// sent arrived damaged, or a plugin saw its buffer differ): replace it
+    /// whole with the text this proxy holds, which is the hub's plus our
+    /// unacknowledged ops. Changes the editor reports until it applies that
+    /// are not read (their positions mean nothing against the mirror): the
+    /// user's typing in that moment is overwritten, never sent.
+    pub fn heal(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        self.now = now;
+        self.heals += 1;
+        let text = self.local_text();
+        self.inflight = None;
+        self.held = None;
+        self.pending = None;
+        self.send_heal(text, out);
+    }
+
+    fn send_heal(&mut self, text: Rope, out: &mut Vec<Effect>) {
+        let id = self.next_edit_id;
+        self.next_edit_id += 1;
+        out.push(Effect::ReplaceAll {
+            id,
+            text: text.to_string(),
+        });
+        self.healing = Some(Healing {
+            id,
+            text,
+            sent_at: self.now,
+        });
+    }
+
+    /// Whether a whole-text replacement is on its way to the editor.
+    pub fn is_healing(&self) -> bool {
+        self.healing.is_some()
+    }
+
+    /// How many times the editor's text was replaced whole because it
+    /// could not be trusted (a damaged change, a range outside the mirror,
+    /// a version going back).
+    pub fn heals(&self) -> u64 {
+        self.heals
     }
 
     /// Adopts the hub's text `hub_text` at `rev` as authoritative (a fresh
@@ -284,9 +352,10 @@ impl DocSync {
         self.now = now;
         self.ot = OtClient::new(rev);
         self.server = Rope::from_str(hub_text);
-        let base = match &self.inflight {
-            Some(inflight) => &inflight.expected,
-            None => &self.mirror,
+        let base = match (&self.healing, &self.inflight) {
+            (Some(healing), _) => &healing.text,
+            (None, Some(inflight)) => &inflight.expected,
+            (None, None) => &self.mirror,
         };
         let to_hub = diff(base, hub_text);
         self.pending = (!is_noop(&to_hub)).then_some(to_hub);
@@ -302,11 +371,30 @@ impl DocSync {
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
         self.now = now;
+        if self.healing.is_some() {
+            self.version = version;
+            return Ok(());
+        }
         if let Some(held) = &mut self.held {
             held.later.push((version, changes.to_vec()));
             return Ok(());
         }
+        if version < self.version {
+            // Versions only grow: this editor's document is not the one
+            // the mirror follows.
+            self.heal(now, out);
+            self.version = version;
+            return Ok(());
+        }
         for (idx, change) in changes.iter().enumerate() {
+            let outside = change.range.is_some_and(|(start, end)| {
+                !fits(&self.mirror, start, self.encoding) || !fits(&self.mirror, end, self.encoding)
+            });
+            if outside {
+                self.heal(now, out);
+                self.version = version;
+                return Ok(());
+            }
             let op = self.change_to_op(change);
             let before = self.mirror.clone();
             apply_to_rope(&mut self.mirror, &op)?;
@@ -349,6 +437,20 @@ impl DocSync {
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
         self.now = now;
+        if let Some(healing) = self.healing.take_if(|h| h.id == id) {
+            if applied == Some(true) {
+                self.mirror = healing.text;
+                self.dispatch(out);
+            } else {
+                // Refused or unanswered: nothing else can be trusted
+                // either, so ask again.
+                self.send_heal(healing.text, out);
+            }
+            return Ok(());
+        }
+        if self.healing.is_some() {
+            return Ok(()); // an edit from before: the replacement covers it
+        }
         let Some(inflight) = self.inflight.as_mut().filter(|f| f.ids.contains(&id)) else {
             return Ok(());
         };
@@ -599,9 +701,10 @@ impl DocSync {
     /// edits on their way to it. Equals the hub's text plus our
     /// unacknowledged ops.
     pub fn local_text(&self) -> Rope {
-        let mut text = match &self.inflight {
-            Some(inflight) => inflight.expected.clone(),
-            None => self.mirror.clone(),
+        let mut text = match (&self.healing, &self.inflight) {
+            (Some(healing), _) => healing.text.clone(),
+            (None, Some(inflight)) => inflight.expected.clone(),
+            (None, None) => self.mirror.clone(),
         };
         if let Some(pending) = &self.pending {
             // Cannot fail: `pending` is always an op on that text.
@@ -668,6 +771,13 @@ impl DocSync {
     /// comes second because the version moved.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) -> Result<(), SyncError> {
         self.now = now;
+        if let Some(healing) = &self.healing {
+            if now.duration_since(healing.sent_at) >= RESEND_AFTER.max(HEAL_ANSWER) {
+                let text = healing.text.clone();
+                self.send_heal(text, out);
+            }
+            return Ok(());
+        }
         if let Some(held) = &self.held {
             // An editor that never answers: trust the content match.
             if now.duration_since(held.since) >= RESEND_AFTER {
@@ -747,7 +857,7 @@ impl DocSync {
 
     /// Sends the first span of `pending` to the editor if nothing is in flight.
     fn dispatch(&mut self, out: &mut Vec<Effect>) {
-        if self.inflight.is_some() {
+        if self.inflight.is_some() || self.healing.is_some() {
             return;
         }
         let mut span = loop {
@@ -1207,6 +1317,111 @@ mod tests {
             "dĀef ma一in():\n    print('hЀi')\n"
         );
         assert_eq!(sync.local_text(), nvim.buffer);
+    }
+
+    fn replaced(out: &[Effect]) -> Vec<(u64, String)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::ReplaceAll { id, text } => Some((*id, text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A change the editor reported was lost on the way (the transport
+    /// guard says so): the editor is given the session's text whole; what
+    /// it reports meanwhile is not read; remote edits wait and follow.
+    #[test]
+    fn a_heal_replaces_the_editor_text_whole_and_then_carries_on() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        sync.editor_changed(t0(), 2, &typed(0, "A"), &mut out)
+            .unwrap();
+        assert_eq!(sent_text(&out), "A");
+        out.clear();
+        sync.heal(t0(), &mut out);
+        let [(id, ref text)] = replaced(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(text, "Ahello world\n", "our unacknowledged typing stays");
+        assert!(sync.is_healing() && !sync.is_synchronized());
+        // Whatever the editor says before it answers means nothing now...
+        out.clear();
+        sync.editor_changed(t0(), 3, &typed(40, "?"), &mut out)
+            .unwrap();
+        assert!(out.is_empty(), "{out:?}");
+        // ...and a collaborator's edit waits for the replacement.
+        sync.ack(1, &mut out).unwrap();
+        sync.remote(t0(), 2, &insert(13, "!", 13), &mut out)
+            .unwrap();
+        assert!(edits(&out).is_empty(), "{out:?}");
+        sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
+        assert!(!sync.is_healing());
+        assert_eq!(sync.mirror().to_string(), "Ahello world\n");
+        let [(_, _, from, _, ref text)] = edits(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((from, text.as_str()), (LinePos { line: 1, column: 0 }, "!"));
+        assert_eq!(sync.heals(), 1);
+    }
+
+    #[test]
+    fn a_refused_or_unanswered_heal_is_sent_again() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        sync.heal(t0(), &mut out);
+        let [(first, _)] = replaced(&out)[..] else {
+            panic!("{out:?}")
+        };
+        out.clear();
+        sync.edit_answered(t0(), first, None, &mut out).unwrap();
+        let [(second, ref text)] = replaced(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert!(second != first && text == "hello world\n");
+        out.clear();
+        sync.edit_answered(t0(), second, Some(false), &mut out)
+            .unwrap();
+        assert_eq!(replaced(&out).len(), 1, "{out:?}");
+    }
+
+    /// Changes that cannot be the editor's text as the mirror has it: a
+    /// range past the end of a line or of the text, a version going back.
+    #[test]
+    fn a_change_that_does_not_fit_the_mirror_heals() {
+        for (version, change) in [
+            (2, typed(30, "x")),
+            (
+                2,
+                vec![Change {
+                    range: Some((
+                        LinePos { line: 5, column: 0 },
+                        LinePos { line: 5, column: 0 },
+                    )),
+                    text: "x".into(),
+                }],
+            ),
+            (0, typed(0, "x")),
+        ] {
+            let mut sync = doc();
+            let mut out = Vec::new();
+            sync.editor_changed(t0(), version, &change, &mut out)
+                .unwrap();
+            assert_eq!(sent_text(&out), "", "{change:?}: nothing sent hubward");
+            assert_eq!(replaced(&out).len(), 1, "{change:?}: {out:?}");
+            assert_eq!(sync.heals(), 1);
+        }
+        // The end of the text (the line after the last newline) fits.
+        let mut sync = doc();
+        let mut out = Vec::new();
+        let end = LinePos { line: 1, column: 0 };
+        let change = Change {
+            range: Some((end, end)),
+            text: "x".into(),
+        };
+        sync.editor_changed(t0(), 2, &[change], &mut out).unwrap();
+        assert_eq!(sent_text(&out), "x");
+        assert_eq!(sync.heals(), 0);
     }
 
     #[test]

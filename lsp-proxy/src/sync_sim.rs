@@ -369,6 +369,13 @@ impl World {
                     }
                     self.hub.inbox.push_back((i, rev, op, seq))
                 }
+                // The editors here report exactly what they did: a heal
+                // would mean the proxy mistrusted a faithful editor.
+                Effect::ReplaceAll { .. } => panic!(
+                    "proxy {i} replaced its editor's text whole: {:?}\n{}",
+                    self.proxies[i].sync,
+                    self.trace[self.trace.len().saturating_sub(40)..].join("\n")
+                ),
                 Effect::ApplyEdit {
                     id,
                     version,

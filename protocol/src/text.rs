@@ -74,6 +74,24 @@ pub fn to_char(rope: &Rope, pos: LinePos, enc: Encoding) -> usize {
     line_start + line_len
 }
 
+/// Whether `pos` names a place in `rope`: a column within its line (its
+/// end included), or the start of the line after the last, which editors
+/// use for "the end of the text". [`to_char`] clamps anything else, which
+/// hides that the editor's text is not what `rope` says.
+pub fn fits(rope: &Rope, pos: LinePos, enc: Encoding) -> bool {
+    let line_idx = pos.line as usize;
+    if line_idx >= rope.len_lines() {
+        return line_idx == rope.len_lines() && pos.column == 0;
+    }
+    let line = rope.line(line_idx);
+    let line_len = line_len_without_terminator(line);
+    let units: usize = match enc {
+        Encoding::Utf32 => line_len,
+        _ => line.chars().take(line_len).map(|c| enc.units(c)).sum(),
+    };
+    pos.column as usize <= units
+}
+
 /// Position of character offset `idx` (clamped to the document end).
 pub fn to_pos(rope: &Rope, idx: usize, enc: Encoding) -> LinePos {
     let idx = idx.min(rope.len_chars());
