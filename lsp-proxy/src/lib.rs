@@ -31,6 +31,7 @@ pub mod runs;
 pub mod sync;
 #[cfg(test)]
 mod sync_sim;
+pub mod workspace;
 
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::notification::Notification;

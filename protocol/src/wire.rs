@@ -58,13 +58,23 @@ pub struct Participant {
 /// file that is not synced (the publisher does not send what the hub
 /// would not keep).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum PutContent {
-    Text { text: String },
+    Text {
+        text: String,
+    },
     /// Not valid UTF-8, or holds NUL bytes.
-    Binary { size: u64 },
+    Binary {
+        size: u64,
+    },
     /// Over the hub's per-file cap ([`WorkspaceLimits::max_file_bytes`]).
-    TooLarge { size: u64 },
+    TooLarge {
+        size: u64,
+    },
 }
 
 /// Why a file in the session's tree is listed but its content not synced.
@@ -193,15 +203,17 @@ pub enum ClientMsg {
     /// document seeded with `text` unless the session has one at `path`
     /// already (whose text then stays: it may be live); the sender is not
     /// subscribed to it. Answered with `stored`.
-    Put { path: String, content: PutContent },
+    Put {
+        path: String,
+        content: PutContent,
+    },
     /// Ask for the session's whole tree; answered with `files`.
     Files {},
 }
 
 impl ClientMsg {
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put",
-        "files",
+        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put", "files",
     ];
 }
 
@@ -332,9 +344,13 @@ pub enum ServerMsg {
     },
     /// Another participant added a file to the session's tree (by `put`,
     /// or by opening a new document).
-    FileAdded { entry: FileEntry },
+    FileAdded {
+        entry: FileEntry,
+    },
     /// The answer to `files`: every file of the session, sorted by path.
-    Files { entries: Vec<FileEntry> },
+    Files {
+        entries: Vec<FileEntry>,
+    },
     Error {
         code: ErrorCode,
         message: String,
