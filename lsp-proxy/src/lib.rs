@@ -28,6 +28,7 @@ pub mod lsp_ext;
 pub mod notifier;
 pub mod presence;
 pub mod runs;
+pub mod share;
 pub mod sync;
 #[cfg(test)]
 mod sync_sim;
