@@ -29,6 +29,7 @@ use crate::hub_link::Link;
 use crate::notifier::Notifier;
 use crate::presence::Presence;
 use crate::runs::Runs;
+use crate::share::{EditorShare, ShareTarget};
 use crate::sync::Change;
 use crate::Settings;
 
@@ -165,7 +166,7 @@ impl Core {
                 work_done_progress,
             } => {
                 self.runs.set_progress_support(work_done_progress);
-                self.init(settings, root, encoding, editor)
+                self.init(settings, root, encoding, editor, work_done_progress)
             }
             Event::Command {
                 command,
@@ -225,6 +226,7 @@ impl Core {
         root: Option<PathBuf>,
         encoding: Encoding,
         editor: Option<String>,
+        work_done_progress: bool,
     ) {
         let extensions = settings.extensions.unwrap_or(false);
         self.presence.set_extensions(extensions);
@@ -234,7 +236,8 @@ impl Core {
         let neovim = editor
             .as_deref()
             .is_some_and(|name| name.to_ascii_lowercase().contains("neovim"));
-        self.docs.configure(root, encoding, !neovim || extensions);
+        self.docs
+            .configure(root.clone(), encoding, !neovim || extensions);
         let Some(session) = settings.session.clone() else {
             self.notifier.tell_user(
                 MessageType::WARNING,
@@ -245,8 +248,8 @@ impl Core {
         let hub = settings
             .hub
             .clone()
-            .unwrap_or_else(|| "ws://127.0.0.1:7420/".into());
-        let name = settings.name.clone().unwrap_or_else(default_name);
+            .unwrap_or_else(|| crate::DEFAULT_HUB.into());
+        let name = settings.name.clone().unwrap_or_else(crate::default_name);
         info!(%hub, %session, %name, ?encoding, "starting");
         let tls = if hub.starts_with("wss://") {
             match crate::hub_link::tls_config(settings.hub_ca.as_deref().map(Path::new)) {
@@ -260,6 +263,22 @@ impl Core {
         } else {
             None
         };
+        if let Some(root) = root {
+            self.commands.set_share(EditorShare {
+                target: ShareTarget {
+                    hub: hub.clone(),
+                    session: session.clone(),
+                    name: name.clone(),
+                    token: settings.token.clone().filter(|t| !t.is_empty()),
+                    tls: tls.clone(),
+                    editor: format!("{} (chorus.share)", editor.as_deref().unwrap_or("editor")),
+                },
+                root,
+                work_done_progress,
+                notifier: self.notifier.clone(),
+                running: Default::default(),
+            });
+        }
         let hello = ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
             session: session.clone(),
@@ -349,10 +368,4 @@ impl Core {
     fn tick(&mut self) {
         self.docs.tick(Instant::now(), &self.link);
     }
-}
-
-fn default_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "anonymous".into())
 }

@@ -12,6 +12,8 @@
 //! * [`hub_link`] — the WebSocket to the hub, with reconnect, and the
 //!   loop's end of it;
 //! * [`notifier`] — everything sent to the editor unasked, in order;
+//! * [`workspace`] — the walk of a folder that sharing publishes;
+//! * [`share`] — publishing a folder (`chorus share`, `chorus.share`);
 //! * [`runs`] — showing shared runs through standard LSP messages;
 //! * [`lsp_ext`] — the `chorus/*` messages, commands and settings plugins
 //!   speak, as types (the only place their wire shape is defined).
@@ -41,6 +43,16 @@ use tower_lsp_server::{LspService, Server};
 
 /// Where to collaborate; from flags, overridable by `initializationOptions`.
 pub use lsp_ext::Settings;
+
+/// The hub when none is given.
+pub const DEFAULT_HUB: &str = "ws://127.0.0.1:7420/";
+
+/// The name collaborators see when none is given: the user's login name.
+pub fn default_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "anonymous".into())
+}
 
 /// Serves LSP on stdin/stdout until the editor exits.
 pub async fn run_stdio(flags: Settings) {

@@ -22,7 +22,8 @@
 //! names one).
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chorus_protocol::wire::{
@@ -31,8 +32,13 @@ use chorus_protocol::wire::{
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tower_lsp_server::ls_types::{
+    MessageType, NumberOrString, WorkDoneProgress, WorkDoneProgressBegin, WorkDoneProgressEnd,
+    WorkDoneProgressReport,
+};
 use tracing::{debug, info, warn};
 
+use crate::notifier::Notifier;
 use crate::workspace::{self, LocalFile, SkippedFile, WalkError};
 
 /// Puts sent and not yet answered, at most: enough to keep the link busy
@@ -448,6 +454,204 @@ async fn receive(ws: &mut Socket) -> Result<ServerMsg, String> {
             Some(Err(err)) => return Err(format!("connection to the hub lost: {err}")),
         }
     }
+}
+
+/// How an editor's `chorus.share` reaches the hub and the user; set at
+/// `initialize`.
+pub(crate) struct EditorShare {
+    pub target: ShareTarget,
+    /// The workspace folder.
+    pub root: PathBuf,
+    /// Whether the editor shows `$/progress`.
+    pub work_done_progress: bool,
+    pub notifier: Notifier,
+    /// Set while a share runs: one at a time.
+    pub running: Arc<AtomicBool>,
+}
+
+impl EditorShare {
+    /// Starts publishing the workspace in the background; `Err` (for the
+    /// user) when one is already under way.
+    pub(crate) fn start(&self) -> Result<(), String> {
+        if self.running.swap(true, Ordering::SeqCst) {
+            return Err("Chorus: a share is already under way".into());
+        }
+        static SHARES: AtomicU64 = AtomicU64::new(0);
+        let token = NumberOrString::String(format!(
+            "chorus-share-{}",
+            SHARES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let progress = self.work_done_progress.then_some(token);
+        let notifier = self.notifier.clone();
+        let target = self.target.clone();
+        let root = self.root.clone();
+        let running = self.running.clone();
+        if let Some(token) = &progress {
+            notifier.create_progress(token.clone());
+            notifier.progress(
+                token.clone(),
+                WorkDoneProgress::Begin(WorkDoneProgressBegin {
+                    title: format!("Chorus: sharing {}", root.display()),
+                    cancellable: Some(false),
+                    message: Some("listing files".into()),
+                    percentage: Some(0),
+                }),
+            );
+        }
+        tokio::spawn(async move {
+            let mut last_report = std::time::Instant::now();
+            let result = share(&root, &target, |event| {
+                let Some(token) = &progress else {
+                    return;
+                };
+                let (message, percentage) = match event {
+                    Progress::Connected { .. } => return,
+                    Progress::Listed { files, bytes } => (
+                        format!("{} ({})", plural(files, "file"), human_bytes(bytes)),
+                        0,
+                    ),
+                    Progress::Answered { done, total, .. } => {
+                        // Four reports a second at most: each is a message
+                        // the editor redraws for.
+                        if done < total && last_report.elapsed().as_millis() < 250 {
+                            return;
+                        }
+                        last_report = std::time::Instant::now();
+                        (
+                            format!("{done}/{total} files"),
+                            (done * 100 / total.max(1)) as u32,
+                        )
+                    }
+                };
+                notifier.progress(
+                    token.clone(),
+                    WorkDoneProgress::Report(WorkDoneProgressReport {
+                        cancellable: Some(false),
+                        message: Some(message),
+                        percentage: Some(percentage),
+                    }),
+                );
+            })
+            .await;
+            let (typ, message) = match &result {
+                Ok(summary) => {
+                    notifier.log(
+                        MessageType::INFO,
+                        format!("Chorus: {}", summary.report(&target.session)),
+                    );
+                    let typ = if summary.is_complete() {
+                        MessageType::INFO
+                    } else {
+                        MessageType::WARNING
+                    };
+                    (
+                        typ,
+                        format!(
+                            "Chorus: {} from {}.",
+                            summary.headline(&target.session),
+                            root.display()
+                        ),
+                    )
+                }
+                Err(err) => (
+                    MessageType::ERROR,
+                    format!("Chorus: sharing {} failed: {err}", root.display()),
+                ),
+            };
+            if let Some(token) = progress {
+                notifier.progress(
+                    token,
+                    WorkDoneProgress::End(WorkDoneProgressEnd {
+                        message: Some(message.clone()),
+                    }),
+                );
+            }
+            notifier.tell_user(typ, message);
+            running.store(false, Ordering::SeqCst);
+        });
+        Ok(())
+    }
+}
+
+/// `chorus share`: publishes `root`, with progress and the summary on
+/// stderr (stdout stays empty for scripts). An error unless every file is
+/// in the session, synced or listed.
+pub async fn run_in_terminal(root: &Path, target: &ShareTarget) -> anyhow::Result<()> {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let mut last_line = started;
+    let mut stderr = std::io::stderr();
+    let summary = share(root, target, |event| match event {
+        Progress::Connected { limits } => {
+            let _ = writeln!(
+                stderr,
+                "chorus share: joined session {} at {} (files up to {}, {} in all, {} files at most)",
+                target.session,
+                target.hub,
+                human_bytes(limits.max_file_bytes),
+                human_bytes(limits.max_session_bytes),
+                limits.max_files
+            );
+        }
+        Progress::Listed { files, bytes } => {
+            let _ = writeln!(
+                stderr,
+                "chorus share: sharing {} ({}) from {}",
+                plural(files, "file"),
+                human_bytes(bytes),
+                root.display()
+            );
+        }
+        Progress::Answered {
+            done,
+            total,
+            bytes_done,
+        } => {
+            // A line a second at most: a big tree must not flood the terminal.
+            if done == total || last_line.elapsed().as_millis() >= 1000 {
+                last_line = std::time::Instant::now();
+                let _ = writeln!(
+                    stderr,
+                    "chorus share: {done}/{total} files ({})",
+                    human_bytes(bytes_done)
+                );
+            }
+        }
+    })
+    .await?;
+    eprint!(
+        "chorus share: {} in {:.1} s\n{}",
+        summary.headline(&target.session),
+        started.elapsed().as_secs_f64(),
+        summary
+            .report(&target.session)
+            .split_once('\n')
+            .map_or("", |(_, rest)| rest)
+    );
+    if !summary.is_complete() {
+        anyhow::bail!(
+            "not every file is in session {}: {} refused, {} not sent",
+            target.session,
+            summary.refused.len(),
+            summary.not_sent
+        );
+    }
+    Ok(())
+}
+
+/// `1.2 MB`-style sizes for people.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
