@@ -58,6 +58,20 @@ enum Command {
         /// Simultaneous connections accepted.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections)]
         max_connections: usize,
+        /// Largest text file of a session's tree synced, in bytes; larger
+        /// ones are listed, not synced. Must fit in one message
+        /// (--max-message-bytes less 16 KiB).
+        /// [default: 524288, or what fits in --max-message-bytes]
+        #[arg(long)]
+        max_file_bytes: Option<u64>,
+        /// Text synced per session, in bytes; past it files are listed,
+        /// not synced.
+        #[arg(long, default_value_t = chorus_hub::DEFAULT_WORKSPACE_LIMITS.max_session_bytes)]
+        max_session_bytes: u64,
+        /// Files (synced or listed) per session; past it new ones are
+        /// refused.
+        #[arg(long, default_value_t = chorus_hub::DEFAULT_WORKSPACE_LIMITS.max_files)]
+        max_files: u64,
         /// Ops kept per document for catching up late or reconnecting
         /// clients by ops; a client further behind is merged by text.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().history_limit)]
@@ -304,9 +318,15 @@ fn run() -> anyhow::Result<()> {
             max_document_chars,
             messages_per_second,
             max_connections,
+            max_file_bytes,
+            max_session_bytes,
+            max_files,
             history_limit,
             runs,
         } => runtime.block_on(async {
+            // Refused before anything starts: a cap no frame can carry.
+            let max_file_bytes = chorus_hub::max_file_bytes_for(max_file_bytes, max_message_bytes)
+                .map_err(anyhow::Error::msg)?;
             let access = if open { Access::Open } else { Access::Tokens };
             let store = if in_memory {
                 if !open {
@@ -340,6 +360,11 @@ fn run() -> anyhow::Result<()> {
                 messages_per_second,
                 max_connections,
                 history_limit: history_limit.max(1),
+                workspace: chorus_hub::WorkspaceLimits {
+                    max_file_bytes,
+                    max_session_bytes,
+                    max_files,
+                },
                 runner: runs.runner().await,
                 store,
                 access,

@@ -5,11 +5,11 @@
 //! * [`connection`] — one proxy's socket: decoding, handshake, writer task;
 //! * [`session`] — the per-session actor that owns documents and presence
 //!   (`session/registry.rs` finds or starts it, `session/runs.rs` its code
-//!   runs);
+//!   runs, `session/workspace.rs` its file tree and the caps on it);
 //! * [`document`] — a document's rope, revision and op history (pure);
-//! * [`storage`] — op log, snapshots and session tokens, in SQLite or
-//!   PostgreSQL (`storage/schema.rs` the SQL both speak, one module per
-//!   backend);
+//! * [`storage`] — op log, snapshots, listed files and session tokens, in
+//!   SQLite or PostgreSQL (`storage/schema.rs` the SQL both speak, one
+//!   module per backend);
 //! * [`access`] — join and read-only tokens;
 //! * [`admin`] — `chorus session create|list|revoke`: the work and the
 //!   text they show;
@@ -29,6 +29,7 @@ pub mod tls;
 
 use std::sync::Arc;
 
+pub use chorus_protocol::wire::WorkspaceLimits;
 use chorus_sandbox::Executor;
 pub use server::run;
 
@@ -70,6 +71,10 @@ pub struct HubConfig {
     /// Largest document, in characters; ops that would grow one beyond it
     /// are refused.
     pub max_document_chars: usize,
+    /// Caps on each session's file tree, announced in `welcome`. Keep
+    /// `max_file_bytes` within [`max_file_bytes_for`] of
+    /// `max_message_bytes`, or text files under the cap cannot be `put`.
+    pub workspace: WorkspaceLimits,
     pub runner: Runner,
     /// Where sessions are stored; `None` keeps them in memory only.
     pub store: Option<storage::Store>,
@@ -89,10 +94,75 @@ impl Default for HubConfig {
             messages_per_second: 500,
             message_burst: 2000,
             max_document_chars: 16 * 1024 * 1024,
+            workspace: DEFAULT_WORKSPACE_LIMITS,
             runner: Runner::Disabled("no executor configured".into()),
             store: None,
             access: access::Access::Open,
             tls: None,
         }
+    }
+}
+
+/// The default caps on a session's tree: source files are far below
+/// 512 KiB (larger text is mostly generated or data, listed instead of
+/// synced); 256 MiB and 20,000 files hold a large monorepo's sources while
+/// bounding what one session keeps in the hub's memory.
+pub const DEFAULT_WORKSPACE_LIMITS: WorkspaceLimits = WorkspaceLimits {
+    max_file_bytes: 512 * 1024,
+    max_session_bytes: 256 * 1024 * 1024,
+    max_files: 20_000,
+};
+
+/// What a `put` frame holds besides the file's text, at most: the envelope
+/// (under 100 bytes) and a path of up to 4096 bytes, escaped. A text's own
+/// JSON escaping (`\n` is two bytes) is not counted: a file whose frame
+/// still comes out too large is refused with `too_large` like any frame.
+pub const PUT_FRAME_OVERHEAD: usize = 16 * 1024;
+
+/// The `max_file_bytes` a hub uses: `requested`, or the default, either
+/// within what one frame of `max_message_bytes` can carry. A requested cap
+/// beyond it is an error saying what to change; the default is lowered to
+/// fit (with a warning: text files above it will be listed, not synced).
+pub fn max_file_bytes_for(requested: Option<u64>, max_message_bytes: usize) -> Result<u64, String> {
+    let fits = max_message_bytes.saturating_sub(PUT_FRAME_OVERHEAD) as u64;
+    match requested {
+        Some(bytes) if bytes > fits => Err(format!(
+            "--max-file-bytes {bytes} does not fit in one message: --max-message-bytes \
+             {max_message_bytes} leaves at most {fits} bytes for a file's text (a put needs \
+             {PUT_FRAME_OVERHEAD} bytes besides it); raise --max-message-bytes or lower \
+             --max-file-bytes"
+        )),
+        Some(bytes) => Ok(bytes),
+        None if DEFAULT_WORKSPACE_LIMITS.max_file_bytes > fits => {
+            tracing::warn!(
+                max_file_bytes = fits,
+                max_message_bytes,
+                "--max-message-bytes is small: text files over {fits} bytes will be listed, not synced"
+            );
+            Ok(fits)
+        }
+        None => Ok(DEFAULT_WORKSPACE_LIMITS.max_file_bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_cap_fits_in_a_message() {
+        let frame = chorus_protocol::wire::DEFAULT_MAX_MESSAGE_BYTES;
+        assert_eq!(max_file_bytes_for(None, frame), Ok(512 * 1024));
+        assert_eq!(max_file_bytes_for(Some(1000), frame), Ok(1000));
+        let fits = (frame - PUT_FRAME_OVERHEAD) as u64;
+        assert_eq!(max_file_bytes_for(Some(fits), frame), Ok(fits));
+        let err = max_file_bytes_for(Some(fits + 1), frame).unwrap_err();
+        assert!(err.contains("raise --max-message-bytes"), "{err}");
+        // A small frame limit lowers the default rather than refusing.
+        assert_eq!(
+            max_file_bytes_for(None, 100 * 1024),
+            Ok((100 * 1024 - PUT_FRAME_OVERHEAD) as u64)
+        );
+        assert_eq!(max_file_bytes_for(None, 10), Ok(0));
     }
 }

@@ -9,12 +9,14 @@
 //!
 //! Layout: this file is the actor (joining, documents, edits, delivery);
 //! `registry` finds or starts a session's actor; `runs` is the session's
-//! one code run at a time.
+//! one code run at a time; `workspace` the session's file tree beyond its
+//! documents (`put`, `files`, the caps, listed files).
 
 mod registry;
 mod runs;
+mod workspace;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chorus_protocol::ot::WireOp;
@@ -29,6 +31,7 @@ use tracing::{debug, error, info, warn};
 
 pub use self::registry::Registry;
 use self::runs::ActiveRun;
+use self::workspace::Listed;
 use crate::document::{Author, DocError, Document};
 use crate::storage::{StorageError, Store, SNAPSHOT_EVERY};
 use crate::HubConfig;
@@ -113,6 +116,13 @@ struct Session {
     config: HubConfig,
     participants: HashMap<u64, ParticipantEntry>,
     docs: HashMap<String, SharedDoc>,
+    /// The files of the tree that are listed but not synced; never a path
+    /// of `docs` (see `workspace`).
+    listed: BTreeMap<String, Listed>,
+    /// UTF-8 bytes of every document's text now, for the session cap: kept
+    /// up to date by each op rather than summed at each put, which with
+    /// thousands of documents would cost more than the put.
+    synced_bytes: u64,
     run: Option<ActiveRun>,
     /// For run tasks to report back; weak so the session can still end.
     me: mpsc::WeakSender<SessionCmd>,
@@ -148,6 +158,8 @@ impl Session {
             config: config.clone(),
             participants: HashMap::new(),
             docs: HashMap::new(),
+            listed: BTreeMap::new(),
+            synced_bytes: 0,
             run: None,
             me: tx.downgrade(),
             store: config.store.clone(),
@@ -176,6 +188,7 @@ impl Session {
                 }
             }
             info!(session = %self.id, doc = %stored.path, rev = doc.rev(), "document restored");
+            self.synced_bytes += doc.text().len_bytes() as u64;
             self.docs.insert(
                 stored.path,
                 SharedDoc {
@@ -184,7 +197,7 @@ impl Session {
                 },
             );
         }
-        Ok(())
+        self.load_listed().await
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
@@ -282,6 +295,7 @@ impl Session {
             client_id,
             participants,
             role,
+            workspace: Some(self.config.workspace),
         };
         info!(session = %self.id, client_id, name = %info.name, "participant joined");
         self.broadcast(
@@ -381,6 +395,8 @@ impl Session {
             } => self.start_run(client_id, doc, language, stdin, args),
             ClientMsg::Checksum { doc, rev, hash } => self.checksum(client_id, doc, rev, hash),
             ClientMsg::Stop {} => self.stop_run(client_id),
+            ClientMsg::Put { path, content } => self.put(client_id, path, content).await?,
+            ClientMsg::Files {} => self.files(client_id),
         }
         Ok(())
     }
@@ -406,6 +422,15 @@ impl Session {
                 self.send(
                     client_id,
                     &ServerMsg::error(ErrorCode::ReadOnly, message, Some(doc)),
+                );
+                true
+            }
+            ClientMsg::Put { path, .. } => {
+                let message =
+                    format!("you joined this session read-only, so {path} stays unshared");
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, Some(path)),
                 );
                 true
             }
@@ -504,24 +529,21 @@ impl Session {
             return Ok(());
         }
         let created = !self.docs.contains_key(&path);
-        // Stored before anyone is told it exists.
         if created {
-            if let Some(store) = &self.store {
-                store
-                    .create_doc(&self.id, &path, &text)
-                    .await
-                    .map_err(Stop::Storage)?;
+            if self.tree_is_full(&path) {
+                self.too_many_files(client_id, &path);
+                return Ok(());
             }
+            // Stored before anyone is told it exists.
+            self.create_doc(&path, &text).await?;
         }
-        let history_limit = self.config.history_limit;
         let instance = self
             .participants
             .get(&client_id)
             .and_then(|p| p.instance.clone());
-        let shared = self.docs.entry(path.clone()).or_insert_with(|| SharedDoc {
-            doc: Document::new(&text, history_limit),
-            subscribers: BTreeSet::new(),
-        });
+        let Some(shared) = self.docs.get_mut(&path) else {
+            return Ok(()); // cannot be: there already, or just created
+        };
         shared.subscribers.insert(client_id);
         let reply = ServerMsg::Opened {
             doc: path.clone(),
@@ -548,9 +570,12 @@ impl Session {
         };
         debug!(session = %self.id, client_id, doc = %path, created, "document opened");
         if let Some(entry) = self.participants.get_mut(&client_id) {
-            entry.docs.insert(path);
+            entry.docs.insert(path.clone());
         }
         self.send(client_id, &reply);
+        if created {
+            self.file_added(client_id, &path);
+        }
         Ok(())
     }
 
@@ -584,6 +609,7 @@ impl Session {
             self.refuse_and_resync(client_id, &path, ErrorCode::TooLarge, message);
             return Ok(());
         }
+        let bytes_before = shared.doc.text().len_bytes() as u64;
         let applied = match shared.doc.apply(rev, op.0, author.clone()) {
             Ok(applied) => applied,
             Err(err) => {
@@ -597,6 +623,8 @@ impl Session {
             }
         };
         let new_rev = shared.doc.rev();
+        self.synced_bytes =
+            (self.synced_bytes + shared.doc.text().len_bytes() as u64).saturating_sub(bytes_before);
         // Logged before anyone hears of it: acknowledged means durable. If
         // storing fails, the actor stops (Stop::Storage) and the op, applied
         // only in memory, goes with it; its sender still has it unacked

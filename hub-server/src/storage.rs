@@ -1,5 +1,6 @@
 //! Durable sessions: each document's latest snapshot plus the operations
-//! since it, and each session's access tokens (as hashes). Embedded SQLite
+//! since it, the files of each session's tree listed but not synced, and
+//! each session's access tokens (as hashes). Embedded SQLite
 //! under `--data DIR` by default, PostgreSQL with `--database postgres://…`;
 //! both speak the same schema.
 //!
@@ -25,10 +26,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chorus_protocol::ot::{apply_to_rope, OperationSeq, WireOp};
+use chorus_protocol::wire::NotSynced;
 use ropey::Rope;
 
 use self::postgres::Pg;
-use self::schema::{AccessRow, DocRow, OpRow, SessionRow};
+use self::schema::{AccessRow, DocRow, ListedRow, OpRow, SessionRow};
 use self::sqlite::Sqlite;
 use crate::document::Author;
 
@@ -88,6 +90,8 @@ pub enum StorageError {
         rev: u64,
         reason: String,
     },
+    #[error("stored file entry {path} is unreadable: unknown reason {reason:?}")]
+    CorruptEntry { path: String, reason: String },
     #[error("session {0:?} already exists; revoke it first to issue new tokens")]
     SessionExists(String),
     #[error("SQLite: the commit failed: {0}")]
@@ -125,6 +129,35 @@ impl StoredDoc {
         }
         Ok(rope.to_string())
     }
+}
+
+/// A file of a session's tree that is listed but not synced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedFile {
+    pub path: String,
+    /// In bytes, as the publisher reported it.
+    pub size: u64,
+    pub reason: NotSynced,
+}
+
+/// How a [`NotSynced`] reason is stored: its wire name, so that a row
+/// reads the same in a database shell as in a `files` answer.
+fn reason_name(reason: NotSynced) -> &'static str {
+    match reason {
+        NotSynced::Binary => "binary",
+        NotSynced::TooLarge => "tooLarge",
+        NotSynced::SessionFull => "sessionFull",
+    }
+}
+
+fn parse_reason(name: &str) -> Option<NotSynced> {
+    [
+        NotSynced::Binary,
+        NotSynced::TooLarge,
+        NotSynced::SessionFull,
+    ]
+    .into_iter()
+    .find(|reason| reason_name(*reason) == name)
 }
 
 /// A session's access record: token hashes, never the tokens.
@@ -193,6 +226,17 @@ trait Backend {
         text: &str,
     ) -> Result<(), StorageError>;
     async fn stored_rev(&self, session: &str, path: &str) -> Result<Option<i64>, StorageError>;
+    /// Every listed (not synced) file of `session`, by path.
+    async fn load_listed(&self, session: &str) -> Result<Vec<ListedRow>, StorageError>;
+    /// Lists `path`, replacing what was listed there.
+    async fn put_listed(
+        &self,
+        session: &str,
+        path: &str,
+        size: i64,
+        reason: &'static str,
+    ) -> Result<(), StorageError>;
+    async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError>;
     /// Returns the number of rows changed: 0 when a live session has `id`.
     async fn create_session(
         &self,
@@ -295,6 +339,39 @@ impl Store {
     pub async fn stored_rev(&self, session: &str, path: &str) -> Result<Option<u64>, StorageError> {
         let rev = dispatch!(self, db => db.stored_rev(session, path).await)?;
         Ok(rev.map(|r| r as u64))
+    }
+
+    /// The files of `session` listed but not synced, by path.
+    pub async fn load_listed(&self, session: &str) -> Result<Vec<ListedFile>, StorageError> {
+        let rows = dispatch!(self, db => db.load_listed(session).await)?;
+        rows.into_iter()
+            .map(|(path, size, reason)| match parse_reason(&reason) {
+                Some(reason) => Ok(ListedFile {
+                    path,
+                    size: size.max(0) as u64,
+                    reason,
+                }),
+                None => Err(StorageError::CorruptEntry { path, reason }),
+            })
+            .collect()
+    }
+
+    /// Lists `path` as not synced, replacing what was listed there.
+    pub async fn put_listed(
+        &self,
+        session: &str,
+        path: &str,
+        size: u64,
+        reason: NotSynced,
+    ) -> Result<(), StorageError> {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let reason = reason_name(reason);
+        dispatch!(self, db => db.put_listed(session, path, size, reason).await)
+    }
+
+    /// Takes `path` off the listed files (it became a document).
+    pub async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        dispatch!(self, db => db.delete_listed(session, path).await)
     }
 
     /// Records a session's token hashes. A revoked session may be created
@@ -408,5 +485,19 @@ mod tests {
             Database::parse("/var/lib/chorus"),
             Database::Sqlite("/var/lib/chorus".into())
         );
+    }
+
+    #[test]
+    fn reasons_are_stored_by_their_wire_names() {
+        for reason in [
+            NotSynced::Binary,
+            NotSynced::TooLarge,
+            NotSynced::SessionFull,
+        ] {
+            let wire = serde_json::to_value(reason).unwrap();
+            assert_eq!(wire, reason_name(reason));
+            assert_eq!(parse_reason(reason_name(reason)), Some(reason));
+        }
+        assert_eq!(parse_reason("huge"), None);
     }
 }

@@ -2,8 +2,10 @@
 //! server (`CHORUS_TEST_POSTGRES`, which scripts/test.sh starts).
 
 use chorus_hub::document::Author;
+use chorus_hub::storage::ListedFile;
 use chorus_hub::storage::{now_secs, Database, StorageError, Store};
 use chorus_protocol::ot::{OperationSeq, WireOp};
+use chorus_protocol::wire::NotSynced;
 
 fn op(json: &str) -> OperationSeq {
     serde_json::from_str::<WireOp>(json).unwrap().0
@@ -86,6 +88,76 @@ async fn exercise(store: &Store, session: &str) {
     assert!(mine.created_at.is_some());
     let other = listed.iter().find(|s| s.id == other).unwrap();
     assert_eq!((other.documents, other.created_at), (1, None));
+
+    // Files listed but not synced: replaced in place, taken off by path,
+    // by session.
+    store
+        .put_listed(session, "z.png", 10, NotSynced::Binary)
+        .await
+        .unwrap();
+    store
+        .put_listed(session, "big.csv", 1 << 40, NotSynced::TooLarge)
+        .await
+        .unwrap();
+    store
+        .put_listed(session, "z.png", 12, NotSynced::SessionFull)
+        .await
+        .unwrap();
+    store
+        .put_listed(session, "gone.txt", 1, NotSynced::Binary)
+        .await
+        .unwrap();
+    store.delete_listed(session, "gone.txt").await.unwrap();
+    store
+        .put_listed(&other.id, "z.png", 1, NotSynced::Binary)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_listed(session).await.unwrap(),
+        vec![
+            listing("big.csv", 1 << 40, NotSynced::TooLarge),
+            listing("z.png", 12, NotSynced::SessionFull),
+        ]
+    );
+}
+
+fn listing(path: &str, size: u64, reason: NotSynced) -> ListedFile {
+    ListedFile {
+        path: path.to_owned(),
+        size,
+        reason,
+    }
+}
+
+/// A database made before listed files existed gains their table when a
+/// newer hub opens it, its documents untouched.
+#[tokio::test]
+async fn sqlite_from_an_older_hub_gains_the_listed_files() {
+    let dir = std::env::temp_dir().join(format!("chorus-store-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = rusqlite::Connection::open(dir.join("chorus.db")).unwrap();
+    old.execute_batch(
+        "CREATE TABLE documents (session TEXT NOT NULL, path TEXT NOT NULL,
+            snapshot_rev BIGINT NOT NULL, snapshot_text TEXT NOT NULL,
+            PRIMARY KEY (session, path));
+         INSERT INTO documents VALUES ('s', 'a.txt', 0, 'old');",
+    )
+    .unwrap();
+    drop(old);
+    let store = Store::open(&Database::Sqlite(dir.clone())).await.unwrap();
+    assert_eq!(store.load_listed("s").await.unwrap(), vec![]);
+    store
+        .put_listed("s", "b.bin", 3, NotSynced::Binary)
+        .await
+        .unwrap();
+    let docs = store.load_session("s").await.unwrap();
+    assert_eq!(docs[0].text().unwrap(), "old");
+    assert_eq!(
+        store.load_listed("s").await.unwrap(),
+        vec![listing("b.bin", 3, NotSynced::Binary)]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -340,9 +340,8 @@ impl Core {
                 .presence
                 .receive_cursor(client_id, name, &doc, selections, &self.docs),
             ServerMsg::Pong { .. } => {}
-            // Answers to `put` and `files`, which this link does not send
-            // yet, and news of files nobody here has open.
-            ServerMsg::Stored { .. } | ServerMsg::Files { .. } | ServerMsg::FileAdded { .. } => {}
+            // The session's tree is for `chorus share`; editors open by path.
+            ServerMsg::Stored { .. } | ServerMsg::FileAdded { .. } | ServerMsg::Files { .. } => {}
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
             } => self.runs.started(run_id, &name, &doc),

@@ -334,8 +334,12 @@ pub enum ServerMsg {
         run_id: u64,
         result: RunResult,
     },
-    /// The answer to `put`: `created` when the file is new to the session,
-    /// `notSynced` when it is only listed (and why).
+    /// The answer to `put`: `created` when the put changed the session's
+    /// tree (a new file, or a file only listed until now, replaced: e.g. it
+    /// became text); false when a document was at `path` already (its text
+    /// stays) or the same listing was. `notSynced` when the file is only
+    /// listed (and why); a put refused (`bad_path`, `read_only`,
+    /// `too_many_files`) is answered with `error{doc: path}` instead.
     Stored {
         path: String,
         created: bool,
@@ -343,7 +347,8 @@ pub enum ServerMsg {
         not_synced: Option<NotSynced>,
     },
     /// Another participant added a file to the session's tree (by `put`,
-    /// or by opening a new document).
+    /// or by opening a new document), or replaced a listed one at the same
+    /// path: sent whenever `stored` says `created`.
     FileAdded {
         entry: FileEntry,
     },

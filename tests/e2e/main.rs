@@ -21,3 +21,4 @@ mod runs;
 mod stale_edits;
 mod tls;
 mod unicode;
+mod workspace_caps;

@@ -2,7 +2,8 @@
 //! own texts, its output relayed to every participant in order.
 //!
 //! Invariants: a run's files are the hub's authoritative text of every
-//! document, never the requester's buffer; output and the finish of a run
+//! document, never the requester's buffer, whether anyone opened it or it
+//! came by `put` (listed files, not being documents, are left out); output and the finish of a run
 //! that is no longer the session's current one are dropped; output `seq`
 //! numbers count up from 0 within each run; a session that stops kills its
 //! run's container.

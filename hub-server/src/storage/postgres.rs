@@ -11,9 +11,9 @@ use std::sync::Arc;
 use tracing::{error, warn};
 
 use super::schema::{
-    AccessRow, DocRow, OpRow, SessionRow, APPEND_OP, CREATE_DOC, CREATE_SESSION, GET_ACCESS,
-    LIST_SESSIONS, LOAD_DOCS, LOAD_OPS, REVOKED_SINCE, REVOKE_SESSION, SCHEMA, SNAPSHOT_DOC,
-    STORED_REV, TRIM_OPS,
+    AccessRow, DocRow, ListedRow, OpRow, SessionRow, APPEND_OP, CREATE_DOC, CREATE_SESSION,
+    DELETE_LISTED, GET_ACCESS, LIST_SESSIONS, LOAD_DOCS, LOAD_LISTED, LOAD_OPS, PUT_LISTED,
+    REVOKED_SINCE, REVOKE_SESSION, SCHEMA, SNAPSHOT_DOC, STORED_REV, TRIM_OPS,
 };
 use super::{Backend, StorageError};
 
@@ -172,6 +172,38 @@ impl Backend for Pg {
             .query_one(STORED_REV, &[&session, &path])
             .await?
             .try_get(0)?)
+    }
+
+    async fn load_listed(&self, session: &str) -> Result<Vec<ListedRow>, StorageError> {
+        self.client(session)
+            .await?
+            .query(LOAD_LISTED, &[&session])
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect()
+    }
+
+    async fn put_listed(
+        &self,
+        session: &str,
+        path: &str,
+        size: i64,
+        reason: &'static str,
+    ) -> Result<(), StorageError> {
+        self.client(session)
+            .await?
+            .execute(PUT_LISTED, &[&session, &path, &size, &reason])
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        self.client(session)
+            .await?
+            .execute(DELETE_LISTED, &[&session, &path])
+            .await?;
+        Ok(())
     }
 
     async fn create_session(

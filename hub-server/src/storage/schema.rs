@@ -3,7 +3,9 @@
 //! Invariant: each statement is written once, with `$n` placeholders, which
 //! PostgreSQL takes as they are and the SQLite backend turns into `?n`; a
 //! backend may combine statements (PostgreSQL's snapshot) but not reword
-//! them, so both backends keep the same data the same way.
+//! them, so both backends keep the same data the same way. Tables are
+//! only ever added, each `IF NOT EXISTS`, so a database made by an older
+//! hub gains the new ones when a newer hub opens it.
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS documents (
@@ -29,6 +31,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     read_hash TEXT NOT NULL,
     revoked_at BIGINT
 );
+CREATE TABLE IF NOT EXISTS listed_files (
+    session TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (session, path)
+);
 ";
 
 pub(super) const CREATE_DOC: &str = "INSERT INTO documents (session, path, snapshot_rev, snapshot_text) VALUES ($1, $2, 0, $3)
@@ -45,6 +54,12 @@ pub(super) const TRIM_OPS: &str = "DELETE FROM ops WHERE session = $1 AND path =
 pub(super) const STORED_REV: &str =
     "SELECT MAX(r) FROM (SELECT snapshot_rev AS r FROM documents WHERE session = $1 AND path = $2
     UNION ALL SELECT rev AS r FROM ops WHERE session = $1 AND path = $2) AS revs";
+pub(super) const PUT_LISTED: &str =
+    "INSERT INTO listed_files (session, path, size, reason) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (session, path) DO UPDATE SET size = excluded.size, reason = excluded.reason";
+pub(super) const DELETE_LISTED: &str = "DELETE FROM listed_files WHERE session = $1 AND path = $2";
+pub(super) const LOAD_LISTED: &str =
+    "SELECT path, size, reason FROM listed_files WHERE session = $1 ORDER BY path";
 pub(super) const GET_ACCESS: &str =
     "SELECT join_hash, read_hash, revoked_at FROM sessions WHERE id = $1";
 pub(super) const CREATE_SESSION: &str =
@@ -67,6 +82,8 @@ pub(super) type DocRow = (String, i64, String);
 /// A raw row of [`LOAD_OPS`], before it is checked: revision, op as JSON,
 /// author's instance and sequence number.
 pub(super) type OpRow = (i64, String, Option<String>, Option<i64>);
+/// A row of [`LOAD_LISTED`]: path, size in bytes, why it is not synced.
+pub(super) type ListedRow = (String, i64, String);
 /// A row of [`GET_ACCESS`]: join hash, read-only hash, revocation time.
 pub(super) type AccessRow = (String, String, Option<i64>);
 /// A row of [`LIST_SESSIONS`]: id, creation time, revocation time, number

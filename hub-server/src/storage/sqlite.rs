@@ -10,9 +10,9 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema::{
-    AccessRow, DocRow, OpRow, SessionRow, APPEND_OP, CREATE_DOC, CREATE_SESSION, GET_ACCESS,
-    LIST_SESSIONS, LOAD_DOCS, LOAD_OPS, REVOKED_SINCE, REVOKE_SESSION, SCHEMA, SNAPSHOT_DOC,
-    STORED_REV, TRIM_OPS,
+    AccessRow, DocRow, ListedRow, OpRow, SessionRow, APPEND_OP, CREATE_DOC, CREATE_SESSION,
+    DELETE_LISTED, GET_ACCESS, LIST_SESSIONS, LOAD_DOCS, LOAD_LISTED, LOAD_OPS, PUT_LISTED,
+    REVOKED_SINCE, REVOKE_SESSION, SCHEMA, SNAPSHOT_DOC, STORED_REV, TRIM_OPS,
 };
 use super::{Backend, StorageError};
 
@@ -196,6 +196,46 @@ impl Backend for Sqlite {
                 .query_row(&lite(STORED_REV), params![session, path], |row| row.get(0))
                 .optional()?
                 .flatten())
+        })
+        .await
+    }
+
+    async fn load_listed(&self, session: &str) -> Result<Vec<ListedRow>, StorageError> {
+        let session = session.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&lite(LOAD_LISTED))?;
+            let rows = stmt
+                .query_map(params![session], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn put_listed(
+        &self,
+        session: &str,
+        path: &str,
+        size: i64,
+        reason: &'static str,
+    ) -> Result<(), StorageError> {
+        let (session, path) = (session.to_owned(), path.to_owned());
+        self.run(move |conn| {
+            conn.prepare_cached(&lite(PUT_LISTED))?
+                .execute(params![session, path, size, reason])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        let (session, path) = (session.to_owned(), path.to_owned());
+        self.run(move |conn| {
+            conn.prepare_cached(&lite(DELETE_LISTED))?
+                .execute(params![session, path])?;
+            Ok(())
         })
         .await
     }
