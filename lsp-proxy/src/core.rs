@@ -4,7 +4,10 @@
 //! starts the hub link at `initialize`); each job lives in its own module:
 //! the documents in `documents.rs`, cursors and participants in
 //! `presence.rs`, `chorus.*` in `commands.rs`, runs in `runs.rs`, the
-//! connection's state in `hub_link.rs`.
+//! connection's state in `hub_link.rs`, the session's files on disk
+//! (`syncFiles`) in `disk.rs`: a path's hub messages go to `disk.rs` while
+//! it follows the path for a file the editor does not have open, else to
+//! `documents.rs`.
 //!
 //! Invariants:
 //! * The LSP handlers only send [`Event`]s here, never await; requests to
@@ -24,6 +27,7 @@ use tower_lsp_server::Client;
 use tracing::{info, warn};
 
 use crate::commands::Commands;
+use crate::disk::{DiskSync, Written};
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
 use crate::notifier::Notifier;
@@ -96,6 +100,10 @@ pub enum Event {
     },
     /// From the hub link task.
     Hub(HubEvent),
+    /// Time to write the files on disk that remote edits changed.
+    DiskFlush,
+    /// The disk writer's report on one file.
+    DiskWritten { path: String, outcome: Written },
 }
 
 pub enum HubEvent {
@@ -121,6 +129,9 @@ struct Core {
     commands: Commands,
     /// The session's runs, as the editor shows them.
     runs: Runs,
+    /// The session's files on disk (`syncFiles`), for those the editor
+    /// does not have open.
+    disk: DiskSync,
     /// What the editor is told unasked, in order; held back until the
     /// editor says `initialized`.
     notifier: Notifier,
@@ -134,6 +145,7 @@ pub async fn run(
     let notifier = Notifier::spawn(client.clone());
     let mut core = Core {
         docs: Documents::new(client, events.clone(), notifier.clone()),
+        disk: DiskSync::new(events.clone(), notifier.clone()),
         events,
         link: Link::new(notifier.clone()),
         presence: Presence::new(notifier.clone()),
@@ -191,6 +203,9 @@ impl Core {
             }
             Event::Open { uri, text, version } => {
                 self.commands.note_active(&uri);
+                if let Some(path) = self.docs.doc_path(&uri) {
+                    self.disk.editor_opened(&path, &self.link);
+                }
                 self.docs.open(uri, text, version, &self.link)
             }
             Event::Change {
@@ -203,7 +218,13 @@ impl Core {
                     self.presence.infer_cursor(&uri, &mut self.docs, &self.link);
                 }
             }
-            Event::Close { uri } => self.docs.close(&uri, &self.link),
+            Event::Close { uri } => {
+                let shared = self.docs.path_of(&uri);
+                self.docs.close(&uri, &self.link);
+                if let Some(path) = self.docs.doc_path(&uri) {
+                    self.disk.editor_closed(&path, shared.is_some(), &self.link);
+                }
+            }
             Event::DocumentState { uri, reply } => {
                 let _ = reply.send(self.docs.describe(&uri));
             }
@@ -217,6 +238,8 @@ impl Core {
                 .edit_answered(&uri, id, applied, reason, &self.link),
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
             Event::Hub(HubEvent::Disconnected(reason)) => self.link.disconnected(&reason),
+            Event::DiskFlush => self.disk.flush(),
+            Event::DiskWritten { path, outcome } => self.disk.written(path, outcome),
         }
     }
 
@@ -238,6 +261,8 @@ impl Core {
             .is_some_and(|name| name.to_ascii_lowercase().contains("neovim"));
         self.docs
             .configure(root.clone(), encoding, !neovim || extensions);
+        self.disk
+            .configure(root.clone(), settings.sync_files.unwrap_or(false));
         let Some(session) = settings.session.clone() else {
             self.notifier.tell_user(
                 MessageType::WARNING,
@@ -298,11 +323,16 @@ impl Core {
                 participants,
                 session,
                 role,
+                workspace,
                 ..
             } => {
                 self.link.welcomed(client_id, &session, role);
                 self.presence.welcome(participants);
                 self.docs.rejoin_all(&self.link);
+                self.disk.welcomed(workspace, &self.link);
+            }
+            ServerMsg::Opened { doc, rev, text, .. } if self.disk.owns(&doc) => {
+                self.disk.opened(&doc, rev, text)
             }
             ServerMsg::Opened {
                 doc,
@@ -322,6 +352,9 @@ impl Core {
                 self.docs.opened(&doc, answer, &self.link)
             }
             ServerMsg::Ack { doc, rev } => self.docs.ack(&doc, rev, &self.link),
+            ServerMsg::Remote { doc, rev, op, .. } if self.disk.owns(&doc) => {
+                self.disk.remote(&doc, rev, &op, &self.link)
+            }
             ServerMsg::Remote { doc, rev, op, .. } => self.docs.remote(&doc, rev, &op, &self.link),
             ServerMsg::Joined { participant } => {
                 self.presence.joined(participant, self.link.session())
@@ -340,8 +373,10 @@ impl Core {
                 .presence
                 .receive_cursor(client_id, name, &doc, selections, &self.docs),
             ServerMsg::Pong { .. } => {}
-            // The session's tree is for `chorus share`; editors open by path.
-            ServerMsg::Stored { .. } | ServerMsg::FileAdded { .. } | ServerMsg::Files { .. } => {}
+            // Puts go over a share's own connection, never this one.
+            ServerMsg::Stored { .. } => {}
+            ServerMsg::Files { entries } => self.disk.files(entries, &self.link),
+            ServerMsg::FileAdded { entry } => self.disk.file_added(entry, &self.link),
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
             } => self.runs.started(run_id, &name, &doc),
@@ -352,6 +387,14 @@ impl Core {
                 data,
             } => self.runs.output(run_id, seq, stream, &data),
             ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
+            ServerMsg::Error {
+                doc: Some(doc),
+                code,
+                message,
+            } if self.disk.owns(&doc) => {
+                warn!(?code, %message, %doc, "hub refused a file kept on disk");
+                self.disk.error(&doc, &self.link);
+            }
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
                 if code == ErrorCode::StaleRevision {

@@ -6,6 +6,8 @@
 //! * [`core`] — the single loop that owns all state and dispatches events;
 //! * `documents` — the shared documents, by protocol path: join, rejoin,
 //!   resync, and carrying out their sync's effects;
+//! * `disk` — the session's files on disk (`syncFiles`) for those the
+//!   editor does not have open: written atomically, kept in step;
 //! * [`sync`] — per-document two-party sync (pure; the hard part);
 //! * [`presence`] — participants, cursors both ways, follow mode;
 //! * `commands` — the `chorus.*` commands;
@@ -24,6 +26,7 @@
 pub mod backend;
 mod commands;
 pub mod core;
+mod disk;
 mod documents;
 pub mod hub_link;
 pub mod lsp_ext;

@@ -188,6 +188,11 @@ function M.join(session, token)
       attach(bufnr)
     end
   end
+  -- Keeping the session's files on disk needs the proxy running before
+  -- any buffer of the workspace is open.
+  if state.config.sync_files and not state.client_id then
+    state.client_id = vim.lsp.start(client_config(), { attach = false })
+  end
   notify(string.format('joined %s at %s (workspace %s)', session, state.config.hub, state.root))
   vim.cmd.redrawstatus()
 end
