@@ -19,8 +19,8 @@ use crate::support::{eventually, wait_converged};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-const MAIN: &str = "import helper\n\nhelper.greet()\n";
-const HELPER: &str = "def greet():\n    print('hello from helper')\n";
+pub(crate) const MAIN: &str = "import helper\n\nhelper.greet()\n";
+pub(crate) const HELPER: &str = "def greet():\n    print('hello from helper')\n";
 
 /// A two-file Python project, with a file `.gitignore` leaves out and a
 /// binary one.
@@ -60,7 +60,7 @@ async fn chorus_share(hub: &Hub, dir: &Path, session: &str) -> (bool, String) {
 }
 
 /// Shares the project from `dir_of(hub, "ada")` and checks what it said.
-async fn share_project(hub: &Hub, session: &str) {
+pub(crate) async fn share_project(hub: &Hub, session: &str) {
     let dir = hub.log_dir.join("ada");
     project(&dir);
     let (ok, stderr) = chorus_share(hub, &dir, session).await;
