@@ -332,7 +332,7 @@ impl Core {
                 self.disk.welcomed(workspace, &self.link);
             }
             ServerMsg::Opened { doc, rev, text, .. } if self.disk.owns(&doc) => {
-                self.disk.opened(&doc, rev, text)
+                self.disk.opened(&doc, rev, text, &self.link)
             }
             ServerMsg::Opened {
                 doc,

@@ -45,6 +45,11 @@ use crate::hub_link::Link;
 use crate::notifier::Notifier;
 use crate::workspace::CHORUS_DIR;
 
+/// Files asked for (`open` sent, `opened` due) at once, at most: the hub
+/// drops a connection whose outbound queue fills (4096 frames), and a big
+/// tree's answers all at once would fill it.
+const OPENS_IN_FLIGHT: usize = 32;
+
 /// How long remote edits to a file gather before it is written: typing
 /// elsewhere reaches the disk within this, without a write per keystroke.
 pub(crate) const WRITE_EVERY: Duration = Duration::from_millis(100);
@@ -89,6 +94,8 @@ pub(crate) struct DiskSync {
     session_files: HashMap<String, FileEntry>,
     /// The files we follow, by path.
     docs: HashMap<String, DiskDoc>,
+    /// Files to follow once fewer than [`OPENS_IN_FLIGHT`] are joining.
+    to_follow: std::collections::VecDeque<String>,
     /// Paths the editor has open: the writer leaves them alone.
     editor_open: Arc<Mutex<HashSet<String>>>,
     /// To the writer thread; started with the first write.
@@ -119,6 +126,7 @@ impl DiskSync {
             root: None,
             session_files: HashMap::new(),
             docs: HashMap::new(),
+            to_follow: Default::default(),
             editor_open: Default::default(),
             writer: None,
             writes_pending: 0,
@@ -145,6 +153,7 @@ impl DiskSync {
     /// connection; the tree's listing says what to follow again.
     pub(crate) fn welcomed(&mut self, workspace: Option<WorkspaceLimits>, link: &Link) {
         self.docs.clear();
+        self.to_follow.clear();
         if workspace.is_some() && self.root.is_some() {
             link.send(&ClientMsg::Files {});
         }
@@ -202,7 +211,8 @@ impl DiskSync {
         }
     }
 
-    /// Subscribes to `path` unless the editor has it or we do already.
+    /// Subscribes to `path` unless the editor has it or we do already;
+    /// queued while [`OPENS_IN_FLIGHT`] others are joining.
     fn follow(&mut self, path: String, link: &Link) {
         if self.docs.contains_key(&path) || self.is_editor_open(&path) {
             return;
@@ -211,18 +221,39 @@ impl DiskSync {
             warn!(%path, %why, "not kept on disk");
             return;
         }
-        // The file is in the session's tree, so the hub answers with its
-        // text; the empty seed only matters if it is gone meanwhile.
-        link.send(&ClientMsg::Open {
-            doc: path.clone(),
-            text: String::new(),
-            since: None,
-        });
-        self.docs.insert(path, DiskDoc::Joining);
+        // A path queued twice is asked for once: `pump` skips the second.
+        self.to_follow.push_back(path);
+        self.pump(link);
+    }
+
+    /// Sends the queued `open`s there is room for.
+    fn pump(&mut self, link: &Link) {
+        let mut joining = self
+            .docs
+            .values()
+            .filter(|doc| matches!(doc, DiskDoc::Joining))
+            .count();
+        while joining < OPENS_IN_FLIGHT {
+            let Some(path) = self.to_follow.pop_front() else {
+                return;
+            };
+            if self.docs.contains_key(&path) || self.is_editor_open(&path) {
+                continue;
+            }
+            // The file is in the session's tree, so the hub answers with
+            // its text; the empty seed only matters if it is gone meanwhile.
+            link.send(&ClientMsg::Open {
+                doc: path.clone(),
+                text: String::new(),
+                since: None,
+            });
+            self.docs.insert(path, DiskDoc::Joining);
+            joining += 1;
+        }
     }
 
     /// The hub's text for one of ours: written now.
-    pub(crate) fn opened(&mut self, path: &str, rev: u64, text: String) {
+    pub(crate) fn opened(&mut self, path: &str, rev: u64, text: String, link: &Link) {
         let Some(doc) = self.docs.get_mut(path) else {
             return;
         };
@@ -232,6 +263,7 @@ impl DiskSync {
             dirty: false,
         };
         self.write(path.to_owned(), text);
+        self.pump(link);
     }
 
     /// Someone's edit to one of ours.
@@ -269,6 +301,7 @@ impl DiskSync {
         } else {
             // Refused while joining: the file is not to be had; leave it.
             self.docs.remove(path);
+            self.pump(link);
         }
     }
 
@@ -290,6 +323,7 @@ impl DiskSync {
             link.send(&ClientMsg::Close {
                 doc: path.to_owned(),
             });
+            self.pump(link);
         }
     }
 

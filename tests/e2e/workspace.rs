@@ -345,3 +345,31 @@ async fn a_run_executes_the_whole_tree_including_files_nobody_opened() {
     )
     .await;
 }
+
+/// More files than either side keeps in flight (puts, opens): all arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_of_many_files_arrives_whole() {
+    let hub = Hub::start("a_tree_of_many_files_arrives_whole").await;
+    let session = "many";
+    let dir = hub.log_dir.join("ada");
+    for i in 0..150 {
+        let file = dir.join(format!("pkg{}/mod{i}.py", i % 7));
+        std::fs::create_dir_all(file.parent().expect("a folder")).expect("create");
+        std::fs::write(file, format!("N = {i}\n")).expect("write");
+    }
+    let (ok, stderr) = chorus_share(&hub, &dir, session).await;
+    assert!(ok && stderr.contains("shared 150 files"), "{stderr}");
+    let bob_dir = hub.log_dir.join("bob");
+    let bob = syncing_editor(&hub, session, "bob", &bob_dir).await;
+    let all_there = || {
+        (0..150).all(|i| {
+            read(&bob_dir.join(format!("pkg{}/mod{i}.py", i % 7))).as_deref()
+                == Some(format!("N = {i}\n").as_str())
+        })
+    };
+    assert!(
+        eventually(WAIT, all_there).await,
+        "not every file arrived\n{}",
+        bob.client().log_tail(40)
+    );
+}
