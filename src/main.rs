@@ -81,25 +81,25 @@ enum Command {
     },
     /// Run the LSP server an editor starts beside its language server.
     Lsp {
-        /// Hub URL, e.g. ws://127.0.0.1:7420/ or wss://hub.example.com/
-        #[arg(long, env = "CHORUS_HUB")]
-        hub: Option<String>,
-        /// Session to join.
-        #[arg(long, env = "CHORUS_SESSION")]
-        session: Option<String>,
-        /// Your name as collaborators see it.
-        #[arg(long, env = "CHORUS_NAME")]
-        name: Option<String>,
-        /// The session's join or read-only token.
-        #[arg(long, env = "CHORUS_TOKEN")]
-        token: Option<String>,
-        /// Also trust this CA certificate (PEM) for wss://, for hubs with a
-        /// self-signed certificate. The system's roots are always trusted.
-        #[arg(long, env = "CHORUS_HUB_CA")]
-        hub_ca: Option<PathBuf>,
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Write the session's files into the workspace folder and keep
+        /// them in step, including files nobody has open (a file differing
+        /// locally is backed up to .chorus/backup/ first).
+        #[arg(long, env = "CHORUS_SYNC_FILES")]
+        sync_files: bool,
         /// Accepted for editors that pass it; stdio is the only transport.
         #[arg(long, hide = true)]
         stdio: bool,
+    },
+    /// Publish a folder to a session: every file but those .gitignore,
+    /// .ignore or .chorusignore leave out (never .git/), as the
+    /// session's documents. Files already in the session keep their text.
+    Share {
+        /// The folder to publish [default: the current folder].
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        link: LinkArgs,
     },
     /// Create, list and revoke sessions and their tokens.
     Session {
@@ -136,6 +136,55 @@ enum SessionCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// Where to collaborate and as whom: shared by `chorus lsp` and
+/// `chorus share`.
+#[derive(clap::Args)]
+struct LinkArgs {
+    /// Hub URL, e.g. ws://127.0.0.1:7420/ or wss://hub.example.com/
+    #[arg(long, env = "CHORUS_HUB")]
+    hub: Option<String>,
+    /// Session to join.
+    #[arg(long, env = "CHORUS_SESSION")]
+    session: Option<String>,
+    /// Your name as collaborators see it.
+    #[arg(long, env = "CHORUS_NAME")]
+    name: Option<String>,
+    /// The session's join or read-only token.
+    #[arg(long, env = "CHORUS_TOKEN")]
+    token: Option<String>,
+    /// Also trust this CA certificate (PEM) for wss://, for hubs with a
+    /// self-signed certificate. The system's roots are always trusted.
+    #[arg(long, env = "CHORUS_HUB_CA")]
+    hub_ca: Option<PathBuf>,
+}
+
+impl LinkArgs {
+    /// What `chorus share` connects to; a session is required.
+    fn share_target(self) -> anyhow::Result<chorus_lsp::share::ShareTarget> {
+        let session = self
+            .session
+            .context("which session? pass --session NAME or set CHORUS_SESSION")?;
+        let hub = self
+            .hub
+            .unwrap_or_else(|| chorus_lsp::DEFAULT_HUB.to_owned());
+        let tls = if hub.starts_with("wss://") {
+            let tls = chorus_lsp::hub_link::tls_config(self.hub_ca.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            Some(tls)
+        } else {
+            None
+        };
+        Ok(chorus_lsp::share::ShareTarget {
+            hub,
+            session,
+            name: self.name.unwrap_or_else(chorus_lsp::default_name),
+            token: self.token,
+            tls,
+            editor: "chorus share".into(),
+        })
+    }
 }
 
 /// Where sessions are kept: shared by `chorus hub` and `chorus session`,
@@ -337,22 +386,31 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Lsp {
-            hub,
-            session,
-            name,
-            token,
-            hub_ca,
+            link,
+            sync_files,
             stdio: _,
         } => {
             runtime.block_on(chorus_lsp::run_stdio(chorus_lsp::Settings {
-                hub,
-                session,
-                name,
-                token,
-                hub_ca: hub_ca.map(|p| p.display().to_string()),
+                hub: link.hub,
+                session: link.session,
+                name: link.name,
+                token: link.token,
+                hub_ca: link.hub_ca.map(|p| p.display().to_string()),
                 extensions: None,
+                sync_files: sync_files.then_some(true),
             }));
             Ok(())
+        }
+        Command::Share { dir, link } => {
+            let dir = match dir {
+                Some(dir) => dir,
+                None => std::env::current_dir().context("no current folder")?,
+            };
+            let root = dir
+                .canonicalize()
+                .with_context(|| format!("cannot share {}", dir.display()))?;
+            let target = link.share_target()?;
+            runtime.block_on(chorus_lsp::share::run_in_terminal(&root, &target))
         }
         Command::Session { command } => runtime.block_on(session_command(command)),
         Command::Version => {

@@ -3,7 +3,9 @@
 //! * `chorus.run [uri] [{stdin, args, language}]` asks the hub to run a
 //!   shared document (by default the one last opened or edited);
 //! * `chorus.stop` stops the session's run;
-//! * `chorus.follow [name]` follows a participant's cursor, or no one's.
+//! * `chorus.follow [name]` follows a participant's cursor, or no one's;
+//! * `chorus.share` publishes the workspace folder in the background
+//!   (`share.rs`), with `$/progress` and a final message.
 //!
 //! A command is answered at once and only says the request went out:
 //! a run's output and result arrive as notifications, at every
@@ -19,6 +21,7 @@ use crate::documents::Documents;
 use crate::hub_link::Link;
 use crate::lsp_ext::{self, FollowArguments, Following, Requested, RunArguments, RunOptions};
 use crate::presence::Presence;
+use crate::share::EditorShare;
 
 /// What the commands remember between calls.
 #[derive(Default)]
@@ -26,6 +29,9 @@ pub(crate) struct Commands {
     /// The document last opened or edited: what `chorus.run` runs by
     /// default.
     last_active: Option<Uri>,
+    /// Where `chorus.share` publishes to; `None` without a workspace
+    /// folder or session.
+    share: Option<EditorShare>,
 }
 
 impl Commands {
@@ -34,6 +40,11 @@ impl Commands {
         if self.last_active.as_ref() != Some(uri) {
             self.last_active = Some(uri.clone());
         }
+    }
+
+    /// What `initialize` said `chorus.share` needs.
+    pub(crate) fn set_share(&mut self, share: EditorShare) {
+        self.share = Some(share);
     }
 
     /// Carries out `command`; the error is the message the editor shows.
@@ -66,8 +77,18 @@ impl Commands {
                     requested: "stop".to_owned(),
                 })
             }
+            lsp_ext::SHARE => {
+                let share = self
+                    .share
+                    .as_ref()
+                    .ok_or("Chorus: no workspace folder to share")?;
+                share.start()?;
+                answer(&Requested {
+                    requested: "share".to_owned(),
+                })
+            }
             other => Err(format!(
-                "unknown command {other:?}; Chorus offers chorus.run, chorus.stop and chorus.follow"
+                "unknown command {other:?}; Chorus offers chorus.run, chorus.stop, chorus.follow and chorus.share"
             )),
         }
     }

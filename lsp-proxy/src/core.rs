@@ -4,7 +4,10 @@
 //! starts the hub link at `initialize`); each job lives in its own module:
 //! the documents in `documents.rs`, cursors and participants in
 //! `presence.rs`, `chorus.*` in `commands.rs`, runs in `runs.rs`, the
-//! connection's state in `hub_link.rs`.
+//! connection's state in `hub_link.rs`, the session's files on disk
+//! (`syncFiles`) in `disk.rs`: a path's hub messages go to `disk.rs` while
+//! it follows the path for a file the editor does not have open, else to
+//! `documents.rs`.
 //!
 //! Invariants:
 //! * The LSP handlers only send [`Event`]s here, never await; requests to
@@ -24,12 +27,14 @@ use tower_lsp_server::Client;
 use tracing::{info, warn};
 
 use crate::commands::Commands;
+use crate::disk::{DiskSync, Written};
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
 use crate::lsp_ext::DocumentStateResult;
 use crate::notifier::Notifier;
 use crate::presence::Presence;
 use crate::runs::Runs;
+use crate::share::{EditorShare, ShareTarget};
 use crate::sync::Change;
 use crate::Settings;
 
@@ -103,6 +108,10 @@ pub enum Event {
     },
     /// From the hub link task.
     Hub(HubEvent),
+    /// Time to write the files on disk that remote edits changed.
+    DiskFlush,
+    /// The disk writer's report on one file.
+    DiskWritten { path: String, outcome: Written },
 }
 
 pub enum HubEvent {
@@ -128,6 +137,9 @@ struct Core {
     commands: Commands,
     /// The session's runs, as the editor shows them.
     runs: Runs,
+    /// The session's files on disk (`syncFiles`), for those the editor
+    /// does not have open.
+    disk: DiskSync,
     /// What the editor is told unasked, in order; held back until the
     /// editor says `initialized`.
     notifier: Notifier,
@@ -141,6 +153,7 @@ pub async fn run(
     let notifier = Notifier::spawn(client.clone());
     let mut core = Core {
         docs: Documents::new(client, events.clone(), notifier.clone()),
+        disk: DiskSync::new(events.clone(), notifier.clone()),
         events,
         link: Link::new(notifier.clone()),
         presence: Presence::new(notifier.clone()),
@@ -173,7 +186,7 @@ impl Core {
                 work_done_progress,
             } => {
                 self.runs.set_progress_support(work_done_progress);
-                self.init(settings, root, encoding, editor)
+                self.init(settings, root, encoding, editor, work_done_progress)
             }
             Event::Command {
                 command,
@@ -198,6 +211,9 @@ impl Core {
             }
             Event::Open { uri, text, version } => {
                 self.commands.note_active(&uri);
+                if let Some(path) = self.docs.doc_path(&uri) {
+                    self.disk.editor_opened(&path, &self.link);
+                }
                 self.docs.open(uri, text, version, &self.link)
             }
             Event::Change {
@@ -210,7 +226,13 @@ impl Core {
                     self.presence.infer_cursor(&uri, &mut self.docs, &self.link);
                 }
             }
-            Event::Close { uri } => self.docs.close(&uri, &self.link),
+            Event::Close { uri } => {
+                let shared = self.docs.path_of(&uri);
+                self.docs.close(&uri, &self.link);
+                if let Some(path) = self.docs.doc_path(&uri) {
+                    self.disk.editor_closed(&path, shared.is_some(), &self.link);
+                }
+            }
             Event::Damaged {
                 uri,
                 method,
@@ -245,6 +267,8 @@ impl Core {
                 .edit_answered(&uri, id, applied, reason, &self.link),
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
             Event::Hub(HubEvent::Disconnected(reason)) => self.link.disconnected(&reason),
+            Event::DiskFlush => self.disk.flush(),
+            Event::DiskWritten { path, outcome } => self.disk.written(path, outcome),
         }
     }
 
@@ -254,6 +278,7 @@ impl Core {
         root: Option<PathBuf>,
         encoding: Encoding,
         editor: Option<String>,
+        work_done_progress: bool,
     ) {
         let extensions = settings.extensions.unwrap_or(false);
         self.presence.set_extensions(extensions);
@@ -263,7 +288,10 @@ impl Core {
         let neovim = editor
             .as_deref()
             .is_some_and(|name| name.to_ascii_lowercase().contains("neovim"));
-        self.docs.configure(root, encoding, !neovim || extensions);
+        self.docs
+            .configure(root.clone(), encoding, !neovim || extensions);
+        self.disk
+            .configure(root.clone(), settings.sync_files.unwrap_or(false));
         let Some(session) = settings.session.clone() else {
             self.notifier.tell_user(
                 MessageType::WARNING,
@@ -274,8 +302,8 @@ impl Core {
         let hub = settings
             .hub
             .clone()
-            .unwrap_or_else(|| "ws://127.0.0.1:7420/".into());
-        let name = settings.name.clone().unwrap_or_else(default_name);
+            .unwrap_or_else(|| crate::DEFAULT_HUB.into());
+        let name = settings.name.clone().unwrap_or_else(crate::default_name);
         info!(%hub, %session, %name, ?encoding, "starting");
         let tls = if hub.starts_with("wss://") {
             match crate::hub_link::tls_config(settings.hub_ca.as_deref().map(Path::new)) {
@@ -289,6 +317,22 @@ impl Core {
         } else {
             None
         };
+        if let Some(root) = root {
+            self.commands.set_share(EditorShare {
+                target: ShareTarget {
+                    hub: hub.clone(),
+                    session: session.clone(),
+                    name: name.clone(),
+                    token: settings.token.clone().filter(|t| !t.is_empty()),
+                    tls: tls.clone(),
+                    editor: format!("{} (chorus.share)", editor.as_deref().unwrap_or("editor")),
+                },
+                root,
+                work_done_progress,
+                notifier: self.notifier.clone(),
+                running: Default::default(),
+            });
+        }
         let hello = ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
             session: session.clone(),
@@ -308,11 +352,16 @@ impl Core {
                 participants,
                 session,
                 role,
+                workspace,
                 ..
             } => {
                 self.link.welcomed(client_id, &session, role);
                 self.presence.welcome(participants);
                 self.docs.rejoin_all(&self.link);
+                self.disk.welcomed(workspace, &self.link);
+            }
+            ServerMsg::Opened { doc, rev, text, .. } if self.disk.owns(&doc) => {
+                self.disk.opened(&doc, rev, text, &self.link)
             }
             ServerMsg::Opened {
                 doc,
@@ -332,6 +381,9 @@ impl Core {
                 self.docs.opened(&doc, answer, &self.link)
             }
             ServerMsg::Ack { doc, rev } => self.docs.ack(&doc, rev, &self.link),
+            ServerMsg::Remote { doc, rev, op, .. } if self.disk.owns(&doc) => {
+                self.disk.remote(&doc, rev, &op, &self.link)
+            }
             ServerMsg::Remote { doc, rev, op, .. } => self.docs.remote(&doc, rev, &op, &self.link),
             ServerMsg::Joined { participant } => {
                 self.presence.joined(participant, self.link.session())
@@ -350,8 +402,10 @@ impl Core {
                 .presence
                 .receive_cursor(client_id, name, &doc, selections, &self.docs),
             ServerMsg::Pong { .. } => {}
-            // The session's tree is for `chorus share`; editors open by path.
-            ServerMsg::Stored { .. } | ServerMsg::FileAdded { .. } | ServerMsg::Files { .. } => {}
+            // Puts go over a share's own connection, never this one.
+            ServerMsg::Stored { .. } => {}
+            ServerMsg::Files { entries } => self.disk.files(entries, &self.link),
+            ServerMsg::FileAdded { entry } => self.disk.file_added(entry, &self.link),
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
             } => self.runs.started(run_id, &name, &doc),
@@ -362,6 +416,14 @@ impl Core {
                 data,
             } => self.runs.output(run_id, seq, stream, &data),
             ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
+            ServerMsg::Error {
+                doc: Some(doc),
+                code,
+                message,
+            } if self.disk.owns(&doc) => {
+                warn!(?code, %message, %doc, "hub refused a file kept on disk");
+                self.disk.error(&doc, &self.link);
+            }
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
                 if code == ErrorCode::StaleRevision {
@@ -377,10 +439,4 @@ impl Core {
     fn tick(&mut self) {
         self.docs.tick(Instant::now(), &self.link);
     }
-}
-
-fn default_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "anonymous".into())
 }

@@ -196,7 +196,7 @@ impl Documents {
     }
 
     /// The document id: the path relative to the workspace root, `/`-separated.
-    fn doc_path(&self, uri: &Uri) -> Option<String> {
+    pub(crate) fn doc_path(&self, uri: &Uri) -> Option<String> {
         let path = uri.to_file_path()?;
         let root = self.root.as_deref()?;
         let rel = path.strip_prefix(root).ok()?;

@@ -210,7 +210,7 @@ impl Link {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The trust for `wss://`: the system's roots, plus `extra_ca` (PEM) for
@@ -245,7 +245,7 @@ pub fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
-async fn connect(
+pub(crate) async fn connect(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<WebSocketStream<Box<dyn Io>>, String> {

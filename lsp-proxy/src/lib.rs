@@ -6,12 +6,16 @@
 //! * [`core`] — the single loop that owns all state and dispatches events;
 //! * `documents` — the shared documents, by protocol path: join, rejoin,
 //!   resync, and carrying out their sync's effects;
+//! * `disk` — the session's files on disk (`syncFiles`) for those the
+//!   editor does not have open: written atomically, kept in step;
 //! * [`sync`] — per-document two-party sync (pure; the hard part);
 //! * [`presence`] — participants, cursors both ways, follow mode;
 //! * `commands` — the `chorus.*` commands;
 //! * [`hub_link`] — the WebSocket to the hub, with reconnect, and the
 //!   loop's end of it;
 //! * [`notifier`] — everything sent to the editor unasked, in order;
+//! * [`workspace`] — the walk of a folder that sharing publishes;
+//! * [`share`] — publishing a folder (`chorus share`, `chorus.share`);
 //! * [`runs`] — showing shared runs through standard LSP messages;
 //! * [`lsp_ext`] — the `chorus/*` messages, commands and settings plugins
 //!   speak, as types (the only place their wire shape is defined).
@@ -22,16 +26,19 @@
 pub mod backend;
 mod commands;
 pub mod core;
+mod disk;
 mod documents;
 pub mod hub_link;
 pub mod lsp_ext;
 pub mod notifier;
 pub mod presence;
 pub mod runs;
+pub mod share;
 pub mod sync;
 #[cfg(test)]
 mod sync_sim;
 pub mod transport;
+pub mod workspace;
 
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::notification::Notification;
@@ -40,6 +47,16 @@ use tower_lsp_server::{LspService, Server};
 
 /// Where to collaborate; from flags, overridable by `initializationOptions`.
 pub use lsp_ext::Settings;
+
+/// The hub when none is given.
+pub const DEFAULT_HUB: &str = "ws://127.0.0.1:7420/";
+
+/// The name collaborators see when none is given: the user's login name.
+pub fn default_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "anonymous".into())
+}
 
 /// Serves LSP on stdin/stdout until the editor exits.
 pub async fn run_stdio(flags: Settings) {

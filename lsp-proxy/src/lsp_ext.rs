@@ -26,7 +26,7 @@
 //!   * [`LocalCursor`] (`chorus/cursor`): the user's selections, whenever
 //!     they move (throttling is the plugin's business); without a plugin the
 //!     proxy infers the cursor from the user's edits;
-//!   * the commands [`RUN`], [`STOP`] and [`FOLLOW`] through
+//!   * the commands [`RUN`], [`STOP`], [`FOLLOW`] and [`SHARE`] through
 //!     `workspace/executeCommand` (any LSP client can send those);
 //!   * [`DocumentState`] (`chorus/documentState`), a request for tests and
 //!     health checks.
@@ -79,6 +79,13 @@ pub struct Settings {
     /// from their edits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extensions: Option<bool>,
+    /// Write the session's files into the workspace folder and keep them
+    /// in step while the session lasts, including files nobody has open
+    /// (`chorus lsp --sync-files`). A file the editor has open is the
+    /// editor's; a different local copy of one it has not is backed up to
+    /// `.chorus/backup/` before the session's text replaces it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_files: Option<bool>,
 }
 
 impl Settings {
@@ -92,6 +99,7 @@ impl Settings {
             token: other.token.or(self.token),
             hub_ca: other.hub_ca.or(self.hub_ca),
             extensions: other.extensions.or(self.extensions),
+            sync_files: other.sync_files.or(self.sync_files),
         }
     }
 }
@@ -295,8 +303,14 @@ pub const STOP: &str = "chorus.stop";
 /// (`window/showDocument`) as it moves; no name stops following. Answers
 /// [`Following`].
 pub const FOLLOW: &str = "chorus.follow";
+/// `chorus.share`, no arguments: publishes the workspace folder to the
+/// session in the background, as `chorus share` does (what `.gitignore`,
+/// `.ignore` and `.chorusignore` leave out stays out; `.git/` always),
+/// with `$/progress` while it goes and a `window/showMessage` summing up.
+/// Answers [`Requested`] with `"share"`.
+pub const SHARE: &str = "chorus.share";
 /// What the proxy declares in `executeCommandProvider`.
-pub const COMMANDS: [&str; 3] = [RUN, STOP, FOLLOW];
+pub const COMMANDS: [&str; 4] = [RUN, STOP, FOLLOW, SHARE];
 
 /// The arguments of [`RUN`] when there are any: `[uri]` or `[uri, options]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -374,7 +388,8 @@ impl RunOptions {
 /// nothing more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Requested {
-    /// The document's path for `chorus.run`, `"stop"` for `chorus.stop`.
+    /// The document's path for `chorus.run`, `"stop"` for `chorus.stop`,
+    /// `"share"` for `chorus.share`.
     pub requested: String,
 }
 

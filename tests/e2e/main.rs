@@ -21,4 +21,5 @@ mod runs;
 mod stale_edits;
 mod tls;
 mod unicode;
+mod workspace;
 mod workspace_caps;

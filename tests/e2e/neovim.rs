@@ -161,6 +161,9 @@ enum Route {
     /// where Neovim's own `applyEdit` handler answers `applied: true` for
     /// edits it skipped.
     PlainLsp,
+    /// The plugin with `sync_files = true`, opening no file at start: the
+    /// session's files are to appear on disk.
+    SyncFiles,
 }
 
 impl Nvim {
@@ -199,15 +202,16 @@ impl Nvim {
         ));
         let _ = std::fs::remove_file(&socket);
         let join = match route {
-            Route::Plugin => format!(
+            Route::Plugin | Route::SyncFiles => format!(
                 "vim.opt.rtp:prepend({plugin})\n\
-                 require('chorus').setup({{ hub = {hub}, name = {name}, root = {workspace}, cmd = {{ {bin}, 'lsp' }} }})\n\
+                 require('chorus').setup({{ hub = {hub}, name = {name}, root = {workspace}, cmd = {{ {bin}, 'lsp' }}, sync_files = {sync} }})\n\
                  vim.cmd.cd({workspace})\n\
                  -- plugin/ scripts load after -u; load ours now for :ChorusJoin.\n\
                  vim.cmd.runtime('plugin/chorus.lua')\n\
                  vim.cmd('ChorusJoin {session} {token}')\n",
                 plugin = lua_str(&plugin_dir().display().to_string()),
                 token = token.unwrap_or_default(),
+                sync = route == Route::SyncFiles,
                 hub = lua_str(&hub.url),
                 name = lua_str(name),
                 bin = lua_str(&chorus_bin().display().to_string()),
@@ -239,10 +243,15 @@ impl Nvim {
              if vim.env.CHORUS_NVIM_LSP_LOG then vim.lsp.set_log_level(vim.env.CHORUS_NVIM_LSP_LOG) end\n\
              vim.o.shortmess = vim.o.shortmess .. 'F'\n\
              {join}\
-             vim.cmd.edit({doc})\n\
+             {edit}\
              {TEST_HELPERS}\n\
              T.file = {doc}\n",
             doc = lua_str(DOC),
+            edit = if route == Route::SyncFiles {
+                String::new()
+            } else {
+                format!("vim.cmd.edit({})\n", lua_str(DOC))
+            },
         );
         let init_path = dir.join("init.lua");
         std::fs::write(&init_path, init).expect("write init.lua");
@@ -824,4 +833,61 @@ async fn checkhealth_finds_the_binary_the_hub_and_neovim() {
         assert!(report.contains(expected), "no {expected:?} in:\n{report}");
     }
     assert!(!report.contains("ERROR"), "{report}");
+}
+
+/// `sync_files = true` in the plugin: a Neovim joining with an empty folder
+/// sees the session's files appear on disk, then `:edit`s one and types
+/// in it like in any shared buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neovim_joining_with_an_empty_folder_gets_the_files_and_edits_one() {
+    use crate::workspace::{share_project, HELPER, MAIN};
+    if !have_neovim() {
+        return;
+    }
+    let hub = Hub::start("neovim_sync_files").await;
+    let session = "nvim-files";
+    share_project(&hub, session).await;
+    let ws = hub.log_dir.join("empty-folder");
+    std::fs::create_dir_all(&ws).expect("create the folder");
+    let nvim = Nvim::launch(&hub, &ws, session, "nia", None, Route::SyncFiles).await;
+    let read = |name: &str| std::fs::read_to_string(ws.join(name)).ok();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while read("main.py").as_deref() != Some(MAIN) || read("helper.py").as_deref() != Some(HELPER) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session's files never appeared in {}: main.py {:?}, helper.py {:?}\n{}",
+            ws.display(),
+            read("main.py"),
+            read("helper.py"),
+            nvim.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!ws.join("logo.png").exists() && !ws.join("secret.txt").exists());
+
+    nvim.command("edit helper.py").await;
+    nvim.lua("(function() T.file = 'helper.py' return 1 end)()")
+        .await;
+    wait_joined(&nvim).await;
+    nvim.keys("Goprint('typed in neovim')<Esc>").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let hub_doc = hub_text(&hub.url, session, "helper.py").await;
+        if hub_doc
+            .as_ref()
+            // Neovim indents the new line as it likes; the line is what counts.
+            .is_ok_and(|(_, text)| {
+                text.starts_with(HELPER) && text.trim_end().ends_with("print('typed in neovim')")
+            })
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edit never reached the session: {hub_doc:?}; buffer {:?}\n{}",
+            nvim.text().await,
+            nvim.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -27,6 +27,10 @@ vim.api.nvim_create_user_command('ChorusStop', function()
   chorus().stop()
 end, { nargs = 0, desc = "Chorus: stop the session's run" })
 
+vim.api.nvim_create_user_command('ChorusShare', function()
+  chorus().share()
+end, { nargs = 0, desc = 'Chorus: publish the workspace folder to the session' })
+
 vim.api.nvim_create_user_command('ChorusWho', function()
   chorus().who()
 end, { nargs = 0, desc = 'Chorus: who is in the session' })

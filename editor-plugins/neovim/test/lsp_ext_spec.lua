@@ -108,7 +108,13 @@ vim.lsp.buf_is_attached = function()
 end
 
 -- A joined session, as :ChorusJoin leaves it, with every option set.
-chorus.setup({ hub = 'ws://127.0.0.1:7420/', name = 'Ada', token = 'chj_example', hub_ca = '/etc/ca.pem' })
+chorus.setup({
+  hub = 'ws://127.0.0.1:7420/',
+  name = 'Ada',
+  token = 'chj_example',
+  hub_ca = '/etc/ca.pem',
+  sync_files = true,
+})
 state.session = 'demo'
 state.token = 'chj_example'
 state.root = '/home/ada/project'
@@ -191,6 +197,7 @@ check('initializationOptions carry only settings the proxy reads', function()
   local options = chorus.init_options()
   eq(sent_problems(options, fixture.initializationOptions), {}, 'problems')
   eq(options.hubCa, '/etc/ca.pem', 'hubCa')
+  eq(options.syncFiles, true, 'syncFiles')
 end)
 
 check('commands from the plugin are the proxy commands, with arguments it reads', function()
@@ -205,6 +212,9 @@ check('commands from the plugin are the proxy commands, with arguments it reads'
   end
   eq(sent.commands[3].command, stop_command.command, 'stop command')
   eq(sent.commands[3].arguments, {}, 'stop arguments')
+  chorus.share()
+  eq(sent.commands[4].command, fixture.commands.share.command, 'share command')
+  eq(sent_problems(sent.commands[4].arguments, fixture.commands.share.arguments), {}, 'share arguments')
 end)
 
 if #failures > 0 then

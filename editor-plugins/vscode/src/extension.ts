@@ -50,6 +50,7 @@ function readSettings(): ChorusSettings {
     name: config.get('name'),
     path: config.get('path'),
     token: config.get('token'),
+    syncFiles: config.get('syncFiles'),
   });
 }
 
@@ -277,6 +278,14 @@ class Chorus implements vscode.Disposable {
     }
   }
 
+  /** Publishes the workspace folder; the proxy reports progress through $/progress. */
+  async share(): Promise<void> {
+    const client = this.clientOrWarn();
+    if (client) {
+      await this.execute(client, ServerCommands.share, []);
+    }
+  }
+
   /**
    * Follow mode is done here rather than with the proxy's chorus.follow: the
    * proxy's window/showDocument carries a selection, which would move the
@@ -430,6 +439,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('chorus.leave', () => instance.leave()),
     vscode.commands.registerCommand('chorus.runDocument', (args?: RunArgs) => instance.run(args)),
     vscode.commands.registerCommand('chorus.stopRun', () => instance.stop()),
+    vscode.commands.registerCommand('chorus.shareWorkspace', () => instance.share()),
     vscode.commands.registerCommand('chorus.followParticipant', (name?: string) => instance.follow(name)),
     vscode.commands.registerCommand('chorus.who', () => instance.who()),
   );

@@ -113,6 +113,8 @@ export interface InitializationOptions {
   hubCa?: string;
   /** We draw cursors ourselves and send chorus/cursor. */
   extensions: true;
+  /** Write the session's files into the workspace folder and keep them in step. */
+  syncFiles?: boolean;
 }
 
 export const Methods = {
@@ -130,6 +132,7 @@ export const ServerCommands = {
   run: 'chorus.run',
   stop: 'chorus.stop',
   follow: 'chorus.follow',
+  share: 'chorus.share',
 } as const;
 
 /** `chorus.run`'s second argument. */
@@ -146,7 +149,7 @@ export type RunArguments = [] | [uri: string] | [uri: string, options: RunOption
 /** `chorus.follow [name]`; without a name, stop following. */
 export type FollowArguments = [] | [name: string];
 
-/** What `chorus.run` (the document's path) and `chorus.stop` (`"stop"`) answer. */
+/** What `chorus.run` (the document's path), `chorus.stop` (`"stop"`) and `chorus.share` (`"share"`) answer. */
 export interface RequestedAnswer {
   requested: string;
 }

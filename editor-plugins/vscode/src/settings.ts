@@ -9,6 +9,8 @@ export interface ChorusSettings {
   name: string;
   path: string;
   token: string;
+  /** Write the session's files into the workspace folder (chorus.syncFiles). */
+  syncFiles: boolean;
 }
 
 export const DEFAULT_SETTINGS: ChorusSettings = {
@@ -16,15 +18,22 @@ export const DEFAULT_SETTINGS: ChorusSettings = {
   name: '',
   path: 'chorus',
   token: '',
+  syncFiles: false,
 };
 
 /** Fills unset or blank values with the defaults, trimming the rest. */
 export function normalizeSettings(raw: Partial<Record<keyof ChorusSettings, unknown>>): ChorusSettings {
-  const pick = (key: keyof ChorusSettings): string => {
+  const pick = (key: 'hub' | 'name' | 'path' | 'token'): string => {
     const value = raw[key];
     return typeof value === 'string' && value.trim() !== '' ? value.trim() : DEFAULT_SETTINGS[key];
   };
-  return { hub: pick('hub'), name: pick('name'), path: pick('path'), token: pick('token') };
+  return {
+    hub: pick('hub'),
+    name: pick('name'),
+    path: pick('path'),
+    token: pick('token'),
+    syncFiles: raw.syncFiles === true,
+  };
 }
 
 /** Why a session name is unusable, or undefined when it is fine. */
@@ -69,6 +78,9 @@ export function initializationOptions(
   const chosenToken = token !== undefined && token.trim() !== '' ? token.trim() : settings.token;
   if (chosenToken !== '') {
     options.token = chosenToken;
+  }
+  if (settings.syncFiles) {
+    options.syncFiles = true;
   }
   return options;
 }

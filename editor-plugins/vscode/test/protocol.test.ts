@@ -100,6 +100,7 @@ const initOptions: Shape<P.InitializationOptions> = {
   token: { optional: 'string' },
   hubCa: { optional: 'string' },
   extensions: 'boolean',
+  syncFiles: { optional: 'boolean' },
 };
 const runOptions: Shape<P.RunOptions> = {
   stdin: { optional: 'string' },
@@ -231,16 +232,19 @@ test('chorus/documentState: method, params and answer agree', () => {
 
 test('commands: names, arguments and answers agree', () => {
   assert.deepEqual(Object.keys(fixture.commands).sort(), Object.keys(P.ServerCommands).sort());
-  const { run, stop, follow } = fixture.commands;
+  const { run, stop, follow, share } = fixture.commands;
   assert.equal(P.ServerCommands.run, run.command);
   assert.equal(P.ServerCommands.stop, stop.command);
   assert.equal(P.ServerCommands.follow, follow.command);
+  assert.equal(P.ServerCommands.share, share.command);
   assert.deepEqual(argumentProblems(runArguments, run.arguments), []);
   assert.deepEqual(argumentProblems([], stop.arguments), []);
   assert.deepEqual(argumentProblems(followArguments, follow.arguments), []);
+  assert.deepEqual(argumentProblems([], share.arguments), []);
   assert.deepEqual(problems({ object: requested }, run.result.example, '', run.result), []);
   assert.deepEqual(problems({ object: requested }, stop.result.example, '', stop.result), []);
   assert.deepEqual(problems({ object: following }, follow.result.example, '', follow.result), []);
+  assert.deepEqual(problems({ object: requested }, share.result.example, '', share.result), []);
 });
 
 test('initializationOptions: every field the proxy reads, and only those', () => {

@@ -36,6 +36,12 @@ test('a blank name is left out so the proxy default applies', () => {
   assert.equal('token' in options, false);
 });
 
+test('syncFiles is sent only when the setting is on', () => {
+  assert.equal('syncFiles' in initializationOptions(normalizeSettings({}), 'demo'), false);
+  assert.equal('syncFiles' in initializationOptions(normalizeSettings({ syncFiles: 'yes' }), 'demo'), false);
+  assert.equal(initializationOptions(normalizeSettings({ syncFiles: true }), 'demo').syncFiles, true);
+});
+
 test('the token typed at join wins over the setting, a blank one does not', () => {
   const settings = normalizeSettings({ token: 'from-settings' });
   assert.equal(initializationOptions(settings, 's', 'typed').token, 'typed');

@@ -301,6 +301,11 @@ fn fixture() -> Value {
             }),
             "result": payload(PROXY_TO_EDITOR, Following { following: Some("Bo".into()) }),
         },
+        "share": {
+            "command": SHARE,
+            "arguments": payload_with(EDITOR_TO_PROXY, json!([]), |v| v == &json!([])),
+            "result": payload(PROXY_TO_EDITOR, Requested { requested: "share".into() }),
+        },
     });
     let settings = Settings {
         hub: Some("wss://hub.example:7420/".into()),
@@ -309,8 +314,9 @@ fn fixture() -> Value {
         token: Some("chj_example".into()),
         hub_ca: Some("/etc/chorus/ca.pem".into()),
         extensions: Some(true),
+        sync_files: Some(true),
     };
-    assert_eq!(COMMANDS, [RUN, STOP, FOLLOW]);
+    assert_eq!(COMMANDS, [RUN, STOP, FOLLOW, SHARE]);
     json!({
         "generatedBy": "lsp-proxy/src/lsp_ext/fixture.rs from lsp-proxy/src/lsp_ext.rs; `UPDATE_FIXTURES=1 cargo test -p chorus-lsp lsp_ext` rewrites it",
         "initializationOptions": payload(EDITOR_TO_PROXY, settings),

@@ -101,6 +101,9 @@ pub struct EditorOptions {
     /// Wait this long between the `initialize` answer and `initialized`,
     /// as a busy editor may.
     pub initialized_delay: Option<Duration>,
+    /// A real workspace folder; by default a path that need not exist
+    /// (`/tmp/chorus-e2e/SESSION/NAME`).
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 impl EditorOptions {
@@ -119,6 +122,7 @@ impl EditorOptions {
             token: hub.token.clone(),
             extra_args: Vec::new(),
             initialized_delay: None,
+            workspace: None,
         }
     }
 }
@@ -270,7 +274,10 @@ impl Editor {
             }),
         );
 
-        let root_path = format!("/tmp/chorus-e2e/{}/{}", options.session, options.name);
+        let root_path = match &options.workspace {
+            Some(dir) => dir.display().to_string(),
+            None => format!("/tmp/chorus-e2e/{}/{}", options.session, options.name),
+        };
         let root_uri = format!("file://{}", percent_encode_path(&root_path));
         let mut params = json!({
             "processId": std::process::id(),

@@ -1,7 +1,7 @@
 -- Chorus for Neovim: joins a session by attaching `chorus lsp` to the
 -- workspace's buffers, and draws what the proxy's chorus/* notifications
 -- report (presence, cursors, runs). Public API: setup, join, leave, run,
--- stop, who, follow, statusline.
+-- stop, share, who, follow, statusline.
 
 local state = require('chorus.state')
 local cursors = require('chorus.cursors')
@@ -16,7 +16,7 @@ local function notify(msg, level)
 end
 
 --- setup{ hub = 'ws://HOST:PORT/', name = 'Ada', cmd = {'chorus', 'lsp'},
----        root = nil, root_markers = {'.git'} }
+---        root = nil, root_markers = {'.git'}, sync_files = false }
 function M.setup(opts)
   state.config = vim.tbl_deep_extend('force', state.config, opts or {})
   if type(state.config.cmd) == 'string' then
@@ -107,6 +107,9 @@ local function init_options()
     hubCa = state.config.hub_ca,
     -- We draw cursors ourselves and send chorus/cursor.
     extensions = true,
+    -- Write the session's files into the workspace folder (nil: the
+    -- proxy's --sync-files flag decides).
+    syncFiles = state.config.sync_files,
   }
 end
 
@@ -185,6 +188,11 @@ function M.join(session, token)
       attach(bufnr)
     end
   end
+  -- Keeping the session's files on disk needs the proxy running before
+  -- any buffer of the workspace is open.
+  if state.config.sync_files and not state.client_id then
+    state.client_id = vim.lsp.start(client_config(), { attach = false })
+  end
   notify(string.format('joined %s at %s (workspace %s)', session, state.config.hub, state.root))
   vim.cmd.redrawstatus()
 end
@@ -242,6 +250,15 @@ function M.stop()
   local client = client_or_warn()
   if client then
     exec(client, 'chorus.stop', {})
+  end
+end
+
+--- Publishes the workspace folder to the session (the proxy reports
+--- progress through $/progress and the result as a message).
+function M.share()
+  local client = client_or_warn()
+  if client then
+    exec(client, 'chorus.share', {})
   end
 end
 
