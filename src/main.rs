@@ -399,6 +399,9 @@ fn run() -> anyhow::Result<()> {
                 extensions: None,
                 sync_files: sync_files.then_some(true),
             }));
+            // The frame guard may be blocked reading stdin, which editors
+            // keep open after `exit`: waiting for it would never end.
+            runtime.shutdown_background();
             Ok(())
         }
         Command::Share { dir, link } => {
