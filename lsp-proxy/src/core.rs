@@ -324,6 +324,9 @@ impl Core {
             ServerMsg::Pong { .. } => {}
             // The session's tree is for `chorus share`; editors open by path.
             ServerMsg::Stored { .. } | ServerMsg::FileAdded { .. } | ServerMsg::Files { .. } => {}
+            // Applying others' renames and deletes is the proxies' next step
+            // (ADR 0005); until then a proxy keeps its documents as they are.
+            ServerMsg::Renamed { .. } | ServerMsg::Deleted { .. } => {}
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
             } => self.runs.started(run_id, &name, &doc),
