@@ -434,6 +434,10 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn moves(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -545,5 +549,100 @@ mod tests {
         assert_eq!(table.file("a"), None);
         assert_eq!(table.file("d/7"), Some("e/7"));
         assert_eq!(table.dir("d"), Some("e"));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Change {
+        Create(String),
+        Rename(String, String),
+        Delete(String),
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        proptest::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 1..3)
+            .prop_map(|parts| parts.join("/"))
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            path().prop_map(Change::Create),
+            (path(), path()).prop_map(|(from, to)| Change::Rename(from, to)),
+            path().prop_map(Change::Delete),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order of creates, renames and deletes, the table
+        /// sends an old path to the very file that was last there, if it
+        /// still exists, and nowhere else.
+        #[test]
+        fn the_table_follows_each_file(changes in proptest::collection::vec(change(), 0..40)) {
+            let mut table = Redirects::default();
+            // Path → id of the file there; id of the file last at a path.
+            let mut tree: BTreeMap<String, u32> = BTreeMap::new();
+            let mut last_at: BTreeMap<String, u32> = BTreeMap::new();
+            let mut next_id = 0;
+            for change in changes {
+                match change {
+                    Change::Create(path) => {
+                        if tree.contains_key(&path) {
+                            continue;
+                        }
+                        tree.insert(path.clone(), next_id);
+                        last_at.insert(path.clone(), next_id);
+                        next_id += 1;
+                        table.arrived(&path);
+                    }
+                    Change::Rename(from, to) => {
+                        let sources: Vec<String> =
+                            tree.keys().filter(|p| at_or_under(p, &from)).cloned().collect();
+                        if sources.is_empty()
+                            || at_or_under(&to, &from)
+                            || tree.keys().any(|p| at_or_under(p, &to))
+                        {
+                            continue;
+                        }
+                        let moved: Vec<(String, String)> = sources
+                            .into_iter()
+                            .map(|old| {
+                                let new = format!("{to}{}", &old[from.len()..]);
+                                (old, new)
+                            })
+                            .collect();
+                        for (old, new) in &moved {
+                            let id = tree.remove(old).unwrap();
+                            tree.insert(new.clone(), id);
+                            last_at.insert(new.clone(), id);
+                        }
+                        table.renamed(&from, &to, &moved);
+                    }
+                    Change::Delete(path) => {
+                        let removed: Vec<String> =
+                            tree.keys().filter(|p| at_or_under(p, &path)).cloned().collect();
+                        if removed.is_empty() {
+                            continue;
+                        }
+                        for gone in &removed {
+                            tree.remove(gone);
+                        }
+                        table.deleted(&path, &removed);
+                    }
+                }
+                let location: BTreeMap<u32, &String> =
+                    tree.iter().map(|(path, id)| (*id, path)).collect();
+                let all: BTreeSet<&String> = last_at.keys().collect();
+                for old in all {
+                    let expected = if tree.contains_key(old) {
+                        None
+                    } else {
+                        location.get(&last_at[old]).map(|p| p.as_str())
+                    };
+                    prop_assert_eq!(table.file(old), expected, "from {}", old);
+                }
+                for old in table.dirs.keys() {
+                    prop_assert!(!tree.keys().any(|p| at_or_under(p, old)), "{} has files", old);
+                }
+            }
+        }
     }
 }
