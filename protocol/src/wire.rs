@@ -230,7 +230,8 @@ pub enum ClientMsg {
     },
     /// Remove the file at `path`, or every file under the directory `path`,
     /// with their history. Answered, and told to everyone, with `deleted`;
-    /// refused with `unknown_document` when nothing is there.
+    /// refused with `unknown_document` when nothing is there (nor was
+    /// lately: see `deleted`).
     Delete {
         path: String,
     },
@@ -396,7 +397,9 @@ pub enum ServerMsg {
     },
     /// Participant `clientId` removed what was at `path` (a file, or a
     /// directory and every file under it); sent to everyone, the deleter
-    /// included (its answer), once stored. Ops still naming a deleted
+    /// included (its answer), once stored. Like `renamed`'s `from`, `path`
+    /// is where the files were: a `delete` naming a path renamed meanwhile
+    /// deletes the file where it went. Ops still naming a deleted
     /// document are refused with `unknown_document`; opening or putting it
     /// again creates it anew.
     Deleted {
