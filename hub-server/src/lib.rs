@@ -5,7 +5,8 @@
 //! * [`connection`] — one proxy's socket: decoding, handshake, writer task;
 //! * [`session`] — the per-session actor that owns documents and presence
 //!   (`session/registry.rs` finds or starts it, `session/runs.rs` its code
-//!   runs, `session/workspace.rs` its file tree and the caps on it);
+//!   runs, `session/workspace.rs` its file tree and the caps on it,
+//!   `session/moves.rs` renames and deletes in that tree);
 //! * [`document`] — a document's rope, revision and op history (pure);
 //! * [`storage`] — op log, snapshots, listed files and session tokens, in
 //!   SQLite or PostgreSQL (`storage/schema.rs` the SQL both speak, one

@@ -10,8 +10,10 @@
 //! Layout: this file is the actor (joining, documents, edits, delivery);
 //! `registry` finds or starts a session's actor; `runs` is the session's
 //! one code run at a time; `workspace` the session's file tree beyond its
-//! documents (`put`, `files`, the caps, listed files).
+//! documents (`put`, `files`, the caps, listed files); `moves` its renames
+//! and deletes, and where messages naming an old path go (ADR 0005).
 
+mod moves;
 mod registry;
 mod runs;
 mod workspace;
@@ -29,6 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
+use self::moves::Redirects;
 pub use self::registry::Registry;
 use self::runs::ActiveRun;
 use self::workspace::Listed;
@@ -123,6 +126,9 @@ struct Session {
     /// up to date by each op rather than summed at each put, which with
     /// thousands of documents would cost more than the put.
     synced_bytes: u64,
+    /// Where the newest renames took their files, for messages that still
+    /// name the old paths.
+    redirects: Redirects,
     run: Option<ActiveRun>,
     /// For run tasks to report back; weak so the session can still end.
     me: mpsc::WeakSender<SessionCmd>,
@@ -160,6 +166,7 @@ impl Session {
             docs: HashMap::new(),
             listed: BTreeMap::new(),
             synced_bytes: 0,
+            redirects: Redirects::default(),
             run: None,
             me: tx.downgrade(),
             store: config.store.clone(),
@@ -340,10 +347,11 @@ impl Session {
         );
     }
 
-    async fn handle(&mut self, client_id: u64, msg: ClientMsg) -> Result<(), Stop> {
+    async fn handle(&mut self, client_id: u64, mut msg: ClientMsg) -> Result<(), Stop> {
         let Some(role) = self.participants.get(&client_id).map(|p| p.role) else {
             return Ok(()); // dropped as a slow consumer; its connection is closing
         };
+        self.redirect(client_id, &mut msg);
         if role == Role::ReadOnly && self.refused_read_only(client_id, &msg) {
             return Ok(());
         }
@@ -397,6 +405,8 @@ impl Session {
             ClientMsg::Stop {} => self.stop_run(client_id),
             ClientMsg::Put { path, content } => self.put(client_id, path, content).await?,
             ClientMsg::Files {} => self.files(client_id),
+            ClientMsg::Rename { from, to } => self.rename(client_id, from, to).await?,
+            ClientMsg::Delete { path } => self.delete(client_id, path).await?,
         }
         Ok(())
     }
@@ -428,6 +438,16 @@ impl Session {
             ClientMsg::Put { path, .. } => {
                 let message =
                     format!("you joined this session read-only, so {path} stays unshared");
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, Some(path)),
+                );
+                true
+            }
+            ClientMsg::Rename { from: path, .. } | ClientMsg::Delete { path } => {
+                let message = format!(
+                    "you joined this session read-only, so you cannot rename or delete {path}"
+                );
                 self.send(
                     client_id,
                     &ServerMsg::error(ErrorCode::ReadOnly, message, Some(path)),

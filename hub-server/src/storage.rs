@@ -1,6 +1,7 @@
 //! Durable sessions: each document's latest snapshot plus the operations
 //! since it, the files of each session's tree listed but not synced, and
-//! each session's access tokens (as hashes). Embedded SQLite
+//! each session's access tokens (as hashes). A rename or delete of a file
+//! or directory is one transaction over all three tables' rows. Embedded SQLite
 //! under `--data DIR` by default, PostgreSQL with `--database postgres://…`;
 //! both speak the same schema.
 //!
@@ -237,6 +238,12 @@ trait Backend {
         reason: &'static str,
     ) -> Result<(), StorageError>;
     async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError>;
+    /// Moves the documents, ops and listed files at `from` or under it to
+    /// `to`, atomically.
+    async fn rename_paths(&self, session: &str, from: &str, to: &str) -> Result<(), StorageError>;
+    /// Deletes the documents, ops and listed files at `path` or under it,
+    /// atomically.
+    async fn delete_paths(&self, session: &str, path: &str) -> Result<(), StorageError>;
     /// Returns the number of rows changed: 0 when a live session has `id`.
     async fn create_session(
         &self,
@@ -372,6 +379,25 @@ impl Store {
     /// Takes `path` off the listed files (it became a document).
     pub async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError> {
         dispatch!(self, db => db.delete_listed(session, path).await)
+    }
+
+    /// Moves the file at `from`, or every file under the directory `from`
+    /// (`from/…` to `to/…`): documents with their op logs, and listed
+    /// files, in one transaction. Nothing may be at `to` or under it.
+    pub async fn rename_paths(
+        &self,
+        session: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(), StorageError> {
+        dispatch!(self, db => db.rename_paths(session, from, to).await)
+    }
+
+    /// Deletes the file at `path`, or every file under the directory
+    /// `path`: documents with their op logs, and listed files, in one
+    /// transaction.
+    pub async fn delete_paths(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        dispatch!(self, db => db.delete_paths(session, path).await)
     }
 
     /// Records a session's token hashes. A revoked session may be created

@@ -121,6 +121,103 @@ async fn exercise(store: &Store, session: &str) {
     );
 }
 
+/// Renames and deletes of a file or a directory: every row at the path or
+/// under it, and only those (not `é.txt` beside `é/`, nor another
+/// session's), with their op logs; paths cut by characters, not bytes.
+async fn exercise_tree_changes(store: &Store, session: &str) {
+    for path in [
+        "é/a.txt",
+        "é/sub/b.txt",
+        "é.txt",
+        "éx/c.txt",
+        "k.txt",
+        "k.txtx",
+    ] {
+        store.create_doc(session, path, "x").await.unwrap();
+    }
+    store
+        .append_op(session, "é/a.txt", 1, &op(r#"[1, "y"]"#), None)
+        .await
+        .unwrap();
+    store
+        .put_listed(session, "é/logo.png", 1, NotSynced::Binary)
+        .await
+        .unwrap();
+    store
+        .put_listed(session, "é2.bin", 2, NotSynced::Binary)
+        .await
+        .unwrap();
+    let other = format!("{session}-other");
+    store.create_doc(&other, "é/a.txt", "mine").await.unwrap();
+
+    store.rename_paths(session, "é", "ü/ß").await.unwrap();
+    store.rename_paths(session, "k.txt", "m.txt").await.unwrap();
+    let docs = store.load_session(session).await.unwrap();
+    let mut paths: Vec<&str> = docs.iter().map(|d| d.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "k.txtx",
+            "m.txt",
+            "é.txt",
+            "éx/c.txt",
+            "ü/ß/a.txt",
+            "ü/ß/sub/b.txt"
+        ]
+    );
+    let moved = docs.iter().find(|d| d.path == "ü/ß/a.txt").unwrap();
+    assert_eq!(moved.text().unwrap(), "xy", "the log moved with it");
+    let mut listed = store.load_listed(session).await.unwrap();
+    listed.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(
+        listed,
+        vec![
+            listing("é2.bin", 2, NotSynced::Binary),
+            listing("ü/ß/logo.png", 1, NotSynced::Binary),
+        ]
+    );
+    let theirs = store.load_session(&other).await.unwrap();
+    assert_eq!((theirs.len(), theirs[0].path.as_str()), (1, "é/a.txt"));
+
+    store.delete_paths(session, "ü").await.unwrap();
+    store.delete_paths(session, "m.txt").await.unwrap();
+    let docs = store.load_session(session).await.unwrap();
+    let mut paths: Vec<&str> = docs.iter().map(|d| d.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["k.txtx", "é.txt", "éx/c.txt"]);
+    assert_eq!(
+        store.load_listed(session).await.unwrap(),
+        vec![listing("é2.bin", 2, NotSynced::Binary)]
+    );
+    // Made again at a deleted path: no op of the old one comes back.
+    store.create_doc(session, "ü/ß/a.txt", "new").await.unwrap();
+    assert_eq!(
+        store.stored_rev(session, "ü/ß/a.txt").await.unwrap(),
+        Some(0)
+    );
+    assert_eq!(store.load_session(&other).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_renames_and_deletes_files_and_directories() {
+    let dir = std::env::temp_dir().join(format!("chorus-store-moves-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&Database::Sqlite(dir.clone())).await.unwrap();
+    exercise_tree_changes(&store, "s").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn postgres_renames_and_deletes_files_and_directories() {
+    let Some(url) = chorus_testkit::postgres() else {
+        return;
+    };
+    let store = Store::open(&Database::Postgres(url)).await.unwrap();
+    let session = format!("moves-{}-{}", std::process::id(), now_secs());
+    exercise_tree_changes(&store, &session).await;
+}
+
 fn listing(path: &str, size: u64, reason: NotSynced) -> ListedFile {
     ListedFile {
         path: path.to_owned(),

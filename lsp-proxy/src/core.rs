@@ -406,6 +406,9 @@ impl Core {
             ServerMsg::Stored { .. } => {}
             ServerMsg::Files { entries } => self.disk.files(entries, &self.link),
             ServerMsg::FileAdded { entry } => self.disk.file_added(entry, &self.link),
+            // Applying others' renames and deletes is the proxies' next step
+            // (ADR 0005); until then a proxy keeps its documents as they are.
+            ServerMsg::Renamed { .. } | ServerMsg::Deleted { .. } => {}
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
             } => self.runs.started(run_id, &name, &doc),

@@ -13,12 +13,21 @@
 //!    │ ◄── stored{path, created, ...}        │  (others get fileAdded)
 //!    │ files{}                         ──►   │
 //!    │ ◄── files{entries}                    │  the session's whole tree
+//!    │ rename{from, to}                ──►   │  a file or a directory
+//!    │ ◄── renamed{from, to, clientId}       │  to everyone, sender too
+//!    │ delete{path}                    ──►   │  a file or a directory
+//!    │ ◄── deleted{path, clientId}           │  to everyone, sender too
 //! ```
 //!
 //! A session's workspace is a tree of files: each is a document (text,
 //! synced with OT, opened by path like any other) or an entry listed but
 //! not synced, with the reason (binary, too large, session full). Files
 //! arrive by `put` (`chorus share`) or by an editor's `open` of a new path.
+//! The hub orders renames and deletes with the edits (ADR 0005): a
+//! document keeps its text, revision and readers when renamed, and an `op`,
+//! `cursor`, `checksum`, `close` or `run` that still names a path renamed
+//! lately reaches the document where it is now (acks and remotes then name
+//! the new path).
 //!
 //! Every frame is an object with a `type`; field names are camelCase. The
 //! hub answers anything it cannot accept with `error{code, message}` and
@@ -209,11 +218,29 @@ pub enum ClientMsg {
     },
     /// Ask for the session's whole tree; answered with `files`.
     Files {},
+    /// Move the file at `from`, or every file under the directory `from`
+    /// (`from/…` to `to/…`), in one step. Answered, and told to everyone,
+    /// with `renamed`; refused with `already_exists` when anything is at
+    /// `to` or under it (a rename never overwrites), `unknown_document`
+    /// when nothing is at `from` (nor was lately: see `renamed`),
+    /// `bad_path` for an invalid path or a directory moved into itself.
+    Rename {
+        from: String,
+        to: String,
+    },
+    /// Remove the file at `path`, or every file under the directory `path`,
+    /// with their history. Answered, and told to everyone, with `deleted`;
+    /// refused with `unknown_document` when nothing is there (nor was
+    /// lately: see `deleted`).
+    Delete {
+        path: String,
+    },
 }
 
 impl ClientMsg {
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put", "files",
+        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put",
+        "files", "rename", "delete",
     ];
 }
 
@@ -356,6 +383,29 @@ pub enum ServerMsg {
     Files {
         entries: Vec<FileEntry>,
     },
+    /// Participant `clientId` moved what was at `from` (a file, or a
+    /// directory and every file under it) to `to`; sent to everyone, the
+    /// renamer included (its answer), once stored. `from` is where the
+    /// file was when the hub applied the rename: a `rename` naming a path
+    /// already renamed by someone else moves the file where it went, so
+    /// `from` may differ from the `rename`'s. Documents keep their text,
+    /// revision and readers.
+    Renamed {
+        from: String,
+        to: String,
+        client_id: u64,
+    },
+    /// Participant `clientId` removed what was at `path` (a file, or a
+    /// directory and every file under it); sent to everyone, the deleter
+    /// included (its answer), once stored. Like `renamed`'s `from`, `path`
+    /// is where the files were: a `delete` naming a path renamed meanwhile
+    /// deletes the file where it went. Ops still naming a deleted
+    /// document are refused with `unknown_document`; opening or putting it
+    /// again creates it anew.
+    Deleted {
+        path: String,
+        client_id: u64,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -412,6 +462,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The session holds [`WorkspaceLimits::max_files`] files already.
     TooManyFiles,
+    /// A `rename` onto a path that has a file, or files under it.
+    AlreadyExists,
 }
 
 impl ErrorCode {
@@ -568,6 +620,42 @@ mod tests {
         let hello =
             ClientMsg::decode(r#"{"type":"hello","protocol":1,"session":"s","name":"n"}"#).unwrap();
         assert!(matches!(hello, ClientMsg::Hello { protocol: 1, .. }));
+    }
+
+    #[test]
+    fn tree_changes_on_the_wire() {
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"rename","from":"src","to":"lib"}"#),
+            Ok(ClientMsg::Rename {
+                from: "src".into(),
+                to: "lib".into()
+            })
+        );
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"delete","path":"a.rs"}"#),
+            Ok(ClientMsg::Delete {
+                path: "a.rs".into()
+            })
+        );
+        let renamed = ServerMsg::Renamed {
+            from: "src".into(),
+            to: "lib".into(),
+            client_id: 2,
+        };
+        assert_eq!(
+            renamed.to_json(),
+            r#"{"type":"renamed","from":"src","to":"lib","clientId":2}"#
+        );
+        let deleted = ServerMsg::Deleted {
+            path: "a.rs".into(),
+            client_id: 2,
+        };
+        assert_eq!(
+            deleted.to_json(),
+            r#"{"type":"deleted","path":"a.rs","clientId":2}"#
+        );
+        let refused = ServerMsg::error(ErrorCode::AlreadyExists, "taken", Some("lib"));
+        assert!(refused.to_json().contains(r#""code":"already_exists""#));
     }
 
     #[test]

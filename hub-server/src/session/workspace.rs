@@ -242,6 +242,7 @@ impl Session {
             }
         }
         self.listed.remove(path);
+        self.redirects.arrived(path);
         self.synced_bytes += text.len() as u64;
         let doc = Document::new(text, self.config.history_limit);
         self.docs.insert(
@@ -263,6 +264,7 @@ impl Session {
                 .map_err(Stop::Storage)?;
         }
         self.listed.insert(path.to_owned(), listed);
+        self.redirects.arrived(path);
         Ok(())
     }
 

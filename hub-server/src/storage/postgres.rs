@@ -3,8 +3,9 @@
 //! Invariants (ADR 0003): a session's statements all go through the same
 //! connection, chosen by a hash of its name, so its writes stay in order;
 //! no transaction holds a shared connection, which is why a snapshot and
-//! the trimming of the log are one statement; a broken connection is made
-//! again by the next statement that needs it.
+//! the trimming of the log are one statement, and so is a rename or a
+//! delete of all three tables' rows; a broken connection is made again by
+//! the next statement that needs it.
 
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use tracing::{error, warn};
 
 use super::schema::{
     AccessRow, DocRow, ListedRow, OpRow, SessionRow, APPEND_OP, CREATE_DOC, CREATE_SESSION,
-    DELETE_LISTED, GET_ACCESS, LIST_SESSIONS, LOAD_DOCS, LOAD_LISTED, LOAD_OPS, PUT_LISTED,
+    DELETE_DOCS, DELETE_LISTED, DELETE_LISTED_UNDER, DELETE_OPS, GET_ACCESS, LIST_SESSIONS,
+    LOAD_DOCS, LOAD_LISTED, LOAD_OPS, PUT_LISTED, RENAME_DOCS, RENAME_LISTED, RENAME_OPS,
     REVOKED_SINCE, REVOKE_SESSION, SCHEMA, SNAPSHOT_DOC, STORED_REV, TRIM_OPS,
 };
 use super::{Backend, StorageError};
@@ -202,6 +204,25 @@ impl Backend for Pg {
         self.client(session)
             .await?
             .execute(DELETE_LISTED, &[&session, &path])
+            .await?;
+        Ok(())
+    }
+
+    async fn rename_paths(&self, session: &str, from: &str, to: &str) -> Result<(), StorageError> {
+        // One statement, as for a snapshot: the three tables or none.
+        let all = format!("WITH d AS ({RENAME_DOCS}), o AS ({RENAME_OPS}) {RENAME_LISTED}");
+        self.client(session)
+            .await?
+            .execute(all.as_str(), &[&session, &from, &to])
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_paths(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        let all = format!("WITH d AS ({DELETE_DOCS}), o AS ({DELETE_OPS}) {DELETE_LISTED_UNDER}");
+        self.client(session)
+            .await?
+            .execute(all.as_str(), &[&session, &path])
             .await?;
         Ok(())
     }

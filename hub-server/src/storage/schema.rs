@@ -60,6 +60,47 @@ pub(super) const PUT_LISTED: &str =
 pub(super) const DELETE_LISTED: &str = "DELETE FROM listed_files WHERE session = $1 AND path = $2";
 pub(super) const LOAD_LISTED: &str =
     "SELECT path, size, reason FROM listed_files WHERE session = $1 ORDER BY path";
+/// What a tree change touches: the rows at path `$2` or under it (the
+/// directory `$2`, every path starting `$2/`). Character counts, in both
+/// databases, so that a path's prefix is cut where `$2` ends.
+macro_rules! at_or_under {
+    () => {
+        "session = $1 AND (path = CAST($2 AS TEXT)
+        OR substr(path, 1, length(CAST($2 AS TEXT)) + 1) = CAST($2 AS TEXT) || '/')"
+    };
+}
+/// The new path of a row moved from `$2` to `$3`: `$3` and what followed
+/// `$2`.
+macro_rules! moved_path {
+    () => {
+        "CAST($3 AS TEXT) || substr(path, length(CAST($2 AS TEXT)) + 1)"
+    };
+}
+// A rename or delete is these three statements in one transaction (or, on
+// PostgreSQL, one statement): the documents, their op logs and the listed
+// files at or under a path.
+pub(super) const RENAME_DOCS: &str = concat!(
+    "UPDATE documents SET path = ",
+    moved_path!(),
+    " WHERE ",
+    at_or_under!()
+);
+pub(super) const RENAME_OPS: &str = concat!(
+    "UPDATE ops SET path = ",
+    moved_path!(),
+    " WHERE ",
+    at_or_under!()
+);
+pub(super) const RENAME_LISTED: &str = concat!(
+    "UPDATE listed_files SET path = ",
+    moved_path!(),
+    " WHERE ",
+    at_or_under!()
+);
+pub(super) const DELETE_DOCS: &str = concat!("DELETE FROM documents WHERE ", at_or_under!());
+pub(super) const DELETE_OPS: &str = concat!("DELETE FROM ops WHERE ", at_or_under!());
+pub(super) const DELETE_LISTED_UNDER: &str =
+    concat!("DELETE FROM listed_files WHERE ", at_or_under!());
 pub(super) const GET_ACCESS: &str =
     "SELECT join_hash, read_hash, revoked_at FROM sessions WHERE id = $1";
 pub(super) const CREATE_SESSION: &str =

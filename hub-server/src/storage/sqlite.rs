@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema::{
     AccessRow, DocRow, ListedRow, OpRow, SessionRow, APPEND_OP, CREATE_DOC, CREATE_SESSION,
-    DELETE_LISTED, GET_ACCESS, LIST_SESSIONS, LOAD_DOCS, LOAD_LISTED, LOAD_OPS, PUT_LISTED,
+    DELETE_DOCS, DELETE_LISTED, DELETE_LISTED_UNDER, DELETE_OPS, GET_ACCESS, LIST_SESSIONS,
+    LOAD_DOCS, LOAD_LISTED, LOAD_OPS, PUT_LISTED, RENAME_DOCS, RENAME_LISTED, RENAME_OPS,
     REVOKED_SINCE, REVOKE_SESSION, SCHEMA, SNAPSHOT_DOC, STORED_REV, TRIM_OPS,
 };
 use super::{Backend, StorageError};
@@ -235,6 +236,33 @@ impl Backend for Sqlite {
         self.run(move |conn| {
             conn.prepare_cached(&lite(DELETE_LISTED))?
                 .execute(params![session, path])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rename_paths(&self, session: &str, from: &str, to: &str) -> Result<(), StorageError> {
+        let (session, from, to) = (session.to_owned(), from.to_owned(), to.to_owned());
+        self.run(move |conn| {
+            // A savepoint, as for a snapshot: all three tables or none.
+            let sp = conn.savepoint()?;
+            for sql in [RENAME_DOCS, RENAME_OPS, RENAME_LISTED] {
+                sp.execute(&lite(sql), params![session, from, to])?;
+            }
+            sp.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_paths(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        let (session, path) = (session.to_owned(), path.to_owned());
+        self.run(move |conn| {
+            let sp = conn.savepoint()?;
+            for sql in [DELETE_DOCS, DELETE_OPS, DELETE_LISTED_UNDER] {
+                sp.execute(&lite(sql), params![session, path])?;
+            }
+            sp.commit()?;
             Ok(())
         })
         .await
