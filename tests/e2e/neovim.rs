@@ -891,3 +891,43 @@ async fn a_neovim_joining_with_an_empty_folder_gets_the_files_and_edits_one() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Issue 14: a Neovim buffer can hold bytes that are not UTF-8 (an API
+/// call that splits a character), and Neovim sends them as they are. Such
+/// a frame used to end the proxy; now it is repaired (U+FFFD), and the
+/// buffer is replaced with the session's text, so every buffer agrees and
+/// typing carries on. On both routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_is_not_utf8_heals_instead_of_drifting() {
+    if !have_neovim() {
+        return;
+    }
+    for (route, label) in [(Route::PlainLsp, "plain"), (Route::Plugin, "plugin")] {
+        let hub = Hub::start(&format!("neovim_heal_{label}")).await;
+        let session = format!("nvim-heal-{label}");
+        let seed = "def main():\n    print('hi')\n";
+        let nvims = three_by(&hub, &session, seed, route).await;
+        // A lone 0xff byte, as nvim_buf_set_text takes it from Lua.
+        nvims[0]
+            .lua("vim.api.nvim_buf_set_text(T.buf(), 0, 0, 0, 0, { '\\xff' }) or 'ok'")
+            .await;
+        let text = converged(&hub, &session, &nvims).await;
+        assert_eq!(
+            text,
+            format!("\u{fffd}{seed}"),
+            "{label}: the byte became U+FFFD everywhere, in ada's buffer too"
+        );
+        // Nothing is stuck: everyone's typing still reaches everyone.
+        for (i, nvim) in nvims.iter().enumerate() {
+            let ch = ["A", "B", "C"][i];
+            nvim.lua(&format!(
+                "vim.api.nvim_buf_set_text(T.buf(), 1, 0, 1, 0, {{ '{ch}' }}) or 'ok'"
+            ))
+            .await;
+        }
+        let text = converged(&hub, &session, &nvims).await;
+        for ch in ['A', 'B', 'C', '\u{fffd}'] {
+            assert_eq!(text.matches(ch).count(), 1, "{label}: {ch:?} in {text:?}");
+        }
+    }
+}
