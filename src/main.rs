@@ -7,6 +7,7 @@ use anyhow::Context;
 use chorus_hub::access::Access;
 use chorus_hub::storage::{Database, Store};
 use chorus_hub::{admin, templates};
+use chorus_protocol::wire::{NotSynced, PutContent};
 use chorus_sandbox::limits;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -122,6 +123,11 @@ enum SessionCommand {
         /// rust, node or c.
         #[arg(long, value_name = "NAME", value_parser = template_name)]
         template: Option<&'static templates::Template>,
+        /// Seed the new session with a folder's files, as `chorus share`
+        /// would publish them (.gitignore, .ignore and .chorusignore
+        /// honoured, never .git/; binary and large files listed only).
+        #[arg(long, value_name = "DIR", conflicts_with = "template")]
+        from: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -293,10 +299,27 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             // The message and its causes, never a backtrace: these are
             // users' mistakes (a busy port, a bad path), not bugs.
-            eprintln!("chorus: {err:#}");
+            eprintln!("chorus: {}", one_line(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `err` and its causes, `: `-separated, leaving out a cause whose text
+/// the message before it already shows (many errors print their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run() -> anyhow::Result<()> {
@@ -423,6 +446,49 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
+/// A seeded session's files from a folder: the synced ones (path, text)
+/// and the listed ones (path, size, why).
+type Tree = (Vec<(String, String)>, Vec<(String, u64, NotSynced)>);
+
+/// What `--from DIR` seeds, under the hub's default caps (`session create`
+/// does not know a running hub's flags).
+fn folder_tree(dir: &std::path::Path) -> anyhow::Result<Tree> {
+    let limits = chorus_hub::DEFAULT_WORKSPACE_LIMITS;
+    let listing = chorus_lsp::workspace::list(dir)?;
+    if listing.files.len() as u64 > limits.max_files {
+        anyhow::bail!(
+            "{} has {} files to share; a session holds at most {}",
+            dir.display(),
+            listing.files.len(),
+            limits.max_files
+        );
+    }
+    for skipped in &listing.skipped {
+        eprintln!("not seeded: {} ({})", skipped.path, skipped.reason);
+    }
+    let (mut files, mut listed) = (Vec::new(), Vec::new());
+    let mut synced_bytes = 0u64;
+    for file in &listing.files {
+        let content = chorus_lsp::workspace::read_for_put(file, limits.max_file_bytes)
+            .with_context(|| format!("cannot read {}", file.abs.display()))?;
+        let path = file.path.clone();
+        match content {
+            PutContent::Text { text } => {
+                let size = text.len() as u64;
+                if synced_bytes + size <= limits.max_session_bytes {
+                    synced_bytes += size;
+                    files.push((path, text));
+                } else {
+                    listed.push((path, size, NotSynced::SessionFull));
+                }
+            }
+            PutContent::Binary { size } => listed.push((path, size, NotSynced::Binary)),
+            PutContent::TooLarge { size } => listed.push((path, size, NotSynced::TooLarge)),
+        }
+    }
+    Ok((files, listed))
+}
+
 fn template_name(name: &str) -> Result<&'static templates::Template, String> {
     templates::find(name).ok_or_else(|| {
         format!(
@@ -437,8 +503,11 @@ async fn session_command(command: SessionCommand) -> anyhow::Result<()> {
         SessionCommand::Create {
             id,
             template,
+            from,
             store,
         } => {
+            // Read before anything is created: a bad folder changes nothing.
+            let tree = from.as_deref().map(folder_tree).transpose()?;
             let id = admin::session_id(id)?;
             let (database, store) = store.open().await?;
             let created = admin::create(&store, &id).await?;
@@ -457,6 +526,15 @@ async fn session_command(command: SessionCommand) -> anyhow::Result<()> {
                     template.name,
                     files.len(),
                     template.main
+                );
+            }
+            if let (Some((files, listed)), Some(dir)) = (tree, &from) {
+                admin::seed_tree(&store, &id, &files, &listed).await?;
+                eprintln!(
+                    "Seeded it with {} ({} files synced, {} listed but not synced).",
+                    dir.display(),
+                    files.len(),
+                    listed.len()
                 );
             }
         }

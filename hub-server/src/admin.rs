@@ -6,7 +6,7 @@
 //! [`session_table`]) is kept apart from the notices for a person, which
 //! the binary writes to stderr so that stdout stays parseable.
 
-use chorus_protocol::wire::{validate_doc_path, validate_session_id};
+use chorus_protocol::wire::{validate_doc_path, validate_session_id, NotSynced};
 use rand::RngCore;
 
 use crate::access::{self, Tokens};
@@ -92,7 +92,22 @@ pub async fn seed(
     id: &str,
     files: &[(String, String)],
 ) -> Result<usize, AdminError> {
-    for (path, _) in files {
+    seed_tree(store, id, files, &[]).await
+}
+
+/// [`seed`] with files listed but not synced as well (path, size, why),
+/// as `--from DIR` finds them.
+pub async fn seed_tree(
+    store: &Store,
+    id: &str,
+    files: &[(String, String)],
+    listed: &[(String, u64, NotSynced)],
+) -> Result<usize, AdminError> {
+    let paths = files
+        .iter()
+        .map(|(path, _)| path)
+        .chain(listed.iter().map(|(path, ..)| path));
+    for path in paths {
         validate_doc_path(path).map_err(|message| AdminError::BadPath {
             path: path.clone(),
             message,
@@ -106,7 +121,10 @@ pub async fn seed(
     for (path, text) in files {
         store.create_doc(id, path, text).await?;
     }
-    Ok(files.len())
+    for (path, size, reason) in listed {
+        store.put_listed(id, path, *size, *reason).await?;
+    }
+    Ok(files.len() + listed.len())
 }
 
 /// Said when `chorus session list` finds nothing.

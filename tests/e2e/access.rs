@@ -40,7 +40,14 @@ pub async fn session_cli(store_args: &[&str], args: &[&str]) -> String {
 
 /// Creates `session` with the CLI and reads its tokens off stdout.
 pub async fn create_session(store_args: &[&str], session: &str) -> Tokens {
-    let out = session_cli(store_args, &["create", session]).await;
+    create_session_with(store_args, session, &[]).await
+}
+
+/// [`create_session`] with more arguments (`--template`, `--from`).
+pub async fn create_session_with(store_args: &[&str], session: &str, more: &[&str]) -> Tokens {
+    let mut args = vec!["create", session];
+    args.extend_from_slice(more);
+    let out = session_cli(store_args, &args).await;
     let field = |key: &str| {
         out.lines()
             .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))

@@ -18,6 +18,7 @@ mod neovim;
 mod neovim_lsp_ext;
 mod random_typing;
 mod runs;
+mod seeding;
 mod stale_edits;
 mod tls;
 mod unicode;
