@@ -19,7 +19,9 @@ use tower_lsp_server::ls_types::Uri;
 
 use crate::documents::Documents;
 use crate::hub_link::Link;
-use crate::lsp_ext::{self, FollowArguments, Following, Requested, RunArguments, RunOptions};
+use crate::lsp_ext::{
+    self, FollowArguments, Following, Requested, ResyncArguments, RunArguments, RunOptions,
+};
 use crate::presence::Presence;
 use crate::share::EditorShare;
 
@@ -53,7 +55,7 @@ impl Commands {
         command: &str,
         arguments: &[Value],
         link: &Link,
-        docs: &Documents,
+        docs: &mut Documents,
         presence: &mut Presence,
     ) -> Result<Value, String> {
         if !link.is_configured() {
@@ -87,8 +89,23 @@ impl Commands {
                     requested: "share".to_owned(),
                 })
             }
+            lsp_ext::RESYNC => {
+                let ResyncArguments { uri } = ResyncArguments::from_arguments(arguments)?;
+                let uri = uri
+                    .or_else(|| self.last_active.clone())
+                    .ok_or("chorus.resync: no document to resync; open one or pass its URI")?;
+                let path = docs.path_of(&uri).ok_or_else(|| {
+                    format!(
+                        "chorus.resync: {} is not shared in this session",
+                        uri.as_str()
+                    )
+                })?;
+                docs.heal(Some(&uri), "asked for with chorus.resync", link);
+                answer(&Requested { requested: path })
+            }
             other => Err(format!(
-                "unknown command {other:?}; Chorus offers chorus.run, chorus.stop, chorus.follow and chorus.share"
+                "unknown command {other:?}; Chorus offers {}",
+                lsp_ext::COMMANDS.join(", ")
             )),
         }
     }

@@ -197,7 +197,7 @@ impl Core {
                     &command,
                     &arguments,
                     &self.link,
-                    &self.docs,
+                    &mut self.docs,
                     &mut self.presence,
                 );
                 let _ = reply.send(answer);

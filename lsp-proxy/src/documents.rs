@@ -252,12 +252,14 @@ impl Documents {
                 rev: sync.rev(),
                 synchronized: sync.is_synchronized(),
                 joined: true,
+                version: sync.version(),
             }),
-            Some(DocState::Joining(Joining { text, .. })) => Some(DocumentStateResult {
+            Some(DocState::Joining(Joining { text, version, .. })) => Some(DocumentStateResult {
                 text: text.to_string(),
                 rev: 0,
                 synchronized: false,
                 joined: false,
+                version: *version,
             }),
             None => None,
         }

@@ -289,6 +289,10 @@ pub struct DocumentStateResult {
     pub synchronized: bool,
     /// Whether the hub has answered the open.
     pub joined: bool,
+    /// The editor's version `text` is at: a plugin compares its buffer
+    /// with `text` only at this version, and asks for [`RESYNC`] if they
+    /// differ.
+    pub version: i32,
 }
 
 /// `workspace/executeCommand` `chorus.run [uri [options]]`: asks the hub to
@@ -309,8 +313,46 @@ pub const FOLLOW: &str = "chorus.follow";
 /// with `$/progress` while it goes and a `window/showMessage` summing up.
 /// Answers [`Requested`] with `"share"`.
 pub const SHARE: &str = "chorus.share";
+/// `chorus.resync [uri]`: replaces the editor's text of `uri` (default: the
+/// document last opened or edited) whole with the session's. What a plugin
+/// asks for when its buffer differs from the proxy's copy at the same
+/// version (see [`DocumentStateResult`]), and what a user runs when a
+/// buffer looks wrong; typing not yet sent is overwritten. Answers
+/// [`Requested`] with the document's path.
+pub const RESYNC: &str = "chorus.resync";
 /// What the proxy declares in `executeCommandProvider`.
-pub const COMMANDS: [&str; 4] = [RUN, STOP, FOLLOW, SHARE];
+pub const COMMANDS: [&str; 5] = [RUN, STOP, FOLLOW, SHARE, RESYNC];
+
+/// The arguments of [`RESYNC`]: `[]` or `[uri]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResyncArguments {
+    pub uri: Option<Uri>,
+}
+
+impl ResyncArguments {
+    pub fn from_arguments(arguments: &[Value]) -> Result<ResyncArguments, String> {
+        let uri = match arguments.first() {
+            None => None,
+            Some(value) => {
+                let text = value
+                    .as_str()
+                    .ok_or("chorus.resync takes a document URI string")?;
+                Some(
+                    text.parse::<Uri>()
+                        .map_err(|_| format!("chorus.resync: {text:?} is not a URI"))?,
+                )
+            }
+        };
+        Ok(ResyncArguments { uri })
+    }
+
+    pub fn into_arguments(self) -> Vec<Value> {
+        self.uri
+            .map(|uri| Value::String(uri.as_str().to_owned()))
+            .into_iter()
+            .collect()
+    }
+}
 
 /// The arguments of [`RUN`] when there are any: `[uri]` or `[uri, options]`.
 #[derive(Clone, Debug, PartialEq)]

@@ -31,6 +31,10 @@ vim.api.nvim_create_user_command('ChorusShare', function()
   chorus().share()
 end, { nargs = 0, desc = 'Chorus: publish the workspace folder to the session' })
 
+vim.api.nvim_create_user_command('ChorusResync', function()
+  chorus().resync()
+end, { nargs = 0, desc = "Chorus: put the session's text back in this buffer" })
+
 vim.api.nvim_create_user_command('ChorusWho', function()
   chorus().who()
 end, { nargs = 0, desc = 'Chorus: who is in the session' })

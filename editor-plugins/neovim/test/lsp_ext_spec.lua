@@ -215,6 +215,9 @@ check('commands from the plugin are the proxy commands, with arguments it reads'
   chorus.share()
   eq(sent.commands[4].command, fixture.commands.share.command, 'share command')
   eq(sent_problems(sent.commands[4].arguments, fixture.commands.share.arguments), {}, 'share arguments')
+  chorus.resync()
+  eq(sent.commands[5].command, fixture.commands.resync.command, 'resync command')
+  eq(sent_problems(sent.commands[5].arguments, fixture.commands.resync.arguments), {}, 'resync arguments')
 end)
 
 if #failures > 0 then

@@ -13,11 +13,13 @@ import {
   type ServerOptions,
 } from 'vscode-languageclient/node';
 
+import { compare, SETTLE_MS } from './bufferCheck';
 import { CursorLayer } from './decorations';
 import {
   Methods,
   ServerCommands,
   type ConnectionParams,
+  type DocumentState,
   type LocalCursorParams,
   type PresenceParams,
   type RemoteCursorParams,
@@ -85,6 +87,8 @@ class Chorus implements vscode.Disposable {
     }
   });
   private readonly disposables: vscode.Disposable[] = [];
+  /** Per document, the timer of the comparison after its burst settles (bufferCheck.ts). */
+  private readonly checks = new Map<string, ReturnType<typeof setTimeout>>();
 
   constructor() {
     this.status = vscode.window.createStatusBarItem('chorus.status', vscode.StatusBarAlignment.Left, 100);
@@ -94,7 +98,52 @@ class Chorus implements vscode.Disposable {
     this.disposables.push(
       vscode.window.onDidChangeTextEditorSelection((e) => this.onSelection(e)),
       vscode.window.onDidChangeVisibleTextEditors(() => this.cursors.redraw()),
+      vscode.workspace.onDidChangeTextDocument((e) => this.scheduleCheck(e.document)),
     );
+  }
+
+  /** Compares `document` with the proxy's copy once its changes settle. */
+  private scheduleCheck(document: vscode.TextDocument): void {
+    if (!this.client || document.uri.scheme !== 'file') {
+      return;
+    }
+    const key = document.uri.toString();
+    clearTimeout(this.checks.get(key));
+    this.checks.set(
+      key,
+      setTimeout(() => {
+        this.checks.delete(key);
+        void this.checkDocument(document);
+      }, SETTLE_MS),
+    );
+  }
+
+  private async checkDocument(document: vscode.TextDocument): Promise<void> {
+    const client = this.client;
+    if (!client || client.state !== State.Running || document.isClosed) {
+      return;
+    }
+    const version = document.version;
+    const uri = client.code2ProtocolConverter.asUri(document.uri);
+    let state: DocumentState | null;
+    try {
+      state = await client.sendRequest<DocumentState | null>(Methods.documentState, { uri });
+    } catch {
+      return;
+    }
+    if (compare(document.getText(), version, document.version, state) === 'differs') {
+      this.log.appendLine(`${document.uri.fsPath} differs from the session's copy; resyncing it`);
+      await this.execute(client, ServerCommands.resync, [uri]);
+    }
+  }
+
+  /** Puts the session's text back in the active document. */
+  async resync(): Promise<void> {
+    const client = this.clientOrWarn();
+    const document = vscode.window.activeTextEditor?.document;
+    if (client && document) {
+      await this.execute(client, ServerCommands.resync, [client.code2ProtocolConverter.asUri(document.uri)]);
+    }
   }
 
   private get myName(): string {
@@ -219,6 +268,10 @@ class Chorus implements vscode.Disposable {
       return;
     }
     this.client = undefined;
+    for (const timer of this.checks.values()) {
+      clearTimeout(timer);
+    }
+    this.checks.clear();
     this.cursorThrottle.dispose();
     this.cursors.clearAll();
     this.state.reset();
@@ -440,6 +493,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('chorus.runDocument', (args?: RunArgs) => instance.run(args)),
     vscode.commands.registerCommand('chorus.stopRun', () => instance.stop()),
     vscode.commands.registerCommand('chorus.shareWorkspace', () => instance.share()),
+    vscode.commands.registerCommand('chorus.resyncDocument', () => instance.resync()),
     vscode.commands.registerCommand('chorus.followParticipant', (name?: string) => instance.follow(name)),
     vscode.commands.registerCommand('chorus.who', () => instance.who()),
   );

@@ -100,6 +100,8 @@ export interface DocumentState {
   rev: number;
   synchronized: boolean;
   joined: boolean;
+  /** The document version `text` is at: compare with the buffer only at this version. */
+  version: number;
 }
 
 /** `initializationOptions` the proxy reads (lsp-proxy/src/lib.rs `Settings`). */
@@ -133,6 +135,7 @@ export const ServerCommands = {
   stop: 'chorus.stop',
   follow: 'chorus.follow',
   share: 'chorus.share',
+  resync: 'chorus.resync',
 } as const;
 
 /** `chorus.run`'s second argument. */
@@ -146,10 +149,13 @@ export interface RunOptions {
 /** `chorus.run [uri [options]]`; without a uri the proxy runs the last active document. */
 export type RunArguments = [] | [uri: string] | [uri: string, options: RunOptions];
 
+/** `chorus.resync [uri]`: replace the document whole with the session's text. */
+export type ResyncArguments = [] | [uri: string];
+
 /** `chorus.follow [name]`; without a name, stop following. */
 export type FollowArguments = [] | [name: string];
 
-/** What `chorus.run` (the document's path), `chorus.stop` (`"stop"`) and `chorus.share` (`"share"`) answer. */
+/** What `chorus.run` and `chorus.resync` (the document's path), `chorus.stop` (`"stop"`) and `chorus.share` (`"share"`) answer. */
 export interface RequestedAnswer {
   requested: string;
 }

@@ -92,6 +92,7 @@ const documentState: Shape<P.DocumentState> = {
   rev: 'number',
   synchronized: 'boolean',
   joined: 'boolean',
+  version: 'number',
 };
 const initOptions: Shape<P.InitializationOptions> = {
   hub: 'string',
@@ -115,6 +116,7 @@ const following: Shape<P.FollowAnswer> = { following: { optional: 'string' } };
 // fixture, and the tuple types beside them in protocol.ts.
 const runArguments: Spec[] = [{ optional: 'string' }, { optional: { object: runOptions } }];
 const followArguments: Spec[] = [{ optional: 'string' }];
+const resyncArguments: Spec[] = [{ optional: 'string' }];
 
 type Direction = 'proxyToEditor' | 'editorToProxy';
 interface Payload {
@@ -232,7 +234,10 @@ test('chorus/documentState: method, params and answer agree', () => {
 
 test('commands: names, arguments and answers agree', () => {
   assert.deepEqual(Object.keys(fixture.commands).sort(), Object.keys(P.ServerCommands).sort());
-  const { run, stop, follow, share } = fixture.commands;
+  const { run, stop, follow, share, resync } = fixture.commands;
+  assert.equal(P.ServerCommands.resync, resync.command);
+  assert.deepEqual(argumentProblems(resyncArguments, resync.arguments), []);
+  assert.deepEqual(problems({ object: requested }, resync.result.example, '', resync.result), []);
   assert.equal(P.ServerCommands.run, run.command);
   assert.equal(P.ServerCommands.stop, stop.command);
   assert.equal(P.ServerCommands.follow, follow.command);

@@ -261,6 +261,7 @@ fn fixture() -> Value {
                 rev: 12,
                 synchronized: true,
                 joined: true,
+                version: 7,
             }),
         ),
     });
@@ -278,6 +279,11 @@ fn fixture() -> Value {
     assert_eq!(
         FollowArguments::from_arguments(&follow.clone().into_arguments()),
         Ok(follow.clone())
+    );
+    let resync = ResyncArguments { uri: Some(uri()) };
+    assert_eq!(
+        ResyncArguments::from_arguments(&resync.clone().into_arguments()),
+        Ok(resync.clone())
     );
     let commands = json!({
         "run": {
@@ -306,6 +312,14 @@ fn fixture() -> Value {
             "arguments": payload_with(EDITOR_TO_PROXY, json!([]), |v| v == &json!([])),
             "result": payload(PROXY_TO_EDITOR, Requested { requested: "share".into() }),
         },
+        "resync": {
+            "command": RESYNC,
+            "arguments": payload_with(EDITOR_TO_PROXY, Value::from(resync.into_arguments()), |v| {
+                v.as_array()
+                    .is_some_and(|list| ResyncArguments::from_arguments(list).is_ok())
+            }),
+            "result": payload(PROXY_TO_EDITOR, Requested { requested: "main.py".into() }),
+        },
     });
     let settings = Settings {
         hub: Some("wss://hub.example:7420/".into()),
@@ -316,7 +330,7 @@ fn fixture() -> Value {
         extensions: Some(true),
         sync_files: Some(true),
     };
-    assert_eq!(COMMANDS, [RUN, STOP, FOLLOW, SHARE]);
+    assert_eq!(COMMANDS, [RUN, STOP, FOLLOW, SHARE, RESYNC]);
     json!({
         "generatedBy": "lsp-proxy/src/lsp_ext/fixture.rs from lsp-proxy/src/lsp_ext.rs; `UPDATE_FIXTURES=1 cargo test -p chorus-lsp lsp_ext` rewrites it",
         "initializationOptions": payload(EDITOR_TO_PROXY, settings),

@@ -5,6 +5,7 @@
 
 local state = require('chorus.state')
 local cursors = require('chorus.cursors')
+local check = require('chorus.check')
 local run = require('chorus.run')
 
 local M = {}
@@ -183,6 +184,12 @@ function M.join(session, token)
       cursors.on_moved()
     end,
   })
+  vim.api.nvim_create_autocmd({ 'TextChanged', 'TextChangedI', 'TextChangedP' }, {
+    group = group,
+    callback = function(ev)
+      check.schedule(ev.buf)
+    end,
+  })
   for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
     if vim.api.nvim_buf_is_loaded(bufnr) then
       attach(bufnr)
@@ -204,6 +211,7 @@ function M.leave()
   local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
   local session = state.session
   vim.api.nvim_clear_autocmds({ group = group })
+  check.stop_all()
   cursors.clear_all()
   state.reset()
   if client then
@@ -259,6 +267,17 @@ function M.share()
   local client = client_or_warn()
   if client then
     exec(client, 'chorus.share', {})
+  end
+end
+
+--- Puts the session's text back in `bufnr` (default: the current buffer),
+--- replacing the buffer whole: for a buffer that looks wrong, and what
+--- the plugin does itself when the buffer differs from the proxy's copy.
+function M.resync(bufnr)
+  local client = client_or_warn()
+  if client then
+    bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+    exec(client, 'chorus.resync', { vim.uri_from_bufnr(bufnr) })
   end
 end
 
