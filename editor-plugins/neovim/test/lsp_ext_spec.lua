@@ -193,6 +193,14 @@ check('chorus/runStarted, runOutput and runFinished fill the run buffer', functi
   assert(run.text():find('# ' .. finished.summary, 1, true), run.text())
 end)
 
+check('a line cut off on stdout does not swallow the stderr that follows it', function()
+  run.on_started({ runId = 99, clientId = 1, name = 'bob', doc = 'main.py' })
+  run.on_output({ runId = 99, seq = 0, stream = 'stdout', data = 'hello' })
+  run.on_output({ runId = 99, seq = 1, stream = 'stderr', data = 'oops\n' })
+  run.on_output({ runId = 99, seq = 2, stream = 'stdout', data = '\n' })
+  assert(run.text():find('hello\nstderr: oops\n', 1, true), run.text())
+end)
+
 check('initializationOptions carry only settings the proxy reads', function()
   local options = chorus.init_options()
   eq(sent_problems(options, fixture.initializationOptions), {}, 'problems')

@@ -63,7 +63,11 @@ local function on_new_line_prefix(b, prefix)
   return tail == '' and prefix or ''
 end
 
+--- The stream of the unfinished last line of output, if it is unfinished.
+local open_stream = nil
+
 function M.on_started(params)
+  open_stream = nil
   state.run = { id = params.runId, name = params.name, doc = params.doc, running = true }
   local b = M.buffer()
   with_modifiable(b, function()
@@ -83,6 +87,16 @@ function M.on_output(params)
   end
   local b = M.buffer()
   local data = params.data or ''
+  if data == '' then
+    return
+  end
+  -- A line cut off on one stream and continued on the other would read as
+  -- one line (the engine reads stdout and stderr apart, so their chunks
+  -- interleave anywhere): start the other stream's text on a fresh line.
+  if open_stream and open_stream ~= params.stream then
+    append(b, '\n')
+  end
+  open_stream = not vim.endswith(data, '\n') and params.stream or nil
   if params.stream == 'stderr' then
     -- Mark each stderr line; split keeps partial lines intact.
     local out, first = {}, true
@@ -98,6 +112,7 @@ function M.on_output(params)
 end
 
 function M.on_finished(params)
+  open_stream = nil
   local b = M.buffer()
   local summary = params.summary or 'finished'
   state.run = state.run or { id = params.runId }
