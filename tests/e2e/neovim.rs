@@ -931,3 +931,40 @@ async fn a_change_that_is_not_utf8_heals_instead_of_drifting() {
         }
     }
 }
+
+/// Issue 14: the plugin checks the real buffer. A change the proxy heard
+/// of but the buffer never got (here a didChange sent behind Neovim's
+/// back) leaves ada's buffer different from the session's; once her next
+/// burst of typing settles, the plugin finds the buffer differs from the
+/// proxy's copy at the same version and asks for `chorus.resync`, which
+/// gives the buffer the session's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_notices_a_buffer_that_drifted_and_heals_it() {
+    if !have_neovim() {
+        return;
+    }
+    let hub = Hub::start("neovim_drift").await;
+    let session = "nvim-drift";
+    let seed = "def main():\n    print('hi')\n";
+    let nvims = three_by(&hub, session, seed, Route::Plugin).await;
+    let ada = &nvims[0];
+    ada.lua(
+        "(function()
+           local buf = T.buf()
+           local client = vim.lsp.get_clients({ name = 'chorus', bufnr = buf })[1]
+           client:notify('textDocument/didChange', {
+             textDocument = { uri = vim.uri_from_bufnr(buf), version = vim.lsp.util.buf_versions[buf] },
+             contentChanges = { { range = { start = { line = 0, character = 0 }, ['end'] = { line = 0, character = 0 } }, text = 'GHOST' } },
+           })
+           return 'ok'
+         end)()",
+    )
+    .await;
+    // Her next keystroke starts the check once it settles.
+    ada.lua("vim.api.nvim_buf_set_text(T.buf(), 1, 0, 1, 0, { 'X' }) or 'ok'")
+        .await;
+    let text = converged(&hub, session, &nvims).await;
+    assert_eq!(text, "GHOSTdef main():\nX    print('hi')\n");
+    let mismatches = ada.lua("require('chorus.check').mismatches").await;
+    assert_eq!(mismatches, "1", "the plugin saw the difference once");
+}
