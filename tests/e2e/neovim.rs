@@ -127,6 +127,34 @@ function T.type_jittered(seed, count, base, max_gap)
   end
   vim.defer_fn(step, math.random(0, max_gap))
 end
+-- Like T.type_jittered, but the n-th keystroke inserts units[n], a string
+-- that may be several code points (a ZWJ emoji, a letter and its combining
+-- mark).
+function T.type_strings(seed, units, max_gap)
+  math.randomseed(seed)
+  T.typed = 0
+  local function step()
+    if T.typed >= #units then
+      return
+    end
+    local buf = T.buf()
+    local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+    local row = math.random(0, #lines - 1)
+    local line = lines[row + 1]
+    local chars = vim.str_utfindex(line, 'utf-32')
+    local col = vim.str_byteindex(line, 'utf-32', math.random(0, chars))
+    local ch = units[T.typed + 1]
+    if T.typed % 2 == 0 or vim.api.nvim_get_mode().mode ~= 'n' then
+      vim.api.nvim_buf_set_text(buf, row, col, row, col, { ch })
+    else
+      vim.api.nvim_win_set_cursor(0, { row + 1, col })
+      vim.api.nvim_feedkeys('i' .. ch .. '\27', 'n', true)
+    end
+    T.typed = T.typed + 1
+    vim.defer_fn(step, math.random(0, max_gap))
+  end
+  vim.defer_fn(step, math.random(0, max_gap))
+end
 -- Collaborators' marks in the plugin's namespace: {name, row, col}.
 function T.cursors()
   local ns = require('chorus.cursors').ns
@@ -967,4 +995,70 @@ async fn the_plugin_notices_a_buffer_that_drifted_and_heals_it() {
     assert_eq!(text, "GHOSTdef main():\nX    print('hi')\n");
     let mismatches = ada.lua("require('chorus.check').mismatches").await;
     assert_eq!(mismatches, "1", "the plugin saw the difference once");
+}
+
+/// Issue 14's character mix, typed by three Neovims at random places 0-20
+/// ms apart: accented Latin precomposed and with combining marks, Cyrillic,
+/// CJK, emoji with skin tones and ZWJ sequences (several code points a
+/// keystroke). Another's keystroke may land inside a ZWJ sequence (between
+/// its code points), so what must hold is the count: the final text is the
+/// seed plus every code point typed, each exactly as often as typed. Both
+/// routes, alternating by seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_neovims_typing_every_script_keep_every_code_point() {
+    if !have_neovim() {
+        return;
+    }
+    const UNITS: usize = 40;
+    let alphabets: [&[&str]; 3] = [
+        &["é", "e\u{301}", "ñ", "ü", "a\u{308}", "ø", "Å", "ç"],
+        &["ж", "Щ", "👍🏽", "🙋🏿\u{200d}♀\u{fe0f}", "ё", "Я", "👋🏻"],
+        &[
+            "漢",
+            "字",
+            "👩\u{200d}👩\u{200d}👧",
+            "🏳\u{fe0f}\u{200d}🌈",
+            "語",
+            "👨\u{200d}💻",
+        ],
+    ];
+    let routes = [(Route::PlainLsp, "plain"), (Route::Plugin, "plugin")];
+    for seed in crate::support::seeds(&[1, 2, 3, 4]) {
+        let (route, label) = routes[seed as usize % routes.len()];
+        let hub = Hub::start(&format!("neovim_scripts_{label}_{seed}")).await;
+        let session = format!("nvim-scripts-{label}-{seed}");
+        let text = "def main():\n    print('hi')\n";
+        let nvims = three_by(&hub, &session, text, route).await;
+        let mut typed = String::new();
+        for (i, nvim) in nvims.iter().enumerate() {
+            let units: Vec<&str> = alphabets[i].iter().copied().cycle().take(UNITS).collect();
+            typed.extend(units.iter().copied());
+            let list: Vec<String> = units.iter().map(|u| lua_str(u)).collect();
+            nvim.lua(&format!(
+                "T.type_strings({}, {{ {} }}, 20) or 'ok'",
+                seed * 10 + i as u64,
+                list.join(", ")
+            ))
+            .await;
+        }
+        for nvim in &nvims {
+            wait_for("all its typing done", nvim, "T.typed", |n| {
+                n == UNITS.to_string()
+            })
+            .await;
+        }
+        let end = converged(&hub, &session, &nvims).await;
+        let count = |s: &str| {
+            let mut counts = std::collections::BTreeMap::<char, usize>::new();
+            for c in s.chars() {
+                *counts.entry(c).or_default() += 1;
+            }
+            counts
+        };
+        assert_eq!(
+            count(&end),
+            count(&format!("{text}{typed}")),
+            "{label} seed {seed}: code points lost or doubled in {end:?}"
+        );
+    }
 }
