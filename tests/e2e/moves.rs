@@ -237,3 +237,50 @@ async fn a_folder_rename_and_a_delete_reach_a_joiners_disk() {
     .await;
     wait_files(&hub, session, &["lib/a.py"]).await;
 }
+
+/// An editor that cannot rename files for `applyEdit` keeps its buffer
+/// under the old name; the proxy moves the file on disk, says so once, and
+/// the buffer stays shared as the renamed document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_that_cannot_rename_gets_the_file_moved_and_a_message() {
+    let hub = Hub::start("an_editor_that_cannot_rename").await;
+    let session = "no-rename";
+    let ada = Editor::start(EditorKind::Helix, &hub, session, "ada").await;
+    let bob_dir: PathBuf = hub.log_dir.join("bob");
+    std::fs::create_dir_all(&bob_dir).expect("create bob's folder");
+    std::fs::write(bob_dir.join("main.py"), "x = 1\n").expect("write main.py");
+    let options = EditorOptions {
+        workspace: Some(bob_dir.clone()),
+        resource_operations: false,
+        ..EditorOptions::new(EditorKind::VsCode, &hub, session, "bob")
+    };
+    let bob = Editor::start_with(options, &hub.log_dir).await;
+    ada.open("main.py", "x = 1\n");
+    bob.open("main.py", "x = 1\n");
+    assert_converged(&hub, session, "main.py", &[&ada, &bob]).await;
+
+    ada.rename("main.py", "app.py", true);
+    bob.wait_message("window/showMessage", "cannot rename open files", WAIT)
+        .await;
+    wait_disk(&bob_dir.join("app.py"), Some("x = 1\n"), &bob).await;
+    wait_disk(&bob_dir.join("main.py"), None, &bob).await;
+    assert!(bob.is_open("main.py"), "bob's buffer keeps its name");
+
+    // His buffer is the renamed document, both ways.
+    bob.insert_after("main.py", "1", " + 2");
+    ada.insert_before("app.py", "x", "# ada\n");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (ada_text, bob_text) = (ada.text("app.py"), bob.text("main.py"));
+        if ada_text.as_deref() == Some("# ada\nx = 1 + 2\n") && ada_text == bob_text {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ada {ada_text:?}, bob {bob_text:?}\n{}",
+            bob.client().log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_files(&hub, session, &["app.py"]).await;
+}

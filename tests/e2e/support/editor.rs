@@ -110,6 +110,9 @@ pub struct EditorOptions {
     /// A real workspace folder; by default a path that need not exist
     /// (`/tmp/chorus-e2e/SESSION/NAME`).
     pub workspace: Option<std::path::PathBuf>,
+    /// Whether the editor says it renames files for `applyEdit`
+    /// (`resourceOperations`), as the three editors do.
+    pub resource_operations: bool,
 }
 
 impl EditorOptions {
@@ -129,6 +132,7 @@ impl EditorOptions {
             extra_args: Vec::new(),
             initialized_delay: None,
             workspace: None,
+            resource_operations: true,
         }
     }
 }
@@ -306,7 +310,11 @@ impl Editor {
                     "applyEdit": true,
                     "workspaceEdit": {
                         "documentChanges": true,
-                        "resourceOperations": ["create", "rename", "delete"],
+                        "resourceOperations": if options.resource_operations {
+                            json!(["create", "rename", "delete"])
+                        } else {
+                            json!([])
+                        },
                     },
                     "workspaceFolders": true,
                     "fileOperations": { "didCreate": true, "didRename": true, "didDelete": true },
