@@ -13,11 +13,14 @@ use tokio::sync::{mpsc, oneshot};
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::{
     CodeAction, CodeActionOrCommand, CodeActionParams, CodeActionProviderCapability,
-    CodeActionResponse, Command, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
-    DidOpenTextDocumentParams, ExecuteCommandOptions, ExecuteCommandParams, InitializeParams,
-    InitializeResult, InitializedParams, LSPAny, Position, PositionEncodingKind,
+    CodeActionResponse, Command, CreateFilesParams, DeleteFilesParams, DidChangeTextDocumentParams,
+    DidCloseTextDocumentParams, DidOpenTextDocumentParams, DidSaveTextDocumentParams,
+    ExecuteCommandOptions, ExecuteCommandParams, FileOperationFilter, FileOperationPattern,
+    FileOperationRegistrationOptions, InitializeParams, InitializeResult, InitializedParams,
+    LSPAny, Position, PositionEncodingKind, RenameFilesParams, ResourceOperationKind,
     ServerCapabilities, ServerInfo, TextDocumentSyncCapability, TextDocumentSyncKind,
-    TextDocumentSyncOptions, WorkDoneProgressOptions,
+    TextDocumentSyncOptions, TextDocumentSyncSaveOptions, Uri, WorkDoneProgressOptions,
+    WorkspaceFileOperationsServerCapabilities, WorkspaceServerCapabilities,
 };
 use tower_lsp_server::LanguageServer;
 
@@ -105,6 +108,48 @@ fn negotiate_encoding(params: &InitializeParams) -> (Encoding, PositionEncodingK
     }
 }
 
+/// Whether the editor renames files when a `workspace/applyEdit` carries a
+/// `RenameFile` (`workspace.workspaceEdit.resourceOperations`).
+fn can_rename(params: &InitializeParams) -> bool {
+    params
+        .capabilities
+        .workspace
+        .as_ref()
+        .and_then(|w| w.workspace_edit.as_ref())
+        .and_then(|e| e.resource_operations.as_ref())
+        .is_some_and(|ops| ops.contains(&ResourceOperationKind::Rename))
+}
+
+/// The file operations the editor reports: every file and folder (the
+/// proxy keeps those under the workspace root; the globs cannot name it).
+fn file_operations() -> WorkspaceFileOperationsServerCapabilities {
+    let everything = FileOperationRegistrationOptions {
+        filters: vec![FileOperationFilter {
+            scheme: Some("file".into()),
+            pattern: FileOperationPattern {
+                glob: "**/*".into(),
+                matches: None,
+                options: None,
+            },
+        }],
+    };
+    WorkspaceFileOperationsServerCapabilities {
+        // Creating a file shares nothing: the session gets a file when
+        // the editor opens it (didOpen), with its buffer's text.
+        did_create: Some(everything.clone()),
+        did_rename: Some(everything.clone()),
+        did_delete: Some(everything),
+        ..WorkspaceFileOperationsServerCapabilities::default()
+    }
+}
+
+fn uris(files: impl IntoIterator<Item = String>) -> Vec<Uri> {
+    files
+        .into_iter()
+        .filter_map(|uri| uri.parse::<Uri>().ok())
+        .collect()
+}
+
 fn workspace_root(params: &InitializeParams) -> Option<PathBuf> {
     let folder = params
         .workspace_folders
@@ -141,6 +186,7 @@ impl LanguageServer for Backend {
                 .as_ref()
                 .and_then(|w| w.work_done_progress)
                 .unwrap_or(false),
+            can_rename: can_rename(&params),
         });
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
@@ -149,6 +195,9 @@ impl LanguageServer for Backend {
                     TextDocumentSyncOptions {
                         open_close: Some(true),
                         change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        // Saving a buffer whose file was deleted from the
+                        // session shares it again (ADR 0005).
+                        save: Some(TextDocumentSyncSaveOptions::Supported(true)),
                         ..TextDocumentSyncOptions::default()
                     },
                 )),
@@ -157,6 +206,10 @@ impl LanguageServer for Backend {
                     work_done_progress_options: WorkDoneProgressOptions::default(),
                 }),
                 code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+                workspace: Some(WorkspaceServerCapabilities {
+                    workspace_folders: None,
+                    file_operations: Some(file_operations()),
+                }),
                 ..ServerCapabilities::default()
             },
             server_info: Some(ServerInfo {
@@ -245,5 +298,30 @@ impl LanguageServer for Backend {
         self.send(Event::Close {
             uri: params.text_document.uri,
         });
+    }
+
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        self.send(Event::Save {
+            uri: params.text_document.uri,
+        });
+    }
+
+    async fn did_create_files(&self, _: CreateFilesParams) {
+        // Nothing to share until the editor opens the file: its didOpen
+        // carries the text, and `open` creates it in the session.
+    }
+
+    async fn did_rename_files(&self, params: RenameFilesParams) {
+        let renames = params
+            .files
+            .into_iter()
+            .filter_map(|f| Some((f.old_uri.parse::<Uri>().ok()?, f.new_uri.parse().ok()?)))
+            .collect();
+        self.send(Event::FilesRenamed { renames });
+    }
+
+    async fn did_delete_files(&self, params: DeleteFilesParams) {
+        let uris = uris(params.files.into_iter().map(|f| f.uri));
+        self.send(Event::FilesDeleted { uris });
     }
 }

@@ -7,7 +7,8 @@
 //! connection's state in `hub_link.rs`, the session's files on disk
 //! (`syncFiles`) in `disk.rs`: a path's hub messages go to `disk.rs` while
 //! it follows the path for a file the editor does not have open, else to
-//! `documents.rs`.
+//! `documents.rs`. Renames and deletes (ADR 0005), the editor's and the
+//! session's, go to both, each moving what it holds (`moves.rs`).
 //!
 //! Invariants:
 //! * The LSP handlers only send [`Event`]s here, never await; requests to
@@ -24,13 +25,14 @@ use chorus_protocol::wire::{ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
 use tokio::sync::{mpsc, oneshot};
 use tower_lsp_server::ls_types::{MessageType, Uri};
 use tower_lsp_server::Client;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::commands::Commands;
 use crate::disk::{DiskSync, Written};
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
 use crate::lsp_ext::DocumentStateResult;
+use crate::moves::{OwnMove, OwnMoves, Refused};
 use crate::notifier::Notifier;
 use crate::presence::Presence;
 use crate::runs::Runs;
@@ -54,6 +56,8 @@ pub enum Event {
         encoding: Encoding,
         editor: Option<String>,
         work_done_progress: bool,
+        /// The editor renames files a `workspace/applyEdit` asks it to.
+        can_rename: bool,
     },
     /// `workspace/executeCommand`: `chorus.run [uri]`, `chorus.stop` or
     /// `chorus.follow [name]`.
@@ -86,6 +90,18 @@ pub enum Event {
     },
     /// `textDocument/didClose`.
     Close { uri: Uri },
+    /// `textDocument/didSave`.
+    Save { uri: Uri },
+    /// `workspace/didRenameFiles`: `(old, new)` per file or folder.
+    FilesRenamed { renames: Vec<(Uri, Uri)> },
+    /// `workspace/didDeleteFiles`: files or folders.
+    FilesDeleted { uris: Vec<Uri> },
+    /// The editor's answer to our `RenameFile` to `new_uri`.
+    RenameDone {
+        new_uri: Uri,
+        applied: bool,
+        reason: Option<String>,
+    },
     /// `chorus/documentState`: the proxy's view of a document.
     DocumentState {
         uri: Uri,
@@ -143,6 +159,8 @@ struct Core {
     /// What the editor is told unasked, in order; held back until the
     /// editor says `initialized`.
     notifier: Notifier,
+    /// Our editor's renames and deletes the hub has yet to answer.
+    own_moves: OwnMoves,
 }
 
 pub async fn run(
@@ -160,6 +178,7 @@ pub async fn run(
         commands: Commands::default(),
         runs: Runs::new(notifier.clone()),
         notifier,
+        own_moves: OwnMoves::default(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -184,9 +203,17 @@ impl Core {
                 encoding,
                 editor,
                 work_done_progress,
+                can_rename,
             } => {
                 self.runs.set_progress_support(work_done_progress);
-                self.init(settings, root, encoding, editor, work_done_progress)
+                self.init(
+                    settings,
+                    root,
+                    encoding,
+                    editor,
+                    work_done_progress,
+                    can_rename,
+                )
             }
             Event::Command {
                 command,
@@ -227,12 +254,34 @@ impl Core {
                 }
             }
             Event::Close { uri } => {
-                let shared = self.docs.path_of(&uri);
-                self.docs.close(&uri, &self.link);
+                let shared = self.docs.close(&uri, &self.link);
                 if let Some(path) = self.docs.doc_path(&uri) {
-                    self.disk.editor_closed(&path, shared.is_some(), &self.link);
+                    self.disk.editor_closed(&path, shared, &self.link);
                 }
             }
+            Event::Save { uri } => {
+                if !self.docs.is_shared(&uri) {
+                    if let Some(path) = self.docs.doc_path(&uri) {
+                        self.disk.editor_opened(&path, &self.link);
+                    }
+                }
+                self.docs.saved(&uri, &self.link)
+            }
+            Event::FilesRenamed { renames } => {
+                for (old, new) in renames {
+                    self.editor_renamed(&old, &new);
+                }
+            }
+            Event::FilesDeleted { uris } => {
+                for uri in uris {
+                    self.editor_deleted(&uri);
+                }
+            }
+            Event::RenameDone {
+                new_uri,
+                applied,
+                reason,
+            } => self.docs.rename_answered(&new_uri, applied, reason),
             Event::Damaged {
                 uri,
                 method,
@@ -279,6 +328,7 @@ impl Core {
         encoding: Encoding,
         editor: Option<String>,
         work_done_progress: bool,
+        can_rename: bool,
     ) {
         let extensions = settings.extensions.unwrap_or(false);
         self.presence.set_extensions(extensions);
@@ -289,7 +339,7 @@ impl Core {
             .as_deref()
             .is_some_and(|name| name.to_ascii_lowercase().contains("neovim"));
         self.docs
-            .configure(root.clone(), encoding, !neovim || extensions);
+            .configure(root.clone(), encoding, !neovim || extensions, can_rename);
         self.disk
             .configure(root.clone(), settings.sync_files.unwrap_or(false));
         let Some(session) = settings.session.clone() else {
@@ -356,6 +406,8 @@ impl Core {
                 ..
             } => {
                 self.link.welcomed(client_id, &session, role);
+                // Whatever was unanswered went with the old connection.
+                self.own_moves.clear();
                 self.presence.welcome(participants);
                 self.docs.rejoin_all(&self.link);
                 self.disk.welcomed(workspace, &self.link);
@@ -406,9 +458,12 @@ impl Core {
             ServerMsg::Stored { .. } => {}
             ServerMsg::Files { entries } => self.disk.files(entries, &self.link),
             ServerMsg::FileAdded { entry } => self.disk.file_added(entry, &self.link),
-            // Applying others' renames and deletes is the proxies' next step
-            // (ADR 0005); until then a proxy keeps its documents as they are.
-            ServerMsg::Renamed { .. } | ServerMsg::Deleted { .. } => {}
+            ServerMsg::Renamed {
+                from,
+                to,
+                client_id,
+            } => self.session_renamed(&from, &to, client_id),
+            ServerMsg::Deleted { path, client_id } => self.session_deleted(&path, client_id),
             ServerMsg::RunStarted {
                 run_id, name, doc, ..
             } => self.runs.started(run_id, &name, &doc),
@@ -427,6 +482,12 @@ impl Core {
                 warn!(?code, %message, %doc, "hub refused a file kept on disk");
                 self.disk.error(&doc, &self.link);
             }
+            ServerMsg::Error {
+                doc: Some(doc),
+                code:
+                    code @ (ErrorCode::AlreadyExists | ErrorCode::UnknownDocument | ErrorCode::BadPath),
+                message,
+            } if self.own_move_refused(&doc, code, &message) => {}
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
                 if code == ErrorCode::StaleRevision {
@@ -437,6 +498,116 @@ impl Core {
                 self.link.hub_error(code, &message);
             }
         }
+    }
+
+    /// Someone's rename reached us in the hub's order (ours were applied
+    /// when sent: see `moves.rs`).
+    fn session_renamed(&mut self, from: &str, to: &str, client_id: u64) {
+        if self.link.is_me(client_id) {
+            self.own_moves.confirmed(true);
+            return;
+        }
+        info!(%from, %to, client_id, "renamed in the session");
+        let not_renamed = self.docs.renamed(from, to, true, &self.link);
+        self.disk.renamed(from, to, true);
+        for (old, new) in not_renamed {
+            self.disk.move_for_editor(&old, &new);
+        }
+    }
+
+    fn session_deleted(&mut self, path: &str, client_id: u64) {
+        if self.link.is_me(client_id) {
+            self.own_moves.confirmed(false);
+            return;
+        }
+        info!(%path, client_id, "deleted in the session");
+        let by = self.presence.name_of(client_id).unwrap_or("someone");
+        self.docs.deleted(path, Some(by));
+        self.disk.deleted(path, true, &self.link);
+    }
+
+    /// `workspace/didRenameFiles` for one file or folder: the session's
+    /// tree follows the editor's, and so does what we hold, now.
+    fn editor_renamed(&mut self, old: &Uri, new: &Uri) {
+        let (Some(from), Some(to)) = (self.docs.doc_path(old), self.docs.doc_path(new)) else {
+            // A file moved into or out of the workspace is not a rename
+            // the session can share; its close and open say the rest.
+            return;
+        };
+        if !self.link.is_configured() || from == to {
+            return;
+        }
+        if self.docs.is_rename_we_asked(&from, &to) {
+            debug!(%from, %to, "the editor reported a rename we asked for");
+            return;
+        }
+        // Helix (and, it seems, VS Code) close the file under its old name
+        // and open it under the new one before they report the rename, so
+        // that open made a new file at `to`: it goes, for the old file to
+        // be renamed there, and our documents there join that.
+        let reopened_first = !self.docs.has_at_or_under(&from) && self.docs.has_at_or_under(&to);
+        info!(%from, %to, reopened_first, "the editor renamed a file");
+        if reopened_first {
+            self.link.send(&ClientMsg::Delete { path: to.clone() });
+            self.own_moves.sent(OwnMove::Delete { path: to.clone() });
+        }
+        self.link.send(&ClientMsg::Rename {
+            from: from.clone(),
+            to: to.clone(),
+        });
+        self.own_moves.sent(OwnMove::Rename {
+            from: from.clone(),
+            to: to.clone(),
+        });
+        if reopened_first {
+            self.docs.rejoin_renamed(&to, &self.link);
+        } else {
+            self.docs.renamed(&from, &to, false, &self.link);
+        }
+        self.disk.renamed(&from, &to, false);
+    }
+
+    /// `workspace/didDeleteFiles` for one file or folder.
+    fn editor_deleted(&mut self, uri: &Uri) {
+        let Some(path) = self.docs.doc_path(uri) else {
+            return;
+        };
+        if !self.link.is_configured() {
+            return;
+        }
+        info!(%path, "the editor deleted a file");
+        self.link.send(&ClientMsg::Delete { path: path.clone() });
+        self.own_moves.sent(OwnMove::Delete { path: path.clone() });
+        self.docs.deleted(&path, None);
+        self.disk.deleted(&path, false, &self.link);
+    }
+
+    /// The hub refused something about `doc`: if it was one of our renames
+    /// or deletes, undoes what we did when sending it and returns true.
+    fn own_move_refused(&mut self, doc: &str, code: ErrorCode, message: &str) -> bool {
+        let Some(refused) = self.own_moves.refused(doc) else {
+            return false;
+        };
+        warn!(?code, %message, ?refused, "the hub refused our rename or delete");
+        match refused {
+            Refused::Rename { from, to } => {
+                // What we moved to `to` is not the session's there: the
+                // buffers stay, unshared, and saving shares them anew.
+                let unshared = self.docs.deleted(&to, None);
+                self.disk.deleted(&to, false, &self.link);
+                if !unshared.is_empty() || code == ErrorCode::AlreadyExists {
+                    self.notifier.tell_user(
+                        MessageType::WARNING,
+                        format!(
+                            "Chorus: renaming {from} to {to} was refused by the session ({message}); {to} is not shared. Save it to share it as a new file."
+                        ),
+                    );
+                }
+            }
+            // Nothing was there to delete (a file never shared): fine.
+            Refused::Delete { .. } => {}
+        }
+        true
     }
 
     fn tick(&mut self) {

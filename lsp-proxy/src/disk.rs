@@ -24,6 +24,13 @@
 //!   the old one), never outside the root: no `..`, no symbolic link on
 //!   the way, nothing under `.git/` or `.chorus/`. They happen on one
 //!   writer thread, in order; the loop never waits for the disk.
+//! * Others' renames and deletes (ADR 0005) reach the files we keep the
+//!   same way, in order with the writes: a rename moves the file (one
+//!   `rename(2)`, a file already at the new path copied to the backup
+//!   first); a delete moves the file to `.chorus/backup/<path>` rather
+//!   than deleting it, since the session keeps nothing of a deleted file
+//!   and the local copy may hold what someone wants back. Folders left
+//!   empty are removed. Files the editor has open are never touched here.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -42,6 +49,7 @@ use tracing::{debug, info, warn};
 
 use crate::core::Event;
 use crate::hub_link::Link;
+use crate::moves::{at_or_under, moved_path};
 use crate::notifier::Notifier;
 use crate::workspace::CHORUS_DIR;
 
@@ -69,6 +77,14 @@ pub enum Written {
     },
     /// The editor has it open: left alone.
     EditorOwns,
+    /// Renamed (moved) to where the session's rename put it.
+    Moved,
+    /// Deleted from the session: moved to `backup`.
+    Removed {
+        backup: PathBuf,
+    },
+    /// Nothing was there to move or remove.
+    Missing,
     Failed(String),
 }
 
@@ -114,9 +130,21 @@ pub(crate) struct DiskSync {
     notifier: Notifier,
 }
 
-struct WriteJob {
-    path: String,
-    text: String,
+/// One thing for the writer thread to do, in order.
+enum WriteJob {
+    Write { path: String, text: String },
+    Rename { from: String, to: String },
+    Remove { path: String },
+}
+
+impl WriteJob {
+    /// The path the report is about.
+    fn path(&self) -> &str {
+        match self {
+            WriteJob::Write { path, .. } | WriteJob::Remove { path } => path,
+            WriteJob::Rename { to, .. } => to,
+        }
+    }
 }
 
 impl DiskSync {
@@ -313,6 +341,99 @@ impl DiskSync {
         self.follow(path.to_owned(), link);
     }
 
+    /// The session renamed `from` (a file or a directory) to `to`. The
+    /// files we keep move on disk (unless `move_files` is false: the
+    /// editor moved them itself) and we go on following them there.
+    pub(crate) fn renamed(&mut self, from: &str, to: &str, move_files: bool) {
+        let listed: Vec<String> = self
+            .session_files
+            .keys()
+            .filter(|path| at_or_under(path, from))
+            .cloned()
+            .collect();
+        for old in listed {
+            if let (Some(mut entry), Some(new)) =
+                (self.session_files.remove(&old), moved_path(&old, from, to))
+            {
+                entry.path = new.clone();
+                self.session_files.insert(new, entry);
+            }
+        }
+        for queued in self.to_follow.iter_mut() {
+            if let Some(new) = moved_path(queued, from, to) {
+                *queued = new;
+            }
+        }
+        let mut ours: Vec<String> = self
+            .docs
+            .keys()
+            .filter(|path| at_or_under(path, from))
+            .cloned()
+            .collect();
+        ours.sort_unstable();
+        let mut moved_any = false;
+        for old in ours {
+            let (Some(doc), Some(new)) = (self.docs.remove(&old), moved_path(&old, from, to))
+            else {
+                continue;
+            };
+            if self.is_editor_open(&new) {
+                // The hub keeps one subscription per path: the editor's.
+                continue;
+            }
+            if let DiskDoc::Live { rev, text, .. } = doc {
+                if move_files {
+                    self.send_job(WriteJob::Rename {
+                        from: old,
+                        to: new.clone(),
+                    });
+                }
+                // Written again after the move: a file that was not there
+                // to move is made, one that moved is left as it is.
+                let dirty = true;
+                self.docs.insert(new, DiskDoc::Live { rev, text, dirty });
+                moved_any = true;
+            } else {
+                self.docs.insert(new, doc);
+            }
+        }
+        if moved_any {
+            self.schedule_flush();
+        }
+    }
+
+    /// Moves the file at `from` to `to` on disk for a document the editor
+    /// has open but cannot rename (no `RenameFile` support).
+    pub(crate) fn move_for_editor(&mut self, from: &str, to: &str) {
+        self.send_job(WriteJob::Rename {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        });
+    }
+
+    /// The session deleted `path` (a file or a directory). The files we
+    /// keep there go to the backup folder (unless `remove_files` is false:
+    /// the editor deleted them itself).
+    pub(crate) fn deleted(&mut self, path: &str, remove_files: bool, link: &Link) {
+        self.session_files
+            .retain(|file, _| !at_or_under(file, path));
+        self.to_follow.retain(|queued| !at_or_under(queued, path));
+        let mut ours: Vec<String> = self
+            .docs
+            .keys()
+            .filter(|file| at_or_under(file, path))
+            .cloned()
+            .collect();
+        ours.sort_unstable();
+        for gone in ours {
+            let written = matches!(self.docs.remove(&gone), Some(DiskDoc::Live { .. }));
+            if written && remove_files && self.enabled {
+                self.send_job(WriteJob::Remove { path: gone });
+            }
+        }
+        self.pump(link);
+    }
+
     /// The editor opened `path`: from now on it is the editor's.
     pub(crate) fn editor_opened(&mut self, path: &str, link: &Link) {
         if let Ok(mut open) = self.editor_open.lock() {
@@ -379,13 +500,17 @@ impl DiskSync {
     }
 
     fn write(&mut self, path: String, text: String) {
+        self.send_job(WriteJob::Write { path, text });
+    }
+
+    fn send_job(&mut self, job: WriteJob) {
         let Some(root) = self.root.clone() else {
             return;
         };
         let writer = self.writer.get_or_insert_with(|| {
             spawn_writer(root, self.editor_open.clone(), self.events.clone())
         });
-        if writer.send(WriteJob { path, text }).is_ok() {
+        if writer.send(job).is_ok() {
             self.writes_pending += 1;
         }
     }
@@ -405,7 +530,22 @@ impl DiskSync {
                     format!("Chorus: cannot write {path}: {why}"),
                 );
             }
-            Written::Created | Written::Updated | Written::Unchanged | Written::EditorOwns => {
+            Written::Removed { backup } => {
+                info!(%path, backup = %backup.display(), "deleted from the session; moved to the backup");
+                self.notifier.log(
+                    MessageType::INFO,
+                    format!(
+                        "Chorus: {path} was deleted from the session; your copy is in {}.",
+                        backup.display()
+                    ),
+                );
+            }
+            Written::Created
+            | Written::Updated
+            | Written::Unchanged
+            | Written::EditorOwns
+            | Written::Moved
+            | Written::Missing => {
                 debug!(%path, ?outcome, "written");
             }
         }
@@ -520,20 +660,16 @@ fn spawn_writer(
         while let Ok(job) = rx.recv() {
             let owned = editor_open
                 .lock()
-                .map(|open| open.contains(&job.path))
+                .map(|open| open.contains(job.path()))
                 .unwrap_or(false);
-            let outcome = if owned {
-                Written::EditorOwns
-            } else {
-                writer.write(&job.path, &job.text)
+            let path = job.path().to_owned();
+            let outcome = match job {
+                _ if owned => Written::EditorOwns,
+                WriteJob::Write { path, text } => writer.write(&path, &text),
+                WriteJob::Rename { from, to } => writer.rename(&from, &to),
+                WriteJob::Remove { path } => writer.remove(&path),
             };
-            if events
-                .send(Event::DiskWritten {
-                    path: job.path,
-                    outcome,
-                })
-                .is_err()
-            {
+            if events.send(Event::DiskWritten { path, outcome }).is_err() {
                 return;
             }
         }
@@ -584,6 +720,82 @@ impl Writer {
         write_atomically(&target, text.as_bytes())?;
         self.last_written.insert(path.to_owned(), new_hash);
         Ok(outcome)
+    }
+
+    /// Moves the file at `from` to `to` (the session renamed it), making
+    /// the folders on the way and removing those left empty. A file
+    /// already at `to` is backed up first.
+    pub(crate) fn rename(&mut self, from: &str, to: &str) -> Written {
+        match self.try_rename(from, to) {
+            Ok(outcome) => outcome,
+            Err(why) => Written::Failed(why),
+        }
+    }
+
+    fn try_rename(&mut self, from: &str, to: &str) -> Result<Written, String> {
+        let source = safe_target(&self.root, from)?;
+        let target = safe_target(&self.root, to)?;
+        match std::fs::symlink_metadata(&source) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(format!("{} is not a file", source.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Written::Missing),
+            Err(err) => return Err(format!("{}: {err}", source.display())),
+        }
+        match std::fs::read(&target) {
+            Ok(bytes) => {
+                self.back_up(to, &bytes)?;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(format!("{}: {err}", target.display())),
+        }
+        let dir = target.parent().ok_or("no parent folder")?;
+        std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        safe_target(&self.root, to)?;
+        std::fs::rename(&source, &target).map_err(|err| format!("{}: {err}", source.display()))?;
+        if let Some(hash) = self.last_written.remove(from) {
+            self.last_written.insert(to.to_owned(), hash);
+        }
+        self.remove_empty_folders(from);
+        Ok(Written::Moved)
+    }
+
+    /// Moves the file at `path` to the backup folder (the session deleted
+    /// it) and removes the folders left empty.
+    pub(crate) fn remove(&mut self, path: &str) -> Written {
+        match self.try_remove(path) {
+            Ok(outcome) => outcome,
+            Err(why) => Written::Failed(why),
+        }
+    }
+
+    fn try_remove(&mut self, path: &str) -> Result<Written, String> {
+        let target = safe_target(&self.root, path)?;
+        let bytes = match std::fs::read(&target) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                self.last_written.remove(path);
+                return Ok(Written::Missing);
+            }
+            Err(err) => return Err(format!("{}: {err}", target.display())),
+        };
+        let backup = self.back_up(path, &bytes)?;
+        std::fs::remove_file(&target).map_err(|err| format!("{}: {err}", target.display()))?;
+        self.last_written.remove(path);
+        self.remove_empty_folders(path);
+        Ok(Written::Removed { backup })
+    }
+
+    /// Removes the folders of `path` that are empty now, deepest first,
+    /// never the root.
+    fn remove_empty_folders(&self, path: &str) {
+        let parts: Vec<&str> = path.split('/').collect();
+        for depth in (1..parts.len()).rev() {
+            let dir = at_path(&self.root, &parts[..depth]);
+            // Fails, and stops, at the first folder with anything in it.
+            if std::fs::remove_dir(&dir).is_err() {
+                return;
+            }
+        }
     }
 
     /// Copies `bytes` (what `path` held) to `.chorus/backup/<path>`, or
@@ -728,6 +940,60 @@ mod tests {
         }
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
         assert!(!root.join(".git").exists());
+    }
+
+    #[test]
+    fn renames_move_files_and_leave_no_empty_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut w = writer(&root);
+        w.write("src/a/one.py", "1\n");
+        w.write("src/a/two.py", "2\n");
+        assert_eq!(w.rename("src/a/one.py", "lib/a/one.py"), Written::Moved);
+        assert_eq!(w.rename("src/a/two.py", "lib/a/two.py"), Written::Moved);
+        assert_eq!(
+            fs::read_to_string(root.join("lib/a/two.py")).unwrap(),
+            "2\n"
+        );
+        assert!(!root.join("src").exists(), "empty folders are removed");
+        // What we wrote moved with it: an update is not a replacement.
+        assert_eq!(w.write("lib/a/one.py", "1 more\n"), Written::Updated);
+        // Nothing to move: the next write makes the file.
+        assert_eq!(w.rename("gone.py", "here.py"), Written::Missing);
+        // A file already at the new path is kept in the backup.
+        fs::write(root.join("mine.py"), "mine\n").unwrap();
+        assert_eq!(w.rename("lib/a/two.py", "mine.py"), Written::Moved);
+        assert_eq!(fs::read_to_string(root.join("mine.py")).unwrap(), "2\n");
+        assert_eq!(
+            fs::read_to_string(root.join(".chorus/backup/mine.py")).unwrap(),
+            "mine\n"
+        );
+        // Never out of the root or into git.
+        assert!(matches!(w.rename("mine.py", "../x.py"), Written::Failed(_)));
+        assert!(matches!(
+            w.rename("mine.py", ".git/hooks/x"),
+            Written::Failed(_)
+        ));
+        assert!(root.join("mine.py").exists());
+    }
+
+    #[test]
+    fn deleted_files_go_to_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut w = writer(&root);
+        w.write("pkg/mod.py", "x = 1\n");
+        fs::write(root.join("pkg/local.txt"), "kept\n").unwrap();
+        let Written::Removed { backup } = w.remove("pkg/mod.py") else {
+            panic!("not removed");
+        };
+        assert_eq!(backup, root.join(".chorus/backup/pkg/mod.py"));
+        assert_eq!(fs::read_to_string(&backup).unwrap(), "x = 1\n");
+        assert!(!root.join("pkg/mod.py").exists());
+        // A folder with a file of ours only is kept while it has others.
+        assert!(root.join("pkg/local.txt").exists());
+        assert_eq!(w.remove("pkg/mod.py"), Written::Missing);
+        assert!(matches!(w.remove("../outside"), Written::Failed(_)));
     }
 
     #[test]

@@ -14,6 +14,15 @@
 //!   a rejoin (merged), or, for a live document, a snapshot (adopted).
 //! * At most one `workspace/applyEdit` per document is in flight (the
 //!   [`DocSync`] sees to it); its answer comes back as [`Event::EditDone`].
+//! * A renamed document is the same document (ADR 0005): it moves to its
+//!   new path with its sync, so edits in flight are acknowledged under the
+//!   new path (the hub redirects them). The editor may go on naming it by
+//!   its old URI until it carries out the rename (a `RenameFile` we ask
+//!   for, or its own); `moved` finds it by that name meanwhile, and the
+//!   editor's close of the old name is not an unshare.
+//! * A deleted document's buffer stays the editor's: it leaves the shared
+//!   documents for `unshared`, which follows its text so that saving it
+//!   shares it again (as a new file).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,9 +34,9 @@ use chorus_protocol::wire::{ClientMsg, LoggedOp, DEFAULT_MAX_MESSAGE_BYTES};
 use ropey::Rope;
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::{
-    ApplyWorkspaceEditParams, DocumentChanges, MessageType, OneOf,
-    OptionalVersionedTextDocumentIdentifier, Position, Range, TextDocumentEdit, TextEdit, Uri,
-    WorkspaceEdit,
+    ApplyWorkspaceEditParams, DocumentChangeOperation, DocumentChanges, MessageType, OneOf,
+    OptionalVersionedTextDocumentIdentifier, Position, Range, RenameFile, ResourceOp,
+    TextDocumentEdit, TextEdit, Uri, WorkspaceEdit,
 };
 use tower_lsp_server::Client;
 use tracing::{debug, error, warn};
@@ -35,6 +44,7 @@ use tracing::{debug, error, warn};
 use crate::core::Event;
 use crate::hub_link::Link;
 use crate::lsp_ext::DocumentStateResult;
+use crate::moves::{at_or_under, moved_path};
 use crate::notifier::Notifier;
 use crate::sync::{apply_changes, Audit, CaughtUp, Change, DocSync, Effect, SyncError};
 
@@ -69,6 +79,9 @@ struct Joining {
     /// stale, when this join began: another answer is still due, and it
     /// is merged. So once joined the document goes on rejoining.
     rejoin_next: bool,
+    /// Answers still due to `open`s sent before this join's, which are
+    /// not its answer: skipped (see [`Documents::rejoin_renamed`]).
+    answers_to_skip: u32,
 }
 
 impl Joining {
@@ -82,6 +95,7 @@ impl Joining {
             text,
             version: sync.version(),
             rejoin_next,
+            answers_to_skip: 0,
         }
     }
 }
@@ -129,6 +143,17 @@ struct Document {
     /// The editor's name for it: where `applyEdit`s and diagnostics go.
     uri: Uri,
     state: DocState,
+    /// The name we asked the editor to rename it to (`RenameFile`), until
+    /// it reopens it under that name or answers: meanwhile its close of
+    /// `uri` is part of the rename, not an unshare.
+    renaming_to: Option<Uri>,
+}
+
+/// A buffer the editor keeps open whose file the session deleted: not
+/// shared, followed so that saving it shares it again.
+struct Unshared {
+    text: Rope,
+    version: i32,
 }
 
 /// The documents this editor shares, and what they need to do their IO.
@@ -154,6 +179,21 @@ pub(crate) struct Documents {
     /// Editor texts replaced whole because they could not be trusted
     /// (see [`DocSync::heal`]); the user hears of the first only.
     heals: u64,
+    /// Old URI → path now, for documents renamed while the editor had
+    /// them open: it names them by the old URI until it carries out the
+    /// rename, or for good if it cannot.
+    moved: HashMap<String, String>,
+    /// Buffers of deleted files, by URI; see the module's invariants.
+    unshared: HashMap<String, Unshared>,
+    /// The editor renames files when a `workspace/applyEdit` says so
+    /// (`workspace.workspaceEdit.resourceOperations` has `rename`).
+    can_rename: bool,
+    /// Whether the user was told their editor cannot rename open files.
+    told_cannot_rename: bool,
+    /// `(old path, new path)` of the renames we asked the editor for: an
+    /// editor that reports them back (`didRenameFiles`, as Helix and VS
+    /// Code do for renames an `applyEdit` made) is not renaming again.
+    renames_asked: Vec<(String, String)>,
 }
 
 impl Documents {
@@ -172,6 +212,11 @@ impl Documents {
             editor: Editor { client, events },
             notifier,
             heals: 0,
+            moved: HashMap::new(),
+            unshared: HashMap::new(),
+            can_rename: false,
+            told_cannot_rename: false,
+            renames_asked: Vec::new(),
         }
     }
 
@@ -181,10 +226,12 @@ impl Documents {
         root: Option<PathBuf>,
         encoding: Encoding,
         applied_is_honest: bool,
+        can_rename: bool,
     ) {
         self.root = root;
         self.encoding = encoding;
         self.applied_is_honest = applied_is_honest;
+        self.can_rename = can_rename;
     }
 
     pub(crate) fn encoding(&self) -> Encoding {
@@ -209,11 +256,27 @@ impl Documents {
         Some(joined)
     }
 
-    /// The path of the shared document the editor calls `uri`.
+    /// The URI of the protocol path `path` in this editor's workspace.
+    pub(crate) fn uri_of(&self, path: &str) -> Option<Uri> {
+        let mut at = self.root.clone()?;
+        at.extend(path.split('/'));
+        Uri::from_file_path(at)
+    }
+
+    /// The path of the shared document the editor calls `uri` (by its old
+    /// name too, while a rename is on its way to the editor).
     pub(crate) fn path_of(&self, uri: &Uri) -> Option<String> {
-        let path = self.doc_path(uri)?;
-        let doc = self.docs.get(&path)?;
-        (doc.uri == *uri).then_some(path)
+        let direct = self.doc_path(uri);
+        let moved = self.moved.get(uri.as_str()).cloned();
+        direct
+            .into_iter()
+            .chain(moved)
+            .find(|path| self.docs.get(path).is_some_and(|doc| doc.uri == *uri))
+    }
+
+    /// Whether any shared document is at `path` or under it.
+    pub(crate) fn has_at_or_under(&self, path: &str) -> bool {
+        self.docs.keys().any(|doc| at_or_under(doc, path))
     }
 
     pub(crate) fn is_shared(&self, uri: &Uri) -> bool {
@@ -270,6 +333,10 @@ impl Documents {
         if !link.is_configured() {
             return;
         }
+        self.unshared.remove(uri.as_str());
+        if self.reopened(&uri, &text, version, link) {
+            return;
+        }
         let Some(path) = self.doc_path(&uri) else {
             debug!(uri = uri.as_str(), "outside the workspace root; not shared");
             return;
@@ -294,16 +361,286 @@ impl Documents {
             seed: text,
             version,
             rejoin_next: false,
+            answers_to_skip: 0,
         });
-        self.docs.insert(path, Document { uri, state });
+        let doc = Document {
+            uri,
+            state,
+            renaming_to: None,
+        };
+        self.docs.insert(path, doc);
     }
 
-    pub(crate) fn close(&mut self, uri: &Uri, link: &Link) {
+    /// The editor opened `uri` where a renamed document now is, under the
+    /// name we asked for (or that it gave it itself): the same document,
+    /// renamed. Its versions start again; a text that differs from ours
+    /// is the editor's change. Returns whether it was one.
+    fn reopened(&mut self, uri: &Uri, text: &str, version: i32, link: &Link) -> bool {
+        let Some(path) = self.doc_path(uri) else {
+            return false;
+        };
+        let Some(doc) = self.docs.get_mut(&path) else {
+            return false;
+        };
+        if doc.renaming_to.as_ref() != Some(uri) && doc.uri != *uri {
+            return false;
+        }
+        debug!(doc = %path, uri = uri.as_str(), "the editor reopened a renamed document");
+        doc.renaming_to = None;
+        doc.uri = uri.clone();
+        let mut effects = Vec::new();
+        let result = match &mut doc.state {
+            DocState::Joining(joining) => {
+                joining.text = Rope::from_str(text);
+                joining.version = version;
+                Ok(())
+            }
+            DocState::Live(sync) | DocState::Rejoining(sync) => {
+                sync.reopened(Instant::now(), version, text, &mut effects)
+            }
+        };
+        if let Err(err) = result {
+            error!(doc = %path, cause = %err, "cannot take the reopened text; resyncing");
+            self.request_resync(&path, link);
+            return true;
+        }
+        let uri = doc.uri.clone();
+        self.editor.run_effects(&uri, &path, effects, link);
+        true
+    }
+
+    /// The editor closed `uri`. Returns whether a shared document was
+    /// closed at the path `uri` names (so the file there is the
+    /// session's), not one renamed away from it.
+    pub(crate) fn close(&mut self, uri: &Uri, link: &Link) -> bool {
+        self.unshared.remove(uri.as_str());
         let Some(path) = self.path_of(uri) else {
+            return false;
+        };
+        if self
+            .docs
+            .get(&path)
+            .is_some_and(|doc| doc.renaming_to.is_some())
+        {
+            // The editor carrying out a rename: it reopens the document
+            // under its new name next.
+            return false;
+        }
+        self.moved.remove(uri.as_str());
+        self.docs.remove(&path);
+        let here = self.doc_path(uri).as_deref() == Some(path.as_str());
+        link.send(&ClientMsg::Close { doc: path });
+        here
+    }
+
+    /// The editor saved `uri`: a buffer whose file was deleted from the
+    /// session is shared again, as a new file.
+    pub(crate) fn saved(&mut self, uri: &Uri, link: &Link) {
+        let Some(unshared) = self.unshared.remove(uri.as_str()) else {
             return;
         };
-        self.docs.remove(&path);
-        link.send(&ClientMsg::Close { doc: path });
+        self.open(
+            uri.clone(),
+            unshared.text.to_string(),
+            unshared.version,
+            link,
+        );
+    }
+
+    /// The session renamed `from` (a file, or a directory: every path
+    /// under it) to `to`: the documents there move with their sync. With
+    /// `ask_editor` (someone else's rename), the editor is asked to rename
+    /// its buffers; without (the editor's own), it already has. Returns
+    /// the documents whose buffer the editor could not be asked to rename,
+    /// as `(old path, new path)`: their files are for the caller to move.
+    pub(crate) fn renamed(
+        &mut self,
+        from: &str,
+        to: &str,
+        ask_editor: bool,
+        link: &Link,
+    ) -> Vec<(String, String)> {
+        let mut moving: Vec<String> = self
+            .docs
+            .keys()
+            .filter(|path| at_or_under(path, from))
+            .cloned()
+            .collect();
+        moving.sort_unstable();
+        let mut not_renamed = Vec::new();
+        for old in moving {
+            let Some(new) = moved_path(&old, from, to) else {
+                continue;
+            };
+            let Some(mut doc) = self.docs.remove(&old) else {
+                continue;
+            };
+            let new_uri = self.uri_of(&new);
+            self.moved.insert(doc.uri.as_str().to_owned(), new.clone());
+            let joining = matches!(doc.state, DocState::Joining(_));
+            if ask_editor {
+                match new_uri {
+                    Some(new_uri) if self.can_rename => {
+                        if self.renames_asked.len() >= 1024 {
+                            self.renames_asked.remove(0);
+                        }
+                        self.renames_asked.push((old.clone(), new.clone()));
+                        doc.renaming_to = Some(new_uri.clone());
+                        self.editor.rename_file(doc.uri.clone(), new_uri);
+                    }
+                    _ => not_renamed.push((old.clone(), new.clone())),
+                }
+            } else {
+                doc.renaming_to = new_uri;
+            }
+            if self.docs.insert(new.clone(), doc).is_some() {
+                warn!(doc = %new, "a renamed document replaced one we had at its new path");
+            }
+            if joining {
+                // Our `open` reached the hub after the rename, so its
+                // answer names the old path: ask again where it is now.
+                link.send(&ClientMsg::Close { doc: old });
+                self.request_resync(&new, link);
+            }
+        }
+        if !not_renamed.is_empty() && !self.told_cannot_rename {
+            self.told_cannot_rename = true;
+            let names: Vec<String> = not_renamed
+                .iter()
+                .map(|(old, new)| format!("{old} → {new}"))
+                .collect();
+            self.notifier.tell_user(
+                MessageType::WARNING,
+                format!(
+                    "Chorus: files you have open were renamed in the session ({}), and your editor cannot rename open files for Chorus: the files were moved on disk and stay shared; reopen them under their new names. (Told once.)",
+                    names.join(", ")
+                ),
+            );
+        }
+        not_renamed
+    }
+
+    /// The editor reported a rename to `to` after it had closed the file
+    /// under its old name and opened it under the new one, so the open
+    /// made a new file at `to`, which the caller has asked the hub to
+    /// delete before it renames the old file there. The documents at `to`
+    /// join the renamed file afresh: their text so far is the seed (the
+    /// editor is brought to the session's if it differs, which it does
+    /// only if someone typed in that moment); answers still due to the
+    /// earlier `open`s are skipped.
+    pub(crate) fn rejoin_renamed(&mut self, to: &str, link: &Link) {
+        let paths: Vec<String> = self
+            .docs
+            .keys()
+            .filter(|path| at_or_under(path, to))
+            .cloned()
+            .collect();
+        for path in paths {
+            let Some(doc) = self.docs.get_mut(&path) else {
+                continue;
+            };
+            let (text, version, answers_to_skip) = match &doc.state {
+                DocState::Joining(joining) => (
+                    joining.text.clone(),
+                    joining.version,
+                    joining.answers_to_skip + 1,
+                ),
+                DocState::Rejoining(sync) => (sync.mirror().clone(), sync.version(), 1),
+                DocState::Live(sync) => (sync.mirror().clone(), sync.version(), 0),
+            };
+            let seed = text.to_string();
+            link.send(&ClientMsg::Open {
+                doc: path.clone(),
+                text: seed.clone(),
+                since: None,
+            });
+            doc.state = DocState::Joining(Joining {
+                seed,
+                text,
+                version,
+                rejoin_next: false,
+                answers_to_skip,
+            });
+        }
+    }
+
+    /// Whether the editor's rename of `from` to `to` is one we asked it
+    /// for (reported back), once.
+    pub(crate) fn is_rename_we_asked(&mut self, from: &str, to: &str) -> bool {
+        let asked = self
+            .renames_asked
+            .iter()
+            .position(|(old, new)| old == from && new == to);
+        asked
+            .map(|index| self.renames_asked.remove(index))
+            .is_some()
+    }
+
+    /// The editor's answer to our `RenameFile` to `new_uri`.
+    pub(crate) fn rename_answered(&mut self, new_uri: &Uri, applied: bool, reason: Option<String>) {
+        let Some(path) = self.doc_path(new_uri) else {
+            return;
+        };
+        let Some(doc) = self.docs.get_mut(&path) else {
+            return;
+        };
+        if doc.renaming_to.as_ref() != Some(new_uri) {
+            return;
+        }
+        doc.renaming_to = None;
+        if applied {
+            // An editor that renamed without reopening calls it so now.
+            doc.uri = new_uri.clone();
+            return;
+        }
+        warn!(doc = %path, ?reason, "the editor did not rename its buffer");
+        self.notifier.tell_user(
+            MessageType::WARNING,
+            format!(
+                "Chorus: {path} was renamed in the session, but your editor did not rename its buffer ({}): it stays shared under the new name; reopen it there.",
+                reason.as_deref().unwrap_or("no reason given")
+            ),
+        );
+    }
+
+    /// The session deleted `path` (a file, or a directory: every path
+    /// under it): the documents there are no longer shared. Their buffers
+    /// stay as they are; `by` (someone else) is named to the user, with
+    /// how to share the file again. Returns the paths unshared.
+    pub(crate) fn deleted(&mut self, path: &str, by: Option<&str>) -> Vec<String> {
+        let mut gone: Vec<String> = self
+            .docs
+            .keys()
+            .filter(|doc| at_or_under(doc, path))
+            .cloned()
+            .collect();
+        gone.sort_unstable();
+        for doc_path in &gone {
+            let Some(doc) = self.docs.remove(doc_path) else {
+                continue;
+            };
+            self.moved.retain(|_, now| now != doc_path);
+            let (text, version) = match &doc.state {
+                DocState::Joining(joining) => (joining.text.clone(), joining.version),
+                DocState::Live(sync) | DocState::Rejoining(sync) => {
+                    (sync.mirror().clone(), sync.version())
+                }
+            };
+            // Its name once the editor carries out a rename on its way.
+            let uri = doc.renaming_to.unwrap_or(doc.uri);
+            self.unshared
+                .insert(uri.as_str().to_owned(), Unshared { text, version });
+        }
+        if let (Some(by), false) = (by, gone.is_empty()) {
+            self.notifier.tell_user(
+                MessageType::WARNING,
+                format!(
+                    "Chorus: {by} deleted {} from the session. Your buffer keeps its text but is no longer shared; save it to share it again.",
+                    gone.join(", ")
+                ),
+            );
+        }
+        gone
     }
 
     /// The editor changed `uri`. Returns whether the change was taken,
@@ -317,6 +654,13 @@ impl Documents {
     ) -> bool {
         let encoding = self.encoding;
         let Some(path) = self.path_of(uri) else {
+            if let Some(unshared) = self.unshared.get_mut(uri.as_str()) {
+                unshared.version = version;
+                if let Err(err) = apply_changes(&mut unshared.text, &changes, encoding) {
+                    warn!(uri = uri.as_str(), cause = %err, "cannot follow an unshared buffer");
+                    self.unshared.remove(uri.as_str());
+                }
+            }
             return false;
         };
         let Some(doc) = self.docs.get_mut(&path) else {
@@ -410,7 +754,11 @@ impl Documents {
                 "editor did not apply edit"
             );
         }
-        if let Some(path) = self.path_of(uri) {
+        // Sent under a name the editor has since renamed: still its answer.
+        let path = self
+            .path_of(uri)
+            .or_else(|| self.moved.get(uri.as_str()).cloned());
+        if let Some(path) = path {
             self.with_live(&path, link, |sync, out| {
                 sync.edit_answered(Instant::now(), id, applied, out)
             });
@@ -462,6 +810,17 @@ impl Documents {
 
     /// The hub's answer for `path`; what it means depends on the state.
     pub(crate) fn opened(&mut self, path: &str, answer: Opened, link: &Link) {
+        if let Some(Document {
+            state: DocState::Joining(joining),
+            ..
+        }) = self.docs.get_mut(path)
+        {
+            if joining.answers_to_skip > 0 {
+                joining.answers_to_skip -= 1;
+                debug!(doc = %path, "skipped the answer to an earlier open");
+                return;
+            }
+        }
         let encoding = self.encoding;
         let honest = self.applied_is_honest;
         let instance = self.instance.clone();
@@ -746,6 +1105,48 @@ impl Editor {
                 }
             }
         }
+    }
+
+    /// Asks the editor to rename its buffer (and file) `old_uri` to
+    /// `new_uri`; the answer comes back as [`Event::RenameDone`].
+    fn rename_file(&self, old_uri: Uri, new_uri: Uri) {
+        let rename = RenameFile {
+            old_uri,
+            new_uri: new_uri.clone(),
+            options: None,
+            annotation_id: None,
+        };
+        let edit = WorkspaceEdit {
+            document_changes: Some(DocumentChanges::Operations(vec![
+                DocumentChangeOperation::Op(ResourceOp::Rename(rename)),
+            ])),
+            ..WorkspaceEdit::default()
+        };
+        let params = ApplyWorkspaceEditParams {
+            label: Some("Chorus: renamed in the session".into()),
+            edit,
+        };
+        let client = self.client.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let answer = tokio::time::timeout(
+                APPLY_EDIT_TIMEOUT,
+                client.send_request::<tower_lsp_server::ls_types::request::ApplyWorkspaceEdit>(
+                    params,
+                ),
+            )
+            .await;
+            let (applied, reason) = match answer {
+                Ok(Ok(response)) => (response.applied, response.failure_reason),
+                Ok(Err(err)) => (false, Some(err.to_string())),
+                Err(_) => (false, Some("timed out".into())),
+            };
+            let _ = events.send(Event::RenameDone {
+                new_uri,
+                applied,
+                reason,
+            });
+        });
     }
 
     fn apply_edit(

@@ -52,6 +52,9 @@ pub(crate) struct Link {
     read_only_told: Option<Instant>,
     /// The session's name, for what the user and plugins are told.
     session: String,
+    /// Our participant id in the session, from the last welcome: the hub
+    /// names who did what with it (renames and deletes).
+    client_id: Option<u64>,
     /// Where what the user and plugins are told goes.
     notifier: Notifier,
 }
@@ -65,6 +68,7 @@ impl Link {
             role: Role::Editor,
             read_only_told: None,
             session: String::new(),
+            client_id: None,
             notifier,
         }
     }
@@ -97,6 +101,11 @@ impl Link {
         &self.session
     }
 
+    /// Whether `client_id` is us (in the current connection).
+    pub(crate) fn is_me(&self, client_id: u64) -> bool {
+        self.client_id == Some(client_id)
+    }
+
     /// Queues `msg` for the hub; dropped while not connected.
     pub(crate) fn send(&self, msg: &ClientMsg) {
         if let (Some(hub), true) = (&self.outgoing, self.connected) {
@@ -113,6 +122,7 @@ impl Link {
     pub(crate) fn welcomed(&mut self, client_id: u64, session: &str, role: Role) {
         info!(client_id, %session, ?role, "joined session");
         self.connected = true;
+        self.client_id = Some(client_id);
         if role == Role::ReadOnly && self.role != Role::ReadOnly {
             self.notifier.tell_user(
                 MessageType::INFO,

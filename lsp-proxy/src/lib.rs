@@ -7,7 +7,10 @@
 //! * `documents` — the shared documents, by protocol path: join, rejoin,
 //!   resync, and carrying out their sync's effects;
 //! * `disk` — the session's files on disk (`syncFiles`) for those the
-//!   editor does not have open: written atomically, kept in step;
+//!   editor does not have open: written atomically, kept in step, moved
+//!   and backed up as the session renames and deletes them;
+//! * `moves` — renames and deletes of files and directories: where paths
+//!   go, and ours the hub has yet to answer (ADR 0005);
 //! * [`sync`] — per-document two-party sync (pure; the hard part);
 //! * [`presence`] — participants, cursors both ways, follow mode;
 //! * `commands` — the `chorus.*` commands;
@@ -30,6 +33,7 @@ mod disk;
 mod documents;
 pub mod hub_link;
 pub mod lsp_ext;
+mod moves;
 pub mod notifier;
 pub mod presence;
 pub mod runs;

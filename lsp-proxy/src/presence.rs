@@ -34,8 +34,8 @@ const MAX_SELECTIONS: usize = 64;
 
 /// The session's participants and cursors, as this editor sees them.
 pub(crate) struct Presence {
-    /// The session's participants by client id, as the hub told us.
-    /// Nothing reads it yet.
+    /// The session's participants by client id, as the hub told us:
+    /// who renamed or deleted a file is named from it.
     participants: HashMap<u64, Participant>,
     /// Collaborators' cursors, for editors without a plugin.
     board: CursorBoard,
@@ -65,6 +65,13 @@ impl Presence {
     /// Follows `name`'s cursor from now on, or no one's.
     pub(crate) fn follow(&mut self, name: Option<String>) {
         self.follow = name;
+    }
+
+    /// The name of participant `client_id`, if the hub told us of them.
+    pub(crate) fn name_of(&self, client_id: u64) -> Option<&str> {
+        self.participants
+            .get(&client_id)
+            .map(|participant| participant.name.as_str())
     }
 
     pub(crate) fn following(&self) -> Option<&str> {

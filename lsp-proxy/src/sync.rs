@@ -362,6 +362,31 @@ impl DocSync {
         self.dispatch(out);
     }
 
+    /// The editor reopened the document under another name (a rename,
+    /// ADR 0005) with `text` at `version`: its versions start again. A
+    /// text that differs from the mirror is a change like any other: the
+    /// echo of the edit in flight, if the editor applied it before the
+    /// rename (one it did not apply is refused and sent again, to the new
+    /// name), else the user's typing.
+    pub fn reopened(
+        &mut self,
+        now: Instant,
+        version: i32,
+        text: &str,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SyncError> {
+        self.now = now;
+        self.version = version;
+        if self.mirror == text {
+            return Ok(());
+        }
+        let whole = Change {
+            range: None,
+            text: text.to_owned(),
+        };
+        self.editor_changed(now, version, &[whole], out)
+    }
+
     /// The editor reported `changes` (applied in order), ending at `version`.
     pub fn editor_changed(
         &mut self,

@@ -14,6 +14,7 @@ mod helix;
 mod hostile;
 mod hub_errors;
 mod joining;
+mod moves;
 mod neovim;
 mod neovim_lsp_ext;
 mod random_typing;

@@ -1060,5 +1060,65 @@ async fn three_neovims_typing_every_script_keep_every_code_point() {
             count(&format!("{text}{typed}")),
             "{label} seed {seed}: code points lost or doubled in {end:?}"
         );
+
+/// ADR 0005: a rename by another participant renames Neovim's buffer
+/// through Neovim's own `workspace/applyEdit` handler (a `RenameFile`,
+/// carried out by `vim.lsp.util.rename`: the file moves on disk, the buffer
+/// is saved under the new name), and typing goes on under the new name,
+/// both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_by_another_participant_renames_the_neovim_buffer() {
+    use crate::support::editor::{Editor, EditorKind};
+    if !have_neovim() {
+        return;
+    }
+    let hub = Hub::start("a_rename_by_another_participant_renames_the_neovim_buffer").await;
+    let session = "nvim-rename";
+    let ws = workspace(&hub, SEED_TEXT);
+    let nvim = Nvim::start(&hub, &ws, session, "nia").await;
+    wait_joined(&nvim).await;
+    let ada = Editor::start(EditorKind::VsCode, &hub, session, "ada").await;
+    ada.open(DOC, SEED_TEXT);
+    crate::support::assert_converged(&hub, session, DOC, &[&ada]).await;
+
+    ada.rename(DOC, "app.py", true);
+    wait_for(
+        "its buffer renamed to app.py",
+        &nvim,
+        "vim.fn.fnamemodify(vim.api.nvim_buf_get_name(0), ':t')",
+        |name| name == "app.py",
+    )
+    .await;
+    assert!(ws.join("app.py").exists(), "the file moved on disk");
+    assert!(!ws.join(DOC).exists(), "nothing is left at the old name");
+    nvim.lua("(function() T.file = 'app.py' return 1 end)()")
+        .await;
+
+    ada.insert_after("app.py", "main():", "  # ada");
+    wait_for("ada's edit", &nvim, "T.text()", |text| {
+        text.contains("# ada")
+    })
+    .await;
+    nvim.keys("ggO# nia<Esc>").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let hub_doc = hub_text(&hub.url, session, "app.py").await;
+        let buffer = nvim.text().await;
+        let agreed = hub_doc.as_ref().is_ok_and(|(_, text)| {
+            text.starts_with("# nia\n")
+                && text.contains("# ada")
+                && *text == buffer
+                && ada.text("app.py").as_deref() == Some(text.as_str())
+        });
+        if agreed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no agreement on app.py: hub {hub_doc:?}, nia {buffer:?}, ada {:?}\n{}",
+            ada.text("app.py"),
+            nvim.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

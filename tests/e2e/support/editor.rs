@@ -25,6 +25,12 @@
 //! To hit the stale paths on purpose an editor can *hold* incoming
 //! `applyEdit` requests (an editor busy elsewhere), keep typing, and process
 //! them later.
+//!
+//! Files (ADR 0005): every kind renames a buffer when an `applyEdit`
+//! carries a `RenameFile` as VS Code and Helix do: the file on disk moves
+//! (in a real workspace folder), the buffer is closed under its old name
+//! and opened under the new one (`didClose`, `didOpen`), and VS Code and
+//! Helix then report the rename back (`didRenameFiles`); Neovim does not.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -104,6 +110,9 @@ pub struct EditorOptions {
     /// A real workspace folder; by default a path that need not exist
     /// (`/tmp/chorus-e2e/SESSION/NAME`).
     pub workspace: Option<std::path::PathBuf>,
+    /// Whether the editor says it renames files for `applyEdit`
+    /// (`resourceOperations`), as the three editors do.
+    pub resource_operations: bool,
 }
 
 impl EditorOptions {
@@ -123,6 +132,7 @@ impl EditorOptions {
             extra_args: Vec::new(),
             initialized_delay: None,
             workspace: None,
+            resource_operations: true,
         }
     }
 }
@@ -153,6 +163,10 @@ struct Document {
 /// Everything the editor's single "main loop" owns.
 struct State {
     kind: EditorKind,
+    /// The workspace's URI, for the paths of renamed buffers.
+    root_uri: String,
+    /// The workspace folder when it is a real one: renames move files.
+    root_dir: Option<std::path::PathBuf>,
     encoding: Encoding,
     docs: HashMap<String, Document>,
     /// While true, incoming `applyEdit` requests wait in `held`.
@@ -231,8 +245,15 @@ impl Editor {
             .offered_encodings
             .clone()
             .unwrap_or_else(|| kind.offered_encodings());
+        let root_path = match &options.workspace {
+            Some(dir) => dir.display().to_string(),
+            None => format!("/tmp/chorus-e2e/{}/{}", options.session, options.name),
+        };
+        let root_uri = format!("file://{}", percent_encode_path(&root_path));
         let state = Arc::new(Mutex::new(State {
             kind,
+            root_uri: root_uri.clone(),
+            root_dir: options.workspace.clone(),
             // The LSP default until the server says otherwise.
             encoding: Encoding::Utf16,
             docs: HashMap::new(),
@@ -274,11 +295,6 @@ impl Editor {
             }),
         );
 
-        let root_path = match &options.workspace {
-            Some(dir) => dir.display().to_string(),
-            None => format!("/tmp/chorus-e2e/{}/{}", options.session, options.name),
-        };
-        let root_uri = format!("file://{}", percent_encode_path(&root_path));
         let mut params = json!({
             "processId": std::process::id(),
             "clientInfo": { "name": kind.client_name(), "version": "e2e" },
@@ -292,8 +308,16 @@ impl Editor {
                 },
                 "workspace": {
                     "applyEdit": true,
-                    "workspaceEdit": { "documentChanges": true },
+                    "workspaceEdit": {
+                        "documentChanges": true,
+                        "resourceOperations": if options.resource_operations {
+                            json!(["create", "rename", "delete"])
+                        } else {
+                            json!([])
+                        },
+                    },
                     "workspaceFolders": true,
+                    "fileOperations": { "didCreate": true, "didRename": true, "didDelete": true },
                 },
                 "textDocument": {
                     "synchronization": { "dynamicRegistration": false, "didSave": true },
@@ -370,6 +394,65 @@ impl Editor {
             json!({ "textDocument": {
                 "uri": uri, "languageId": "plaintext", "version": version, "text": text,
             }}),
+        );
+    }
+
+    /// Whether the editor has a buffer for `path`.
+    pub fn is_open(&self, path: &str) -> bool {
+        self.state().docs.contains_key(&self.uri(path))
+    }
+
+    /// The user renames the file or folder `old` to `new` (the editor's
+    /// explorer): the file moves on disk (in a real workspace folder), its
+    /// open buffers are closed and reopened under the new names, and the
+    /// rename is reported with `didRenameFiles`, before them when
+    /// `report_first`, else after.
+    pub fn rename(&self, old: &str, new: &str, report_first: bool) {
+        let (old_uri, new_uri) = (self.uri(old), self.uri(new));
+        let mut state = self.state();
+        let renamed = json!({ "files": [{ "oldUri": old_uri, "newUri": new_uri }] });
+        if report_first {
+            self.client
+                .notify("workspace/didRenameFiles", renamed.clone());
+        }
+        state.move_on_disk(old, new);
+        let outbox = self.client.outbox().clone();
+        state.reopen_under(&outbox, &old_uri, &new_uri);
+        if !report_first {
+            self.client.notify("workspace/didRenameFiles", renamed);
+        }
+    }
+
+    /// The user deletes the file or folder `path` (the editor's explorer):
+    /// gone from disk, reported with `didDeleteFiles`; open buffers stay,
+    /// as VS Code keeps an editor of a deleted file.
+    pub fn delete_file(&self, path: &str) {
+        let uri = self.uri(path);
+        let state = self.state();
+        if let Some(dir) = &state.root_dir {
+            let at = dir.join(path);
+            let _ = std::fs::remove_file(&at).or_else(|_| std::fs::remove_dir_all(&at));
+        }
+        self.client.notify(
+            "workspace/didDeleteFiles",
+            json!({ "files": [{ "uri": uri }] }),
+        );
+    }
+
+    /// The user saves `path` (`didSave`).
+    pub fn save(&self, path: &str) {
+        let uri = self.uri(path);
+        let state = self.state();
+        if let (Some(dir), Some(doc)) = (&state.root_dir, state.docs.get(&uri)) {
+            let at = dir.join(path);
+            if let Some(parent) = at.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = std::fs::write(&at, String::from_iter(&doc.text));
+        }
+        self.client.notify(
+            "textDocument/didSave",
+            json!({ "textDocument": { "uri": uri } }),
         );
     }
 
@@ -629,7 +712,88 @@ impl State {
         json!({ "applied": false, "failureReason": what })
     }
 
+    /// Moves the file or folder `old` to `new` in a real workspace folder.
+    fn move_on_disk(&self, old: &str, new: &str) {
+        if let Some(dir) = &self.root_dir {
+            let target = dir.join(new);
+            if let Some(parent) = target.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = std::fs::rename(dir.join(old), target);
+        }
+    }
+
+    /// Closes the buffers at or under `old_uri` and opens them under
+    /// `new_uri`, as an editor does for a renamed file or folder.
+    fn reopen_under(&mut self, outbox: &Outbox, old_uri: &str, new_uri: &str) {
+        let mut moving: Vec<String> = self
+            .docs
+            .keys()
+            .filter(|uri| {
+                uri.strip_prefix(old_uri)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .cloned()
+            .collect();
+        moving.sort();
+        for uri in moving {
+            let renamed = format!("{new_uri}{}", &uri[old_uri.len()..]);
+            let doc = self.docs.remove(&uri).expect("listed above");
+            outbox.notify(
+                "textDocument/didClose",
+                json!({ "textDocument": { "uri": uri } }),
+            );
+            let version = self.kind.initial_version();
+            let text = String::from_iter(&doc.text);
+            outbox.notify(
+                "textDocument/didOpen",
+                json!({ "textDocument": {
+                    "uri": renamed, "languageId": "plaintext", "version": version, "text": text,
+                }}),
+            );
+            self.note(format!("renamed {uri} → {renamed}"));
+            self.docs.insert(renamed, Document { version, ..doc });
+        }
+    }
+
+    /// A `WorkspaceEdit` of resource operations: only `rename` is expected.
+    fn apply_resource_operations(&mut self, outbox: &Outbox, changes: &[Value]) -> Value {
+        for change in changes {
+            if change["kind"] != "rename" {
+                return self.violation(format!("unexpected resource operation {change}"));
+            }
+            let (Some(old_uri), Some(new_uri)) =
+                (change["oldUri"].as_str(), change["newUri"].as_str())
+            else {
+                return self.violation(format!("RenameFile without its URIs: {change}"));
+            };
+            if !self.docs.contains_key(old_uri) {
+                return json!({ "applied": false, "failureReason": "no such buffer" });
+            }
+            let prefix = format!("{}/", self.root_uri);
+            if let (Some(old), Some(new)) =
+                (old_uri.strip_prefix(&prefix), new_uri.strip_prefix(&prefix))
+            {
+                self.move_on_disk(old, new);
+            }
+            self.reopen_under(outbox, old_uri, new_uri);
+            if self.kind != EditorKind::Neovim {
+                outbox.notify(
+                    "workspace/didRenameFiles",
+                    json!({ "files": [{ "oldUri": old_uri, "newUri": new_uri }] }),
+                );
+            }
+        }
+        json!({ "applied": true })
+    }
+
     fn apply_workspace_edit(&mut self, outbox: &Outbox, params: &Value) -> Value {
+        if let Some(changes) = params["edit"]["documentChanges"].as_array() {
+            if changes.iter().any(|change| change.get("kind").is_some()) {
+                let changes = changes.clone();
+                return self.apply_resource_operations(outbox, &changes);
+            }
+        }
         let edits = match parse_workspace_edit(&params["edit"]) {
             Ok(edits) => edits,
             Err(err) => return self.violation(err),
@@ -1019,6 +1183,8 @@ mod tests {
         );
         State {
             kind,
+            root_uri: "file:///tmp/chorus-e2e/unit/editor".into(),
+            root_dir: None,
             encoding,
             docs,
             holding: false,
