@@ -1060,6 +1060,8 @@ async fn three_neovims_typing_every_script_keep_every_code_point() {
             count(&format!("{text}{typed}")),
             "{label} seed {seed}: code points lost or doubled in {end:?}"
         );
+    }
+}
 
 /// ADR 0005: a rename by another participant renames Neovim's buffer
 /// through Neovim's own `workspace/applyEdit` handler (a `RenameFile`,
