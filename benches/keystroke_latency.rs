@@ -276,6 +276,19 @@ async fn run(keys: usize, rate: f64, doc_bytes: usize, kind: Kind, hub_defaults:
         }
         latencies.push(arrivals[next].0.saturating_duration_since(*sent_at));
     }
+    // The slowest keystrokes and when they were typed: periodic work (the
+    // proxies' checksum audits every 5 s) shows up as equal spacing.
+    let mut slowest: Vec<(Duration, f64)> = latencies
+        .iter()
+        .zip(&sent)
+        .map(|(latency, at)| (*latency, at.duration_since(started).as_secs_f64()))
+        .collect();
+    slowest.sort_by(|x, y| y.0.cmp(&x.0));
+    let slowest: Vec<String> = slowest
+        .iter()
+        .take(10)
+        .map(|(latency, at)| format!("{:.1} ms at {at:.2} s", latency.as_secs_f64() * 1e3))
+        .collect();
     let apply_edits = arrivals.iter().filter(|(_, len)| *len > base_len).count();
     let converged = a.text() == b.text();
     assert!(converged, "A and B must end with the same text");
@@ -301,6 +314,7 @@ async fn run(keys: usize, rate: f64, doc_bytes: usize, kind: Kind, hub_defaults:
         cpu_a * 1e3 / keys as f64,
         cpu_b * 1e3 / keys as f64,
     );
+    println!("slowest 10: {}", slowest.join(", "));
     let violations = [a.violations(), b.violations()].concat();
     if !violations.is_empty() {
         println!("violations: {violations:?}");
