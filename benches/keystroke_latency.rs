@@ -283,7 +283,7 @@ async fn run(keys: usize, rate: f64, doc_bytes: usize, kind: Kind, hub_defaults:
         .zip(&sent)
         .map(|(latency, at)| (*latency, at.duration_since(started).as_secs_f64()))
         .collect();
-    slowest.sort_by(|x, y| y.0.cmp(&x.0));
+    slowest.sort_by_key(|(latency, _)| std::cmp::Reverse(*latency));
     let slowest: Vec<String> = slowest
         .iter()
         .take(10)
