@@ -341,21 +341,30 @@ impl Documents {
             debug!(uri = uri.as_str(), "outside the workspace root; not shared");
             return;
         };
-        if text.len() + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
+        let open = ClientMsg::Open {
+            doc: path.clone(),
+            text: text.clone(),
+            since: None,
+        };
+        // The hub measures the frame, and JSON escaping makes it larger
+        // than the text (by 4% in typical source): measure what is sent.
+        let frame = if text.len() + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
+            text.len()
+        } else {
+            serde_json::to_vec(&open).map_or(usize::MAX, |frame| frame.len())
+        };
+        if frame + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
             self.notifier.tell_user(
                 MessageType::WARNING,
                 format!(
-                    "Chorus: {path} is too large to share (over {} bytes).",
-                    DEFAULT_MAX_MESSAGE_BYTES
+                    "Chorus: {path} is too large to share ({} bytes as sent; the limit is {} bytes).",
+                    frame.max(text.len()),
+                    DEFAULT_MAX_MESSAGE_BYTES - 1024
                 ),
             );
             return;
         }
-        link.send(&ClientMsg::Open {
-            doc: path.clone(),
-            text: text.clone(),
-            since: None,
-        });
+        link.send(&open);
         let state = DocState::Joining(Joining {
             text: Rope::from_str(&text),
             seed: text,

@@ -137,3 +137,27 @@ async fn connections_beyond_the_limit_are_refused_and_others_carry_on() {
     }
     first.ping(3).await.expect("the first still answers");
 }
+
+/// A document whose text fits the frame limit but whose `open` does not
+/// (JSON escapes every quote and backslash) used to be refused by the hub
+/// with only a line in the proxy's log, and never synced. The proxy now
+/// measures the frame it would send and tells the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_too_large_once_escaped_is_refused_with_a_message() {
+    let hub = Hub::start_in_memory("a_document_too_large_once_escaped", &[]).await;
+    let a = Editor::start(EditorKind::VsCode, &hub, "big", "a").await;
+    // 700,000 bytes of text, 1,400,000 once every quote is escaped.
+    let text = "\"".repeat(700_000);
+    a.open("quotes.txt", &text);
+    let shown = a
+        .wait_message(
+            "window/showMessage",
+            "too large to share",
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        shown.to_string().contains("quotes.txt"),
+        "the message names the file: {shown}"
+    );
+}
