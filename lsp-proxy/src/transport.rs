@@ -118,7 +118,11 @@ async fn read_frame<R: AsyncRead + Unpin>(
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).await?;
+        // Bounded: a "line" that never ends must not grow without limit.
+        let n = (&mut *input)
+            .take(MAX_HEADER_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
         if n == 0 {
             return Ok(None);
         }
