@@ -1138,18 +1138,8 @@ impl Editor {
         let client = self.client.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
-            let answer = tokio::time::timeout(
-                APPLY_EDIT_TIMEOUT,
-                client.send_request::<tower_lsp_server::ls_types::request::ApplyWorkspaceEdit>(
-                    params,
-                ),
-            )
-            .await;
-            let (applied, reason) = match answer {
-                Ok(Ok(response)) => (response.applied, response.failure_reason),
-                Ok(Err(err)) => (false, Some(err.to_string())),
-                Err(_) => (false, Some("timed out".into())),
-            };
+            let (applied, reason) = send_apply(&client, params).await;
+            let applied = applied == Some(true);
             let _ = events.send(Event::RenameDone {
                 new_uri,
                 applied,
@@ -1190,18 +1180,7 @@ impl Editor {
         let client = self.client.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
-            let answer = tokio::time::timeout(
-                APPLY_EDIT_TIMEOUT,
-                client.send_request::<tower_lsp_server::ls_types::request::ApplyWorkspaceEdit>(
-                    params,
-                ),
-            )
-            .await;
-            let (applied, reason) = match answer {
-                Ok(Ok(response)) => (Some(response.applied), response.failure_reason),
-                Ok(Err(err)) => (None, Some(err.to_string())),
-                Err(_) => (None, Some("timed out".into())),
-            };
+            let (applied, reason) = send_apply(&client, params).await;
             let _ = events.send(Event::EditDone {
                 uri,
                 id,
@@ -1209,6 +1188,24 @@ impl Editor {
                 reason,
             });
         });
+    }
+}
+
+/// Sends `workspace/applyEdit` and waits for the answer: `Some(applied)`,
+/// or `None` when the request failed or timed out, with the reason.
+async fn send_apply(
+    client: &Client,
+    params: ApplyWorkspaceEditParams,
+) -> (Option<bool>, Option<String>) {
+    let answer = tokio::time::timeout(
+        APPLY_EDIT_TIMEOUT,
+        client.send_request::<tower_lsp_server::ls_types::request::ApplyWorkspaceEdit>(params),
+    )
+    .await;
+    match answer {
+        Ok(Ok(response)) => (Some(response.applied), response.failure_reason),
+        Ok(Err(err)) => (None, Some(err.to_string())),
+        Err(_) => (None, Some("timed out".into())),
     }
 }
 
