@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-# The full run: every test that needs Docker, PostgreSQL or Neovim fails if
+# The full run: every test that needs Docker, PostgreSQL, Neovim or Helix fails if
 # its service is missing, instead of skipping as under plain `cargo test`.
 export CHORUS_FULL_TESTS=1
 
@@ -16,6 +16,22 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+# Helix builds from source for about 7 minutes on a fresh machine, most of
+# it while the steps below wait on the network and the disk; its output
+# goes to its own log, its path to a file read before the tests.
+helix_out="$(mktemp -d)"
+if [ -z "${CHORUS_HELIX:-}" ]; then
+  # tmux now, in the foreground: apt allows one install at a time, and
+  # the Docker step below installs too.
+  if ! command -v tmux >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q tmux >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null && apt-get install -y -q tmux >/dev/null; }
+  fi
+  scripts/ensure-helix.sh >"$helix_out/path" 2>"$helix_out/err" &
+  helix_pid=$!
 fi
 
 log "format"
@@ -62,6 +78,18 @@ if ! [ -x "$stylua" ]; then
   fi
 fi
 "$stylua" --config-path editor-plugins/neovim/.stylua.toml --check editor-plugins/neovim
+
+log "helix: Helix 25.07.1 built from ../shared/vendor (cached) and tmux, for the real-Helix tests"
+if [ -z "${CHORUS_HELIX:-}" ]; then
+  if ! wait "$helix_pid"; then
+    cat "$helix_out/err" >&2
+    echo "building Helix failed" >&2
+    exit 1
+  fi
+  CHORUS_HELIX="$(cat "$helix_out/path")"
+  export CHORUS_HELIX
+fi
+"$CHORUS_HELIX" --version
 
 log "tests"
 cargo test --workspace --all-targets

@@ -841,6 +841,9 @@ impl Documents {
                 let (sync, shows_hub_text) =
                     join(path, joining, &answer, encoding, honest, &mut effects);
                 replaced = shows_hub_text;
+                // Editors without a plugin (Helix) show no join state;
+                // this line is how their tests and users can tell.
+                debug!(doc = %path, rev = answer.rev, "joined the document");
                 if rejoin_next {
                     DocState::Rejoining(sync)
                 } else {

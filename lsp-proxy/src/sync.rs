@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use chorus_protocol::client::{ClientError, OtClient, Outgoing, State};
 use chorus_protocol::ot::{
-    apply_to_rope, diff, split_first_span, transform, OpError, Operation, OperationSeq, Span,
+    apply_to_rope, diff, diff_for_merge, split_first_span, transform, OpError, Operation,
+    OperationSeq, Span,
 };
 use chorus_protocol::text::{checksum, fits, splits_crlf, to_char, to_pos, Encoding, LinePos};
 use ropey::Rope;
@@ -357,7 +358,7 @@ impl DocSync {
             (None, Some(inflight)) => &inflight.expected,
             (None, None) => &self.mirror,
         };
-        let to_hub = diff(base, hub_text);
+        let to_hub = diff_for_merge(base, hub_text);
         self.pending = (!is_noop(&to_hub)).then_some(to_hub);
         self.dispatch(out);
     }
@@ -775,7 +776,7 @@ impl DocSync {
         if let Some(b) = buffer {
             ours = Some(compose(ours, b)?);
         }
-        let theirs = diff(&self.server, hub_text);
+        let theirs = diff_for_merge(&self.server, hub_text);
         let (ours, theirs) = match ours {
             Some(ours) => transform(&ours, &theirs)?,
             None => (OperationSeq::default(), theirs),

@@ -251,12 +251,40 @@ pub fn split_first_span(op: &OperationSeq) -> Option<(Span, OperationSeq)> {
 /// stall the proxy.
 const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// The same for a diff that is merged with concurrent edits ([`diff_for_merge`]).
+/// The coarse answer replaces a whole stretch (deletes it and inserts its
+/// new text), and a concurrent insertion anywhere in that stretch then
+/// lands at its edge, inside whatever word is there; a concurrent deletion
+/// in it is undone. A merge is rare (a reconnect after the history is
+/// gone, a file changed on disk), so it may take longer to be right.
+const MERGE_DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An op on `old` that turns it into `new`, touching as little as it can:
 /// the common prefix and suffix are kept, and what lies between is diffed
 /// character by character (Myers). Editors that report whole texts (full
 /// sync, or several cursors at once) then change only what they changed,
 /// so concurrent edits elsewhere in between survive.
+///
+/// A character diff is ambiguous where text repeats: `<a><b>` to
+/// `<a><c><b>` is as well "insert `c><` after `<a><`" as "insert `<c>`
+/// after `<a>`". The ambiguous choice matters when the op is merged with a
+/// concurrent one (a reconnect's text merge, a file changed on disk): the
+/// other side's insertion at the seam lands inside the word. So each pure
+/// insertion or deletion is slid, within the text that is equal around it,
+/// to the place whose edges are the best boundaries (line, space, outside
+/// brackets), as diff-match-patch's semantic cleanup does.
 pub fn diff(old: &Rope, new: &str) -> OperationSeq {
+    diff_within(old, new, DIFF_DEADLINE)
+}
+
+/// [`diff`] for an op that is to be transformed against concurrent ones:
+/// it searches longer before settling for a coarse answer
+/// ([`MERGE_DIFF_DEADLINE`]).
+pub fn diff_for_merge(old: &Rope, new: &str) -> OperationSeq {
+    diff_within(old, new, MERGE_DIFF_DEADLINE)
+}
+
+fn diff_within(old: &Rope, new: &str, budget: std::time::Duration) -> OperationSeq {
     let old_len = old.len_chars();
     let new_chars: Vec<char> = new.chars().collect();
     let prefix = old
@@ -274,43 +302,161 @@ pub fn diff(old: &Rope, new: &str) -> OperationSeq {
         .count();
     let old_middle: Vec<char> = old.slice(prefix..old_len - suffix).chars().collect();
     let new_middle = &new_chars[prefix..new_chars.len() - suffix];
-    let mut op = OperationSeq::default();
-    op.retain(prefix as u64);
-    let deadline = std::time::Instant::now() + DIFF_DEADLINE;
+    let deadline = std::time::Instant::now() + budget;
     let steps = similar::capture_diff_slices_deadline(
         similar::Algorithm::Myers,
         &old_middle,
         new_middle,
         Some(deadline),
     );
+    // Positions are counted here: `similar` reports a deletion's
+    // `new_index` past where it is.
+    let (mut old_at, mut new_at) = (prefix, prefix);
+    let mut edits: Vec<Edit> = Vec::new();
     for step in steps {
-        match step {
-            similar::DiffOp::Equal { len, .. } => op.retain(len as u64),
-            similar::DiffOp::Delete { old_len, .. } => op.delete(old_len as u64),
-            similar::DiffOp::Insert {
-                new_index, new_len, ..
-            } => op.insert(
-                &new_middle[new_index..new_index + new_len]
-                    .iter()
-                    .collect::<String>(),
-            ),
-            similar::DiffOp::Replace {
-                old_len,
-                new_index,
-                new_len,
-                ..
-            } => {
-                op.delete(old_len as u64);
-                op.insert(
-                    &new_middle[new_index..new_index + new_len]
-                        .iter()
-                        .collect::<String>(),
-                );
+        let (old_len, new_len) = match step {
+            similar::DiffOp::Equal { len, .. } => {
+                old_at += len;
+                new_at += len;
+                continue;
             }
-        }
+            similar::DiffOp::Delete { old_len, .. } => (old_len, 0),
+            similar::DiffOp::Insert { new_len, .. } => (0, new_len),
+            similar::DiffOp::Replace {
+                old_len, new_len, ..
+            } => (old_len, new_len),
+        };
+        edits.push(Edit {
+            old_at,
+            old_len,
+            new_at,
+            new_len,
+        });
+        old_at += old_len;
+        new_at += new_len;
     }
-    op.retain(suffix as u64);
+    slide_to_boundaries(&mut edits, old, &new_chars);
+    let mut op = OperationSeq::default();
+    let mut at = 0;
+    for edit in &edits {
+        op.retain((edit.old_at - at) as u64);
+        op.delete(edit.old_len as u64);
+        op.insert(
+            &new_chars[edit.new_at..edit.new_at + edit.new_len]
+                .iter()
+                .collect::<String>(),
+        );
+        at = edit.old_at + edit.old_len;
+    }
+    op.retain((old_len - at) as u64);
     op
+}
+
+/// One change of a diff: `old[old_at..][..old_len]` becomes
+/// `new[new_at..][..new_len]`; between two changes the texts are equal.
+#[derive(Clone, Copy, Debug)]
+struct Edit {
+    old_at: usize,
+    old_len: usize,
+    new_at: usize,
+    new_len: usize,
+}
+
+/// How far an edit may slide each way: far enough for any word, and a
+/// bound on the work in text that repeats one character at length.
+const MAX_SLIDE: usize = 256;
+
+/// Moves each pure insertion or deletion to the best-scoring place it can
+/// equally be, between the edits around it (see [`diff`]). Sliding by one
+/// is possible where the character leaving one end of the edit equals the
+/// one joining it at the other; the equal text around is the same in both
+/// texts, so old and new positions move together.
+fn slide_to_boundaries(edits: &mut [Edit], old: &Rope, new: &[char]) {
+    for i in 0..edits.len() {
+        let edit = edits[i];
+        // The edit's own text, in the text that holds it.
+        let (text, at, len, lower, upper): (&dyn Fn(usize) -> char, usize, usize, usize, usize) =
+            if edit.old_len == 0 && edit.new_len > 0 {
+                let lower = if i == 0 {
+                    0
+                } else {
+                    edits[i - 1].new_at + edits[i - 1].new_len
+                };
+                let upper = edits.get(i + 1).map_or(new.len(), |next| next.new_at);
+                (&|k| new[k], edit.new_at, edit.new_len, lower, upper)
+            } else if edit.new_len == 0 && edit.old_len > 0 {
+                let lower = if i == 0 {
+                    0
+                } else {
+                    edits[i - 1].old_at + edits[i - 1].old_len
+                };
+                let upper = edits.get(i + 1).map_or(old.len_chars(), |next| next.old_at);
+                (&|k| old.char(k), edit.old_at, edit.old_len, lower, upper)
+            } else {
+                continue;
+            };
+        // The leftmost place, then every place to the right.
+        let mut start = at;
+        while start > lower && at - start < MAX_SLIDE && text(start - 1) == text(start + len - 1) {
+            start -= 1;
+        }
+        let score = |from: usize| {
+            let before = (from > 0).then(|| text(from - 1));
+            let after = (from + len < text_len(edit, old, new)).then(|| text(from + len));
+            boundary_score(before, Some(text(from)))
+                + boundary_score(Some(text(from + len - 1)), after)
+        };
+        let mut best = (score(at), at);
+        let mut place = start;
+        loop {
+            let s = score(place);
+            // Ties keep Myers' choice, else the leftmost best.
+            if s > best.0 || (s == best.0 && place < best.1 && best.1 != at) {
+                best = (s, place);
+            }
+            if place + len >= upper
+                || place - start >= 2 * MAX_SLIDE
+                || text(place) != text(place + len)
+            {
+                break;
+            }
+            place += 1;
+        }
+        let shift = best.1 as isize - at as isize;
+        let edit = &mut edits[i];
+        edit.old_at = (edit.old_at as isize + shift) as usize;
+        edit.new_at = (edit.new_at as isize + shift) as usize;
+    }
+}
+
+/// The length of the text an edit's characters are read from.
+fn text_len(edit: Edit, old: &Rope, new: &[char]) -> usize {
+    if edit.old_len == 0 {
+        new.len()
+    } else {
+        old.len_chars()
+    }
+}
+
+/// How good a place the seam between `before` and `after` is for an edit
+/// to start or end at; `None` is the start or end of the text.
+fn boundary_score(before: Option<char>, after: Option<char>) -> u8 {
+    let (Some(a), Some(b)) = (before, after) else {
+        return 6;
+    };
+    let opener = |c: char| matches!(c, '(' | '[' | '{' | '<');
+    let closer = |c: char| matches!(c, ')' | ']' | '}' | '>');
+    if a == '\n' || b == '\n' {
+        5
+    } else if a.is_whitespace() || b.is_whitespace() {
+        4
+    } else if (closer(a) || opener(b)) && !opener(a) && !closer(b) {
+        3
+    } else if !a.is_alphanumeric() || !b.is_alphanumeric() {
+        1
+    } else {
+        0
+    }
 }
 
 /// Transforms `op` (not yet ordered) past `ordered` (already ordered) and
@@ -377,6 +523,29 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&WireOp(op)).unwrap(),
             r#"[1,"X",4,"Y",1]"#
+        );
+    }
+
+    #[test]
+    fn diff_keeps_words_and_tags_whole_where_the_text_repeats() {
+        // Greedy prefix matching would insert `c><` after `<a><`.
+        let op = diff(&Rope::from_str("<a><b>"), "<a><c><b>");
+        assert_eq!(
+            serde_json::to_string(&WireOp(op)).unwrap(),
+            r#"[3,"<c>",3]"#
+        );
+        let op = diff(&Rope::from_str("<a><c><b>"), "<a><b>");
+        assert_eq!(serde_json::to_string(&WireOp(op)).unwrap(), r#"[3,-3,3]"#);
+        let op = diff(&Rope::from_str("let x = f(a);\n"), "let x = f(a, a);\n");
+        assert_eq!(
+            apply_to_string("let x = f(a);\n", &op).unwrap(),
+            "let x = f(a, a);\n"
+        );
+        // A whole line, not `\none` after `one`.
+        let op = diff(&Rope::from_str("one\ntwo\n"), "one\none\ntwo\n");
+        assert_eq!(
+            serde_json::to_string(&WireOp(op)).unwrap(),
+            r#"["one\n",8]"#
         );
     }
 
@@ -520,7 +689,7 @@ mod tests {
         }
 
         #[test]
-        fn diff_reaches_target(old in "[ab😀\r\n]{0,10}", new in "[ab😀\r\n]{0,10}") {
+        fn diff_reaches_target(old in "[ab<>😀\r\n ]{0,12}", new in "[ab<>😀\r\n ]{0,12}") {
             let op = diff(&Rope::from_str(&old), &new);
             prop_assert_eq!(apply_to_string(&old, &op).unwrap(), new);
         }

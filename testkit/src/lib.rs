@@ -1,5 +1,6 @@
 //! The outside services Chorus's integration tests drive for real: a Docker
-//! engine with the sandbox image, a PostgreSQL server and Neovim 0.11.
+//! engine with the sandbox image, a PostgreSQL server, Neovim 0.11 and
+//! Helix 25.07.
 //!
 //! Two ways to run the tests, and this module is the whole difference:
 //! * the full run (`./scripts/test.sh`, which CI runs) installs and starts
@@ -67,6 +68,41 @@ fn check_neovim(bin: &std::path::Path) -> Result<(), String> {
             out.status
         )),
         Err(err) => Err(format!("{}: {err}", bin.display())),
+    }
+}
+
+/// Helix 25.07 (`$CHORUS_HELIX`, else `hx` on the `PATH`) and `tmux`, which
+/// the real-Helix tests drive it in as a person would, in a terminal.
+pub fn helix() -> Option<PathBuf> {
+    let bin = std::env::var_os("CHORUS_HELIX").map_or_else(|| PathBuf::from("hx"), PathBuf::from);
+    match check_helix(&bin) {
+        Ok(()) => Some(bin),
+        Err(why) => {
+            unavailable(
+                "Helix 25.07 and tmux",
+                &format!("{why}; `scripts/ensure-helix.sh` builds Helix from ../shared/vendor and prints the CHORUS_HELIX path"),
+            );
+            None
+        }
+    }
+}
+
+fn check_helix(bin: &std::path::Path) -> Result<(), String> {
+    let version = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .map_err(|err| format!("{}: {err}", bin.display()))?;
+    let text = String::from_utf8_lossy(&version.stdout).into_owned();
+    if !version.status.success() || !text.starts_with("helix 25.") {
+        return Err(format!(
+            "`{} --version` said {:?}; Helix 25.07 is needed",
+            bin.display(),
+            text.trim()
+        ));
+    }
+    match std::process::Command::new("tmux").arg("-V").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => Err("tmux is not installed".to_owned()),
     }
 }
 
@@ -160,6 +196,12 @@ pub fn unavailable(service: &str, why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_helix_says_where_it_looked() {
+        let err = check_helix(std::path::Path::new("/nonexistent/hx")).unwrap_err();
+        assert!(err.starts_with("/nonexistent/hx: "), "{err}");
+    }
 
     #[test]
     fn a_missing_neovim_says_where_it_looked() {

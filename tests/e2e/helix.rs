@@ -57,7 +57,7 @@ async fn wait_diagnostics(
     }
 }
 
-fn cursor_at(editor: &Editor, doc: &str, line: u32, character: u32) {
+pub(crate) fn cursor_at(editor: &Editor, doc: &str, line: u32, character: u32) {
     let at = json!({ "line": line, "character": character });
     editor.client().notify(
         "chorus/cursor",

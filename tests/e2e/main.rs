@@ -11,6 +11,7 @@ mod access;
 mod durability;
 mod health;
 mod helix;
+mod helix_real;
 mod hostile;
 mod hub_errors;
 mod joining;

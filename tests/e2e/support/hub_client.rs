@@ -135,6 +135,7 @@ impl HubClient {
 
 /// The hub's current text of `doc`, read by a fresh participant. Opening a
 /// document that exists returns the hub's text; the empty seed is ignored.
+/// A document missing from the session's tree is an error, not created.
 pub async fn hub_text(url: &str, session: &str, doc: &str) -> Result<(u64, String), String> {
     hub_text_with_token(url, session, doc, None).await
 }
@@ -154,6 +155,19 @@ pub async fn hub_text_with_token(
         }))
         .await;
     client.wait_type("welcome").await?;
+    // Opening a missing document would create it, empty: a test polling
+    // for a file someone deleted would bring it back under their feet.
+    client.send_json(&json!({ "type": "files" })).await;
+    let files = client.wait_type("files").await?;
+    let listed = files["entries"]
+        .as_array()
+        .is_some_and(|entries| entries.iter().any(|e| e["path"] == doc));
+    if !listed {
+        client.close().await;
+        return Err(format!(
+            "the hub had no document {doc:?} in session {session:?}"
+        ));
+    }
     client
         .send_json(&json!({ "type": "open", "doc": doc, "text": "" }))
         .await;
