@@ -47,7 +47,9 @@ enum Command {
         /// The certificate's private key (PEM).
         #[arg(long, requires = "tls_cert", env = "CHORUS_TLS_KEY")]
         tls_key: Option<PathBuf>,
-        /// Largest message accepted from a client, in bytes.
+        /// Largest message accepted from a client, in bytes; also the
+        /// largest document one can share, as its text travels in one
+        /// message (proxies learn it when they join).
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_message_bytes)]
         max_message_bytes: usize,
         /// Largest document, in characters.

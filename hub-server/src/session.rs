@@ -303,6 +303,7 @@ impl Session {
             participants,
             role,
             workspace: Some(self.config.workspace),
+            max_message_bytes: Some(self.config.max_message_bytes as u64),
         };
         info!(session = %self.id, client_id, name = %info.name, "participant joined");
         self.broadcast(

@@ -403,9 +403,11 @@ impl Core {
                 session,
                 role,
                 workspace,
+                max_message_bytes,
                 ..
             } => {
-                self.link.welcomed(client_id, &session, role);
+                self.link
+                    .welcomed(client_id, &session, role, max_message_bytes);
                 // Whatever was unanswered went with the old connection.
                 self.own_moves.clear();
                 self.presence.welcome(participants);

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use chorus_protocol::ot::WireOp;
 use chorus_protocol::text::{Encoding, LinePos};
-use chorus_protocol::wire::{ClientMsg, LoggedOp, DEFAULT_MAX_MESSAGE_BYTES};
+use chorus_protocol::wire::{ClientMsg, LoggedOp};
 use ropey::Rope;
 use tokio::sync::mpsc;
 use tower_lsp_server::ls_types::{
@@ -346,22 +346,9 @@ impl Documents {
             text: text.clone(),
             since: None,
         };
-        // The hub measures the frame, and JSON escaping makes it larger
-        // than the text (by 4% in typical source): measure what is sent.
-        let frame = if text.len() + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
-            text.len()
-        } else {
-            serde_json::to_vec(&open).map_or(usize::MAX, |frame| frame.len())
-        };
-        if frame + 1024 > DEFAULT_MAX_MESSAGE_BYTES {
-            self.notifier.tell_user(
-                MessageType::WARNING,
-                format!(
-                    "Chorus: {path} is too large to share ({} bytes as sent; the limit is {} bytes).",
-                    frame.max(text.len()),
-                    DEFAULT_MAX_MESSAGE_BYTES - 1024
-                ),
-            );
+        // Before the welcome the hub's limit is not known: the open goes
+        // out with `rejoin_all`, which checks it then.
+        if link.is_connected() && !self.fits_a_frame(&path, &open, link) {
             return;
         }
         link.send(&open);
@@ -925,7 +912,42 @@ impl Documents {
             text: joining.seed.clone(),
             since: None,
         };
+        if !self.fits_a_frame(path, &msg, link) {
+            // Not shared: the editor keeps the document as it is.
+            self.docs.remove(path);
+            return;
+        }
         link.send(&msg);
+    }
+
+    /// Whether `open` is within the hub's frame limit; if not, the user is
+    /// told why the document is not shared (the hub would refuse the frame
+    /// and end the connection, silently as far as the user can see).
+    fn fits_a_frame(&self, path: &str, open: &ClientMsg, link: &Link) -> bool {
+        let ClientMsg::Open { text, .. } = open else {
+            return true;
+        };
+        let limit = link.max_message_bytes();
+        // The hub measures the frame, and JSON escaping makes it larger
+        // than the text (by 4% in typical source): measure what is sent,
+        // unless the text alone is already too large.
+        let frame = if text.len() + 1024 > limit {
+            text.len()
+        } else {
+            serde_json::to_vec(open).map_or(usize::MAX, |frame| frame.len())
+        };
+        if frame + 1024 <= limit {
+            return true;
+        }
+        self.notifier.tell_user(
+            MessageType::WARNING,
+            format!(
+                "Chorus: {path} is too large to share ({} bytes as sent; the hub takes at most {} bytes, `chorus hub --max-message-bytes`).",
+                frame.max(text.len()),
+                limit.saturating_sub(1024)
+            ),
+        );
+        false
     }
 
     /// Re-sends edits the editor left unanswered and, every

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chorus_protocol::wire::{ClientMsg, ErrorCode, Role, ServerMsg};
+use chorus_protocol::wire::{ClientMsg, ErrorCode, Role, ServerMsg, DEFAULT_MAX_MESSAGE_BYTES};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -55,6 +55,9 @@ pub(crate) struct Link {
     /// Our participant id in the session, from the last welcome: the hub
     /// names who did what with it (renames and deletes).
     client_id: Option<u64>,
+    /// The largest frame the hub takes, as its welcome said (the default
+    /// until then, and with hubs that do not say).
+    max_message_bytes: usize,
     /// Where what the user and plugins are told goes.
     notifier: Notifier,
 }
@@ -69,6 +72,7 @@ impl Link {
             read_only_told: None,
             session: String::new(),
             client_id: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             notifier,
         }
     }
@@ -101,6 +105,12 @@ impl Link {
         &self.session
     }
 
+    /// The largest frame the hub takes: a message longer than this is
+    /// refused and its connection closed.
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     /// Whether `client_id` is us (in the current connection).
     pub(crate) fn is_me(&self, client_id: u64) -> bool {
         self.client_id == Some(client_id)
@@ -119,9 +129,18 @@ impl Link {
     }
 
     /// The hub accepted us into `session` as `role`.
-    pub(crate) fn welcomed(&mut self, client_id: u64, session: &str, role: Role) {
-        info!(client_id, %session, ?role, "joined session");
+    pub(crate) fn welcomed(
+        &mut self,
+        client_id: u64,
+        session: &str,
+        role: Role,
+        max_message_bytes: Option<u64>,
+    ) {
+        info!(client_id, %session, ?role, ?max_message_bytes, "joined session");
         self.connected = true;
+        self.max_message_bytes = max_message_bytes
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         self.client_id = Some(client_id);
         if role == Role::ReadOnly && self.role != Role::ReadOnly {
             self.notifier.tell_user(

@@ -691,6 +691,7 @@ mod tests {
                 participants: Vec::new(),
                 role: Role::Editor,
                 workspace: Some(limits),
+                max_message_bytes: None,
             }))
             .await
             .unwrap();

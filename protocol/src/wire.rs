@@ -299,6 +299,12 @@ pub enum ServerMsg {
         /// The caps on the session's tree; older hubs send none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workspace: Option<WorkspaceLimits>,
+        /// The largest frame this hub accepts (`--max-message-bytes`), so
+        /// that a proxy can tell a document too large to share from one the
+        /// hub will take; older hubs send none, meaning
+        /// [`DEFAULT_MAX_MESSAGE_BYTES`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_message_bytes: Option<u64>,
     },
     Opened {
         doc: String,

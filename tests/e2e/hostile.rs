@@ -161,3 +161,43 @@ async fn a_document_too_large_once_escaped_is_refused_with_a_message() {
         "the message names the file: {shown}"
     );
 }
+
+/// Issue 14: a hub started with a larger `--max-message-bytes` says so in
+/// its welcome, and the proxy shares documents up to it (it used to cap
+/// every document at the default, whatever the hub took). A document over
+/// the default but under the hub's limit is shared and edited both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_with_a_larger_frame_limit_takes_larger_documents() {
+    let limit = (8 << 20).to_string();
+    let hub = Hub::start_in_memory(
+        "a_hub_with_a_larger_frame_limit",
+        &["--max-message-bytes", &limit],
+    )
+    .await;
+    let a = Editor::start(EditorKind::VsCode, &hub, "big", "a").await;
+    let b = Editor::start(EditorKind::Neovim, &hub, "big", "b").await;
+    // 3 MB: three times the default frame limit.
+    let text = "value = compute(1)\n".repeat(160_000);
+    a.open("big.py", &text);
+    crate::support::assert_converged(&hub, "big", "big.py", &[&a]).await;
+    b.open("big.py", &text);
+    crate::support::assert_converged(&hub, "big", "big.py", &[&a, &b]).await;
+    a.edit("big.py", 0, 0, "# from a\n");
+    b.edit_with("big.py", |buffer| {
+        Some((buffer.len(), buffer.len(), "# from b\n".to_owned()))
+    });
+    let agreed = crate::support::assert_converged(&hub, "big", "big.py", &[&a, &b]).await;
+    assert!(
+        agreed.starts_with("# from a\nvalue") && agreed.ends_with("(1)\n# from b\n"),
+        "{:?} … {:?}",
+        &agreed[..40],
+        &agreed[agreed.len() - 40..]
+    );
+    assert!(
+        a.client()
+            .notifications("window/showMessage")
+            .iter()
+            .all(|m| !m.to_string().contains("too large")),
+        "nothing was refused"
+    );
+}
