@@ -206,12 +206,27 @@ impl DiskSync {
             self.told_listed = true;
             let mut names: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
             names.sort_unstable();
+            // Shown once, so that a missing file is no mystery; the whole
+            // list goes to the log, the message names the first few.
+            const NAMED: usize = 5;
+            let more = names.len().saturating_sub(NAMED);
+            let shown = if more > 0 {
+                format!("{} and {more} more", names[..NAMED].join(", "))
+            } else {
+                names.join(", ")
+            };
             self.notifier.log(
                 MessageType::INFO,
                 format!(
-                    "Chorus: {} of the session's files are listed without their content (binary, too large or over the session's size), so not written here: {}",
-                    names.len(),
+                    "Chorus: files listed without their content: {}",
                     names.join(", ")
+                ),
+            );
+            self.notifier.tell_user(
+                MessageType::INFO,
+                format!(
+                    "Chorus: {} of the session's files are listed without their content (binary, too large or over the session's size), so not written here: {shown}",
+                    names.len(),
                 ),
             );
         }

@@ -296,17 +296,29 @@ fn screen_has_hint_below(screen: &str, line_text: &str, hint: &str) -> bool {
 
 /// Issue 13 in Helix, through plain LSP and the disk: a joiner with an
 /// empty folder and `--sync-files` in its languages.toml opens `main.py`,
-/// gets the session's project on disk and its text in the buffer, and
-/// `import helper` runs.
+/// gets the session's project on disk and its text in the buffer, is told
+/// which files are only listed (a 50 MB binary among them), and `import
+/// helper` runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helix_joining_with_an_empty_folder_gets_the_project_and_runs_it() {
-    use crate::workspace::{share_project, HELPER, MAIN};
+    use crate::workspace::{chorus_share, project, HELPER, MAIN};
     if !have_helix() || !chorus_testkit::docker() {
         return;
     }
     let hub = Hub::start("helix_empty_folder").await;
     let session = "hx-files";
-    share_project(&hub, session).await;
+    // The project, with a 50 MB binary: listed, never sent.
+    let shared = hub.log_dir.join("ada");
+    project(&shared);
+    std::fs::create_dir_all(shared.join("assets")).expect("create assets/");
+    let mut big = vec![0u8; 50 << 20];
+    big[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    std::fs::write(shared.join("assets/big.bin"), big).expect("write the 50 MB file");
+    let (ok, stderr) = chorus_share(&hub, &shared, session).await;
+    assert!(
+        ok && stderr.contains("assets/big.bin"),
+        "chorus share: {stderr}"
+    );
     let ws = hub.log_dir.join("empty-folder");
     std::fs::create_dir_all(ws.join(".git")).expect("create the folder");
     let options = HxOptions {
@@ -330,6 +342,27 @@ async fn helix_joining_with_an_empty_folder_gets_the_project_and_runs_it() {
     assert!(
         !ws.join("logo.png").exists(),
         "a binary is listed, not synced"
+    );
+    assert!(!ws.join("assets/big.bin").exists(), "so is a 50 MB one");
+    // Helix shows the proxy's message in its status line and logs it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !hx.log_text().contains("listed without their content") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the joiner was never told which files are only listed:\n{}",
+            hx.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let told = hx
+        .log_text()
+        .lines()
+        .find(|l| l.contains("window/showMessage") && l.contains("listed without their content"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        told.contains("assets/big.bin") && told.contains("logo.png"),
+        "{told}"
     );
     assert!(!ws.join("secret.txt").exists(), ".gitignore is honoured");
     // The buffer Helix opened on a missing file now shows the session's.

@@ -24,7 +24,7 @@ pub(crate) const HELPER: &str = "def greet():\n    print('hello from helper')\n"
 
 /// A two-file Python project, with a file `.gitignore` leaves out and a
 /// binary one.
-fn project(dir: &Path) {
+pub(crate) fn project(dir: &Path) {
     std::fs::create_dir_all(dir).expect("create the project");
     std::fs::write(dir.join("main.py"), MAIN).expect("write main.py");
     std::fs::write(dir.join("helper.py"), HELPER).expect("write helper.py");
@@ -34,7 +34,7 @@ fn project(dir: &Path) {
 }
 
 /// Runs `chorus share DIR` against `hub`; its exit status and stderr.
-async fn chorus_share(hub: &Hub, dir: &Path, session: &str) -> (bool, String) {
+pub(crate) async fn chorus_share(hub: &Hub, dir: &Path, session: &str) -> (bool, String) {
     let output = Command::new(chorus_bin())
         .arg("share")
         .arg(dir)
