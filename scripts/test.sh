@@ -63,6 +63,9 @@ if ! [ -x "$stylua" ]; then
 fi
 "$stylua" --config-path editor-plugins/neovim/.stylua.toml --check editor-plugins/neovim
 
+log "git, for the file watcher's end-to-end test (a real checkout)"
+command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git; }
+
 log "tests"
 cargo test --workspace --all-targets
 

@@ -323,7 +323,11 @@ impl Core {
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
             Event::Hub(HubEvent::Disconnected(reason)) => self.link.disconnected(&reason),
             Event::DiskFlush => self.disk.flush(),
-            Event::DiskWritten { path, outcome } => self.disk.written(path, outcome, &self.link),
+            Event::DiskWritten { path, outcome } => {
+                if let Some(change) = self.disk.written(path, outcome, &self.link) {
+                    self.disk_tree_change(change);
+                }
+            }
             Event::DiskTouched(touched) => self.disk.touched(touched, &self.link),
             Event::DiskFound { found } => self.disk_found(found),
             Event::Shared => self.disk.shared(&self.link),

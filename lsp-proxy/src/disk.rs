@@ -216,6 +216,10 @@ pub(crate) struct DiskSync {
     /// does not listen (see the module's invariants).
     touched: Touched,
     puts: Puts,
+    /// Changes to files of the session made on disk before we followed
+    /// them, with the hash of what they held before: see
+    /// [`Found::Edited`].
+    edits_before_followed: HashMap<String, (u64, String)>,
     /// Whether the user heard that a new file was refused.
     told_put_refused: bool,
     events: mpsc::UnboundedSender<Event>,
@@ -243,6 +247,7 @@ impl DiskSync {
             watch_tried: false,
             touched: Touched::default(),
             puts: Puts::default(),
+            edits_before_followed: HashMap::new(),
             told_put_refused: false,
             events,
             notifier,
@@ -282,9 +287,8 @@ impl DiskSync {
         self.limits = workspace;
         self.listed = false;
         self.to_follow.clear();
-        self.docs.retain(|_, doc| {
-            !matches!(doc.state, DiskState::Joining)
-        });
+        self.docs
+            .retain(|_, doc| !matches!(doc.state, DiskState::Joining));
         for doc in self.docs.values_mut() {
             let state = std::mem::replace(&mut doc.state, DiskState::Putting);
             doc.state = match state {
@@ -443,8 +447,17 @@ impl DiskSync {
         let now = Instant::now();
         let mut effects = Vec::new();
         let state = std::mem::replace(&mut doc.state, DiskState::Putting);
+        let mut edited = None;
         let sync = match state {
             DiskState::Joining | DiskState::Putting => {
+                // Changed on disk before we followed it: if the session's
+                // text is what the file held before, that change is ours
+                // to send, as any other (a share just published the file).
+                edited = self
+                    .edits_before_followed
+                    .remove(path)
+                    .filter(|(was, _)| *was == writer::hash(answer.text.as_bytes()))
+                    .map(|(_, found)| (answer.text.clone(), found));
                 let mut sync = DocSync::new(
                     now,
                     Rope::from_str(&answer.text),
@@ -470,6 +483,13 @@ impl DiskSync {
         // Written now, whatever changed: a first write, or a rejoin's.
         doc.dirty = true;
         self.run(path, effects, link);
+        if let Some((base, found)) = edited {
+            self.send_job(Job::Record {
+                path: path.to_owned(),
+                text: found.clone(),
+            });
+            self.merge_found(path, base, found, link);
+        }
         if let Some(held) = self.docs.get_mut(path).and_then(|doc| doc.held.take()) {
             self.merge_found(path, held.base, held.found, link);
         }
@@ -631,6 +651,20 @@ impl DiskSync {
                 *queued = new;
             }
         }
+        let edits: Vec<String> = self
+            .edits_before_followed
+            .keys()
+            .filter(|path| at_or_under(path, from))
+            .cloned()
+            .collect();
+        for old in edits {
+            if let (Some(edit), Some(new)) = (
+                self.edits_before_followed.remove(&old),
+                moved_path(&old, from, to),
+            ) {
+                self.edits_before_followed.insert(new, edit);
+            }
+        }
         let mut ours: Vec<String> = self
             .docs
             .keys()
@@ -713,6 +747,8 @@ impl DiskSync {
     pub(crate) fn deleted(&mut self, path: &str, remove_files: bool, link: &Link) {
         self.session_files
             .retain(|file, _| !at_or_under(file, path));
+        self.edits_before_followed
+            .retain(|file, _| !at_or_under(file, path));
         self.to_follow.retain(|queued| !at_or_under(queued, path));
         let mut ours: Vec<String> = self
             .docs
@@ -789,6 +825,13 @@ impl DiskSync {
         match watcher::start(&root, self.events.clone()) {
             Ok(watcher) => {
                 info!(root = %root.display(), "watching the folder");
+                self.notifier.log(
+                    MessageType::INFO,
+                    format!(
+                        "Chorus: watching {} for changes made outside the editor; what other programs change there is shared.",
+                        root.display()
+                    ),
+                );
                 self.watcher = Some(watcher);
                 self.send_job(Job::Watch);
             }
@@ -853,6 +896,7 @@ impl DiskSync {
         match found {
             Found::Changed { path, base, found } => self.merge_found(&path, base, found, link),
             Found::Appeared { path, content } => self.appeared(path, content, link),
+            Found::Edited { path, was, found } => self.edited_before_followed(path, was, found),
             Found::Moved { .. } | Found::Vanished { .. } => {}
         }
     }
@@ -893,6 +937,25 @@ impl DiskSync {
             self.schedule_flush();
         }
         self.run(path, effects, link);
+    }
+
+    /// A file of the folder's own changed: if the session has it and we
+    /// have yet to follow it, the change waits for its text (see
+    /// [`Found::Edited`]); else it stays the folder's.
+    fn edited_before_followed(&mut self, path: String, was: u64, found: String) {
+        let in_session = self
+            .session_files
+            .get(&path)
+            .is_some_and(|e| e.not_synced.is_none());
+        let live = self
+            .docs
+            .get(&path)
+            .is_some_and(|doc| !matches!(doc.state, DiskState::Joining));
+        if in_session && !live {
+            self.edits_before_followed.insert(path, (was, found));
+        } else {
+            debug!(%path, in_session, "the folder's own file changed; not shared");
+        }
     }
 
     /// A file nobody shared is on disk: published, as a share would.
@@ -1038,7 +1101,7 @@ impl DiskSync {
         let (path, to) = match found {
             Found::Moved { from, to } => (from, Some(to)),
             Found::Vanished { path } => (path, None),
-            Found::Changed { .. } | Found::Appeared { .. } => return None,
+            Found::Changed { .. } | Found::Appeared { .. } | Found::Edited { .. } => return None,
         };
         let in_session = |dir: &str| self.session_files.keys().any(|p| at_or_under(p, dir));
         if in_session(path) {
@@ -1153,9 +1216,16 @@ impl DiskSync {
         }
     }
 
-    /// The writer's report on one file.
-    pub(crate) fn written(&mut self, path: String, outcome: Written, link: &Link) {
+    /// The writer's report on one file; a delete for `core.rs` to send
+    /// when another program deleted it.
+    pub(crate) fn written(
+        &mut self,
+        path: String,
+        outcome: Written,
+        link: &Link,
+    ) -> Option<TreeChange> {
         self.writes_pending = self.writes_pending.saturating_sub(1);
+        let mut change = None;
         match outcome {
             Written::Replaced { backup } => {
                 info!(%path, backup = %backup.display(), "replaced a local file");
@@ -1165,6 +1235,10 @@ impl DiskSync {
                 // Changed by another program before the watcher said so:
                 // the same change, merged the same way.
                 self.merge_found(&path, base, found, link);
+            }
+            Written::Vanished => {
+                // Deleted before the watcher said so: the same delete.
+                change = self.tree_change(&Found::Vanished { path: path.clone() });
             }
             Written::Failed(why) => {
                 warn!(%path, %why, "cannot write");
@@ -1205,6 +1279,7 @@ impl DiskSync {
                 ),
             );
         }
+        change
     }
 
     /// With syncFiles off: tells the user once if files of the session

@@ -159,9 +159,21 @@ mod tests {
         let root = Path::new("/w");
         let p = |s: &str| PathBuf::from(s);
         let events = [
-            (EventKind::Create(CreateKind::File), vec![p("/w/src/a.py")], false),
-            (EventKind::Access(AccessKind::Any), vec![p("/w/read.py")], false),
-            (EventKind::Remove(RemoveKind::File), vec![p("/w/.git/index.lock")], false),
+            (
+                EventKind::Create(CreateKind::File),
+                vec![p("/w/src/a.py")],
+                false,
+            ),
+            (
+                EventKind::Access(AccessKind::Any),
+                vec![p("/w/read.py")],
+                false,
+            ),
+            (
+                EventKind::Remove(RemoveKind::File),
+                vec![p("/w/.git/index.lock")],
+                false,
+            ),
             (
                 EventKind::Create(CreateKind::File),
                 vec![p("/w/.chorus/backup/x.py")],
@@ -172,7 +184,11 @@ mod tests {
                 vec![p("/w/src/.a.py.chorus-42.tmp")],
                 false,
             ),
-            (EventKind::Create(CreateKind::File), vec![p("/elsewhere/x")], false),
+            (
+                EventKind::Create(CreateKind::File),
+                vec![p("/elsewhere/x")],
+                false,
+            ),
             (
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
                 vec![p("/w/old.py"), p("/w/new.py")],

@@ -25,7 +25,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chorus_protocol::wire::{validate_doc_path, PutContent};
+use chorus_protocol::wire::{validate_doc_path, PutContent, DEFAULT_MAX_MESSAGE_BYTES};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -53,6 +53,9 @@ pub enum Written {
         base: String,
         found: String,
     },
+    /// Watching, it was gone although we knew it: another program deleted
+    /// it. Not made again; the session is to delete it too.
+    Vanished,
     /// The editor has it open: left alone.
     EditorOwns,
     /// Renamed (moved) to where the session's rename put it.
@@ -84,6 +87,16 @@ pub enum Found {
     /// A file we never kept is there, shareable (the share's ignore rules
     /// let it through), with what a `put` would send.
     Appeared { path: String, content: PutContent },
+    /// A file of the folder's own (there before watching began, never
+    /// kept by us) holds `found` now; it held text whose hash was `was`.
+    /// For a file of the session we have yet to follow, that is a change
+    /// made since the session's text came from it (the share just
+    /// published it) when the session's text hashes to `was`.
+    Edited {
+        path: String,
+        was: u64,
+        found: String,
+    },
 }
 
 /// What the watcher saw, for the writer to look at.
@@ -104,26 +117,44 @@ pub(crate) struct Scan {
 /// One thing for the writer thread to do, in order.
 pub(crate) enum Job {
     /// Puts the session's text in the file.
-    Write { path: String, text: String },
+    Write {
+        path: String,
+        text: String,
+    },
     /// Moves the file, as the session's rename did.
-    Rename { from: String, to: String },
+    Rename {
+        from: String,
+        to: String,
+    },
     /// The file moved by itself (the editor or another program did it):
     /// what we know of it moves too.
-    Renamed { from: String, to: String },
+    Renamed {
+        from: String,
+        to: String,
+    },
     /// Moves the file to the backup folder: the session deleted it.
-    Remove { path: String },
+    Remove {
+        path: String,
+    },
     /// What we knew the files at or under `path` hold no longer counts: a
     /// file we published lost to one the session had, or another program
     /// moved it. The next write is a first contact.
-    Forget { path: String },
+    Forget {
+        path: String,
+    },
     /// The editor opened `path`: it may save its buffer there, which holds
     /// nothing the session lacks, so that is never a change to merge nor
     /// scan. When the disk takes the file back, a file still holding what
     /// we last wrote is simply updated; one the editor saved is backed up
     /// and replaced, as before the watcher.
-    EditorTook { path: String },
+    EditorTook {
+        path: String,
+    },
     /// `path` holds `text`: we published it from there.
-    Record { path: String, text: String },
+    Record {
+        path: String,
+        text: String,
+    },
     /// The watcher started: from now on a file changed behind our back is
     /// reported, not replaced; the files there now that we do not know
     /// are the folder's own and stay its own until they change.
@@ -230,8 +261,11 @@ pub(crate) struct Writer {
     /// A file changed behind our back is reported, not replaced.
     merging: bool,
     /// Files that were in the folder when watching began and that we did
-    /// not know: the folder's own, not published while unchanged.
-    baseline: HashSet<String>,
+    /// not know, with a hash of what they held (`None`: too large to
+    /// read): the folder's own, never published. One the session has too
+    /// and that changes before we follow it is reported with the hash it
+    /// had ([`Found::Edited`]).
+    baseline: HashMap<String, Option<u64>>,
     /// What we last wrote to files the editor took since: see
     /// [`Job::EditorTook`].
     taken: HashMap<String, String>,
@@ -245,7 +279,7 @@ impl Writer {
             root,
             known: HashMap::new(),
             merging: false,
-            baseline: HashSet::new(),
+            baseline: HashMap::new(),
             taken: HashMap::new(),
             editor_open: Default::default(),
         }
@@ -299,6 +333,10 @@ impl Writer {
                     backup: self.back_up(path, bytes)?,
                 },
             },
+            None if known.is_some() && merging => {
+                self.known.remove(path);
+                return Ok(Written::Vanished);
+            }
             None => Written::Created,
         };
         let dir = target.parent().ok_or("no parent folder")?;
@@ -361,14 +399,15 @@ impl Writer {
         }
         let moving: Vec<String> = self
             .baseline
-            .iter()
+            .keys()
             .filter(|path| at_or_under(path, from))
             .cloned()
             .collect();
         for old in moving {
-            self.baseline.remove(&old);
-            if let Some(new) = moved_path(&old, from, to) {
-                self.baseline.insert(new);
+            if let (Some(hash), Some(new)) =
+                (self.baseline.remove(&old), moved_path(&old, from, to))
+            {
+                self.baseline.insert(new, hash);
             }
         }
     }
@@ -400,7 +439,7 @@ impl Writer {
     }
 
     /// Turns merging on and takes the baseline: every shareable file the
-    /// folder holds that we do not know.
+    /// folder holds that we do not know, read once to hash it.
     pub(crate) fn watch(&mut self) {
         self.merging = true;
         match workspace::list(&self.root) {
@@ -408,8 +447,13 @@ impl Writer {
                 self.baseline = listing
                     .files
                     .into_iter()
-                    .map(|file| file.path)
-                    .filter(|path| !self.known.contains_key(path))
+                    .filter(|file| !self.known.contains_key(&file.path))
+                    .map(|file| {
+                        let hash = (file.size <= DEFAULT_MAX_MESSAGE_BYTES as u64)
+                            .then(|| std::fs::read(&file.abs).ok().map(|b| hash(&b)))
+                            .flatten();
+                        (file.path, hash)
+                    })
                     .collect();
             }
             Err(err) => warn!(cause = %err, "cannot list the folder to watch"),
@@ -485,24 +529,33 @@ impl Writer {
             }
         }
         self.baseline
-            .retain(|path| !is_touched(path) || exists(&self.root, path));
+            .retain(|path, _| !is_touched(path) || exists(&self.root, path));
         let mut appeared = Vec::new();
+        let mut edited = Vec::new();
         match workspace::list_touched(&self.root, &touched) {
             Ok(listing) => {
                 for file in listing.files {
-                    // A file the session lists is reported whatever the
-                    // baseline says: its listing may be out of date.
-                    let own = self.baseline.contains(&file.path) && !scan.listed.contains(&file.path);
-                    if own
-                        || self.known.contains_key(&file.path)
+                    if self.known.contains_key(&file.path)
                         || self.taken.contains_key(&file.path)
                         || self.editor_has(&file.path)
                     {
                         continue;
                     }
+                    // A file the session lists is reported whatever the
+                    // baseline says: its listing may be out of date.
+                    if !scan.listed.contains(&file.path) {
+                        if let Some(was) = self.baseline.get_mut(&file.path) {
+                            if let Some(found) = edited_since_baseline(&file, was) {
+                                edited.push(found);
+                            }
+                            continue;
+                        }
+                    }
                     match workspace::read_for_put(&file, scan.max_file_bytes) {
                         Ok(content) => appeared.push((file, content)),
-                        Err(err) => debug!(path = %file.path, cause = %err, "gone before it was read"),
+                        Err(err) => {
+                            debug!(path = %file.path, cause = %err, "gone before it was read")
+                        }
                     }
                 }
             }
@@ -514,6 +567,7 @@ impl Writer {
             moved.push(Found::Moved { from, to });
         }
         moved.extend(changed);
+        moved.extend(edited);
         moved.extend(
             vanished
                 .into_iter()
@@ -637,6 +691,31 @@ fn as_text(bytes: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(bytes).ok()
+}
+
+/// A baseline file that no longer holds what it held (`was`, updated
+/// to what it holds now).
+fn edited_since_baseline(file: &LocalFile, was: &mut Option<u64>) -> Option<Found> {
+    let old = (*was)?;
+    let bytes = std::fs::read(&file.abs).ok()?;
+    let now = hash(&bytes);
+    if now == old {
+        return None;
+    }
+    *was = Some(now);
+    Some(Found::Edited {
+        path: file.path.clone(),
+        was: old,
+        found: as_text(&bytes)?.to_owned(),
+    })
+}
+
+/// A hash of a file's bytes, to tell whether it changed.
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Whether anything is at `path` under `root` (a link counts).
@@ -827,6 +906,11 @@ mod tests {
         // What it found is what it knows now: the merged text goes in.
         assert_eq!(w.write("main.py", "a formatted\nb\n"), Written::Updated);
         assert!(!root.join(".chorus/backup/main.py").exists());
+        // Deleted behind our back: not made again.
+        fs::remove_file(root.join("main.py")).unwrap();
+        assert_eq!(w.write("main.py", "a formatted\nb\nc\n"), Written::Vanished);
+        assert!(!root.join("main.py").exists());
+        assert_eq!(w.write("main.py", "a\n"), Written::Created);
         // A change that is no text cannot be merged: backed up, replaced.
         fs::write(root.join("main.py"), b"\0binary").unwrap();
         assert!(matches!(
@@ -1005,6 +1089,12 @@ mod tests {
         assert_eq!(
             scan(&mut w, &["new", ".git/HEAD", "old.txt"]),
             [
+                // Not new: the loop decides whether the change is shared.
+                Found::Edited {
+                    path: "old.txt".into(),
+                    was: hash(b"the folder's own\n"),
+                    found: "the folder's own, edited\n".into()
+                },
                 Found::Appeared {
                     path: "new/deep/c.py".into(),
                     content: text("c\n")
