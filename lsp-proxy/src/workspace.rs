@@ -325,6 +325,34 @@ mod tests {
     }
 
     #[test]
+    fn a_touched_listing_has_only_what_was_touched_with_the_ignore_files_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, ".gitignore", b"*.log\n");
+        write(root, "pkg/.chorusignore", b"secret.py\n");
+        write(root, "pkg/a.py", b"a\n");
+        write(root, "pkg/b.py", b"not touched\n");
+        write(root, "pkg/secret.py", b"ignored in pkg\n");
+        write(root, "pkg/new/c.py", b"c\n");
+        write(root, "pkg/new/run.log", b"ignored at the root\n");
+        write(root, "other/d.py", b"not touched\n");
+        let touched = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            let listing = list_touched(root, &paths).unwrap();
+            listing
+                .files
+                .into_iter()
+                .map(|f| f.path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            touched(&["pkg/a.py", "pkg/secret.py", "pkg/new", "gone.py"]),
+            ["pkg/a.py", "pkg/new/c.py"]
+        );
+        assert_eq!(touched(&[""]).len(), 6, "the root is everything");
+    }
+
+    #[test]
     fn a_nested_git_directory_is_left_out_too() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "vendor/lib/.git/HEAD", b"ref\n");

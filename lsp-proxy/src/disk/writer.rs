@@ -492,7 +492,7 @@ impl Writer {
             if self.editor_has(&path) {
                 continue;
             }
-            let bytes = match safe_target(&self.root, &path).map(|target| std::fs::read(target)) {
+            let bytes = match safe_target(&self.root, &path).map(std::fs::read) {
                 Ok(Ok(bytes)) => bytes,
                 Ok(Err(err)) if err.kind() != std::io::ErrorKind::NotFound => {
                     warn!(%path, cause = %err, "cannot read a file that changed");
