@@ -597,10 +597,13 @@ impl DiskSync {
         };
         match &doc.state {
             DiskState::Putting => self.put_refused(path, message, link),
-            // Refused while joining: the file is not to be had; leave it.
-            DiskState::Joining => {
+            // Refused while joining or rejoining: the file is not to be
+            // had; leave it (what the watcher saw meanwhile no longer
+            // waits for it).
+            DiskState::Joining | DiskState::Rejoining(_) => {
                 self.docs.remove(path);
                 self.pump(link);
+                self.look(link);
             }
             // Our op was fine but too old for the hub: merge with the
             // snapshot that follows, as after an outage.
@@ -614,8 +617,8 @@ impl DiskSync {
             _ if code == ErrorCode::UnknownDocument => {
                 self.docs.remove(path);
             }
-            // Any other refusal is followed by a snapshot, adopted.
-            DiskState::Live(_) | DiskState::Rejoining(_) => {}
+            // Any other refusal of an op is followed by a snapshot, adopted.
+            DiskState::Live(_) => {}
         }
     }
 
