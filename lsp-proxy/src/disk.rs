@@ -123,6 +123,10 @@ struct DiskDoc {
     /// Changed since last written.
     dirty: bool,
     held: Option<HeldChange>,
+    /// The session's text when we joined, until the file is first
+    /// written: the base of a change the folder's own copy had meanwhile
+    /// ([`Found::Edited`]).
+    joined_text: Option<String>,
 }
 
 impl DiskDoc {
@@ -131,6 +135,7 @@ impl DiskDoc {
             state,
             dirty: false,
             held: None,
+            joined_text: None,
         }
     }
 
@@ -388,6 +393,9 @@ impl DiskSync {
     pub(crate) fn file_added(&mut self, entry: FileEntry, link: &Link) {
         let synced = entry.not_synced.is_none();
         let path = entry.path.clone();
+        if self.writer.is_some() {
+            self.send_job(Job::Arrived { path: path.clone() });
+        }
         self.session_files.insert(path.clone(), entry.clone());
         if !self.enabled {
             self.check_local_copies(vec![entry]);
@@ -468,6 +476,7 @@ impl DiskSync {
                     &mut effects,
                 );
                 sync.number_ops_from(op_numbers());
+                doc.joined_text = Some(answer.text.clone());
                 Box::new(sync)
             }
             DiskState::Rejoining(mut sync) => {
@@ -899,7 +908,9 @@ impl DiskSync {
         match found {
             Found::Changed { path, base, found } => self.merge_found(&path, base, found, link),
             Found::Appeared { path, content } => self.appeared(path, content, link),
-            Found::Edited { path, was, found } => self.edited_before_followed(path, was, found),
+            Found::Edited { path, was, found } => {
+                self.edited_before_followed(path, was, found, false, link)
+            }
             Found::Moved { .. } | Found::Vanished { .. } => {}
         }
     }
@@ -945,19 +956,48 @@ impl DiskSync {
     /// A file of the folder's own changed: if the session has it and we
     /// have yet to follow it, the change waits for its text (see
     /// [`Found::Edited`]); else it stays the folder's.
-    fn edited_before_followed(&mut self, path: String, was: u64, found: String) {
+    fn edited_before_followed(
+        &mut self,
+        path: String,
+        was: u64,
+        found: String,
+        first_write: bool,
+        link: &Link,
+    ) {
         let in_session = self
             .session_files
             .get(&path)
             .is_some_and(|e| e.not_synced.is_none());
-        let live = self
+        let joined = self
             .docs
             .get(&path)
-            .is_some_and(|doc| !matches!(doc.state, DiskState::Joining));
-        if in_session && !live {
-            self.edits_before_followed.insert(path, (was, found));
-        } else {
-            debug!(%path, in_session, "the folder's own file changed; not shared");
+            .map(|doc| (&doc.state, &doc.joined_text));
+        match joined {
+            // Joined, its first write on its way: that write finds the
+            // change too ([`Written::Edited`]) and takes it then, once.
+            Some((DiskState::Live(_), Some(_))) if !first_write => {}
+            // The first write found it: the text it joined with is the
+            // base if the file held it when watching began.
+            Some((DiskState::Live(_), Some(text))) if writer::hash(text.as_bytes()) == was => {
+                let base = text.clone();
+                self.send_job(Job::Record {
+                    path: path.clone(),
+                    text: found.clone(),
+                });
+                self.merge_found(&path, base, found, link);
+            }
+            // Else the folder's copy was never the session's: the next
+            // write is a first contact (backed up, replaced; ADR 0006).
+            Some((DiskState::Live(_), _)) => {
+                if let Some(doc) = self.docs.get_mut(&path) {
+                    doc.dirty = true;
+                }
+                self.schedule_flush();
+            }
+            None | Some((DiskState::Joining, _)) if in_session => {
+                self.edits_before_followed.insert(path, (was, found));
+            }
+            _ => debug!(%path, in_session, "the folder's own file changed; not shared"),
         }
     }
 
@@ -1231,6 +1271,7 @@ impl DiskSync {
         let mut change = None;
         match outcome {
             Written::Replaced { backup } => {
+                self.written_first(&path);
                 info!(%path, backup = %backup.display(), "replaced a local file");
                 self.replaced.push(path);
             }
@@ -1238,6 +1279,10 @@ impl DiskSync {
                 // Changed by another program before the watcher said so:
                 // the same change, merged the same way.
                 self.merge_found(&path, base, found, link);
+            }
+            Written::Edited { was, found } => {
+                // Found by a first write before the watcher said so.
+                self.edited_before_followed(path.clone(), was, found, true, link);
             }
             Written::Vanished => {
                 // Deleted before the watcher said so: the same delete.
@@ -1260,12 +1305,11 @@ impl DiskSync {
                     ),
                 );
             }
-            Written::Created
-            | Written::Updated
-            | Written::Unchanged
-            | Written::EditorOwns
-            | Written::Moved
-            | Written::Missing => {
+            Written::Created | Written::Updated | Written::Unchanged => {
+                self.written_first(&path);
+                debug!(%path, ?outcome, "written");
+            }
+            Written::EditorOwns | Written::Moved | Written::Missing => {
                 debug!(%path, ?outcome, "written");
             }
         }
@@ -1283,6 +1327,14 @@ impl DiskSync {
             );
         }
         change
+    }
+
+    /// `path` holds what we wrote: a change found there from now on has
+    /// what we wrote as its base.
+    fn written_first(&mut self, path: &str) {
+        if let Some(doc) = self.docs.get_mut(path) {
+            doc.joined_text = None;
+        }
     }
 
     /// With syncFiles off: tells the user once if files of the session

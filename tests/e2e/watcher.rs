@@ -65,17 +65,27 @@ fn disk_tree(dir: &Path, ignored: &[&str]) -> Tree {
     out
 }
 
-/// The session's tree and each document's text, as the hub has them; a
-/// document gone between the listing and its reading is said as such.
-async fn session_tree(hub: &Hub, session: &str) -> Tree {
+/// The session's tree and each document's text, as the hub has them, when
+/// its paths are those of `expected` (else the texts are not read: reading
+/// opens, and opening a document deleted in between would make it anew).
+/// A document gone between the listing and its reading is said as such.
+async fn session_tree(hub: &Hub, session: &str, expected: &Tree) -> Tree {
     let (mut raw, _) = HubClient::join(&hub.url, session, "observer").await;
     raw.send_json(&json!({ "type": "files" })).await;
     let files = raw.wait_type("files").await.expect("the hub lists files");
     raw.close().await;
     let mut out = Tree::new();
-    for entry in files["entries"].as_array().expect("entries") {
+    let entries = files["entries"].as_array().expect("entries");
+    let paths: Vec<&str> = entries.iter().filter_map(|e| e["path"].as_str()).collect();
+    let read = paths
+        .iter()
+        .copied()
+        .eq(expected.keys().map(String::as_str));
+    for entry in entries {
         let path = entry["path"].as_str().expect("a path").to_owned();
-        if entry["notSynced"].is_null() {
+        if !read {
+            out.insert(path, "<not read>".into());
+        } else if entry["notSynced"].is_null() {
             let text = match hub_text(&hub.url, session, &path).await {
                 Ok((_, text)) => text,
                 Err(err) => format!("<{err}>"),
@@ -90,7 +100,7 @@ async fn session_tree(hub: &Hub, session: &str) -> Tree {
 async fn wait_session(hub: &Hub, session: &str, expected: &Tree, proxies: &[&Editor]) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let now = session_tree(hub, session).await;
+        let now = session_tree(hub, session, expected).await;
         if &now == expected {
             return;
         }

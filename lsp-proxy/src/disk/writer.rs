@@ -53,6 +53,13 @@ pub enum Written {
         base: String,
         found: String,
     },
+    /// Watching, a first write found the folder's own copy changed since
+    /// watching began (it held text hashing to `was`): not written over;
+    /// see [`Found::Edited`].
+    Edited {
+        was: u64,
+        found: String,
+    },
     /// Watching, it was gone although we knew it: another program deleted
     /// it. Not made again; the session is to delete it too.
     Vanished,
@@ -82,7 +89,8 @@ pub enum Found {
         base: String,
         found: String,
     },
-    /// A file we kept, or the session lists, is gone.
+    /// A file we kept, the session lists, or the folder had when watching
+    /// began, is gone.
     Vanished { path: String },
     /// A file we never kept is there, shareable (the share's ignore rules
     /// let it through), with what a `put` would send.
@@ -154,6 +162,11 @@ pub(crate) enum Job {
     Record {
         path: String,
         text: String,
+    },
+    /// Someone made a new file at `path` in the session: a file that went
+    /// from there before is no reason not to write it.
+    Arrived {
+        path: String,
     },
     /// The watcher started: from now on a file changed behind our back is
     /// reported, not replaced; the files there now that we do not know
@@ -228,7 +241,12 @@ pub(crate) fn spawn(
                     continue;
                 }
                 Job::Record { path, text } => {
+                    writer.gone.remove(&path);
                     writer.known.insert(path, text);
+                    continue;
+                }
+                Job::Arrived { path } => {
+                    writer.gone.remove(&path);
                     continue;
                 }
                 Job::Watch => {
@@ -269,6 +287,10 @@ pub(crate) struct Writer {
     /// What we last wrote to files the editor took since: see
     /// [`Job::EditorTook`].
     taken: HashMap<String, String>,
+    /// Paths whose file went while watching (a scan or a first write saw
+    /// it gone): a first write there does not make it again, until the
+    /// session makes a new file there ([`Job::Arrived`]).
+    gone: HashSet<String>,
     /// Paths the editor has open, shared with the loop.
     editor_open: Arc<Mutex<HashSet<String>>>,
 }
@@ -281,6 +303,7 @@ impl Writer {
             merging: false,
             baseline: HashMap::new(),
             taken: HashMap::new(),
+            gone: HashSet::new(),
             editor_open: Default::default(),
         }
     }
@@ -328,6 +351,29 @@ impl Writer {
                     self.known.insert(path.to_owned(), found.to_owned());
                     return Ok(outcome);
                 }
+                // The folder's own copy, changed since watching began: a
+                // change of the session's file if the session's text is
+                // what it held then (the loop knows), never overwritten.
+                (None, true, Some(found))
+                    if self
+                        .baseline
+                        .get(path)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|was| was != hash(bytes)) =>
+                {
+                    let was = self
+                        .baseline
+                        .get(path)
+                        .copied()
+                        .flatten()
+                        .unwrap_or_default();
+                    self.baseline.insert(path.to_owned(), Some(hash(bytes)));
+                    return Ok(Written::Edited {
+                        was,
+                        found: found.to_owned(),
+                    });
+                }
                 // A first contact, or a change that is no text to merge.
                 _ => Written::Replaced {
                     backup: self.back_up(path, bytes)?,
@@ -336,6 +382,16 @@ impl Writer {
             None if known.is_some() && merging => {
                 self.known.remove(path);
                 return Ok(Written::Vanished);
+            }
+            // Gone since watching began (the folder had it, or a scan saw
+            // it go): a delete or a rename the session hears of from the
+            // scan, not a file to make again behind it.
+            None if known.is_none()
+                && self.merging
+                && (self.baseline.contains_key(path) || self.gone.contains(path)) =>
+            {
+                self.gone.insert(path.to_owned());
+                return Ok(Written::Missing);
             }
             None => Written::Created,
         };
@@ -394,6 +450,7 @@ impl Writer {
             .collect();
         for old in moving {
             if let (Some(text), Some(new)) = (self.known.remove(&old), moved_path(&old, from, to)) {
+                self.gone.remove(&new);
                 self.known.insert(new, text);
             }
         }
@@ -469,6 +526,14 @@ impl Writer {
         let mut touched = scan.touched.clone();
         for (from, to) in &scan.renames {
             if self.renamed_on_disk(from, to) {
+                let went = self
+                    .known
+                    .keys()
+                    .chain(self.baseline.keys())
+                    .filter(|path| at_or_under(path, from))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                self.gone.extend(went);
                 self.move_known(from, to);
                 moved.push(Found::Moved {
                     from: from.clone(),
@@ -487,7 +552,7 @@ impl Writer {
             .collect();
         known.sort_unstable();
         let mut changed = Vec::new();
-        let mut vanished: Vec<(String, Option<String>)> = Vec::new();
+        let mut vanished: Vanished = Vec::new();
         for path in known {
             if self.editor_has(&path) {
                 continue;
@@ -500,8 +565,8 @@ impl Writer {
                 }
                 // Gone, or a folder or a link now: no file of ours.
                 _ => {
-                    let base = self.known.remove(&path);
-                    vanished.push((path, base));
+                    let held = self.known.remove(&path).map(|text| hash(text.as_bytes()));
+                    vanished.push((path, held));
                     continue;
                 }
             };
@@ -528,8 +593,22 @@ impl Writer {
                 vanished.push((path.clone(), None));
             }
         }
-        self.baseline
-            .retain(|path, _| !is_touched(path) || exists(&self.root, path));
+        // The folder's own files that went: the session may have them too
+        // (a file just shared, not yet followed), which the loop knows.
+        let mut gone_own: Vec<(String, Option<u64>)> = self
+            .baseline
+            .iter()
+            .filter(|(path, _)| {
+                is_touched(path) && !self.editor_has(path) && !exists(&self.root, path)
+            })
+            .map(|(path, held)| (path.clone(), *held))
+            .collect();
+        gone_own.sort_unstable();
+        for (path, _) in &gone_own {
+            self.baseline.remove(path);
+        }
+        let own: HashSet<String> = gone_own.iter().map(|(path, _)| path.clone()).collect();
+        vanished.extend(gone_own);
         let mut appeared = Vec::new();
         let mut edited = Vec::new();
         match workspace::list_touched(&self.root, &touched) {
@@ -544,8 +623,8 @@ impl Writer {
                     // A file the session lists is reported whatever the
                     // baseline says: its listing may be out of date.
                     if !scan.listed.contains(&file.path) {
-                        if let Some(was) = self.baseline.get_mut(&file.path) {
-                            if let Some(found) = edited_since_baseline(&file, was) {
+                        if let Some(was) = self.baseline.get(&file.path) {
+                            if let Some(found) = edited_since_baseline(&file, *was) {
                                 edited.push(found);
                             }
                             continue;
@@ -561,9 +640,17 @@ impl Writer {
             }
             Err(err) => warn!(cause = %err, "cannot list what changed"),
         }
+        self.gone
+            .extend(vanished.iter().map(|(path, _)| path.clone()));
         let (pairs, vanished, appeared) = pair_by_content(vanished, appeared);
         for (from, to, text) in pairs {
-            self.known.insert(to.clone(), text);
+            // What we knew of it, or that it is the folder's own, moves.
+            if own.contains(&from) {
+                self.baseline
+                    .insert(to.clone(), Some(hash(text.as_bytes())));
+            } else {
+                self.known.insert(to.clone(), text);
+            }
             moved.push(Found::Moved { from, to });
         }
         moved.extend(changed);
@@ -581,9 +668,15 @@ impl Writer {
     }
 
     /// Whether the watcher's rename of `from` to `to` moved files we know
-    /// to where we know none, and is still so.
+    /// (or the folder's own, which the session may have too) to where we
+    /// know none, and is still so.
     fn renamed_on_disk(&self, from: &str, to: &str) -> bool {
-        let knows = |dir: &str| self.known.keys().any(|path| at_or_under(path, dir));
+        let knows = |dir: &str| {
+            self.known
+                .keys()
+                .chain(self.baseline.keys())
+                .any(|path| at_or_under(path, dir))
+        };
         knows(from)
             && !knows(to)
             && !self.editor_has(from)
@@ -627,57 +720,60 @@ impl Writer {
     }
 }
 
-/// Files that vanished paired with files that appeared holding exactly
-/// their text (a rename the watcher saw as a delete and a create, as `git`
-/// does it): `(from, to, text)`, and the rest of both lists. Only a text
-/// that one file lost and one file gained pairs; anything else is
-/// ambiguous and stays a delete and a create.
-type Vanished = Vec<(String, Option<String>)>;
+/// Files that vanished (with a hash of what they held, when known) and
+/// files that appeared, as a scan finds them.
+type Vanished = Vec<(String, Option<u64>)>;
 type Appeared = Vec<(LocalFile, PutContent)>;
 
+/// Files that vanished paired with files that appeared holding exactly
+/// what they held (a rename the watcher saw as a delete and a create, as
+/// `git` does it): `(from, to, text)`, and the rest of both lists. Only
+/// what one file lost and one file gained pairs; anything else is
+/// ambiguous and stays a delete and a create.
 fn pair_by_content(
     vanished: Vanished,
     appeared: Appeared,
 ) -> (Vec<(String, String, String)>, Vanished, Appeared) {
-    let mut lost: HashMap<&str, usize> = HashMap::new();
-    for (_, base) in &vanished {
-        if let Some(text) = base {
-            *lost.entry(text.as_str()).or_default() += 1;
+    let mut lost: HashMap<u64, usize> = HashMap::new();
+    for (_, held) in &vanished {
+        if let Some(held) = held {
+            *lost.entry(*held).or_default() += 1;
         }
     }
-    let mut gained: HashMap<&str, usize> = HashMap::new();
+    let mut gained: HashMap<u64, usize> = HashMap::new();
     for (_, content) in &appeared {
         if let PutContent::Text { text } = content {
-            *gained.entry(text.as_str()).or_default() += 1;
+            *gained.entry(hash(text.as_bytes())).or_default() += 1;
         }
     }
-    let unique: HashSet<String> = lost
+    let unique: HashSet<u64> = lost
         .iter()
-        .filter(|(text, n)| **n == 1 && gained.get(*text) == Some(&1))
-        .map(|(text, _)| (*text).to_owned())
+        .filter(|(held, n)| **n == 1 && gained.get(*held) == Some(&1))
+        .map(|(held, _)| *held)
         .collect();
     if unique.is_empty() {
         return (Vec::new(), vanished, appeared);
     }
-    let mut from_of: HashMap<String, String> = HashMap::new();
+    let mut from_of: HashMap<u64, String> = HashMap::new();
     let mut rest_vanished = Vec::new();
-    for (path, base) in vanished {
-        match base {
-            Some(text) if unique.contains(&text) => {
-                from_of.insert(text, path);
+    for (path, held) in vanished {
+        match held {
+            Some(held) if unique.contains(&held) => {
+                from_of.insert(held, path);
             }
-            base => rest_vanished.push((path, base)),
+            held => rest_vanished.push((path, held)),
         }
     }
     let mut pairs = Vec::new();
     let mut rest_appeared = Vec::new();
     for (file, content) in appeared {
-        match content {
-            PutContent::Text { text } if from_of.contains_key(&text) => {
-                let from = from_of.remove(&text).unwrap_or_default();
-                pairs.push((from, file.path, text));
-            }
-            content => rest_appeared.push((file, content)),
+        let from = match &content {
+            PutContent::Text { text } => from_of.remove(&hash(text.as_bytes())),
+            _ => None,
+        };
+        match (from, content) {
+            (Some(from), PutContent::Text { text }) => pairs.push((from, file.path, text)),
+            (_, content) => rest_appeared.push((file, content)),
         }
     }
     pairs.sort_unstable();
@@ -693,19 +789,19 @@ fn as_text(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes).ok()
 }
 
-/// A baseline file that no longer holds what it held (`was`, updated
-/// to what it holds now).
-fn edited_since_baseline(file: &LocalFile, was: &mut Option<u64>) -> Option<Found> {
-    let old = (*was)?;
+/// A baseline file that no longer holds what it held (`was`). The
+/// baseline keeps `was` until the loop takes the change (a first write
+/// that finds the file so reports it too, [`Written::Edited`]), so the
+/// change is reported again if touched again, and taken once.
+fn edited_since_baseline(file: &LocalFile, was: Option<u64>) -> Option<Found> {
+    let was = was?;
     let bytes = std::fs::read(&file.abs).ok()?;
-    let now = hash(&bytes);
-    if now == old {
+    if hash(&bytes) == was {
         return None;
     }
-    *was = Some(now);
     Some(Found::Edited {
         path: file.path.clone(),
-        was: old,
+        was,
         found: as_text(&bytes)?.to_owned(),
     })
 }
@@ -920,6 +1016,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_gone_since_watching_began_is_not_made_again_until_the_session_makes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::write(root.join("a.py"), "a\n").unwrap();
+        let mut w = writer(&root);
+        w.watch();
+        // Moved away before the session's text was first written here.
+        fs::rename(root.join("a.py"), root.join("b.py")).unwrap();
+        assert_eq!(w.write("a.py", "a\n"), Written::Missing);
+        assert!(!root.join("a.py").exists());
+        assert_eq!(
+            scan(&mut w, &["a.py", "b.py"]),
+            [Found::Moved {
+                from: "a.py".into(),
+                to: "b.py".into()
+            }]
+        );
+        assert_eq!(w.write("a.py", "a\n"), Written::Missing, "still gone");
+        // Someone made a new a.py in the session.
+        w.gone.remove("a.py");
+        assert_eq!(w.write("a.py", "new\n"), Written::Created);
+    }
+
+    #[test]
     fn a_file_back_from_the_editor_is_never_merged() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
@@ -1106,8 +1226,15 @@ mod tests {
             ]
         );
         // The folder's own file counts as new once it went and came back.
+        // Its going is reported: the session may have it too (shared, not
+        // yet followed); the loop knows.
         fs::remove_file(root.join("old.txt")).unwrap();
-        assert_eq!(scan(&mut w, &["old.txt"]), []);
+        assert_eq!(
+            scan(&mut w, &["old.txt"]),
+            [Found::Vanished {
+                path: "old.txt".into()
+            }]
+        );
         fs::write(root.join("old.txt"), "back\n").unwrap();
         assert_eq!(
             scan(&mut w, &["old.txt"]),
@@ -1151,6 +1278,22 @@ mod tests {
             ],
             "two files lost the same text: no rename can be told"
         );
+        // The folder's own file moved is the folder's own where it went.
+        fs::write(root.join("own.txt"), "own\n").unwrap();
+        w.watch();
+        fs::rename(root.join("own.txt"), root.join("moved.txt")).unwrap();
+        assert_eq!(
+            scan(&mut w, &["own.txt", "moved.txt"]),
+            [Found::Moved {
+                from: "own.txt".into(),
+                to: "moved.txt".into()
+            }]
+        );
+        fs::write(root.join("moved.txt"), "own, edited\n").unwrap();
+        assert!(matches!(
+            scan(&mut w, &["moved.txt"]).as_slice(),
+            [Found::Edited { .. }]
+        ));
         // What we know moved with it.
         assert_eq!(w.write("b.py", "same\nmore\n"), Written::Updated);
     }
