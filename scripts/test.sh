@@ -79,6 +79,9 @@ if ! [ -x "$stylua" ]; then
 fi
 "$stylua" --config-path editor-plugins/neovim/.stylua.toml --check editor-plugins/neovim
 
+log "git, for the file watcher's end-to-end test (a real checkout)"
+command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git; }
+
 log "helix: Helix 25.07.1 built from ../shared/vendor (cached) and tmux, for the real-Helix tests"
 if [ -z "${CHORUS_HELIX:-}" ]; then
   if ! wait "$helix_pid"; then

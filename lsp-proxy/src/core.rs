@@ -28,7 +28,7 @@ use tower_lsp_server::Client;
 use tracing::{debug, info, warn};
 
 use crate::commands::Commands;
-use crate::disk::{DiskSync, Written};
+use crate::disk::{DiskSync, Found, Touched, TreeChange, Written};
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
 use crate::lsp_ext::DocumentStateResult;
@@ -128,6 +128,12 @@ pub enum Event {
     DiskFlush,
     /// The disk writer's report on one file.
     DiskWritten { path: String, outcome: Written },
+    /// The file watcher saw these paths change.
+    DiskTouched(Touched),
+    /// What the disk writer found changed on disk, in order.
+    DiskFound { found: Vec<Found> },
+    /// `chorus.share` published the workspace folder.
+    Shared,
 }
 
 pub enum HubEvent {
@@ -317,7 +323,14 @@ impl Core {
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
             Event::Hub(HubEvent::Disconnected(reason)) => self.link.disconnected(&reason),
             Event::DiskFlush => self.disk.flush(),
-            Event::DiskWritten { path, outcome } => self.disk.written(path, outcome),
+            Event::DiskWritten { path, outcome } => {
+                if let Some(change) = self.disk.written(path, outcome, &self.link) {
+                    self.disk_tree_change(change);
+                }
+            }
+            Event::DiskTouched(touched) => self.disk.touched(touched, &self.link),
+            Event::DiskFound { found } => self.disk_found(found),
+            Event::Shared => self.disk.shared(&self.link),
         }
     }
 
@@ -381,6 +394,7 @@ impl Core {
                 work_done_progress,
                 notifier: self.notifier.clone(),
                 running: Default::default(),
+                events: self.events.clone(),
             });
         }
         let hello = ClientMsg::Hello {
@@ -414,9 +428,6 @@ impl Core {
                 self.docs.rejoin_all(&self.link);
                 self.disk.welcomed(workspace, &self.link);
             }
-            ServerMsg::Opened { doc, rev, text, .. } if self.disk.owns(&doc) => {
-                self.disk.opened(&doc, rev, text, &self.link)
-            }
             ServerMsg::Opened {
                 doc,
                 rev,
@@ -432,7 +443,15 @@ impl Core {
                     history,
                     last_seq,
                 };
-                self.docs.opened(&doc, answer, &self.link)
+                if self.disk.owns(&doc) {
+                    self.disk
+                        .opened(&doc, answer, self.docs.instance(), &self.link)
+                } else {
+                    self.docs.opened(&doc, answer, &self.link)
+                }
+            }
+            ServerMsg::Ack { doc, rev } if self.disk.owns(&doc) => {
+                self.disk.ack(&doc, rev, &self.link)
             }
             ServerMsg::Ack { doc, rev } => self.docs.ack(&doc, rev, &self.link),
             ServerMsg::Remote { doc, rev, op, .. } if self.disk.owns(&doc) => {
@@ -456,8 +475,17 @@ impl Core {
                 .presence
                 .receive_cursor(client_id, name, &doc, selections, &self.docs),
             ServerMsg::Pong { .. } => {}
-            // Puts go over a share's own connection, never this one.
-            ServerMsg::Stored { .. } => {}
+            // A share's puts go over its own connection; these are the
+            // file watcher's.
+            ServerMsg::Stored {
+                path,
+                created,
+                not_synced,
+            } => {
+                if let Some(change) = self.disk.stored(&path, created, not_synced, &self.link) {
+                    self.disk_tree_change(change);
+                }
+            }
             ServerMsg::Files { entries } => self.disk.files(entries, &self.link),
             ServerMsg::FileAdded { entry } => self.disk.file_added(entry, &self.link),
             ServerMsg::Renamed {
@@ -478,18 +506,18 @@ impl Core {
             ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
             ServerMsg::Error {
                 doc: Some(doc),
-                code,
-                message,
-            } if self.disk.owns(&doc) => {
-                warn!(?code, %message, %doc, "hub refused a file kept on disk");
-                self.disk.error(&doc, &self.link);
-            }
-            ServerMsg::Error {
-                doc: Some(doc),
                 code:
                     code @ (ErrorCode::AlreadyExists | ErrorCode::UnknownDocument | ErrorCode::BadPath),
                 message,
             } if self.own_move_refused(&doc, code, &message) => {}
+            ServerMsg::Error {
+                doc: Some(doc),
+                code,
+                message,
+            } if self.disk.owns(&doc) || self.disk.is_putting(&doc) => {
+                warn!(?code, %message, %doc, "hub refused a file kept on disk");
+                self.disk.error(&doc, code, &message, &self.link);
+            }
             ServerMsg::Error { code, message, doc } => {
                 warn!(?code, %message, ?doc, "hub reported an error");
                 if code == ErrorCode::StaleRevision {
@@ -511,7 +539,7 @@ impl Core {
         }
         info!(%from, %to, client_id, "renamed in the session");
         let not_renamed = self.docs.renamed(from, to, true, &self.link);
-        self.disk.renamed(from, to, true);
+        self.disk.renamed(from, to, true, &self.link);
         for (old, new) in not_renamed {
             self.disk.move_for_editor(&old, &new);
         }
@@ -566,7 +594,7 @@ impl Core {
         } else {
             self.docs.renamed(&from, &to, false, &self.link);
         }
-        self.disk.renamed(&from, &to, false);
+        self.disk.renamed(&from, &to, false, &self.link);
     }
 
     /// `workspace/didDeleteFiles` for one file or folder.
@@ -582,6 +610,48 @@ impl Core {
         self.own_moves.sent(OwnMove::Delete { path: path.clone() });
         self.docs.deleted(&path, None);
         self.disk.deleted(&path, false, &self.link);
+    }
+
+    /// What the disk writer found, in order: changes and new files are the
+    /// disk's to send; renames and deletes go out as the editor's do.
+    fn disk_found(&mut self, found: Vec<Found>) {
+        for found in found {
+            match self.disk.tree_change(&found) {
+                Some(change) => self.disk_tree_change(change),
+                None => self.disk.found(found, &self.link),
+            }
+        }
+        self.disk.found_done(&self.link);
+    }
+
+    /// A rename or delete made on disk by another program: sent, and
+    /// applied to what we hold now, as for the editor's own.
+    fn disk_tree_change(&mut self, change: TreeChange) {
+        if !self.link.is_configured() {
+            return;
+        }
+        match change {
+            TreeChange::Rename { from, to } => {
+                info!(%from, %to, "renamed on disk");
+                self.link.send(&ClientMsg::Rename {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+                self.own_moves.sent(OwnMove::Rename {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+                self.docs.renamed(&from, &to, false, &self.link);
+                self.disk.renamed(&from, &to, false, &self.link);
+            }
+            TreeChange::Delete { path } => {
+                info!(%path, "deleted on disk");
+                self.link.send(&ClientMsg::Delete { path: path.clone() });
+                self.own_moves.sent(OwnMove::Delete { path: path.clone() });
+                self.docs.deleted(&path, None);
+                self.disk.deleted(&path, false, &self.link);
+            }
+        }
     }
 
     /// The hub refused something about `doc`: if it was one of our renames

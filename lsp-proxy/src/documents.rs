@@ -1016,6 +1016,7 @@ fn join(
             effects,
         );
         sync.set_applied_is_honest(honest);
+        sync.number_ops_from(op_numbers());
         let current = text.to_string();
         let result = if current != seed {
             sync.editor_changed(
@@ -1046,12 +1047,13 @@ fn join(
             effects,
         );
         sync.set_applied_is_honest(honest);
+        sync.number_ops_from(op_numbers());
         (Box::new(sync), replaced)
     }
 }
 
 /// The answer to a rejoin: merged with what we hold.
-fn merge(
+pub(crate) fn merge(
     path: &str,
     sync: &mut DocSync,
     answer: Opened,
@@ -1239,6 +1241,19 @@ pub(crate) fn lsp_pos(pos: LinePos) -> Position {
         line: pos.line,
         character: pos.column,
     }
+}
+
+/// Where a new document sync starts numbering its ops (`seq`): a block
+/// of its own, above every earlier sync's of this proxy. The hub knows a
+/// proxy's ops by `(instance, seq)` per document, and one document may be
+/// synced by several syncs of one proxy in turn (the disk's, then the
+/// editor's once it opens the file, then the disk's again): numbers from 1
+/// each time would let a rejoin take an earlier sync's op for the current
+/// one's, and drop it as delivered (ADR 0002).
+pub(crate) fn op_numbers() -> u64 {
+    static BLOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let block = BLOCKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (block << 32) + 1
 }
 
 /// Unique enough among one session's proxies: process id and start time.

@@ -101,6 +101,11 @@ impl Link {
         self.connected
     }
 
+    /// Whether the hub said our token only lets us read.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.role == Role::ReadOnly
+    }
+
     pub(crate) fn session(&self) -> &str {
         &self.session
     }

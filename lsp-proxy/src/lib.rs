@@ -8,7 +8,8 @@
 //!   resync, and carrying out their sync's effects;
 //! * `disk` — the session's files on disk (`syncFiles`) for those the
 //!   editor does not have open: written atomically, kept in step, moved
-//!   and backed up as the session renames and deletes them;
+//!   and backed up as the session renames and deletes them, and watched
+//!   (`disk/watcher.rs`): what other programs change there is sent;
 //! * `moves` — renames and deletes of files and directories: where paths
 //!   go, and ours the hub has yet to answer (ADR 0005);
 //! * [`sync`] — per-document two-party sync (pure; the hard part);

@@ -467,6 +467,9 @@ pub(crate) struct EditorShare {
     pub notifier: Notifier,
     /// Set while a share runs: one at a time.
     pub running: Arc<AtomicBool>,
+    /// The loop, told when the folder is shared: from then on its files
+    /// are kept in step both ways (`disk.rs`).
+    pub events: mpsc::UnboundedSender<crate::core::Event>,
 }
 
 impl EditorShare {
@@ -486,6 +489,7 @@ impl EditorShare {
         let target = self.target.clone();
         let root = self.root.clone();
         let running = self.running.clone();
+        let events = self.events.clone();
         if let Some(token) = &progress {
             notifier.create_progress(token.clone());
             notifier.progress(
@@ -535,6 +539,7 @@ impl EditorShare {
             .await;
             let (typ, message) = match &result {
                 Ok(summary) => {
+                    let _ = events.send(crate::core::Event::Shared);
                     notifier.log(
                         MessageType::INFO,
                         format!("Chorus: {}", summary.report(&target.session)),

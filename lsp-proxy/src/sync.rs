@@ -273,6 +273,14 @@ impl DocSync {
         doc
     }
 
+    /// Numbers the ops sent from now on from `first` up (see
+    /// `documents::op_numbers`). Only before the first op is sent.
+    pub fn number_ops_from(&mut self, first: u64) {
+        if self.outstanding_seq.is_none() {
+            self.next_seq = first.max(1);
+        }
+    }
+
     pub fn mirror(&self) -> &Rope {
         &self.mirror
     }

@@ -85,6 +85,42 @@ impl Listing {
 /// listed quickly, and read one file at a time by [`read_for_put`]. Blocks:
 /// run it on a blocking thread.
 pub fn list(root: &Path) -> Result<Listing, WalkError> {
+    walk(root, |_| true)
+}
+
+/// Like [`list`], but only the files at or under `touched` (document
+/// paths; `""` is the whole root), with every ignore file above them
+/// honoured as for the whole walk: what the file watcher looks at after a
+/// change. Folders elsewhere are not read.
+pub fn list_touched(root: &Path, touched: &[String]) -> Result<Listing, WalkError> {
+    if touched.iter().any(String::is_empty) {
+        return list(root);
+    }
+    let touched = touched.to_vec();
+    // A folder on the way to a touched path is read (its ignore files
+    // count), and so is everything under a touched path; a file elsewhere
+    // in those folders is not looked at.
+    walk(root, move |rel| {
+        touched
+            .iter()
+            .any(|t| at_or_under(rel, t) || at_or_under(t, rel))
+    })
+}
+
+/// Whether `path` is `dir` or a path under it (`""` is the root).
+fn at_or_under(path: &str, dir: &str) -> bool {
+    dir.is_empty()
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The walk both listings share: `keep` says, by document path, which
+/// entries below the root are looked at (a folder not kept is not read).
+fn walk(
+    root: &Path,
+    keep: impl Fn(&str) -> bool + Send + Sync + 'static,
+) -> Result<Listing, WalkError> {
     let meta = std::fs::metadata(root).map_err(|source| WalkError::Root {
         path: root.to_owned(),
         source,
@@ -93,6 +129,7 @@ pub fn list(root: &Path) -> Result<Listing, WalkError> {
         return Err(WalkError::NotADirectory(root.to_owned()));
     }
     let mut builder = WalkBuilder::new(root);
+    let base = root.to_owned();
     builder
         .standard_filters(true)
         .hidden(false)
@@ -101,9 +138,18 @@ pub fn list(root: &Path) -> Result<Listing, WalkError> {
         .follow_links(false)
         .add_custom_ignore_filename(CHORUS_IGNORE)
         .sort_by_file_name(|a, b| a.cmp(b))
-        .filter_entry(|entry| {
+        .filter_entry(move |entry| {
             let name = entry.file_name();
-            !(name == ".git" && entry.depth() > 0 || name == CHORUS_DIR && entry.depth() == 1)
+            if name == ".git" && entry.depth() > 0 || name == CHORUS_DIR && entry.depth() == 1 {
+                return false;
+            }
+            if entry.depth() == 0 {
+                return true;
+            }
+            // A name that is no document path is kept, to be listed as
+            // skipped with the reason.
+            let rel = entry.path().strip_prefix(&base).unwrap_or(entry.path());
+            doc_path(rel).map_or(true, |path| keep(&path))
         });
     let mut listing = Listing::default();
     for entry in builder.build() {
@@ -276,6 +322,34 @@ mod tests {
         let main = listing.files.iter().find(|f| f.path == "main.py").unwrap();
         assert_eq!(main.size, 14);
         assert_eq!(main.abs, root.join("main.py"));
+    }
+
+    #[test]
+    fn a_touched_listing_has_only_what_was_touched_with_the_ignore_files_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, ".gitignore", b"*.log\n");
+        write(root, "pkg/.chorusignore", b"secret.py\n");
+        write(root, "pkg/a.py", b"a\n");
+        write(root, "pkg/b.py", b"not touched\n");
+        write(root, "pkg/secret.py", b"ignored in pkg\n");
+        write(root, "pkg/new/c.py", b"c\n");
+        write(root, "pkg/new/run.log", b"ignored at the root\n");
+        write(root, "other/d.py", b"not touched\n");
+        let touched = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            let listing = list_touched(root, &paths).unwrap();
+            listing
+                .files
+                .into_iter()
+                .map(|f| f.path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            touched(&["pkg/a.py", "pkg/secret.py", "pkg/new", "gone.py"]),
+            ["pkg/a.py", "pkg/new/c.py"]
+        );
+        assert_eq!(touched(&[""]).len(), 6, "the root is everything");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The outside services Chorus's integration tests drive for real: a Docker
-//! engine with the sandbox image, a PostgreSQL server, Neovim 0.11 and
-//! Helix 25.07.
+//! engine with the sandbox image, a PostgreSQL server, Neovim 0.11,
+//! Helix 25.07 and git.
 //!
 //! Two ways to run the tests, and this module is the whole difference:
 //! * the full run (`./scripts/test.sh`, which CI runs) installs and starts
@@ -116,6 +116,22 @@ pub fn postgres() -> Option<String> {
                 "CHORUS_TEST_POSTGRES is not set; `scripts/ensure-postgres.sh` starts a server and prints the URL",
             );
             None
+        }
+    }
+}
+
+/// Whether `git` runs (the file watcher's checkout test drives a real
+/// repository).
+pub fn git() -> bool {
+    match std::process::Command::new("git").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            unavailable("git", &format!("`git --version` failed ({})", out.status));
+            false
+        }
+        Err(err) => {
+            unavailable("git", &format!("git: {err}; `apt-get install git`"));
+            false
         }
     }
 }

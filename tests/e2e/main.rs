@@ -24,5 +24,6 @@ mod seeding;
 mod stale_edits;
 mod tls;
 mod unicode;
+mod watcher;
 mod workspace;
 mod workspace_caps;
