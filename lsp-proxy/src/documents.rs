@@ -130,7 +130,10 @@ impl DocState {
     /// still joining rejoins once joined.
     fn owe_merge(self) -> DocState {
         match self {
-            DocState::Live(sync) | DocState::Rejoining(sync) => DocState::Rejoining(sync),
+            DocState::Live(mut sync) | DocState::Rejoining(mut sync) => {
+                sync.await_rejoin();
+                DocState::Rejoining(sync)
+            }
             DocState::Joining(joining) => DocState::Joining(Joining {
                 rejoin_next: true,
                 ..joining

@@ -225,6 +225,12 @@ pub struct DocSync {
     healing: Option<Healing>,
     /// How many times [`DocSync::heal`] ran, for the log and the user.
     heals: u64,
+    /// Our rejoin (`open` with `since`) is unanswered. An op sent now
+    /// would reach the hub after it wrote that answer; the answer's history
+    /// would not hold it, so [`DocSync::catch_up`] would send it again and
+    /// the hub apply it twice. Ops made meanwhile stay outstanding, unsent,
+    /// and go out with the answer.
+    rejoining: bool,
 }
 
 fn is_noop(op: &OperationSeq) -> bool {
@@ -268,6 +274,7 @@ impl DocSync {
             now,
             healing: None,
             heals: 0,
+            rejoining: false,
         };
         doc.resync(now, rev, hub_text, out);
         doc
@@ -359,6 +366,7 @@ impl DocSync {
     /// join or a snapshot after an error); unacknowledged local ops are lost.
     pub fn resync(&mut self, now: Instant, rev: u64, hub_text: &str, out: &mut Vec<Effect>) {
         self.now = now;
+        self.rejoining = false;
         self.ot = OtClient::new(rev);
         self.server = Rope::from_str(hub_text);
         let base = match (&self.healing, &self.inflight) {
@@ -764,6 +772,7 @@ impl DocSync {
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
         self.now = now;
+        self.rejoining = false;
         let (outstanding, buffer) = match std::mem::take(&mut self.ot.state) {
             State::Synchronized => (None, None),
             State::AwaitingConfirm(o) => (Some(o), None),
@@ -965,16 +974,27 @@ impl DocSync {
         Ok(())
     }
 
-    /// Sends an op hubward under the next number.
+    /// Sends an op hubward under the next number (or, while rejoining,
+    /// only numbers it: see [`DocSync::await_rejoin`]).
     fn emit(&mut self, outgoing: Outgoing, out: &mut Vec<Effect>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.outstanding_seq = Some(seq);
+        if self.rejoining {
+            return;
+        }
         out.push(Effect::SendOp {
             rev: outgoing.rev,
             op: outgoing.op,
             seq,
         });
+    }
+
+    /// We asked the hub to rejoin (after an outage or a refusal): until
+    /// its answer ([`DocSync::catch_up`], [`DocSync::reconnect`] or
+    /// [`DocSync::resync`]), what the user types is kept, not sent.
+    pub fn await_rejoin(&mut self) {
+        self.rejoining = true;
     }
 
     /// The number of the op awaiting the hub's ack, if any.
@@ -995,6 +1015,7 @@ impl DocSync {
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
         self.now = now;
+        self.rejoining = false;
         let outstanding = self.outstanding_seq();
         for entry in history {
             match entry {
@@ -1138,6 +1159,36 @@ mod tests {
             range: Some((pos(at), pos(at))),
             text: text.into(),
         }]
+    }
+
+    /// Found while building the file watcher: typing between the hub's
+    /// welcome and its answer to our rejoin went out at once, was missing
+    /// from the answer's history (written before it arrived), and was sent
+    /// again by the catch-up: the hub applied it twice. It now waits for
+    /// the answer and goes out once.
+    #[test]
+    fn typing_while_a_rejoin_is_unanswered_is_sent_once_after_it() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        sync.await_rejoin();
+        sync.editor_changed(t0(), 2, &typed(11, "!"), &mut out)
+            .unwrap();
+        assert_eq!(sent_text(&out), "", "not before the answer: {out:?}");
+        out.clear();
+        sync.catch_up(t0(), Vec::new(), &mut out).unwrap();
+        let sent: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SendOp { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1, "once, with the answer: {out:?}");
+        assert_eq!(sent_text(&out), "!");
+        out.clear();
+        sync.editor_changed(t0(), 3, &typed(12, "?"), &mut out)
+            .unwrap();
+        assert_eq!(sent_text(&out), "", "buffered behind the outstanding op");
     }
 
     #[test]
