@@ -653,3 +653,89 @@ async fn helix_move_renames_the_file_for_everyone() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Issue 13's `git checkout` with real Helix on both sides: the sharer
+/// shares its repository from Helix (`chorus.share`), and a checkout of
+/// another branch in a terminal — files changed, created and deleted that
+/// nobody has open — reaches the session and a joiner's folder and open
+/// buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_checkout_beside_one_helix_reaches_another() {
+    use crate::watcher::git;
+    if !have_helix() || !chorus_testkit::git() {
+        return;
+    }
+    let hub = Hub::start("helix_git_checkout").await;
+    let session = "hx-checkout";
+    let repo = hub.log_dir.join("repo");
+    std::fs::create_dir_all(&repo).expect("create the repository");
+    let write = |name: &str, text: &str| std::fs::write(repo.join(name), text).expect("write");
+    git(&repo, &["init", "-q"]);
+    write("notes.py", "# the same on both branches\n");
+    write("main.py", "print('main branch')\n");
+    write("util.py", "def util():\n    pass\n");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "main"]);
+    git(&repo, &["checkout", "-qb", "other"]);
+    write("main.py", "import extra\n\nprint('other branch')\n");
+    write("extra.py", "EXTRA = 1\n");
+    std::fs::remove_file(repo.join("util.py")).expect("remove util.py");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "other"]);
+    git(&repo, &["checkout", "-q", "main"]);
+
+    let sync_files = HxOptions {
+        lsp_args: vec!["--sync-files".to_owned()],
+        ..HxOptions::default()
+    };
+    let ada = Hx::start(&hub, &repo, session, "ada", "notes.py", sync_files.clone()).await;
+    ada.wait_joined("notes.py").await;
+    ada.command("lsp-workspace-command chorus.share").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while hub_text(&hub.url, session, "util.py").await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the share never reached the hub\n{}",
+            ada.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let joiner = hub.log_dir.join("joiner");
+    std::fs::create_dir_all(joiner.join(".git")).expect("create the joiner's folder");
+    let bob = Hx::start(&hub, &joiner, session, "bob", "main.py", sync_files).await;
+    bob.wait_joined("main.py").await;
+    let read = |name: &str| std::fs::read_to_string(joiner.join(name)).ok();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while read("util.py").is_none() || bob.buffer().await != "print('main branch')\n" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the joiner never got the main branch\n{}",
+            bob.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // As in a terminal beside Helix.
+    git(&repo, &["checkout", "-q", "other"]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let buffer = bob.buffer().await;
+        let done = buffer == "import extra\n\nprint('other branch')\n"
+            && read("extra.py").as_deref() == Some("EXTRA = 1\n")
+            && read("util.py").is_none()
+            && hub_text(&hub.url, session, "util.py").await.is_err();
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the checkout never reached the joiner: buffer {buffer:?}, extra.py {:?}, util.py {:?}\n--- ada\n{}\n--- bob\n{}",
+            read("extra.py"),
+            read("util.py"),
+            ada.log_tail(30),
+            bob.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -130,7 +130,7 @@ async fn wait_disk(dir: &Path, ignored: &[&str], expected: &Tree, proxy: &Editor
     );
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .current_dir(dir)
         .args([
