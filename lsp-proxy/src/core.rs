@@ -287,7 +287,9 @@ impl Core {
                 new_uri,
                 applied,
                 reason,
-            } => self.docs.rename_answered(&new_uri, applied, reason),
+            } => self
+                .docs
+                .rename_answered(&new_uri, applied, reason, &self.link),
             Event::Damaged {
                 uri,
                 method,

@@ -150,6 +150,41 @@ struct Document {
     /// it reopens it under that name or answers: meanwhile its close of
     /// `uri` is part of the rename, not an unshare.
     renaming_to: Option<Uri>,
+    /// Edits for the editor made while it is renaming the buffer, in order.
+    /// Sent to the old name, Neovim carried one out after the rename by
+    /// opening a new, empty buffer there (a file the session then had
+    /// twice); sent to the new name, an editor that has not renamed yet has
+    /// nothing there. They go to whichever name its answer leaves. Only
+    /// while a rename we asked for is unanswered: one the editor made
+    /// itself may never be followed by a reopen.
+    held_for_rename: Vec<Effect>,
+    asked_to_rename: bool,
+}
+
+/// Carries out `effects` of the document at `path`: ops go to the hub at
+/// once, edits to the editor unless it is renaming the buffer (see
+/// [`Document::held_for_rename`]).
+fn carry_out(editor: &Editor, doc: &mut Document, path: &str, effects: Vec<Effect>, link: &Link) {
+    if doc.renaming_to.is_none() || !doc.asked_to_rename {
+        editor.run_effects(&doc.uri, path, effects, link);
+        return;
+    }
+    let (to_hub, to_editor): (Vec<Effect>, Vec<Effect>) = effects
+        .into_iter()
+        .partition(|effect| matches!(effect, Effect::SendOp { .. }));
+    editor.run_effects(&doc.uri, path, to_hub, link);
+    doc.held_for_rename.extend(to_editor);
+}
+
+/// The editor is done renaming the buffer (`renaming_to` is cleared): what
+/// waited goes out, to the name it has now.
+fn release_held(editor: &Editor, doc: &mut Document, path: &str, link: &Link) {
+    doc.asked_to_rename = false;
+    let held = std::mem::take(&mut doc.held_for_rename);
+    if !held.is_empty() {
+        debug!(doc = %path, edits = held.len(), "sending the edits held for a rename");
+        editor.run_effects(&doc.uri, path, held, link);
+    }
 }
 
 /// A buffer the editor keeps open whose file the session deleted: not
@@ -366,6 +401,8 @@ impl Documents {
             uri,
             state,
             renaming_to: None,
+            held_for_rename: Vec::new(),
+            asked_to_rename: false,
         };
         self.docs.insert(path, doc);
     }
@@ -403,8 +440,8 @@ impl Documents {
             self.request_resync(&path, link);
             return true;
         }
-        let uri = doc.uri.clone();
-        self.editor.run_effects(&uri, &path, effects, link);
+        carry_out(&self.editor, doc, &path, effects, link);
+        release_held(&self.editor, doc, &path, link);
         true
     }
 
@@ -485,6 +522,7 @@ impl Documents {
                         }
                         self.renames_asked.push((old.clone(), new.clone()));
                         doc.renaming_to = Some(new_uri.clone());
+                        doc.asked_to_rename = true;
                         self.editor.rename_file(doc.uri.clone(), new_uri);
                     }
                     _ => not_renamed.push((old.clone(), new.clone())),
@@ -576,7 +614,13 @@ impl Documents {
     }
 
     /// The editor's answer to our `RenameFile` to `new_uri`.
-    pub(crate) fn rename_answered(&mut self, new_uri: &Uri, applied: bool, reason: Option<String>) {
+    pub(crate) fn rename_answered(
+        &mut self,
+        new_uri: &Uri,
+        applied: bool,
+        reason: Option<String>,
+        link: &Link,
+    ) {
         let Some(path) = self.doc_path(new_uri) else {
             return;
         };
@@ -590,6 +634,9 @@ impl Documents {
         if applied {
             // An editor that renamed without reopening calls it so now.
             doc.uri = new_uri.clone();
+        }
+        release_held(&self.editor, doc, &path, link);
+        if applied {
             return;
         }
         warn!(doc = %path, ?reason, "the editor did not rename its buffer");
@@ -688,8 +735,7 @@ impl Documents {
             self.request_resync(&path, link);
             return false;
         }
-        let uri = doc.uri.clone();
-        self.editor.run_effects(&uri, &path, effects, link);
+        carry_out(&self.editor, doc, &path, effects, link);
         if healed {
             self.told_healed(&path, "a change it reported does not fit the text it had");
         }
@@ -713,8 +759,7 @@ impl Documents {
             };
             let mut effects = Vec::new();
             sync.heal(Instant::now(), &mut effects);
-            let uri = doc.uri.clone();
-            self.editor.run_effects(&uri, &path, effects, link);
+            carry_out(&self.editor, doc, &path, effects, link);
             self.told_healed(&path, why);
         }
     }
@@ -825,7 +870,7 @@ impl Documents {
         let instance = self.instance.clone();
         let mut effects = Vec::new();
         let mut replaced = false;
-        let Some(doc) = self.transition(path, |state| match state {
+        let Some(_) = self.transition(path, |state| match state {
             DocState::Joining(joining) => {
                 let rejoin_next = joining.rejoin_next;
                 let (sync, shows_hub_text) =
@@ -851,14 +896,15 @@ impl Documents {
         }) else {
             return;
         };
-        let uri = doc.uri.clone();
         if replaced {
             self.notifier.tell_user(
                 MessageType::INFO,
                 format!("Chorus: {path} is already shared in session {}; your buffer now shows the session's text.", link.session()),
             );
         }
-        self.editor.run_effects(&uri, path, effects, link);
+        if let Some(doc) = self.docs.get_mut(path) {
+            carry_out(&self.editor, doc, path, effects, link);
+        }
     }
 
     /// Moves the document at `path` to the state `next` makes of its
@@ -893,7 +939,7 @@ impl Documents {
             error!(doc = %path, cause = %err, "document out of step with the hub; resyncing");
             return self.request_resync(path, link);
         }
-        self.editor.run_effects(&doc.uri, path, effects, link);
+        carry_out(&self.editor, doc, path, effects, link);
     }
 
     /// Asks the hub for its text again; the answer (`opened`) resyncs. A
@@ -981,7 +1027,7 @@ impl Documents {
                 }
             }
             if !effects.is_empty() {
-                self.editor.run_effects(&doc.uri, path, effects, link);
+                carry_out(&self.editor, doc, path, effects, link);
             }
         }
         for (doc, rev, hash) in checks {

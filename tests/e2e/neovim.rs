@@ -1124,3 +1124,51 @@ async fn a_rename_by_another_participant_renames_the_neovim_buffer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The race CI caught in the test above: the other participant types right
+/// after renaming, while this Neovim is busy, so the rename and the edit
+/// wait in its queue together. The edit used to be addressed to the old
+/// name; Neovim, having renamed, opened a new empty buffer there for it,
+/// and the session got a second `main.py` while `app.py` never saw the
+/// edit. Edits now wait for the editor's answer to the rename.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_right_after_a_rename_reaches_the_renamed_neovim_buffer() {
+    use crate::support::editor::{Editor, EditorKind};
+    if !have_neovim() {
+        return;
+    }
+    let hub = Hub::start("an_edit_right_after_a_rename").await;
+    let session = "nvim-rename-race";
+    let ws = workspace(&hub, SEED_TEXT);
+    let nvim = Nvim::start(&hub, &ws, session, "nia").await;
+    wait_joined(&nvim).await;
+    let ada = Editor::start(EditorKind::VsCode, &hub, session, "ada").await;
+    ada.open(DOC, SEED_TEXT);
+    crate::support::assert_converged(&hub, session, DOC, &[&ada]).await;
+
+    // Busy for a moment, as a loaded machine makes it.
+    nvim.keys(":lua vim.uv.sleep(1500)<CR>").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ada.rename(DOC, "app.py", true);
+    ada.insert_after("app.py", "main():", "  # ada");
+    wait_for(
+        "its buffer renamed to app.py",
+        &nvim,
+        "vim.fn.fnamemodify(vim.api.nvim_buf_get_name(0), ':t')",
+        |name| name == "app.py",
+    )
+    .await;
+    nvim.lua("(function() T.file = 'app.py' return 1 end)()")
+        .await;
+    wait_for(
+        "ada's edit in the renamed buffer",
+        &nvim,
+        "T.text()",
+        |text| text.contains("main():  # ada"),
+    )
+    .await;
+    assert!(
+        hub_text(&hub.url, session, DOC).await.is_err(),
+        "the session has no main.py again"
+    );
+}
