@@ -59,8 +59,7 @@ pub enum Event {
         /// The editor renames files a `workspace/applyEdit` asks it to.
         can_rename: bool,
     },
-    /// `workspace/executeCommand`: `chorus.run [uri]`, `chorus.stop` or
-    /// `chorus.follow [name]`.
+    /// `workspace/executeCommand`: one of `lsp_ext::COMMANDS`.
     Command {
         command: String,
         arguments: Vec<serde_json::Value>,
@@ -220,14 +219,14 @@ impl Core {
                 arguments,
                 reply,
             } => {
-                let answer = self.commands.execute(
+                self.commands.execute(
                     &command,
                     &arguments,
+                    reply,
                     &self.link,
                     &mut self.docs,
                     &mut self.presence,
                 );
-                let _ = reply.send(answer);
             }
             Event::Cursor { uri, selections } => {
                 self.presence
@@ -315,7 +314,11 @@ impl Core {
                 .docs
                 .edit_answered(&uri, id, applied, reason, &self.link),
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
-            Event::Hub(HubEvent::Disconnected(reason)) => self.link.disconnected(&reason),
+            Event::Hub(HubEvent::Disconnected(reason)) => {
+                self.commands
+                    .connection_lost("the connection to the hub dropped");
+                self.link.disconnected(&reason)
+            }
             Event::DiskFlush => self.disk.flush(),
             Event::DiskWritten { path, outcome } => self.disk.written(path, outcome),
         }
@@ -410,7 +413,9 @@ impl Core {
                 self.own_moves.clear();
                 self.presence.welcome(participants);
                 self.docs.rejoin_all(&self.link);
-                self.disk.welcomed(workspace, &self.link);
+                let disk_asked_files = self.disk.welcomed(workspace, &self.link);
+                self.commands
+                    .welcomed(workspace.is_some(), disk_asked_files);
             }
             ServerMsg::Opened { doc, rev, text, .. } if self.disk.owns(&doc) => {
                 self.disk.opened(&doc, rev, text, &self.link)
@@ -456,7 +461,11 @@ impl Core {
             ServerMsg::Pong { .. } => {}
             // Puts go over a share's own connection, never this one.
             ServerMsg::Stored { .. } => {}
-            ServerMsg::Files { entries } => self.disk.files(entries, &self.link),
+            ServerMsg::Files { entries } => {
+                if let Some(entries) = self.commands.files_arrived(entries, &self.docs) {
+                    self.disk.files(entries, &self.link)
+                }
+            }
             ServerMsg::FileAdded { entry } => self.disk.file_added(entry, &self.link),
             ServerMsg::Renamed {
                 from,

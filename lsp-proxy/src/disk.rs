@@ -178,13 +178,16 @@ impl DiskSync {
     }
 
     /// The hub (re)welcomed us: our subscriptions ended with the last
-    /// connection; the tree's listing says what to follow again.
-    pub(crate) fn welcomed(&mut self, workspace: Option<WorkspaceLimits>, link: &Link) {
+    /// connection; the tree's listing says what to follow again. Returns
+    /// whether we asked for it (its answer is ours).
+    pub(crate) fn welcomed(&mut self, workspace: Option<WorkspaceLimits>, link: &Link) -> bool {
         self.docs.clear();
         self.to_follow.clear();
-        if workspace.is_some() && self.root.is_some() {
+        let ask = workspace.is_some() && self.root.is_some();
+        if ask {
             link.send(&ClientMsg::Files {});
         }
+        ask
     }
 
     /// The session's whole tree.
