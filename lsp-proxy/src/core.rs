@@ -517,7 +517,8 @@ impl Core {
             return;
         }
         info!(%from, %to, client_id, "renamed in the session");
-        let not_renamed = self.docs.renamed(from, to, true, &self.link);
+        let by = self.presence.name_of(client_id).unwrap_or("someone");
+        let not_renamed = self.docs.renamed(from, to, Some(by), &self.link);
         self.disk.renamed(from, to, true);
         for (old, new) in not_renamed {
             self.disk.move_for_editor(&old, &new);
@@ -571,7 +572,7 @@ impl Core {
         if reopened_first {
             self.docs.rejoin_renamed(&to, &self.link);
         } else {
-            self.docs.renamed(&from, &to, false, &self.link);
+            self.docs.renamed(&from, &to, None, &self.link);
         }
         self.disk.renamed(&from, &to, false);
     }
