@@ -16,6 +16,7 @@ mod hub_errors;
 mod joining;
 mod moves;
 mod neovim;
+mod neovim_files;
 mod neovim_lsp_ext;
 mod random_typing;
 mod runs;

@@ -15,14 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use crate::support::hub::{chorus_bin, Hub};
 use crate::support::hub_client::{hub_text, hub_text_with_token};
 
-const WAIT: Duration = Duration::from_secs(20);
-const DOC: &str = "main.py";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const DOC: &str = "main.py";
 
 fn plugin_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/neovim")
@@ -35,12 +36,12 @@ fn nvim_bin() -> PathBuf {
 
 /// Whether this test can run: fails in the full run when Neovim is missing,
 /// else says once that the Neovim tests are skipped.
-fn have_neovim() -> bool {
+pub(crate) fn have_neovim() -> bool {
     chorus_testkit::neovim().is_some()
 }
 
 /// A Lua long-string literal holding `text`.
-fn lua_str(text: &str) -> String {
+pub(crate) fn lua_str(text: &str) -> String {
     assert!(!text.contains("]==]"), "cannot quote {text:?} for Lua");
     format!("[==[{text}]==]")
 }
@@ -51,9 +52,44 @@ _G.T = {}
 function T.buf()
   return vim.fn.bufnr(T.file)
 end
--- The buffer as LSP sees it: lines joined, with the final newline.
+-- The buffer as LSP sees it: lines joined by the file format's line
+-- ending, which ends the last line too unless 'eol' is off.
 function T.text()
-  return table.concat(vim.api.nvim_buf_get_lines(T.buf(), 0, -1, false), '\n') .. '\n'
+  local buf = T.buf()
+  local eol = vim.bo[buf].fileformat == 'dos' and '\r\n' or '\n'
+  local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), eol)
+  return vim.bo[buf].eol and (text .. eol) or text
+end
+-- What the user was told through vim.notify (still shown as usual).
+T.notes = {}
+local notify = vim.notify
+vim.notify = function(message, level, opts)
+  table.insert(T.notes, message)
+  return notify(message, level, opts)
+end
+-- The first note containing `needle`, or ''.
+function T.told(needle)
+  for _, note in ipairs(T.notes) do
+    if note:find(needle, 1, true) then
+      return note
+    end
+  end
+  return ''
+end
+-- Replaces the picker (vim.ui.select, which Telescope or fzf-lua would
+-- override) with one that records the items as the user would see them,
+-- in T.offered, and chooses the first whose text contains `needle`.
+function T.choose(needle)
+  T.offered = nil
+  vim.ui.select = function(items, opts, on_choice)
+    T.offered = vim.tbl_map(opts.format_item or tostring, items)
+    for i, line in ipairs(T.offered) do
+      if line:find(needle, 1, true) then
+        return on_choice(items[i], i)
+      end
+    end
+    on_choice(nil, nil)
+  end
 end
 -- The proxy's own view of the document, for failure reports.
 function T.proxy_state()
@@ -170,8 +206,8 @@ end
 "#;
 
 /// One headless Neovim with the plugin, joined to a session, editing DOC.
-struct Nvim {
-    name: String,
+pub(crate) struct Nvim {
+    pub(crate) name: String,
     socket: PathBuf,
     bin: PathBuf,
     log_dir: PathBuf,
@@ -182,7 +218,7 @@ struct Nvim {
 
 /// How an instance reaches Chorus.
 #[derive(Clone, Copy, PartialEq)]
-enum Route {
+pub(crate) enum Route {
     /// The plugin, joined with `:ChorusJoin`.
     Plugin,
     /// The README's plugin-free route: `vim.lsp.config` + `vim.lsp.enable`,
@@ -192,6 +228,9 @@ enum Route {
     /// The plugin with `sync_files = true`, opening no file at start: the
     /// session's files are to appear on disk.
     SyncFiles,
+    /// The plugin, joined with no file open (and `sync_files` off): no
+    /// proxy runs until something needs one.
+    NothingOpen,
 }
 
 impl Nvim {
@@ -211,7 +250,7 @@ impl Nvim {
 
     /// Joins with `:ChorusJoin SESSION TOKEN` (the plugin), or through the
     /// README's plain `vim.lsp.config` with the token in the environment.
-    async fn launch(
+    pub(crate) async fn launch(
         hub: &Hub,
         workspace: &Path,
         session: &str,
@@ -230,7 +269,7 @@ impl Nvim {
         ));
         let _ = std::fs::remove_file(&socket);
         let join = match route {
-            Route::Plugin | Route::SyncFiles => format!(
+            Route::Plugin | Route::SyncFiles | Route::NothingOpen => format!(
                 "vim.opt.rtp:prepend({plugin})\n\
                  require('chorus').setup({{ hub = {hub}, name = {name}, root = {workspace}, cmd = {{ {bin}, 'lsp' }}, sync_files = {sync} }})\n\
                  vim.cmd.cd({workspace})\n\
@@ -275,7 +314,7 @@ impl Nvim {
              {TEST_HELPERS}\n\
              T.file = {doc}\n",
             doc = lua_str(DOC),
-            edit = if route == Route::SyncFiles {
+            edit = if matches!(route, Route::SyncFiles | Route::NothingOpen) {
                 String::new()
             } else {
                 format!("vim.cmd.edit({})\n", lua_str(DOC))
@@ -322,7 +361,7 @@ impl Nvim {
         nvim
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         let out = std::fs::read_to_string(self.log_dir.join("nvim.out")).unwrap_or_default();
         let lsp =
             std::fs::read_to_string(self.log_dir.join("state/nvim/lsp.log")).unwrap_or_default();
@@ -355,7 +394,7 @@ impl Nvim {
     }
 
     /// Evaluates a Lua expression (that yields a string or number).
-    async fn lua(&self, code: &str) -> String {
+    pub(crate) async fn lua(&self, code: &str) -> String {
         let expr = format!("luaeval('{}')", code.replace('\'', "''"));
         self.eval(&expr)
             .await
@@ -363,7 +402,7 @@ impl Nvim {
     }
 
     /// Runs an Ex command and returns what it printed.
-    async fn command(&self, cmd: &str) -> String {
+    pub(crate) async fn command(&self, cmd: &str) -> String {
         self.lua(&format!(
             "vim.api.nvim_exec2({}, {{ output = true }}).output",
             lua_str(cmd)
@@ -372,7 +411,7 @@ impl Nvim {
     }
 
     /// Types keys as the user would (`--remote-send`).
-    async fn keys(&self, keys: &str) {
+    pub(crate) async fn keys(&self, keys: &str) {
         let status = Command::new(&self.bin)
             .args(["--headless", "--clean", "--server"])
             .arg(&self.socket)
@@ -389,7 +428,7 @@ impl Nvim {
         );
     }
 
-    async fn text(&self) -> String {
+    pub(crate) async fn text(&self) -> String {
         self.lua("T.text()").await
     }
 }
@@ -404,31 +443,36 @@ impl Drop for Nvim {
 
 /// A workspace directory holding DOC with `text` (and a `.git`, the root
 /// marker of the plain-LSP route).
-fn workspace(hub: &Hub, text: &str) -> PathBuf {
+pub(crate) fn workspace(hub: &Hub, text: &str) -> PathBuf {
     let dir = hub.log_dir.join("workspace");
     std::fs::create_dir_all(dir.join(".git")).expect("create workspace");
     std::fs::write(dir.join(DOC), text).expect("write the document");
     dir
 }
 
-/// Starts three instances one after the other (so that the first one's
-/// text seeds the session) and waits until each has joined the document.
+/// Starts three instances, the first alone (so that its text seeds the
+/// session), and waits until each has joined the document.
 async fn three(hub: &Hub, session: &str, text: &str) -> Vec<Nvim> {
     three_by(hub, session, text, Route::Plugin).await
 }
 
-async fn three_by(hub: &Hub, session: &str, text: &str, route: Route) -> Vec<Nvim> {
+pub(crate) async fn three_by(hub: &Hub, session: &str, text: &str, route: Route) -> Vec<Nvim> {
     let ws = workspace(hub, text);
-    let mut all = Vec::new();
-    for name in ["ada", "bob", "cy"] {
-        let nvim = Nvim::launch(hub, &ws, session, name, hub.token.as_deref(), route).await;
-        wait_joined(&nvim).await;
-        all.push(nvim);
-    }
-    all
+    let joined = |name: &'static str| {
+        let ws = ws.clone();
+        async move {
+            let nvim = Nvim::launch(hub, &ws, session, name, hub.token.as_deref(), route).await;
+            wait_joined(&nvim).await;
+            nvim
+        }
+    };
+    let ada = joined("ada").await;
+    // The session has the document now: the others join it together.
+    let (bob, cy) = tokio::join!(joined("bob"), joined("cy"));
+    vec![ada, bob, cy]
 }
 
-async fn wait_joined(nvim: &Nvim) {
+pub(crate) async fn wait_joined(nvim: &Nvim) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let state = nvim.lua("T.proxy_state()").await;
@@ -448,19 +492,25 @@ async fn wait_joined(nvim: &Nvim) {
 
 /// Waits until every instance's buffer and the hub hold the same text and
 /// every proxy is synchronized; returns that text.
-async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
+pub(crate) async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let mut texts = Vec::new();
-        for nvim in nvims {
-            texts.push(nvim.text().await);
-        }
+        // One round trip per instance, all at once: each is a process.
+        let views = join_all(
+            nvims
+                .iter()
+                .map(|nvim| nvim.lua("vim.json.encode({ T.text(), T.proxy_state() })")),
+        )
+        .await;
         let hub_doc = hub_text_with_token(&hub.url, session, DOC, hub.token.as_deref()).await;
+        let mut texts = Vec::new();
         let mut synced = true;
-        for nvim in nvims {
-            let state: Value =
-                serde_json::from_str(&nvim.lua("T.proxy_state()").await).unwrap_or(Value::Null);
+        for view in &views {
+            let [text, state]: [String; 2] =
+                serde_json::from_str(view).expect("a buffer's text and its proxy's state");
+            let state: Value = serde_json::from_str(&state).unwrap_or(Value::Null);
             synced &= state["synchronized"] == true;
+            texts.push(text);
         }
         if let Ok((_, hub_doc)) = &hub_doc {
             if synced && texts.iter().all(|t| t == hub_doc) {
@@ -484,7 +534,12 @@ async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
     }
 }
 
-async fn wait_for(what: &str, nvim: &Nvim, lua: &str, accept: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn wait_for(
+    what: &str,
+    nvim: &Nvim,
+    lua: &str,
+    accept: impl Fn(&str) -> bool,
+) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let value = nvim.lua(lua).await;
