@@ -18,6 +18,7 @@ mod moves;
 mod neovim;
 mod neovim_files;
 mod neovim_lsp_ext;
+mod neovim_random;
 mod random_typing;
 mod runs;
 mod seeding;

@@ -191,6 +191,104 @@ function T.type_strings(seed, units, max_gap)
   end
   vim.defer_fn(step, math.random(0, max_gap))
 end
+-- Issue 14's editing beyond inserts: `steps` actions 0..max_gap ms apart,
+-- each drawn from `mix` (one letter per action, repeated for weight):
+--   i  insert the next of `units` at a random place (half through the
+--      API, half typed in insert mode);
+--   p  put a register of 2-3 lines made of the next units (`p`/`P`,
+--      linewise or characterwise: the latter splits the line);
+--   x  `x` (or `2x`) on a random character;   w  `dw` there;
+--   u  `u`;   r  `<C-r>`.
+-- `units` are unique to this instance, so a unit found twice was
+-- duplicated, except by undo: `u` and `<C-r>` put back what a change
+-- removed, which a collaborator's own undo may put back too. So every
+-- didChange text sent while undoing or redoing is kept in T.restored: the
+-- checker's allowance. T.used counts the units inserted. `units` is a
+-- list, or the name of a file holding one in JSON.
+function T.edit_random(seed, units, steps, mix, max_gap)
+  if type(units) == 'string' then
+    -- A JSON file: a long list is slow to pass in an expression.
+    units = vim.json.decode(table.concat(vim.fn.readfile(units), '\n'))
+  end
+  math.randomseed(seed)
+  T.done, T.used, T.restored = 0, 0, {}
+  local client = vim.lsp.get_clients({ name = 'chorus', bufnr = T.buf() })[1]
+  if client and not T.watching then
+    T.watching = true
+    local send = client.notify
+    client.notify = function(self, method, params)
+      if T.undoing and method == 'textDocument/didChange' then
+        for _, change in ipairs(params.contentChanges) do
+          table.insert(T.restored, change.text)
+        end
+      end
+      return send(self, method, params)
+    end
+  end
+  local function next_unit()
+    T.used = T.used + 1
+    return assert(units[T.used], 'out of units')
+  end
+  -- A random row, and a byte column on one of its characters (or past
+  -- its end when `after_end`).
+  local function place(after_end)
+    local lines = vim.api.nvim_buf_get_lines(T.buf(), 0, -1, false)
+    local row = math.random(0, #lines - 1)
+    local line = lines[row + 1]
+    local chars = vim.str_utfindex(line, 'utf-32')
+    local last = after_end and chars or math.max(chars - 1, 0)
+    return row, vim.str_byteindex(line, 'utf-32', math.random(0, last))
+  end
+  local function normal(keys)
+    vim.cmd('silent! normal! ' .. keys)
+  end
+  local function step()
+    if T.done >= steps then
+      return
+    end
+    local buf = T.buf()
+    local pick = math.random(#mix)
+    local action = mix:sub(pick, pick)
+    if vim.api.nvim_get_mode().mode ~= 'n' then
+      -- Still typing in insert mode: only the API can edit meanwhile.
+      action = 'I'
+    end
+    if action == 'i' or action == 'I' then
+      local row, col = place(true)
+      local ch = next_unit()
+      if action == 'I' or T.used % 2 == 0 then
+        vim.api.nvim_buf_set_text(buf, row, col, row, col, { ch })
+      else
+        vim.api.nvim_win_set_cursor(0, { row + 1, col })
+        vim.api.nvim_feedkeys('i' .. ch .. '\27', 'n', true)
+      end
+    elseif action == 'p' then
+      local lines = {}
+      for _ = 1, math.random(2, 3) do
+        local line = next_unit()
+        if math.random(2) == 1 then
+          line = line .. next_unit()
+        end
+        table.insert(lines, line)
+      end
+      vim.fn.setreg('"', lines, math.random(2) == 1 and 'l' or 'c')
+      local row, col = place(false)
+      vim.api.nvim_win_set_cursor(0, { row + 1, col })
+      normal(math.random(2) == 1 and 'p' or 'P')
+    elseif action == 'x' or action == 'w' then
+      local row, col = place(false)
+      vim.api.nvim_win_set_cursor(0, { row + 1, col })
+      normal(action == 'w' and 'dw' or (math.random(3) == 1 and '2x' or 'x'))
+    elseif action == 'u' or action == 'r' then
+      T.undoing = true
+      normal(action == 'u' and 'u' or '\18')
+      T.undoing = false
+    end
+    T.done = T.done + 1
+    vim.defer_fn(step, math.random(0, max_gap))
+  end
+  vim.defer_fn(step, math.random(0, max_gap))
+end
 -- Collaborators' marks in the plugin's namespace: {name, row, col}.
 function T.cursors()
   local ns = require('chorus.cursors').ns
@@ -359,6 +457,12 @@ impl Nvim {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         nvim
+    }
+
+    /// Neovim's `lsp.log`, which holds everything the proxy wrote to
+    /// stderr (its log).
+    pub(crate) fn lsp_log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.join("state/nvim/lsp.log")).unwrap_or_default()
     }
 
     pub(crate) fn output(&self) -> String {
