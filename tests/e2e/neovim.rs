@@ -1283,3 +1283,44 @@ async fn a_rename_by_another_participant_renames_the_neovim_buffer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Issue 14, found by `neovim_random.rs`: a text that does not end with a
+/// line break is one Neovim cannot show ('eol' is on for every buffer it
+/// makes). When another participant deleted the final line break, the
+/// proxy asked Neovim to delete it, Neovim reported its edit without the
+/// deletion, and the proxy asked again: hundreds of times a second without
+/// the plugin, every second or two with it, never in step. Now the line
+/// break Neovim keeps is its own edit: the session's text ends with one
+/// again, and everyone agrees. Both routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_line_break_deleted_elsewhere_comes_back_instead_of_looping() {
+    use crate::support::editor::{Editor, EditorKind};
+    if !have_neovim() {
+        return;
+    }
+    for (route, label) in [(Route::Plugin, "plugin"), (Route::PlainLsp, "plain")] {
+        let hub = Hub::start(&format!("neovim_final_line_break_{label}")).await;
+        let session = format!("nvim-final-line-break-{label}");
+        let text = "x = 1\ny = 2\n";
+        let ws = workspace(&hub, text);
+        let nvim = Nvim::launch(&hub, &ws, &session, "nia", None, route).await;
+        wait_joined(&nvim).await;
+        let ada = Editor::start(EditorKind::VsCode, &hub, &session, "ada").await;
+        ada.open(DOC, text);
+        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
+
+        ada.edit(DOC, text.len() - 1, text.len(), "");
+        let end = converged(&hub, &session, std::slice::from_ref(&nvim)).await;
+        assert_eq!(end, text, "{label}: the line break is back");
+        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
+        // And nothing goes on between the proxy and Neovim.
+        let tick = "vim.b[T.buf()].changedtick";
+        let before = nvim.lua(tick).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            nvim.lua(tick).await,
+            before,
+            "{label}: the buffer still changes"
+        );
+    }
+}
