@@ -77,6 +77,11 @@ struct Echo {
     repair: Option<OperationSeq>,
 }
 
+fn ends_with(text: &Rope, suffix: &str) -> bool {
+    let (len, n) = (text.len_chars(), suffix.chars().count());
+    len >= n && text.slice(len - n..) == suffix
+}
+
 /// Whether `mirror` is `expected`, which does not end with a line break,
 /// with one line break (`\n`, `\r\n` or `\r`) after it.
 fn kept_final_line_break(mirror: &Rope, expected: &Rope) -> bool {
@@ -87,7 +92,7 @@ fn kept_final_line_break(mirror: &Rope, expected: &Rope) -> bool {
     }
     let kept = match m.checked_sub(e) {
         Some(1) => breaks(mirror, m - 1),
-        Some(2) => mirror.slice(m - 2..) == "\r\n",
+        Some(2) => ends_with(mirror, "\r\n"),
         _ => false,
     };
     kept && mirror.slice(..e) == expected.slice(..)
@@ -942,6 +947,26 @@ impl DocSync {
             span.deleted += 1;
             span.inserted.push('\n');
         }
+        // Past the final line break is LSP's (line count, 0), which
+        // Neovim's own applyEdit handler gets wrong: it appends the text
+        // as lines, adding a line break. Without the plugin (which
+        // reshapes such edits) it then took the line break for typing and
+        // was sent the edit again, for good, the text doubling each time.
+        // Text inserted there that ends with that line break goes before
+        // it instead, line break first: the same text.
+        let len = self.mirror.len_chars();
+        if span.deleted == 0 && span.start == len {
+            let eol = if ends_with(&self.mirror, "\r\n") {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            if ends_with(&self.mirror, eol) && span.inserted.ends_with(eol) {
+                let text = &span.inserted[..span.inserted.len() - eol.len()];
+                span.inserted = format!("{eol}{text}");
+                span.start -= eol.chars().count();
+            }
+        }
         let mut expected = self.mirror.clone();
         let op = span.to_op(self.mirror.len_chars());
         if apply_to_rope(&mut expected, &op).is_err() {
@@ -1519,6 +1544,33 @@ mod tests {
             assert!(sync.is_synchronized(), "honest {honest}");
             assert_eq!(sync.mirror().to_string(), "hello \n");
             assert_eq!(sync.local_text().to_string(), "hello \n");
+        }
+    }
+
+    /// Found with Neovim without the plugin: a line put after the last
+    /// one elsewhere was sent at (line count, 0), where Neovim's handler
+    /// adds a line break of its own, and the edit doubled for good.
+    #[test]
+    fn text_after_the_final_line_break_is_sent_before_it() {
+        for (text, eol) in [("hello world\n", "\n"), ("hello world\r\n", "\r\n")] {
+            let mut out = Vec::new();
+            let mut sync = DocSync::new(
+                t0(),
+                Rope::from_str(text),
+                1,
+                Encoding::Utf32,
+                0,
+                text,
+                &mut out,
+            );
+            let len = text.chars().count() as u64;
+            sync.remote(t0(), 1, &insert(len, &format!("more{eol}"), len), &mut out)
+                .unwrap();
+            let [(_, 1, from, to, ref new_text)] = edits(&out)[..] else {
+                panic!("{out:?}")
+            };
+            assert_eq!((from, to), (pos(11), pos(11)), "{eol:?}");
+            assert_eq!(new_text, &format!("{eol}more"));
         }
     }
 

@@ -1324,3 +1324,40 @@ async fn a_final_line_break_deleted_elsewhere_comes_back_instead_of_looping() {
         );
     }
 }
+
+/// Issue 14, found by `neovim_random.rs`: a line added after the last one
+/// elsewhere reached Neovim as an edit at (line count, 0), past the final
+/// line break, where Neovim's own applyEdit handler appends the text as
+/// lines and so adds a line break. Without the plugin the proxy took that
+/// line break for typing and sent the edit again, and again: the line
+/// doubled for good. Both routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_added_after_the_last_one_elsewhere_arrives_once() {
+    use crate::support::editor::{Editor, EditorKind};
+    if !have_neovim() {
+        return;
+    }
+    for (route, label) in [(Route::PlainLsp, "plain"), (Route::Plugin, "plugin")] {
+        let hub = Hub::start(&format!("neovim_line_after_the_last_{label}")).await;
+        let session = format!("nvim-line-after-the-last-{label}");
+        let text = "x = 1\n";
+        let ws = workspace(&hub, text);
+        let nvim = Nvim::launch(&hub, &ws, &session, "nia", None, route).await;
+        wait_joined(&nvim).await;
+        let ada = Editor::start(EditorKind::VsCode, &hub, &session, "ada").await;
+        ada.open(DOC, text);
+        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
+
+        ada.edit(DOC, text.len(), text.len(), "y = 2\n");
+        let end = converged(&hub, &session, std::slice::from_ref(&nvim)).await;
+        assert_eq!(end, "x = 1\ny = 2\n", "{label}");
+        let tick = "vim.b[T.buf()].changedtick";
+        let before = nvim.lua(tick).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            nvim.lua(tick).await,
+            before,
+            "{label}: the buffer still changes"
+        );
+    }
+}
