@@ -198,6 +198,7 @@ end
 --   p  put a register of 2-3 lines made of the next units (`p`/`P`,
 --      linewise or characterwise: the latter splits the line);
 --   x  `x` (or `2x`) on a random character;   w  `dw` there;
+--   d  `dd`;   j  `J` (see MIXED_MIX in neovim_random.rs);
 --   u  `u`;   r  `<C-r>`.
 -- `units` are unique to this instance, so a unit found twice was
 -- duplicated, except by undo: `u` and `<C-r>` put back what a change
@@ -275,10 +276,11 @@ function T.edit_random(seed, units, steps, mix, max_gap)
       local row, col = place(false)
       vim.api.nvim_win_set_cursor(0, { row + 1, col })
       normal(math.random(2) == 1 and 'p' or 'P')
-    elseif action == 'x' or action == 'w' then
+    elseif action == 'x' or action == 'w' or action == 'd' or action == 'j' then
       local row, col = place(false)
       vim.api.nvim_win_set_cursor(0, { row + 1, col })
-      normal(action == 'w' and 'dw' or (math.random(3) == 1 and '2x' or 'x'))
+      local keys = { w = 'dw', d = 'dd', j = 'J', x = math.random(3) == 1 and '2x' or 'x' }
+      normal(keys[action])
     elseif action == 'u' or action == 'r' then
       T.undoing = true
       normal(action == 'u' and 'u' or '\18')

@@ -1,7 +1,7 @@
 //! Issue 14 in real Neovim, beyond inserts: three instances edit one
 //! document at random places 0-20 ms apart with inserts of every script
 //! (accented Latin with combining marks, Cyrillic, CJK, emoji with skin
-//! tones and ZWJ sequences), `x` and `dw`, multi-line puts, `u` and
+//! tones and ZWJ sequences), `x`, `dw` and `dd`, multi-line puts, `u` and
 //! `<C-r>`, on both routes (alternating by seed), on a LF file and on a
 //! CRLF one (`fileformat=dos`). The random driver is `T.edit_random` in
 //! `neovim.rs`'s test helpers; replay a seed with `CHORUS_SEEDS=<seed>`.
@@ -32,9 +32,14 @@ const UNITS: usize = 300;
 /// Actions per instance: inserts and puts only, then everything.
 const INSERT_STEPS: u32 = 40;
 const MIXED_STEPS: u32 = 60;
-/// `T.edit_random`'s mixes (one letter an action; see there).
+/// `T.edit_random`'s mixes (one letter an action; see there). No `J`:
+/// Neovim reports a join as two changes, a copy of the next line put at
+/// the end of this one, then that line deleted, so two people joining one
+/// line at once both copy it, and it is there twice. That is how Neovim
+/// describes the edit, not something the proxy can tell from a copy
+/// anyone made (`j` in the driver shows it).
 const INSERT_MIX: &str = "iiiiiip";
-const MIXED_MIX: &str = "iiippxxwuurr";
+const MIXED_MIX: &str = "iiippxxwduurr";
 
 /// The units instance `instance` inserts. Each holds one code point no
 /// other instance types, its carrier: accented Latin, Cyrillic, CJK and
