@@ -260,7 +260,8 @@ impl LanguageServer for Backend {
             arguments: params.arguments,
             reply,
         });
-        // The core answers at once; it never waits on the editor.
+        // The core answers at once, or (chorus.files) when the hub has;
+        // it never waits on the editor.
         match answer.await {
             Ok(Ok(value)) => Ok(Some(value)),
             Ok(Err(message)) => Err(Error {

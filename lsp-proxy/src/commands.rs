@@ -5,25 +5,44 @@
 //! * `chorus.stop` stops the session's run;
 //! * `chorus.follow [name]` follows a participant's cursor, or no one's;
 //! * `chorus.share` publishes the workspace folder in the background
-//!   (`share.rs`), with `$/progress` and a final message.
+//!   (`share.rs`), with `$/progress` and a final message;
+//! * `chorus.resync [uri]` puts the session's text back in a buffer;
+//! * `chorus.files` lists the session's files.
 //!
 //! A command is answered at once and only says the request went out:
 //! a run's output and result arrive as notifications, at every
-//! participant. Commands need a connected hub; the answer says so
-//! otherwise, since the user is waiting for something to happen.
+//! participant. The exception is `chorus.files`, answered when the hub's
+//! listing arrives: the editor asked for the list, not for a promise.
+//! Commands need a connected hub; the answer says so otherwise, since the
+//! user is waiting for something to happen.
 
-use chorus_protocol::wire::ClientMsg;
+use std::collections::VecDeque;
+
+use chorus_protocol::wire::{ClientMsg, FileEntry};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tower_lsp_server::ls_types::Uri;
 
 use crate::documents::Documents;
 use crate::hub_link::Link;
 use crate::lsp_ext::{
-    self, FollowArguments, Following, Requested, ResyncArguments, RunArguments, RunOptions,
+    self, Files, FollowArguments, Following, Requested, ResyncArguments, RunArguments, RunOptions,
+    SessionFile,
 };
 use crate::presence::Presence;
 use crate::share::EditorShare;
+
+/// Where a command's answer goes.
+pub(crate) type Reply = oneshot::Sender<Result<Value, String>>;
+
+/// Who sent a `files{}` the hub has yet to answer.
+enum FilesAsker {
+    /// `disk.rs`, at the welcome: the answer is its.
+    Disk,
+    /// The editor's `chorus.files`.
+    Editor(Reply),
+}
 
 /// What the commands remember between calls.
 #[derive(Default)]
@@ -34,6 +53,13 @@ pub(crate) struct Commands {
     /// Where `chorus.share` publishes to; `None` without a workspace
     /// folder or session.
     share: Option<EditorShare>,
+    /// The `files{}` sent on this connection and not yet answered, in the
+    /// order sent: the hub answers each with one `files{entries}`, in
+    /// order, so the next answer is the front one's.
+    files_asked: VecDeque<FilesAsker>,
+    /// The hub's welcome announced workspace limits: a hub that old has no
+    /// `files` to answer `chorus.files` with.
+    hub_lists_files: bool,
 }
 
 impl Commands {
@@ -49,8 +75,80 @@ impl Commands {
         self.share = Some(share);
     }
 
-    /// Carries out `command`; the error is the message the editor shows.
+    /// A new connection to the hub: what was asked on the last one will
+    /// not be answered. `disk_asked_files`: `disk.rs` asked for the tree.
+    pub(crate) fn welcomed(&mut self, lists_files: bool, disk_asked_files: bool) {
+        self.connection_lost("the connection to the hub was renewed");
+        self.hub_lists_files = lists_files;
+        if disk_asked_files {
+            self.files_asked.push_back(FilesAsker::Disk);
+        }
+    }
+
+    /// The link dropped: `chorus.files` still waiting are told why.
+    pub(crate) fn connection_lost(&mut self, why: &str) {
+        for asker in self.files_asked.drain(..) {
+            if let FilesAsker::Editor(reply) = asker {
+                let _ = reply.send(Err(format!(
+                    "Chorus: {why} before the hub listed the files; try again"
+                )));
+            }
+        }
+    }
+
+    /// The hub's `files{entries}`: answers the `chorus.files` it was for
+    /// and returns `None`, or returns the entries when they are for
+    /// `disk.rs` (or nobody we know of, which is how they were always
+    /// handled).
+    pub(crate) fn files_arrived(
+        &mut self,
+        entries: Vec<FileEntry>,
+        docs: &Documents,
+    ) -> Option<Vec<FileEntry>> {
+        let Some(FilesAsker::Editor(reply)) = self.files_asked.pop_front() else {
+            return Some(entries);
+        };
+        let files = entries
+            .into_iter()
+            .map(|entry| SessionFile {
+                uri: docs.uri_of(&entry.path),
+                path: entry.path,
+                size: entry.size,
+                not_synced: entry.not_synced,
+            })
+            .collect();
+        let _ = reply.send(answer(&Files { files }));
+        None
+    }
+
+    /// Carries out `command` and answers it through `reply`: at once, or
+    /// for `chorus.files` once the hub has answered.
     pub(crate) fn execute(
+        &mut self,
+        command: &str,
+        arguments: &[Value],
+        reply: Reply,
+        link: &Link,
+        docs: &mut Documents,
+        presence: &mut Presence,
+    ) {
+        if command == lsp_ext::FILES && link.is_configured() && link.is_connected() {
+            if !self.hub_lists_files {
+                let _ = reply.send(Err(
+                    "Chorus: this hub does not list the session's files; upgrade it".into(),
+                ));
+                return;
+            }
+            link.send(&ClientMsg::Files {});
+            self.files_asked.push_back(FilesAsker::Editor(reply));
+            return;
+        }
+        let _ = reply.send(self.execute_now(command, arguments, link, docs, presence));
+    }
+
+    /// Carries out a command answered at once; the error is the message
+    /// the editor shows.
+    fn execute_now(
         &self,
         command: &str,
         arguments: &[Value],

@@ -59,8 +59,7 @@ pub enum Event {
         /// The editor renames files a `workspace/applyEdit` asks it to.
         can_rename: bool,
     },
-    /// `workspace/executeCommand`: `chorus.run [uri]`, `chorus.stop` or
-    /// `chorus.follow [name]`.
+    /// `workspace/executeCommand`: one of `lsp_ext::COMMANDS`.
     Command {
         command: String,
         arguments: Vec<serde_json::Value>,
@@ -226,14 +225,14 @@ impl Core {
                 arguments,
                 reply,
             } => {
-                let answer = self.commands.execute(
+                self.commands.execute(
                     &command,
                     &arguments,
+                    reply,
                     &self.link,
                     &mut self.docs,
                     &mut self.presence,
                 );
-                let _ = reply.send(answer);
             }
             Event::Cursor { uri, selections } => {
                 self.presence
@@ -323,7 +322,11 @@ impl Core {
                 .docs
                 .edit_answered(&uri, id, applied, reason, &self.link),
             Event::Hub(HubEvent::Msg(msg)) => self.hub_msg(msg),
-            Event::Hub(HubEvent::Disconnected(reason)) => self.link.disconnected(&reason),
+            Event::Hub(HubEvent::Disconnected(reason)) => {
+                self.commands
+                    .connection_lost("the connection to the hub dropped");
+                self.link.disconnected(&reason)
+            }
             Event::DiskFlush => self.disk.flush(),
             Event::DiskWritten { path, outcome } => {
                 if let Some(change) = self.disk.written(path, outcome, &self.link) {
@@ -428,7 +431,9 @@ impl Core {
                 self.own_moves.clear();
                 self.presence.welcome(participants);
                 self.docs.rejoin_all(&self.link);
-                self.disk.welcomed(workspace, &self.link);
+                let disk_asked_files = self.disk.welcomed(workspace, &self.link);
+                self.commands
+                    .welcomed(workspace.is_some(), disk_asked_files);
             }
             ServerMsg::Opened {
                 doc,
@@ -488,7 +493,11 @@ impl Core {
                     self.disk_tree_change(change);
                 }
             }
-            ServerMsg::Files { entries } => self.disk.files(entries, &self.link),
+            ServerMsg::Files { entries } => {
+                if let Some(entries) = self.commands.files_arrived(entries, &self.docs) {
+                    self.disk.files(entries, &self.link)
+                }
+            }
             ServerMsg::FileAdded { entry } => self.disk.file_added(entry, &self.link),
             ServerMsg::Renamed {
                 from,
@@ -540,7 +549,8 @@ impl Core {
             return;
         }
         info!(%from, %to, client_id, "renamed in the session");
-        let not_renamed = self.docs.renamed(from, to, true, &self.link);
+        let by = self.presence.name_of(client_id).unwrap_or("someone");
+        let not_renamed = self.docs.renamed(from, to, Some(by), &self.link);
         self.disk.renamed(from, to, true, &self.link);
         for (old, new) in not_renamed {
             self.disk.move_for_editor(&old, &new);
@@ -594,7 +604,7 @@ impl Core {
         if reopened_first {
             self.docs.rejoin_renamed(&to, &self.link);
         } else {
-            self.docs.renamed(&from, &to, false, &self.link);
+            self.docs.renamed(&from, &to, None, &self.link);
         }
         self.disk.renamed(&from, &to, false, &self.link);
     }
@@ -643,7 +653,7 @@ impl Core {
                     from: from.clone(),
                     to: to.clone(),
                 });
-                self.docs.renamed(&from, &to, false, &self.link);
+                self.docs.renamed(&from, &to, None, &self.link);
                 self.disk.renamed(&from, &to, false, &self.link);
             }
             TreeChange::Delete { path } => {

@@ -288,7 +288,8 @@ impl DiskSync {
     /// The hub (re)welcomed us: our subscriptions ended with the last
     /// connection. Live files rejoin once the tree's listing says they are
     /// still the session's; files still joining are asked for again.
-    pub(crate) fn welcomed(&mut self, workspace: Option<WorkspaceLimits>, link: &Link) {
+    /// Returns whether we asked for the listing (its answer is ours).
+    pub(crate) fn welcomed(&mut self, workspace: Option<WorkspaceLimits>, link: &Link) -> bool {
         self.limits = workspace;
         self.listed = false;
         self.to_follow.clear();
@@ -306,9 +307,11 @@ impl DiskSync {
         while let Some(put) = self.puts.in_flight.pop_back() {
             self.puts.queue.push_front(put);
         }
-        if workspace.is_some() && self.root.is_some() {
+        let ask = workspace.is_some() && self.root.is_some();
+        if ask {
             link.send(&ClientMsg::Files {});
         }
+        ask
     }
 
     /// The session's whole tree.

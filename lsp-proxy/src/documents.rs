@@ -485,17 +485,19 @@ impl Documents {
 
     /// The session renamed `from` (a file, or a directory: every path
     /// under it) to `to`: the documents there move with their sync. With
-    /// `ask_editor` (someone else's rename), the editor is asked to rename
-    /// its buffers; without (the editor's own), it already has. Returns
-    /// the documents whose buffer the editor could not be asked to rename,
-    /// as `(old path, new path)`: their files are for the caller to move.
+    /// `by` (someone else's rename, by that name), the editor is asked to
+    /// rename its buffers and the user is told who moved them; without
+    /// (the editor's own rename), it already has. Returns the documents
+    /// whose buffer the editor could not be asked to rename, as
+    /// `(old path, new path)`: their files are for the caller to move.
     pub(crate) fn renamed(
         &mut self,
         from: &str,
         to: &str,
-        ask_editor: bool,
+        by: Option<&str>,
         link: &Link,
     ) -> Vec<(String, String)> {
+        let ask_editor = by.is_some();
         let mut moving: Vec<String> = self
             .docs
             .keys()
@@ -504,6 +506,7 @@ impl Documents {
             .collect();
         moving.sort_unstable();
         let mut not_renamed = Vec::new();
+        let mut asked = Vec::new();
         for old in moving {
             let Some(new) = moved_path(&old, from, to) else {
                 continue;
@@ -524,6 +527,7 @@ impl Documents {
                         doc.renaming_to = Some(new_uri.clone());
                         doc.asked_to_rename = true;
                         self.editor.rename_file(doc.uri.clone(), new_uri);
+                        asked.push((old.clone(), new.clone()));
                     }
                     _ => not_renamed.push((old.clone(), new.clone())),
                 }
@@ -539,6 +543,26 @@ impl Documents {
                 link.send(&ClientMsg::Close { doc: old });
                 self.request_resync(&new, link);
             }
+        }
+        if let (Some(by), false) = (by, asked.is_empty()) {
+            // Without a word the user would find their buffer under
+            // another name (or think the file vanished from the old one).
+            let message = match asked.as_slice() {
+                [(old, new)] if old == from => {
+                    format!("Chorus: {by} renamed {old} to {new}; your buffer follows it.")
+                }
+                _ => {
+                    let moves: Vec<String> = asked
+                        .iter()
+                        .map(|(old, new)| format!("{old} → {new}"))
+                        .collect();
+                    format!(
+                        "Chorus: {by} renamed {from} to {to}; your buffers there follow ({}).",
+                        moves.join(", ")
+                    )
+                }
+            };
+            self.notifier.tell_user(MessageType::INFO, message);
         }
         if !not_renamed.is_empty() && !self.told_cannot_rename {
             self.told_cannot_rename = true;
@@ -1085,7 +1109,11 @@ fn join(
         }
         (Box::new(sync), false)
     } else {
-        let replaced = text != answer.text.as_str();
+        // An empty buffer loses nothing to the session's text (a file not
+        // on disk here, opened from the session's list): no message.
+        // Neovim reports an empty buffer as one line break.
+        let had_text = text.chars().any(|c| c != '\n' && c != '\r');
+        let replaced = had_text && text != answer.text.as_str();
         let mut sync = DocSync::new(
             Instant::now(),
             text,

@@ -26,8 +26,9 @@
 //!   * [`LocalCursor`] (`chorus/cursor`): the user's selections, whenever
 //!     they move (throttling is the plugin's business); without a plugin the
 //!     proxy infers the cursor from the user's edits;
-//!   * the commands [`RUN`], [`STOP`], [`FOLLOW`] and [`SHARE`] through
-//!     `workspace/executeCommand` (any LSP client can send those);
+//!   * the commands [`RUN`], [`STOP`], [`FOLLOW`], [`SHARE`], [`RESYNC`]
+//!     and [`FILES`] through `workspace/executeCommand` (any LSP client can
+//!     send those);
 //!   * [`DocumentState`] (`chorus/documentState`), a request for tests and
 //!     health checks.
 //!
@@ -41,7 +42,7 @@
 //! Invariant: the wire shape of these messages only changes here, together
 //! with the fixture; renaming a Rust field must keep its JSON name.
 
-use chorus_protocol::wire::{OutputStream, Participant, Role, RunResult};
+use chorus_protocol::wire::{NotSynced, OutputStream, Participant, Role, RunResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_lsp_server::ls_types::notification::Notification;
@@ -320,8 +321,15 @@ pub const SHARE: &str = "chorus.share";
 /// buffer looks wrong; typing not yet sent is overwritten. Answers
 /// [`Requested`] with the document's path.
 pub const RESYNC: &str = "chorus.resync";
+/// `chorus.files`, no arguments: the session's files, as the hub lists
+/// them when asked (so what others added, renamed or deleted since is
+/// there), text files and files listed without their content alike.
+/// Answers [`Files`]. A plugin offers them to open: a text file is opened
+/// by its URI like any other document, whether or not it is on disk yet
+/// (the proxy then fills the buffer with the session's text).
+pub const FILES: &str = "chorus.files";
 /// What the proxy declares in `executeCommandProvider`.
-pub const COMMANDS: [&str; 5] = [RUN, STOP, FOLLOW, SHARE, RESYNC];
+pub const COMMANDS: [&str; 6] = [RUN, STOP, FOLLOW, SHARE, RESYNC, FILES];
 
 /// The arguments of [`RESYNC`]: `[]` or `[uri]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -466,6 +474,33 @@ pub struct Following {
     /// Whom this editor now follows; `null` (present, not missing) for
     /// nobody.
     pub following: Option<String>,
+}
+
+/// The answer to [`FILES`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Files {
+    /// Sorted by path.
+    pub files: Vec<SessionFile>,
+}
+
+/// One file of the session's tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionFile {
+    /// Relative to the workspace root, `/`-separated: the document's name
+    /// in the session.
+    pub path: String,
+    /// Where the file is, or would be, in this editor's workspace folder;
+    /// missing when the proxy has no folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<Uri>,
+    /// In bytes (a text file's as UTF-8, as the session has it now).
+    pub size: u64,
+    /// Missing for a text file, which opens like any document; otherwise
+    /// why the session lists the file without its content (it cannot be
+    /// opened through Chorus).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_synced: Option<NotSynced>,
 }
 
 #[cfg(test)]

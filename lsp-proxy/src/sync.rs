@@ -78,6 +78,27 @@ struct Echo {
     repair: Option<OperationSeq>,
 }
 
+fn ends_with(text: &Rope, suffix: &str) -> bool {
+    let (len, n) = (text.len_chars(), suffix.chars().count());
+    len >= n && text.slice(len - n..) == suffix
+}
+
+/// Whether `mirror` is `expected`, which does not end with a line break,
+/// with one line break (`\n`, `\r\n` or `\r`) after it.
+fn kept_final_line_break(mirror: &Rope, expected: &Rope) -> bool {
+    let (m, e) = (mirror.len_chars(), expected.len_chars());
+    let breaks = |rope: &Rope, at: usize| matches!(rope.char(at), '\n' | '\r');
+    if e > 0 && breaks(expected, e - 1) {
+        return false;
+    }
+    let kept = match m.checked_sub(e) {
+        Some(1) => breaks(mirror, m - 1),
+        Some(2) => ends_with(mirror, "\r\n"),
+        _ => false,
+    };
+    kept && mirror.slice(..e) == expected.slice(..)
+}
+
 /// `text` with every line break (`\r\n`, `\r`, `\n`) turned into `eol`.
 fn normalize_line_breaks(text: &str, eol: &str) -> String {
     text.replace("\r\n", "\n")
@@ -569,6 +590,19 @@ impl DocSync {
                 repair: None,
             });
         }
+        if kept_final_line_break(&self.mirror, &f.expected) {
+            // Neovim (its 'eol' on, as for every buffer it made) cannot
+            // hold a text that does not end with a line break: asked to
+            // delete the last one, it reports the rest of the edit alone.
+            // Waiting for the deletion asked for it again and again, for
+            // good. So the edit came back, and the line break it kept is
+            // the editor's own edit: the session's text ends with one
+            // again.
+            return Some(Echo {
+                extra: Some(diff(&f.expected, &self.mirror.to_string())),
+                repair: None,
+            });
+        }
         if f.moved {
             let (from, to, text) = &f.sent;
             let start = to_char(before, *from, self.encoding);
@@ -930,6 +964,26 @@ impl DocSync {
         if splits_crlf(&self.mirror, span.start + span.deleted) {
             span.deleted += 1;
             span.inserted.push('\n');
+        }
+        // Past the final line break is LSP's (line count, 0), which
+        // Neovim's own applyEdit handler gets wrong: it appends the text
+        // as lines, adding a line break. Without the plugin (which
+        // reshapes such edits) it then took the line break for typing and
+        // was sent the edit again, for good, the text doubling each time.
+        // Text inserted there that ends with that line break goes before
+        // it instead, line break first: the same text.
+        let len = self.mirror.len_chars();
+        if span.deleted == 0 && span.start == len {
+            let eol = if ends_with(&self.mirror, "\r\n") {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            if ends_with(&self.mirror, eol) && span.inserted.ends_with(eol) {
+                let text = &span.inserted[..span.inserted.len() - eol.len()];
+                span.inserted = format!("{eol}{text}");
+                span.start -= eol.chars().count();
+            }
         }
         let mut expected = self.mirror.clone();
         let op = span.to_op(self.mirror.len_chars());
@@ -1507,6 +1561,92 @@ mod tests {
         sync.editor_changed(t0(), 2, &[change], &mut out).unwrap();
         assert_eq!(sent_text(&out), "x");
         assert_eq!(sync.heals(), 0);
+    }
+
+    /// Issue 14, found by three Neovims deleting the last line at once:
+    /// an edit that deletes the final line break is one Neovim cannot
+    /// carry out ('eol'). It reports the edit without the deletion; asking
+    /// again looped for good (hundreds of edits a second without the
+    /// plugin, the text growing with it). The line break it kept is its
+    /// edit, sent on: the document ends with one again, in step.
+    #[test]
+    fn neovim_keeps_the_final_line_break_and_the_session_gets_it_back() {
+        for honest in [true, false] {
+            let mut sync = doc();
+            sync.set_applied_is_honest(honest);
+            let mut out = Vec::new();
+            // Someone deleted "world" and the final line break.
+            let mut op = OperationSeq::default();
+            op.retain(6);
+            op.delete(6);
+            sync.remote(t0(), 1, &op, &mut out).unwrap();
+            let [(id, 1, from, to, ref text)] = edits(&out)[..] else {
+                panic!("{out:?}")
+            };
+            assert_eq!(
+                (from, to, text.as_str()),
+                (pos(6), LinePos { line: 1, column: 0 }, "")
+            );
+            sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
+            out.clear();
+            // Neovim deleted "world" alone.
+            let change = Change {
+                range: Some((pos(6), pos(11))),
+                text: String::new(),
+            };
+            sync.editor_changed(t0(), 2, &[change], &mut out).unwrap();
+            assert!(
+                edits(&out).is_empty(),
+                "honest {honest}: asked again: {out:?}"
+            );
+            assert_eq!(sent_text(&out), "\n", "honest {honest}: {out:?}");
+            sync.ack(2, &mut out).unwrap();
+            assert!(sync.is_synchronized(), "honest {honest}");
+            assert_eq!(sync.mirror().to_string(), "hello \n");
+            assert_eq!(sync.local_text().to_string(), "hello \n");
+        }
+    }
+
+    /// Found with Neovim without the plugin: a line put after the last
+    /// one elsewhere was sent at (line count, 0), where Neovim's handler
+    /// adds a line break of its own, and the edit doubled for good.
+    #[test]
+    fn text_after_the_final_line_break_is_sent_before_it() {
+        for (text, eol) in [("hello world\n", "\n"), ("hello world\r\n", "\r\n")] {
+            let mut out = Vec::new();
+            let mut sync = DocSync::new(
+                t0(),
+                Rope::from_str(text),
+                1,
+                Encoding::Utf32,
+                0,
+                text,
+                &mut out,
+            );
+            let len = text.chars().count() as u64;
+            sync.remote(t0(), 1, &insert(len, &format!("more{eol}"), len), &mut out)
+                .unwrap();
+            let [(_, 1, from, to, ref new_text)] = edits(&out)[..] else {
+                panic!("{out:?}")
+            };
+            assert_eq!((from, to), (pos(11), pos(11)), "{eol:?}");
+            assert_eq!(new_text, &format!("{eol}more"));
+        }
+    }
+
+    #[test]
+    fn kept_final_line_breaks_are_told_from_other_changes() {
+        let check = |mirror: &str, expected: &str| {
+            kept_final_line_break(&Rope::from_str(mirror), &Rope::from_str(expected))
+        };
+        assert!(check("ab\n", "ab"));
+        assert!(check("ab\r\n", "ab"));
+        assert!(check("\n", ""));
+        assert!(!check("ab\n", "ab\n"), "nothing kept");
+        assert!(!check("ab\n\n", "ab\n"), "expected ends with a line break");
+        assert!(!check("ax\n", "ab"), "text differs");
+        assert!(!check("ab\n\n", "ab"), "two line breaks");
+        assert!(!check("abc", "ab"), "not a line break");
     }
 
     #[test]

@@ -15,14 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use crate::support::hub::{chorus_bin, Hub};
 use crate::support::hub_client::{hub_text, hub_text_with_token};
 
-const WAIT: Duration = Duration::from_secs(20);
-const DOC: &str = "main.py";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const DOC: &str = "main.py";
 
 fn plugin_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/neovim")
@@ -35,12 +36,12 @@ fn nvim_bin() -> PathBuf {
 
 /// Whether this test can run: fails in the full run when Neovim is missing,
 /// else says once that the Neovim tests are skipped.
-fn have_neovim() -> bool {
+pub(crate) fn have_neovim() -> bool {
     chorus_testkit::neovim().is_some()
 }
 
 /// A Lua long-string literal holding `text`.
-fn lua_str(text: &str) -> String {
+pub(crate) fn lua_str(text: &str) -> String {
     assert!(!text.contains("]==]"), "cannot quote {text:?} for Lua");
     format!("[==[{text}]==]")
 }
@@ -51,9 +52,44 @@ _G.T = {}
 function T.buf()
   return vim.fn.bufnr(T.file)
 end
--- The buffer as LSP sees it: lines joined, with the final newline.
+-- The buffer as LSP sees it: lines joined by the file format's line
+-- ending, which ends the last line too unless 'eol' is off.
 function T.text()
-  return table.concat(vim.api.nvim_buf_get_lines(T.buf(), 0, -1, false), '\n') .. '\n'
+  local buf = T.buf()
+  local eol = vim.bo[buf].fileformat == 'dos' and '\r\n' or '\n'
+  local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), eol)
+  return vim.bo[buf].eol and (text .. eol) or text
+end
+-- What the user was told through vim.notify (still shown as usual).
+T.notes = {}
+local notify = vim.notify
+vim.notify = function(message, level, opts)
+  table.insert(T.notes, message)
+  return notify(message, level, opts)
+end
+-- The first note containing `needle`, or ''.
+function T.told(needle)
+  for _, note in ipairs(T.notes) do
+    if note:find(needle, 1, true) then
+      return note
+    end
+  end
+  return ''
+end
+-- Replaces the picker (vim.ui.select, which Telescope or fzf-lua would
+-- override) with one that records the items as the user would see them,
+-- in T.offered, and chooses the first whose text contains `needle`.
+function T.choose(needle)
+  T.offered = nil
+  vim.ui.select = function(items, opts, on_choice)
+    T.offered = vim.tbl_map(opts.format_item or tostring, items)
+    for i, line in ipairs(T.offered) do
+      if line:find(needle, 1, true) then
+        return on_choice(items[i], i)
+      end
+    end
+    on_choice(nil, nil)
+  end
 end
 -- The proxy's own view of the document, for failure reports.
 function T.proxy_state()
@@ -155,6 +191,106 @@ function T.type_strings(seed, units, max_gap)
   end
   vim.defer_fn(step, math.random(0, max_gap))
 end
+-- Issue 14's editing beyond inserts: `steps` actions 0..max_gap ms apart,
+-- each drawn from `mix` (one letter per action, repeated for weight):
+--   i  insert the next of `units` at a random place (half through the
+--      API, half typed in insert mode);
+--   p  put a register of 2-3 lines made of the next units (`p`/`P`,
+--      linewise or characterwise: the latter splits the line);
+--   x  `x` (or `2x`) on a random character;   w  `dw` there;
+--   d  `dd`;   j  `J` (see MIXED_MIX in neovim_random.rs);
+--   u  `u`;   r  `<C-r>`.
+-- `units` are unique to this instance, so a unit found twice was
+-- duplicated, except by undo: `u` and `<C-r>` put back what a change
+-- removed, which a collaborator's own undo may put back too. So every
+-- didChange text sent while undoing or redoing is kept in T.restored: the
+-- checker's allowance. T.used counts the units inserted. `units` is a
+-- list, or the name of a file holding one in JSON.
+function T.edit_random(seed, units, steps, mix, max_gap)
+  if type(units) == 'string' then
+    -- A JSON file: a long list is slow to pass in an expression.
+    units = vim.json.decode(table.concat(vim.fn.readfile(units), '\n'))
+  end
+  math.randomseed(seed)
+  T.done, T.used, T.restored = 0, 0, {}
+  local client = vim.lsp.get_clients({ name = 'chorus', bufnr = T.buf() })[1]
+  if client and not T.watching then
+    T.watching = true
+    local send = client.notify
+    client.notify = function(self, method, params)
+      if T.undoing and method == 'textDocument/didChange' then
+        for _, change in ipairs(params.contentChanges) do
+          table.insert(T.restored, change.text)
+        end
+      end
+      return send(self, method, params)
+    end
+  end
+  local function next_unit()
+    T.used = T.used + 1
+    return assert(units[T.used], 'out of units')
+  end
+  -- A random row, and a byte column on one of its characters (or past
+  -- its end when `after_end`).
+  local function place(after_end)
+    local lines = vim.api.nvim_buf_get_lines(T.buf(), 0, -1, false)
+    local row = math.random(0, #lines - 1)
+    local line = lines[row + 1]
+    local chars = vim.str_utfindex(line, 'utf-32')
+    local last = after_end and chars or math.max(chars - 1, 0)
+    return row, vim.str_byteindex(line, 'utf-32', math.random(0, last))
+  end
+  local function normal(keys)
+    vim.cmd('silent! normal! ' .. keys)
+  end
+  local function step()
+    if T.done >= steps then
+      return
+    end
+    local buf = T.buf()
+    local pick = math.random(#mix)
+    local action = mix:sub(pick, pick)
+    if vim.api.nvim_get_mode().mode ~= 'n' then
+      -- Still typing in insert mode: only the API can edit meanwhile.
+      action = 'I'
+    end
+    if action == 'i' or action == 'I' then
+      local row, col = place(true)
+      local ch = next_unit()
+      if action == 'I' or T.used % 2 == 0 then
+        vim.api.nvim_buf_set_text(buf, row, col, row, col, { ch })
+      else
+        vim.api.nvim_win_set_cursor(0, { row + 1, col })
+        vim.api.nvim_feedkeys('i' .. ch .. '\27', 'n', true)
+      end
+    elseif action == 'p' then
+      local lines = {}
+      for _ = 1, math.random(2, 3) do
+        local line = next_unit()
+        if math.random(2) == 1 then
+          line = line .. next_unit()
+        end
+        table.insert(lines, line)
+      end
+      vim.fn.setreg('"', lines, math.random(2) == 1 and 'l' or 'c')
+      local row, col = place(false)
+      vim.api.nvim_win_set_cursor(0, { row + 1, col })
+      normal(math.random(2) == 1 and 'p' or 'P')
+    elseif action == 'x' or action == 'w' or action == 'd' or action == 'j' then
+      local row, col = place(false)
+      vim.api.nvim_win_set_cursor(0, { row + 1, col })
+      local keys = { w = 'dw', d = 'dd', j = 'J', x = math.random(3) == 1 and '2x' or 'x' }
+      normal(keys[action])
+    elseif action == 'u' or action == 'r' then
+      T.undoing = true
+      normal(action == 'u' and 'u' or '\18')
+      T.undoing = false
+    end
+    T.done = T.done + 1
+    vim.defer_fn(step, math.random(0, max_gap))
+  end
+  vim.defer_fn(step, math.random(0, max_gap))
+end
 -- Collaborators' marks in the plugin's namespace: {name, row, col}.
 function T.cursors()
   local ns = require('chorus.cursors').ns
@@ -170,8 +306,8 @@ end
 "#;
 
 /// One headless Neovim with the plugin, joined to a session, editing DOC.
-struct Nvim {
-    name: String,
+pub(crate) struct Nvim {
+    pub(crate) name: String,
     socket: PathBuf,
     bin: PathBuf,
     log_dir: PathBuf,
@@ -182,7 +318,7 @@ struct Nvim {
 
 /// How an instance reaches Chorus.
 #[derive(Clone, Copy, PartialEq)]
-enum Route {
+pub(crate) enum Route {
     /// The plugin, joined with `:ChorusJoin`.
     Plugin,
     /// The README's plugin-free route: `vim.lsp.config` + `vim.lsp.enable`,
@@ -192,6 +328,9 @@ enum Route {
     /// The plugin with `sync_files = true`, opening no file at start: the
     /// session's files are to appear on disk.
     SyncFiles,
+    /// The plugin, joined with no file open (and `sync_files` off): no
+    /// proxy runs until something needs one.
+    NothingOpen,
 }
 
 impl Nvim {
@@ -211,7 +350,7 @@ impl Nvim {
 
     /// Joins with `:ChorusJoin SESSION TOKEN` (the plugin), or through the
     /// README's plain `vim.lsp.config` with the token in the environment.
-    async fn launch(
+    pub(crate) async fn launch(
         hub: &Hub,
         workspace: &Path,
         session: &str,
@@ -230,7 +369,7 @@ impl Nvim {
         ));
         let _ = std::fs::remove_file(&socket);
         let join = match route {
-            Route::Plugin | Route::SyncFiles => format!(
+            Route::Plugin | Route::SyncFiles | Route::NothingOpen => format!(
                 "vim.opt.rtp:prepend({plugin})\n\
                  require('chorus').setup({{ hub = {hub}, name = {name}, root = {workspace}, cmd = {{ {bin}, 'lsp' }}, sync_files = {sync} }})\n\
                  vim.cmd.cd({workspace})\n\
@@ -275,7 +414,7 @@ impl Nvim {
              {TEST_HELPERS}\n\
              T.file = {doc}\n",
             doc = lua_str(DOC),
-            edit = if route == Route::SyncFiles {
+            edit = if matches!(route, Route::SyncFiles | Route::NothingOpen) {
                 String::new()
             } else {
                 format!("vim.cmd.edit({})\n", lua_str(DOC))
@@ -322,7 +461,13 @@ impl Nvim {
         nvim
     }
 
-    fn output(&self) -> String {
+    /// Neovim's `lsp.log`, which holds everything the proxy wrote to
+    /// stderr (its log).
+    pub(crate) fn lsp_log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.join("state/nvim/lsp.log")).unwrap_or_default()
+    }
+
+    pub(crate) fn output(&self) -> String {
         let out = std::fs::read_to_string(self.log_dir.join("nvim.out")).unwrap_or_default();
         let lsp =
             std::fs::read_to_string(self.log_dir.join("state/nvim/lsp.log")).unwrap_or_default();
@@ -355,7 +500,7 @@ impl Nvim {
     }
 
     /// Evaluates a Lua expression (that yields a string or number).
-    async fn lua(&self, code: &str) -> String {
+    pub(crate) async fn lua(&self, code: &str) -> String {
         let expr = format!("luaeval('{}')", code.replace('\'', "''"));
         self.eval(&expr)
             .await
@@ -363,7 +508,7 @@ impl Nvim {
     }
 
     /// Runs an Ex command and returns what it printed.
-    async fn command(&self, cmd: &str) -> String {
+    pub(crate) async fn command(&self, cmd: &str) -> String {
         self.lua(&format!(
             "vim.api.nvim_exec2({}, {{ output = true }}).output",
             lua_str(cmd)
@@ -372,7 +517,7 @@ impl Nvim {
     }
 
     /// Types keys as the user would (`--remote-send`).
-    async fn keys(&self, keys: &str) {
+    pub(crate) async fn keys(&self, keys: &str) {
         let status = Command::new(&self.bin)
             .args(["--headless", "--clean", "--server"])
             .arg(&self.socket)
@@ -389,7 +534,7 @@ impl Nvim {
         );
     }
 
-    async fn text(&self) -> String {
+    pub(crate) async fn text(&self) -> String {
         self.lua("T.text()").await
     }
 }
@@ -404,31 +549,36 @@ impl Drop for Nvim {
 
 /// A workspace directory holding DOC with `text` (and a `.git`, the root
 /// marker of the plain-LSP route).
-fn workspace(hub: &Hub, text: &str) -> PathBuf {
+pub(crate) fn workspace(hub: &Hub, text: &str) -> PathBuf {
     let dir = hub.log_dir.join("workspace");
     std::fs::create_dir_all(dir.join(".git")).expect("create workspace");
     std::fs::write(dir.join(DOC), text).expect("write the document");
     dir
 }
 
-/// Starts three instances one after the other (so that the first one's
-/// text seeds the session) and waits until each has joined the document.
+/// Starts three instances, the first alone (so that its text seeds the
+/// session), and waits until each has joined the document.
 async fn three(hub: &Hub, session: &str, text: &str) -> Vec<Nvim> {
     three_by(hub, session, text, Route::Plugin).await
 }
 
-async fn three_by(hub: &Hub, session: &str, text: &str, route: Route) -> Vec<Nvim> {
+pub(crate) async fn three_by(hub: &Hub, session: &str, text: &str, route: Route) -> Vec<Nvim> {
     let ws = workspace(hub, text);
-    let mut all = Vec::new();
-    for name in ["ada", "bob", "cy"] {
-        let nvim = Nvim::launch(hub, &ws, session, name, hub.token.as_deref(), route).await;
-        wait_joined(&nvim).await;
-        all.push(nvim);
-    }
-    all
+    let joined = |name: &'static str| {
+        let ws = ws.clone();
+        async move {
+            let nvim = Nvim::launch(hub, &ws, session, name, hub.token.as_deref(), route).await;
+            wait_joined(&nvim).await;
+            nvim
+        }
+    };
+    let ada = joined("ada").await;
+    // The session has the document now: the others join it together.
+    let (bob, cy) = tokio::join!(joined("bob"), joined("cy"));
+    vec![ada, bob, cy]
 }
 
-async fn wait_joined(nvim: &Nvim) {
+pub(crate) async fn wait_joined(nvim: &Nvim) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let state = nvim.lua("T.proxy_state()").await;
@@ -448,19 +598,25 @@ async fn wait_joined(nvim: &Nvim) {
 
 /// Waits until every instance's buffer and the hub hold the same text and
 /// every proxy is synchronized; returns that text.
-async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
+pub(crate) async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let mut texts = Vec::new();
-        for nvim in nvims {
-            texts.push(nvim.text().await);
-        }
+        // One round trip per instance, all at once: each is a process.
+        let views = join_all(
+            nvims
+                .iter()
+                .map(|nvim| nvim.lua("vim.json.encode({ T.text(), T.proxy_state() })")),
+        )
+        .await;
         let hub_doc = hub_text_with_token(&hub.url, session, DOC, hub.token.as_deref()).await;
+        let mut texts = Vec::new();
         let mut synced = true;
-        for nvim in nvims {
-            let state: Value =
-                serde_json::from_str(&nvim.lua("T.proxy_state()").await).unwrap_or(Value::Null);
+        for view in &views {
+            let [text, state]: [String; 2] =
+                serde_json::from_str(view).expect("a buffer's text and its proxy's state");
+            let state: Value = serde_json::from_str(&state).unwrap_or(Value::Null);
             synced &= state["synchronized"] == true;
+            texts.push(text);
         }
         if let Ok((_, hub_doc)) = &hub_doc {
             if synced && texts.iter().all(|t| t == hub_doc) {
@@ -484,7 +640,12 @@ async fn converged(hub: &Hub, session: &str, nvims: &[Nvim]) -> String {
     }
 }
 
-async fn wait_for(what: &str, nvim: &Nvim, lua: &str, accept: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn wait_for(
+    what: &str,
+    nvim: &Nvim,
+    lua: &str,
+    accept: impl Fn(&str) -> bool,
+) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let value = nvim.lua(lua).await;
@@ -1171,4 +1332,82 @@ async fn an_edit_right_after_a_rename_reaches_the_renamed_neovim_buffer() {
         hub_text(&hub.url, session, DOC).await.is_err(),
         "the session has no main.py again"
     );
+}
+
+/// Issue 14, found by `neovim_random.rs`: a text that does not end with a
+/// line break is one Neovim cannot show ('eol' is on for every buffer it
+/// makes). When another participant deleted the final line break, the
+/// proxy asked Neovim to delete it, Neovim reported its edit without the
+/// deletion, and the proxy asked again: hundreds of times a second without
+/// the plugin, every second or two with it, never in step. Now the line
+/// break Neovim keeps is its own edit: the session's text ends with one
+/// again, and everyone agrees. Both routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_line_break_deleted_elsewhere_comes_back_instead_of_looping() {
+    use crate::support::editor::{Editor, EditorKind};
+    if !have_neovim() {
+        return;
+    }
+    for (route, label) in [(Route::Plugin, "plugin"), (Route::PlainLsp, "plain")] {
+        let hub = Hub::start(&format!("neovim_final_line_break_{label}")).await;
+        let session = format!("nvim-final-line-break-{label}");
+        let text = "x = 1\ny = 2\n";
+        let ws = workspace(&hub, text);
+        let nvim = Nvim::launch(&hub, &ws, &session, "nia", None, route).await;
+        wait_joined(&nvim).await;
+        let ada = Editor::start(EditorKind::VsCode, &hub, &session, "ada").await;
+        ada.open(DOC, text);
+        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
+
+        ada.edit(DOC, text.len() - 1, text.len(), "");
+        let end = converged(&hub, &session, std::slice::from_ref(&nvim)).await;
+        assert_eq!(end, text, "{label}: the line break is back");
+        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
+        // And nothing goes on between the proxy and Neovim.
+        let tick = "vim.b[T.buf()].changedtick";
+        let before = nvim.lua(tick).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            nvim.lua(tick).await,
+            before,
+            "{label}: the buffer still changes"
+        );
+    }
+}
+
+/// Issue 14, found by `neovim_random.rs`: a line added after the last one
+/// elsewhere reached Neovim as an edit at (line count, 0), past the final
+/// line break, where Neovim's own applyEdit handler appends the text as
+/// lines and so adds a line break. Without the plugin the proxy took that
+/// line break for typing and sent the edit again, and again: the line
+/// doubled for good. Both routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_added_after_the_last_one_elsewhere_arrives_once() {
+    use crate::support::editor::{Editor, EditorKind};
+    if !have_neovim() {
+        return;
+    }
+    for (route, label) in [(Route::PlainLsp, "plain"), (Route::Plugin, "plugin")] {
+        let hub = Hub::start(&format!("neovim_line_after_the_last_{label}")).await;
+        let session = format!("nvim-line-after-the-last-{label}");
+        let text = "x = 1\n";
+        let ws = workspace(&hub, text);
+        let nvim = Nvim::launch(&hub, &ws, &session, "nia", None, route).await;
+        wait_joined(&nvim).await;
+        let ada = Editor::start(EditorKind::VsCode, &hub, &session, "ada").await;
+        ada.open(DOC, text);
+        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
+
+        ada.edit(DOC, text.len(), text.len(), "y = 2\n");
+        let end = converged(&hub, &session, std::slice::from_ref(&nvim)).await;
+        assert_eq!(end, "x = 1\ny = 2\n", "{label}");
+        let tick = "vim.b[T.buf()].changedtick";
+        let before = nvim.lua(tick).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            nvim.lua(tick).await,
+            before,
+            "{label}: the buffer still changes"
+        );
+    }
 }

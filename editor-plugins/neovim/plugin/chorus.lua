@@ -35,6 +35,10 @@ vim.api.nvim_create_user_command('ChorusResync', function()
   chorus().resync()
 end, { nargs = 0, desc = "Chorus: put the session's text back in this buffer" })
 
+vim.api.nvim_create_user_command('ChorusFiles', function()
+  chorus().files()
+end, { nargs = 0, desc = "Chorus: the session's files, to open one" })
+
 vim.api.nvim_create_user_command('ChorusWho', function()
   chorus().who()
 end, { nargs = 0, desc = 'Chorus: who is in the session' })

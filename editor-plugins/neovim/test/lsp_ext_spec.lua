@@ -96,8 +96,9 @@ local fake_client = {
   notify = function(_, method, params)
     table.insert(sent.notifications, { method = method, params = params })
   end,
-  exec_cmd = function(_, command)
+  exec_cmd = function(_, command, _, handler)
     table.insert(sent.commands, command)
+    sent.handler = handler
   end,
 }
 vim.lsp.get_client_by_id = function(id)
@@ -226,6 +227,55 @@ check('commands from the plugin are the proxy commands, with arguments it reads'
   chorus.resync()
   eq(sent.commands[5].command, fixture.commands.resync.command, 'resync command')
   eq(sent_problems(sent.commands[5].arguments, fixture.commands.resync.arguments), {}, 'resync arguments')
+end)
+
+check('chorus.files: the command, its answer listed through vim.ui.select, and opened', function()
+  local files = fixture.commands.files
+  state.connection = 'online'
+  local listed, notes = nil, {}
+  local select, notify = vim.ui.select, vim.notify
+  vim.ui.select = function(items, opts, on_choice)
+    listed = { items = items, opts = opts, on_choice = on_choice }
+  end
+  vim.notify = function(message, level)
+    table.insert(notes, { message, level })
+  end
+  local ok, err = pcall(function()
+    chorus.files()
+    local command = sent.commands[#sent.commands]
+    eq(command.command, files.command, 'files command')
+    eq(sent_problems(command.arguments, files.arguments), {}, 'files arguments')
+    -- The example (every field present) and a text file: the same
+    -- without the optional notSynced, at the document the cursor examples
+    -- are in.
+    local answer = vim.deepcopy(files.result.example)
+    local text_file = vim.deepcopy(answer.files[1])
+    text_file.notSynced = nil
+    text_file.uri = example_uri
+    text_file.path = vim.fs.basename(vim.uri_to_fname(example_uri))
+    table.insert(answer.files, text_file)
+    sent.handler(nil, answer, {})
+    assert(listed, 'vim.ui.select was not called')
+    local lines = vim.tbl_map(listed.opts.format_item, listed.items)
+    eq(#lines, 2, 'one item per file')
+    local reasons = require('chorus.files').reasons
+    for _, reason in ipairs(fixture.enums.notSynced) do
+      assert(reasons[reason], 'no words for ' .. reason)
+    end
+    assert(lines[1]:find('logo.png', 1, true) and lines[1]:find(reasons.binary, 1, true), lines[1])
+    assert(lines[2]:find('main.py', 1, true) and not lines[2]:find('not synced', 1, true), lines[2])
+    -- A file listed without its content is not opened: the user hears why.
+    vim.cmd.enew()
+    local scratch = vim.api.nvim_get_current_buf()
+    listed.on_choice(listed.items[1])
+    eq(vim.api.nvim_get_current_buf(), scratch, 'nothing opened for logo.png')
+    assert(#notes == 1 and notes[1][1]:find('logo.png', 1, true), vim.inspect(notes))
+    -- A text file opens (here its buffer exists already, with changes).
+    listed.on_choice(listed.items[2])
+    eq(vim.api.nvim_get_current_buf(), bufnr, 'main.py shown')
+  end)
+  vim.ui.select, vim.notify = select, notify
+  assert(ok, err)
 end)
 
 if #failures > 0 then

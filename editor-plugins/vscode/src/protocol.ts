@@ -136,6 +136,7 @@ export const ServerCommands = {
   follow: 'chorus.follow',
   share: 'chorus.share',
   resync: 'chorus.resync',
+  files: 'chorus.files',
 } as const;
 
 /** `chorus.run`'s second argument. */
@@ -163,4 +164,23 @@ export interface RequestedAnswer {
 /** What `chorus.follow` answers. */
 export interface FollowAnswer {
   following: string | null;
+}
+
+/** Why the session lists a file without its content (protocol/src/wire.rs `NotSynced`). */
+export type NotSynced = 'binary' | 'tooLarge' | 'sessionFull';
+
+/** One file of the session's tree, as `chorus.files` lists it. */
+export interface SessionFile {
+  /** Relative to the workspace root, `/`-separated. */
+  path: string;
+  /** Where it is, or would be, in this workspace; missing without a folder. */
+  uri?: string;
+  size: number;
+  /** Missing for a text file, which opens like any document. */
+  notSynced?: NotSynced;
+}
+
+/** What `chorus.files` (no arguments) answers, sorted by path. */
+export interface FilesAnswer {
+  files: SessionFile[];
 }

@@ -110,6 +110,14 @@ const runOptions: Shape<P.RunOptions> = {
 };
 const requested: Shape<P.RequestedAnswer> = { requested: 'string' };
 const following: Shape<P.FollowAnswer> = { following: { optional: 'string' } };
+const notSynced = { oneOf: { binary: true, tooLarge: true, sessionFull: true } } as const;
+const sessionFile: Shape<P.SessionFile> = {
+  path: 'string',
+  uri: { optional: 'string' },
+  size: 'number',
+  notSynced: { optional: notSynced },
+};
+const filesAnswer: Shape<P.FilesAnswer> = { files: { arrayOf: { object: sessionFile } } };
 
 // Positional command arguments, one spec per position. Tuples do not map
 // through Shape; the test below at least checks these against the
@@ -234,7 +242,10 @@ test('chorus/documentState: method, params and answer agree', () => {
 
 test('commands: names, arguments and answers agree', () => {
   assert.deepEqual(Object.keys(fixture.commands).sort(), Object.keys(P.ServerCommands).sort());
-  const { run, stop, follow, share, resync } = fixture.commands;
+  const { run, stop, follow, share, resync, files } = fixture.commands;
+  assert.equal(P.ServerCommands.files, files.command);
+  assert.deepEqual(argumentProblems([], files.arguments), []);
+  assert.deepEqual(problems({ object: filesAnswer }, files.result.example, '', files.result), []);
   assert.equal(P.ServerCommands.resync, resync.command);
   assert.deepEqual(argumentProblems(resyncArguments, resync.arguments), []);
   assert.deepEqual(problems({ object: requested }, resync.result.example, '', resync.result), []);
@@ -266,7 +277,8 @@ test('enums list the values the proxy has', () => {
   assert.deepEqual(keys(connection.state), [...fixture.enums.connectionState].sort());
   assert.deepEqual(keys((connection.role as { optional: Kind }).optional), [...fixture.enums.role].sort());
   assert.deepEqual(keys(runOutput.stream), [...fixture.enums.outputStream].sort());
-  assert.deepEqual(Object.keys(fixture.enums).sort(), ['connectionState', 'outputStream', 'role']);
+  assert.deepEqual(keys(notSynced), [...fixture.enums.notSynced].sort());
+  assert.deepEqual(Object.keys(fixture.enums).sort(), ['connectionState', 'notSynced', 'outputStream', 'role']);
 });
 
 test('the checker itself notices drift', () => {

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use chorus_protocol::wire::{OutputStream, Participant, Role, RunResult};
+use chorus_protocol::wire::{NotSynced, OutputStream, Participant, Role, RunResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -195,7 +195,22 @@ fn enums() -> Value {
             OutputStream::Stdout | OutputStream::Stderr => {}
         }
     }
-    json!({"connectionState": states, "role": roles, "outputStream": streams})
+    let not_synced = [
+        NotSynced::Binary,
+        NotSynced::TooLarge,
+        NotSynced::SessionFull,
+    ];
+    for reason in not_synced {
+        match reason {
+            NotSynced::Binary | NotSynced::TooLarge | NotSynced::SessionFull => {}
+        }
+    }
+    json!({
+        "connectionState": states,
+        "role": roles,
+        "outputStream": streams,
+        "notSynced": not_synced,
+    })
 }
 
 fn fixture() -> Value {
@@ -320,6 +335,18 @@ fn fixture() -> Value {
             }),
             "result": payload(PROXY_TO_EDITOR, Requested { requested: "main.py".into() }),
         },
+        "files": {
+            "command": FILES,
+            "arguments": payload_with(EDITOR_TO_PROXY, json!([]), |v| v == &json!([])),
+            "result": payload(PROXY_TO_EDITOR, Files {
+                files: vec![SessionFile {
+                    path: "logo.png".into(),
+                    uri: Some(Uri::from_str("file:///home/ada/project/logo.png").expect("a valid URI")),
+                    size: 2048,
+                    not_synced: Some(NotSynced::Binary),
+                }],
+            }),
+        },
     });
     let settings = Settings {
         hub: Some("wss://hub.example:7420/".into()),
@@ -330,7 +357,7 @@ fn fixture() -> Value {
         extensions: Some(true),
         sync_files: Some(true),
     };
-    assert_eq!(COMMANDS, [RUN, STOP, FOLLOW, SHARE, RESYNC]);
+    assert_eq!(COMMANDS, [RUN, STOP, FOLLOW, SHARE, RESYNC, FILES]);
     json!({
         "generatedBy": "lsp-proxy/src/lsp_ext/fixture.rs from lsp-proxy/src/lsp_ext.rs; `UPDATE_FIXTURES=1 cargo test -p chorus-lsp lsp_ext` rewrites it",
         "initializationOptions": payload(EDITOR_TO_PROXY, settings),
@@ -398,5 +425,9 @@ fn optional_paths_follow_the_types() {
     assert_eq!(
         optional("/commands/follow/arguments/optional"),
         json!(["[0]"])
+    );
+    assert_eq!(
+        optional("/commands/files/result/optional"),
+        json!(["files[].notSynced", "files[].uri"])
     );
 }

@@ -28,17 +28,19 @@ local function reshape(bufnr, edit)
   end
   local last_line = vim.api.nvim_buf_get_lines(bufnr, last - 1, last, false)[1] or ''
   local eol_pos = { line = last - 1, character = vim.str_utfindex(last_line, 'utf-32') }
+  -- A CRLF file's edits end with "\r\n": the whole line ending moves.
+  local eol = text:sub(-2) == '\r\n' and '\r\n' or '\n'
   if r.start.line == last then
     -- Inserting after the final newline = inserting before it, newline
     -- first: "X\n" appended to "a\n" is "a\nX\n" either way.
     r.start = eol_pos
     r['end'] = vim.deepcopy(eol_pos)
-    edit.newText = '\n' .. text:sub(1, -2)
+    edit.newText = eol .. text:sub(1, -1 - #eol)
   else
     -- Both the replaced text and the new one end with the final newline:
     -- keep it, replace what comes before it.
     r['end'] = eol_pos
-    edit.newText = text:sub(1, -2)
+    edit.newText = text:sub(1, -1 - #eol)
   end
 end
 

@@ -1,7 +1,7 @@
 -- Chorus for Neovim: joins a session by attaching `chorus lsp` to the
 -- workspace's buffers, and draws what the proxy's chorus/* notifications
 -- report (presence, cursors, runs). Public API: setup, join, leave, run,
--- stop, share, who, follow, statusline.
+-- stop, share, resync, files, who, follow, statusline.
 
 local state = require('chorus.state')
 local cursors = require('chorus.cursors')
@@ -79,10 +79,23 @@ local handlers = {
     end
     cursors.on_remote(params)
   end,
-  ['chorus/connection'] = function(_, params)
+  ['chorus/connection'] = function(_, params, ctx)
     state.connection = params.state
     state.role = params.role or state.role
     vim.cmd.redrawstatus()
+    local waiting = state.when_online
+    if params.state == 'online' then
+      state.when_online = {}
+      local client = vim.lsp.get_client_by_id(ctx and ctx.client_id or state.client_id)
+      for _, f in ipairs(waiting) do
+        if client then
+          f(client)
+        end
+      end
+    elseif params.state == 'refused' and #waiting > 0 then
+      state.when_online = {}
+      notify('the hub refused this proxy: ' .. (params.reason or '?'), vim.log.levels.ERROR)
+    end
   end,
   ['chorus/runStarted'] = function(_, params)
     run.on_started(params)
@@ -95,6 +108,14 @@ local handlers = {
   end,
   ['workspace/applyEdit'] = function(...)
     return require('chorus.edits').handler(...)
+  end,
+  -- Neovim's own handler echoes "LSP[chorus][Info] …"; through vim.notify
+  -- the proxy's news (someone renamed or deleted your file, a run ended)
+  -- reaches nvim-notify, fidget and the like, as the plugin's own does.
+  ['window/showMessage'] = function(_, params)
+    local levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.DEBUG }
+    local message = (params.message or ''):gsub('^Chorus: ', '')
+    notify(message, levels[params.type] or vim.log.levels.INFO)
   end,
 }
 
@@ -279,6 +300,42 @@ function M.resync(bufnr)
     bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
     exec(client, 'chorus.resync', { vim.uri_from_bufnr(bufnr) })
   end
+end
+
+--- Runs `f(client)` with the proxy once it is online: at once, or when
+--- chorus/connection says so. Starts the proxy if no buffer of the
+--- workspace has yet.
+local function when_online(f)
+  if not state.session then
+    return notify('not in a session (:ChorusJoin <session>)', vim.log.levels.WARN)
+  end
+  local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
+  if client and state.connection == 'online' then
+    return f(client)
+  end
+  if not client then
+    state.connection = nil
+    state.client_id = vim.lsp.start(client_config(), { attach = false })
+  elseif state.connection == 'offline' then
+    notify('not connected to the hub; waiting for it')
+  end
+  table.insert(state.when_online, f)
+end
+
+--- Lists the session's files to open one (vim.ui.select; see files.lua).
+function M.files()
+  when_online(function(client)
+    client:exec_cmd(
+      { title = 'chorus.files', command = 'chorus.files', arguments = {} },
+      { bufnr = 0 },
+      function(err, result)
+        if err then
+          return notify('chorus.files: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+        end
+        require('chorus.files').choose(result)
+      end
+    )
+  end)
 end
 
 --- Names of the other people in the session, sorted.

@@ -48,6 +48,8 @@ function M.reset()
   M.people = {}
   M.following = nil
   M.run = nil
+  --- Functions waiting for the proxy to be online, called with its client.
+  M.when_online = {}
 end
 
 M.reset()
