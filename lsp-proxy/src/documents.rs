@@ -177,14 +177,31 @@ fn carry_out(editor: &Editor, doc: &mut Document, path: &str, effects: Vec<Effec
 }
 
 /// The editor is done renaming the buffer (`renaming_to` is cleared): what
-/// waited goes out, to the name it has now.
+/// waited goes out, to the name it has now. The held edits were made for
+/// the buffer under its old name and version, which a reopen starts again
+/// (Neovim would apply a copy of one twice): each is taken as refused, so
+/// that the sync makes it afresh for the buffer as it is now.
 fn release_held(editor: &Editor, doc: &mut Document, path: &str, link: &Link) {
     doc.asked_to_rename = false;
     let held = std::mem::take(&mut doc.held_for_rename);
-    if !held.is_empty() {
-        debug!(doc = %path, edits = held.len(), "sending the edits held for a rename");
-        editor.run_effects(&doc.uri, path, held, link);
+    if held.is_empty() {
+        return;
     }
+    debug!(doc = %path, effects = held.len(), "sending what was held for a rename");
+    let mut effects = Vec::new();
+    for effect in held {
+        match (effect, doc.state.live_mut()) {
+            (Effect::ApplyEdit { id, .. }, Some(sync)) => {
+                if let Err(err) = sync.edit_answered(Instant::now(), id, Some(false), &mut effects)
+                {
+                    warn!(doc = %path, cause = %err, "cannot make a held edit afresh");
+                }
+            }
+            (Effect::ApplyEdit { .. }, None) => {}
+            (other, _) => effects.push(other),
+        }
+    }
+    editor.run_effects(&doc.uri, path, effects, link);
 }
 
 /// A buffer the editor keeps open whose file the session deleted: not
