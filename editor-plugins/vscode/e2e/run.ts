@@ -3,6 +3,8 @@
 // against a hub per scenario:
 // * basic.ts: one VS Code and a scripted editor: typing both ways,
 //   presence, cursors, a shared run, leaving and joining again;
+// * emptyFolder.ts: a VS Code joining with an empty folder and
+//   chorus.syncFiles gets the shared project in its Explorer and runs it.
 //
 // Environment: see harness.ts; CHORUS_E2E_SCENARIOS (comma-separated
 // names, default all) runs some only.
@@ -12,12 +14,16 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { basicScenario } from './basic';
+import { emptyFolderScenario } from './emptyFolder';
 import { artifacts, checkInputs, cleanup, killEverything, step, work } from './harness';
 
 /** Whole-test limit, so that a wedged step can never hang CI. */
 const TEST_TIMEOUT_MS = 10 * 60_000;
 
-const SCENARIOS: [string, () => Promise<void>][] = [['basic', basicScenario]];
+const SCENARIOS: [string, () => Promise<void>][] = [
+  ['basic', basicScenario],
+  ['empty-folder', emptyFolderScenario],
+];
 
 // Last resort for paths that skip cleanup(): synchronous, so it runs on exit.
 process.on('exit', () => killEverything());
