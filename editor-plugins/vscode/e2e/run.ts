@@ -4,16 +4,20 @@
 // * basic.ts: one VS Code and a scripted editor: typing both ways,
 //   presence, cursors, a shared run, leaving and joining again;
 // * emptyFolder.ts: a VS Code joining with an empty folder and
-//   chorus.syncFiles gets the shared project in its Explorer and runs it.
+//   chorus.syncFiles gets the shared project in its Explorer and runs it;
+// * concurrent.ts: two VS Code windows, a real Neovim and a scripted
+//   editor typing at once at random places, with seeds.
 //
 // Environment: see harness.ts; CHORUS_E2E_SCENARIOS (comma-separated
-// names, default all) runs some only.
+// names, default all) runs some only, CHORUS_E2E_SEEDS the concurrent
+// scenario's seeds (concurrent.ts), CHORUS_NVIM the Neovim (neovim.ts).
 
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { basicScenario } from './basic';
+import { concurrentScenario } from './concurrent';
 import { emptyFolderScenario } from './emptyFolder';
 import { artifacts, checkInputs, cleanup, killEverything, step, work } from './harness';
 
@@ -23,6 +27,7 @@ const TEST_TIMEOUT_MS = 10 * 60_000;
 const SCENARIOS: [string, () => Promise<void>][] = [
   ['basic', basicScenario],
   ['empty-folder', emptyFolderScenario],
+  ['concurrent', concurrentScenario],
 ];
 
 // Last resort for paths that skip cleanup(): synchronous, so it runs on exit.
