@@ -39,7 +39,7 @@ import {
   type Hub,
 } from './harness';
 import { type ScriptedEditor } from './lspClient';
-import { codePointCounts, countDifferences, documentFromTrace } from './lspTrace';
+import { codePointCounts, countDifferences, documentFromTrace, typedByUser } from './lspTrace';
 import { findNeovim, fullRun, Neovim } from './neovim';
 
 const SESSION = 'concurrent';
@@ -329,13 +329,52 @@ async function hubText(hub: Hub, round: number): Promise<string> {
   }
 }
 
-/** How `text` differs from the seed plus `typedSoFar`, code point by code point. */
-function textProblems(text: string, typedSoFar: string[]): string[] {
-  const diff = countDifferences(codePointCounts([text]), codePointCounts([SEED_TEXT, ...typedSoFar]));
-  return diff.map(([cp, actual, expected]) => {
-    const name = `U+${cp.toString(16).toUpperCase().padStart(4, '0')} ${JSON.stringify(String.fromCodePoint(cp))}`;
-    return `${name} (${ownerOf(cp)}): ${actual} times, typed ${expected}`;
-  });
+function codePointName(cp: number): string {
+  return `U+${cp.toString(16).toUpperCase().padStart(4, '0')} ${JSON.stringify(String.fromCodePoint(cp))}`;
+}
+
+/**
+ * What the text must hold: the seed and everything typed so far, for
+ * VS Code as it recorded the typing. Its buffer sometimes takes a key
+ * otherwise than sent while others' edits land (an insertText of "갎" came
+ * out as "u"; a skin tone as half a surrogate pair), which is VS Code's
+ * doing, not the proxy's: what it reported beyond the edits it applied for
+ * the proxy is what its user typed. `notes` says where that differs from
+ * the keys sent.
+ */
+function expectedText(
+  editors: Editors,
+  typed: Map<string, string[]>,
+): { counts: Map<number, number>; notes: string[] } {
+  const counts = codePointCounts([SEED_TEXT]);
+  const notes: string[] = [];
+  const add = (more: Map<number, number>): void => {
+    for (const [cp, n] of more) {
+      counts.set(cp, (counts.get(cp) ?? 0) + n);
+    }
+  };
+  for (const [label, units] of typed) {
+    const sent = codePointCounts(units);
+    const code = editors.windows.find((w) => w.label === label);
+    const recorded = code && typedByUser(code.lspIn, code.lspOut, '/main.py');
+    add(recorded ?? sent);
+    if (recorded) {
+      const differences = countDifferences(recorded, sent).map(
+        ([cp, got, keyed]) => `${codePointName(cp)} ${got} times for ${keyed} sent`,
+      );
+      if (differences.length) {
+        notes.push(`${label}: VS Code recorded other text than the keys sent: ${differences.join(', ')}`);
+      }
+    }
+  }
+  return { counts, notes };
+}
+
+/** How `text` differs from `expected`, code point by code point. */
+function textProblems(text: string, expected: Map<number, number>): string[] {
+  return countDifferences(codePointCounts([text]), expected).map(
+    ([cp, actual, wanted]) => `${codePointName(cp)} (${ownerOf(cp)}): ${actual} times, typed ${wanted}`,
+  );
 }
 
 async function startEditors(hub: Hub): Promise<Editors> {
@@ -402,7 +441,8 @@ export async function concurrentScenario(): Promise<void> {
   const { windows, nvim, bot } = editors;
   try {
     await converged(editors, 'before typing');
-    const typed: string[] = [];
+    const typed = new Map<string, string[]>(TYPISTS.map((t) => [t.label, []]));
+    const noted = new Set<string>();
     let nvimTyped = 0;
     for (const [round, seed] of seeds().entries()) {
       step(`round ${round + 1}: everyone typing at once, seed ${seed}`);
@@ -430,7 +470,11 @@ export async function concurrentScenario(): Promise<void> {
       })();
       const scripted = scriptedTypes(bot, random[3], units[3], progress[1]);
       await Promise.all([...vsCode, neovim, scripted]);
-      typed.push(...units[0], ...units[1], ...(nvim ? units[2] : []), ...units[3]);
+      for (const [i, t] of TYPISTS.entries()) {
+        if (t.label !== 'nvim' || nvim) {
+          typed.get(t.label)?.push(...units[i]);
+        }
+      }
       step(`round ${round + 1}: typed in ${Date.now() - started} ms; waiting for everyone to agree`);
       const what = `round ${round + 1} (seed ${seed}; CHORUS_E2E_SEEDS=${seeds()
         .slice(0, round + 1)
@@ -444,7 +488,12 @@ export async function concurrentScenario(): Promise<void> {
             `the hub's text differs from the editors':\n  hub: ${JSON.stringify(fromHub)}\n  editors: ${JSON.stringify(text)}`,
           );
         }
-        const problems = textProblems(text, typed);
+        const expected = expectedText(editors, typed);
+        for (const note of expected.notes.filter((n) => !noted.has(n))) {
+          noted.add(note);
+          console.log(`e2e: NOTE: ${note}`);
+        }
+        const problems = textProblems(text, expected.counts);
         if (problems.length) {
           throw new Error(
             `the text is not the seed plus what was typed:\n  ${problems.join('\n  ')}\n  text: ${JSON.stringify(text)}`,

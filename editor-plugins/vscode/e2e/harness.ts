@@ -364,6 +364,8 @@ export class VsCodeWindow {
     private readonly server: ChildProcess,
     /** What VS Code sent its chorus lsp, every start appended (LSP framing). */
     readonly lspIn: string,
+    /** What its chorus lsp answered. */
+    readonly lspOut: string,
     /** The proxy's stderr. */
     readonly proxyLog: string,
     private readonly dir: string,
@@ -427,7 +429,7 @@ export class VsCodeWindow {
     const context = await (await theBrowser()).newContext({ viewport: { width: 1400, height: 1300 } });
     const page = await context.newPage();
     page.setDefaultTimeout(STEP_TIMEOUT_MS);
-    const window = new VsCodeWindow(label, page, context, server, lspIn, proxyLog, hub.dir);
+    const window = new VsCodeWindow(label, page, context, server, lspIn, lspOut, proxyLog, hub.dir);
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(folder)}`);
     await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 120_000 });
     // The extension activates on startup and shows its status item.

@@ -99,3 +99,76 @@ export function countDifferences(
   }
   return out.sort((x, y) => x[0] - y[0]);
 }
+
+interface ApplyEditParams {
+  edit?: {
+    documentChanges?: {
+      textDocument?: { uri?: string };
+      edits?: { range: { start: Position; end: Position }; newText: string }[];
+    }[];
+  };
+}
+
+/**
+ * What the user typed into the document whose URI ends with `uriSuffix`,
+ * as the editor recorded it: the code points its didChange notifications
+ * (in `inPath`) added and removed, less those of the proxy's applyEdit
+ * requests (in `outPath`) it answered `applied: true`. Undefined when an
+ * applied edit replaced text (a repair), whose removed text the traffic
+ * does not tell.
+ */
+export function typedByUser(inPath: string, outPath: string, uriSuffix: string): Map<number, number> | undefined {
+  const counts = new Map<number, number>();
+  const add = (text: string, sign: number): void => {
+    for (const ch of text) {
+      const cp = ch.codePointAt(0) as number;
+      counts.set(cp, (counts.get(cp) ?? 0) + sign);
+    }
+  };
+  const editorSaid = existsSync(inPath) ? parseMessages(readFileSync(inPath)) : [];
+  const applied = new Set<unknown>();
+  let text: string | undefined;
+  for (const message of editorSaid) {
+    const reply = message as { id?: unknown; result?: { applied?: boolean } };
+    if (message.method === undefined && reply.result?.applied === true) {
+      applied.add(reply.id);
+    }
+    const params = message.params as
+      | { textDocument?: { uri?: string; text?: string }; contentChanges?: ContentChange[] }
+      | undefined;
+    if (!params?.textDocument?.uri?.endsWith(uriSuffix)) {
+      continue;
+    }
+    if (message.method === 'textDocument/didOpen') {
+      text = params.textDocument.text ?? '';
+    } else if (message.method === 'textDocument/didChange' && text !== undefined) {
+      for (const change of params.contentChanges ?? []) {
+        const start: number = change.range ? offsetAt(text, change.range.start) : 0;
+        const end: number = change.range ? offsetAt(text, change.range.end) : text.length;
+        add(text.slice(start, end), -1);
+        add(change.text, 1);
+        text = text.slice(0, start) + change.text + text.slice(end);
+      }
+    }
+  }
+  const proxySaid = existsSync(outPath) ? parseMessages(readFileSync(outPath)) : [];
+  for (const message of proxySaid) {
+    const request = message as { id?: unknown };
+    if (message.method !== 'workspace/applyEdit' || !applied.has(request.id)) {
+      continue;
+    }
+    for (const change of (message.params as ApplyEditParams).edit?.documentChanges ?? []) {
+      if (!change.textDocument?.uri?.endsWith(uriSuffix)) {
+        continue;
+      }
+      for (const edit of change.edits ?? []) {
+        const { start, end } = edit.range;
+        if (start.line !== end.line || start.character !== end.character) {
+          return undefined;
+        }
+        add(edit.newText, -1);
+      }
+    }
+  }
+  return counts;
+}
