@@ -52,6 +52,10 @@ pub const RESEND_AFTER: Duration = Duration::from_millis(1000);
 /// a timeout itself.
 const HEAL_ANSWER: Duration = Duration::from_secs(15);
 
+/// How long, after the editor said it applied a whole-text replacement,
+/// its report of it may come: VS Code answers first and reports after.
+const HEAL_ECHO: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SyncError {
     #[error(transparent)]
@@ -164,6 +168,14 @@ struct Healing {
     /// What the editor holds once it is applied.
     text: Rope,
     sent_at: Instant,
+    /// The editor's text as its reports since the heal make it, from the
+    /// mirror at the time (a best guess: the mirror was not trusted);
+    /// `None` once a report does not fit it.
+    shadow: Option<Rope>,
+    /// When the editor said it applied the replacement while its report of
+    /// it had not come yet (VS Code answers first): that report, a diff
+    /// against its old text, must not be read as typing.
+    answered_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -354,10 +366,11 @@ impl DocSync {
         self.inflight = None;
         self.held = None;
         self.pending = None;
-        self.send_heal(text, out);
+        let shadow = Some(self.mirror.clone());
+        self.send_heal(text, shadow, out);
     }
 
-    fn send_heal(&mut self, text: Rope, out: &mut Vec<Effect>) {
+    fn send_heal(&mut self, text: Rope, shadow: Option<Rope>, out: &mut Vec<Effect>) {
         let id = self.next_edit_id;
         self.next_edit_id += 1;
         out.push(Effect::ReplaceAll {
@@ -368,7 +381,16 @@ impl DocSync {
             id,
             text,
             sent_at: self.now,
+            shadow,
+            answered_at: None,
         });
+    }
+
+    /// The replacement is in the editor: its text is the healed one.
+    fn healed(&mut self, text: Rope, out: &mut Vec<Effect>) {
+        self.healing = None;
+        self.mirror = text;
+        self.dispatch(out);
     }
 
     /// Whether a whole-text replacement is on its way to the editor.
@@ -434,8 +456,19 @@ impl DocSync {
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
         self.now = now;
-        if self.healing.is_some() {
+        if let Some(healing) = &mut self.healing {
+            // Not read as typing: the replacement overwrites it. Followed
+            // only to tell when the replacement's own report has come.
             self.version = version;
+            if let Some(shadow) = &mut healing.shadow {
+                if apply_changes(shadow, changes, self.encoding).is_err() {
+                    healing.shadow = None;
+                }
+            }
+            if healing.answered_at.is_some() && healing.shadow.as_ref() == Some(&healing.text) {
+                let text = healing.text.clone();
+                self.healed(text, out);
+            }
             return Ok(());
         }
         if let Some(held) = &mut self.held {
@@ -500,14 +533,22 @@ impl DocSync {
         out: &mut Vec<Effect>,
     ) -> Result<(), SyncError> {
         self.now = now;
-        if let Some(healing) = self.healing.take_if(|h| h.id == id) {
-            if applied == Some(true) {
-                self.mirror = healing.text;
-                self.dispatch(out);
-            } else {
+        if let Some(mut healing) = self.healing.take_if(|h| h.id == id) {
+            if applied != Some(true) {
                 // Refused or unanswered: nothing else can be trusted
                 // either, so ask again.
-                self.send_heal(healing.text, out);
+                self.send_heal(healing.text, healing.shadow, out);
+            } else if healing
+                .shadow
+                .as_ref()
+                .is_none_or(|shadow| *shadow == healing.text)
+            {
+                // Reported already (or the editor held that text, or its
+                // reports cannot tell): it is in.
+                self.healed(healing.text, out);
+            } else {
+                healing.answered_at = Some(now);
+                self.healing = Some(healing);
             }
             return Ok(());
         }
@@ -849,9 +890,19 @@ impl DocSync {
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) -> Result<(), SyncError> {
         self.now = now;
         if let Some(healing) = &self.healing {
-            if now.duration_since(healing.sent_at) >= RESEND_AFTER.max(HEAL_ANSWER) {
+            if healing
+                .answered_at
+                .is_some_and(|at| now.duration_since(at) >= HEAL_ECHO)
+            {
+                // Applied, but its report never matched what we followed:
+                // the editor's text is not known; replace it again, this
+                // time trusting the answer.
                 let text = healing.text.clone();
-                self.send_heal(text, out);
+                self.send_heal(text, None, out);
+            } else if now.duration_since(healing.sent_at) >= RESEND_AFTER.max(HEAL_ANSWER) {
+                let text = healing.text.clone();
+                let shadow = healing.shadow.clone();
+                self.send_heal(text, shadow, out);
             }
             return Ok(());
         }
@@ -1494,6 +1545,17 @@ mod tests {
         sync.remote(t0(), 2, &insert(13, "!", 13), &mut out)
             .unwrap();
         assert!(edits(&out).is_empty(), "{out:?}");
+        // The editor replaces its "Ahello world\n?" and says so.
+        sync.editor_changed(
+            t0(),
+            4,
+            &[Change {
+                range: None,
+                text: "Ahello world\n".into(),
+            }],
+            &mut out,
+        )
+        .unwrap();
         sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
         assert!(!sync.is_healing());
         assert_eq!(sync.mirror().to_string(), "Ahello world\n");
@@ -1502,6 +1564,65 @@ mod tests {
         };
         assert_eq!((from, text.as_str()), (LinePos { line: 1, column: 0 }, "!"));
         assert_eq!(sync.heals(), 1);
+    }
+
+    /// Found by the VS Code end-to-end test: VS Code answers a whole-text
+    /// replacement before it reports it, and reports it as a diff against
+    /// its old text. Read once the heal was over, that diff was taken for
+    /// typing and its text sent to the hub again: "Y" became "YY"
+    /// everywhere. Now the report is recognised as the replacement's.
+    #[test]
+    fn a_heal_answered_before_its_report_does_not_read_the_report_as_typing() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        // A collaborator's "Y" that the editor has not applied yet.
+        sync.remote(t0(), 1, &insert(0, "Y", 12), &mut out).unwrap();
+        out.clear();
+        sync.heal(t0(), &mut out);
+        let [(id, ref text)] = replaced(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(text, "Yhello world\n");
+        out.clear();
+        sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
+        assert!(sync.is_healing(), "its report is still to come");
+        // The report: a diff against "hello world\n".
+        sync.editor_changed(t0(), 2, &typed(0, "Y"), &mut out)
+            .unwrap();
+        assert!(!sync.is_healing());
+        assert_eq!(sent_text(&out), "", "nothing typed: {out:?}");
+        assert_eq!(sync.mirror().to_string(), "Yhello world\n");
+        // Typing goes on as usual.
+        sync.editor_changed(t0(), 3, &typed(1, "!"), &mut out)
+            .unwrap();
+        assert_eq!(sent_text(&out), "!");
+    }
+
+    /// An editor that says it applied the replacement and never reports
+    /// what fits it: its text is unknown, so it is replaced again, this
+    /// time on its word.
+    #[test]
+    fn a_heal_whose_report_never_fits_is_sent_again_on_the_editors_word() {
+        let mut sync = doc();
+        let mut out = Vec::new();
+        sync.remote(t0(), 1, &insert(0, "Y", 12), &mut out).unwrap();
+        out.clear();
+        sync.heal(t0(), &mut out);
+        let [(id, _)] = replaced(&out)[..] else {
+            panic!("{out:?}")
+        };
+        out.clear();
+        sync.edit_answered(t0(), id, Some(true), &mut out).unwrap();
+        sync.tick(t0() + HEAL_ECHO, &mut out).unwrap();
+        let [(again, ref text)] = replaced(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(text, "Yhello world\n");
+        out.clear();
+        sync.edit_answered(t0() + HEAL_ECHO, again, Some(true), &mut out)
+            .unwrap();
+        assert!(!sync.is_healing());
+        assert_eq!(sync.mirror().to_string(), "Yhello world\n");
     }
 
     #[test]
