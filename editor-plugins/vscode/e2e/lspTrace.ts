@@ -172,3 +172,32 @@ export function typedByUser(inPath: string, outPath: string, uriSuffix: string):
   }
   return counts;
 }
+
+/**
+ * The code points of the proxy's applyEdit requests (in `outPath`) for the
+ * document whose URI ends with `uriSuffix` that the editor (in `inPath`)
+ * did not answer `applied: true`: what a refused-but-applied edit would
+ * have added to its buffer.
+ */
+export function refusedEditCodePoints(inPath: string, outPath: string, uriSuffix: string): Map<number, number> {
+  const applied = new Set<unknown>();
+  for (const message of existsSync(inPath) ? parseMessages(readFileSync(inPath)) : []) {
+    const reply = message as { id?: unknown; result?: { applied?: boolean } };
+    if (message.method === undefined && reply.result?.applied === true) {
+      applied.add(reply.id);
+    }
+  }
+  const texts: string[] = [];
+  for (const message of existsSync(outPath) ? parseMessages(readFileSync(outPath)) : []) {
+    const request = message as { id?: unknown };
+    if (message.method !== 'workspace/applyEdit' || applied.has(request.id)) {
+      continue;
+    }
+    for (const change of (message.params as ApplyEditParams).edit?.documentChanges ?? []) {
+      if (change.textDocument?.uri?.endsWith(uriSuffix)) {
+        texts.push(...(change.edits ?? []).map((edit) => edit.newText));
+      }
+    }
+  }
+  return codePointCounts(texts);
+}
