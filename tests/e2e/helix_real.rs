@@ -302,15 +302,8 @@ async fn helix_shows_cursors_as_hints_and_runs_from_space_a() {
         s.contains("exited with code 0")
     })
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !hx.log_text().contains("hello from helix") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run's output never reached Helix's log:\n{}",
-            hx.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    hx.wait_log("the run's output in Helix's log", "hello from helix")
+        .await;
     // The VS Code side saw the same run.
     code.wait_message("window/logMessage", "hello from helix", WAIT)
         .await;
@@ -376,15 +369,11 @@ async fn helix_joining_with_an_empty_folder_gets_the_project_and_runs_it() {
     );
     assert!(!ws.join("assets/big.bin").exists(), "so is a 50 MB one");
     // Helix shows the proxy's message in its status line and logs it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !hx.log_text().contains("listed without their content") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the joiner was never told which files are only listed:\n{}",
-            hx.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    hx.wait_log(
+        "which files are only listed",
+        "listed without their content",
+    )
+    .await;
     let told = hx
         .log_text()
         .lines()
@@ -397,19 +386,8 @@ async fn helix_joining_with_an_empty_folder_gets_the_project_and_runs_it() {
     );
     assert!(!ws.join("secret.txt").exists(), ".gitignore is honoured");
     // The buffer Helix opened on a missing file now shows the session's.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let buffer = hx.buffer().await;
-        if buffer == MAIN {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the buffer never showed main.py: {buffer:?}\n{}",
-            hx.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    hx.wait_buffer("main.py's session text", |b| b == MAIN)
+        .await;
     hx.screen().await;
     hx.keys(&["Space", "a"]).await;
     hx.wait_screen("the code action menu", |s| s.contains("Run with Chorus"))
@@ -417,15 +395,8 @@ async fn helix_joining_with_an_empty_folder_gets_the_project_and_runs_it() {
     hx.keys(&["Enter"]).await;
     hx.wait_screen("the run's result", |s| s.contains("exited with code 0"))
         .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !hx.log_text().contains("hello from helper") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`import helper` did not run:\n{}",
-            hx.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    hx.wait_log("`import helper` running", "hello from helper")
+        .await;
 }
 
 /// ADR 0005 in Helix: another participant renames the open file, and
@@ -670,19 +641,10 @@ async fn helix_move_renames_the_file_for_everyone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     code.insert_after("app.py", "main():", "  # code");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let buffer = hx.buffer().await;
-        if buffer.contains("main():  # code") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Helix's moved buffer never got the edit: {buffer:?}\n{}",
-            hx.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    hx.wait_buffer("code's edit in the moved buffer", |b| {
+        b.contains("main():  # code")
+    })
+    .await;
 }
 
 /// Issue 13's `git checkout` with real Helix on both sides: the sharer

@@ -1344,34 +1344,18 @@ async fn an_edit_right_after_a_rename_reaches_the_renamed_neovim_buffer() {
 /// again, and everyone agrees. Both routes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_final_line_break_deleted_elsewhere_comes_back_instead_of_looping() {
-    use crate::support::editor::{Editor, EditorKind};
     if !have_neovim() {
         return;
     }
     for (route, label) in [(Route::Plugin, "plugin"), (Route::PlainLsp, "plain")] {
-        let hub = Hub::start(&format!("neovim_final_line_break_{label}")).await;
-        let session = format!("nvim-final-line-break-{label}");
         let text = "x = 1\ny = 2\n";
-        let ws = workspace(&hub, text);
-        let nvim = Nvim::launch(&hub, &ws, &session, "nia", None, route).await;
-        wait_joined(&nvim).await;
-        let ada = Editor::start(EditorKind::VsCode, &hub, &session, "ada").await;
-        ada.open(DOC, text);
-        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
-
+        let (hub, session, nvim, ada) =
+            neovim_and_vscode(&format!("neovim_final_line_break_{label}"), text, route).await;
         ada.edit(DOC, text.len() - 1, text.len(), "");
         let end = converged(&hub, &session, std::slice::from_ref(&nvim)).await;
         assert_eq!(end, text, "{label}: the line break is back");
         crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
-        // And nothing goes on between the proxy and Neovim.
-        let tick = "vim.b[T.buf()].changedtick";
-        let before = nvim.lua(tick).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(
-            nvim.lua(tick).await,
-            before,
-            "{label}: the buffer still changes"
-        );
+        assert_quiet(&nvim, label).await;
     }
 }
 
@@ -1383,31 +1367,48 @@ async fn a_final_line_break_deleted_elsewhere_comes_back_instead_of_looping() {
 /// doubled for good. Both routes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_added_after_the_last_one_elsewhere_arrives_once() {
-    use crate::support::editor::{Editor, EditorKind};
     if !have_neovim() {
         return;
     }
     for (route, label) in [(Route::PlainLsp, "plain"), (Route::Plugin, "plugin")] {
-        let hub = Hub::start(&format!("neovim_line_after_the_last_{label}")).await;
-        let session = format!("nvim-line-after-the-last-{label}");
         let text = "x = 1\n";
-        let ws = workspace(&hub, text);
-        let nvim = Nvim::launch(&hub, &ws, &session, "nia", None, route).await;
-        wait_joined(&nvim).await;
-        let ada = Editor::start(EditorKind::VsCode, &hub, &session, "ada").await;
-        ada.open(DOC, text);
-        crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
-
+        let (hub, session, nvim, ada) =
+            neovim_and_vscode(&format!("neovim_line_after_the_last_{label}"), text, route).await;
         ada.edit(DOC, text.len(), text.len(), "y = 2\n");
         let end = converged(&hub, &session, std::slice::from_ref(&nvim)).await;
         assert_eq!(end, "x = 1\ny = 2\n", "{label}");
-        let tick = "vim.b[T.buf()].changedtick";
-        let before = nvim.lua(tick).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(
-            nvim.lua(tick).await,
-            before,
-            "{label}: the buffer still changes"
-        );
+        assert_quiet(&nvim, label).await;
     }
+}
+
+/// One Neovim (by `route`) and a VS Code-like editor on DOC holding
+/// `text`, both joined; the session is named after `test`.
+async fn neovim_and_vscode(
+    test: &str,
+    text: &str,
+    route: Route,
+) -> (Hub, String, Nvim, crate::support::editor::Editor) {
+    use crate::support::editor::{Editor, EditorKind};
+    let hub = Hub::start(test).await;
+    let session = test.replace('_', "-");
+    let ws = workspace(&hub, text);
+    let nvim = Nvim::launch(&hub, &ws, &session, "nia", None, route).await;
+    wait_joined(&nvim).await;
+    let ada = Editor::start(EditorKind::VsCode, &hub, &session, "ada").await;
+    ada.open(DOC, text);
+    crate::support::assert_converged(&hub, &session, DOC, &[&ada]).await;
+    (hub, session, nvim, ada)
+}
+
+/// Nothing goes on between the proxy and Neovim any more: the buffer
+/// stays as it is for a while.
+async fn assert_quiet(nvim: &Nvim, label: &str) {
+    let tick = "vim.b[T.buf()].changedtick";
+    let before = nvim.lua(tick).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        nvim.lua(tick).await,
+        before,
+        "{label}: the buffer still changes"
+    );
 }

@@ -311,15 +311,39 @@ impl Hx {
     /// log says so).
     pub async fn wait_joined(&self, doc: &str) {
         let needle = format!("joined the document doc={doc}");
+        self.wait_log(&format!("the proxy to join {doc}"), &needle)
+            .await;
+    }
+
+    /// Waits until the log (Helix's and the proxy's) holds `needle`.
+    pub async fn wait_log(&self, what: &str, needle: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
-        while !self.log_text().contains(&needle) {
+        while !self.log_text().contains(needle) {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{}: the proxy never joined {doc}\n--- helix.log\n{}",
+                "{}: never saw {what}\n--- helix.log\n{}",
                 self.name,
                 self.log_tail(40)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the buffer satisfies `accept`; returns it.
+    pub async fn wait_buffer(&self, what: &str, accept: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let buffer = self.buffer().await;
+            if accept(&buffer) {
+                return buffer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: the buffer never showed {what}: {buffer:?}\n--- helix.log\n{}",
+                self.name,
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
