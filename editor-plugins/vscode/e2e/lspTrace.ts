@@ -201,3 +201,18 @@ export function refusedEditCodePoints(inPath: string, outPath: string, uriSuffix
   }
   return codePointCounts(texts);
 }
+
+/**
+ * The code points the editor (in `inPath`) reported inserting into the
+ * document whose URI ends with `uriSuffix`, typing and applied edits alike.
+ */
+export function insertedByEditor(inPath: string, uriSuffix: string): Map<number, number> {
+  const texts: string[] = [];
+  for (const message of existsSync(inPath) ? parseMessages(readFileSync(inPath)) : []) {
+    const params = message.params as { textDocument?: { uri?: string }; contentChanges?: ContentChange[] } | undefined;
+    if (message.method === 'textDocument/didChange' && params?.textDocument?.uri?.endsWith(uriSuffix)) {
+      texts.push(...(params.contentChanges ?? []).map((change) => change.text));
+    }
+  }
+  return codePointCounts(texts);
+}
