@@ -16,6 +16,7 @@
 mod moves;
 mod registry;
 mod runs;
+use runs::RunWish;
 mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -401,7 +402,19 @@ impl Session {
                 language,
                 stdin,
                 args,
-            } => self.start_run(client_id, doc, language, stdin, args),
+                mode,
+                command,
+            } => self.start_run(
+                client_id,
+                doc,
+                RunWish {
+                    language,
+                    stdin,
+                    args,
+                    mode,
+                    command,
+                },
+            ),
             ClientMsg::Checksum { doc, rev, hash } => self.checksum(client_id, doc, rev, hash),
             ClientMsg::Stop {} => self.stop_run(client_id),
             ClientMsg::Put { path, content } => self.put(client_id, path, content).await?,

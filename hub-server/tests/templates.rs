@@ -82,9 +82,7 @@ async fn every_template_runs_as_is() {
         let request = RunRequest {
             main: template.main.to_owned(),
             files: files(template),
-            language: None,
-            stdin: None,
-            args: Vec::new(),
+            ..RunRequest::default()
         };
         let run = tokio::spawn(executor.run(request, sender, cancelled));
         let (mut stdout, mut stderr) = (String::new(), String::new());

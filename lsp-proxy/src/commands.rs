@@ -226,6 +226,8 @@ impl Commands {
             language: options.language,
             stdin: options.stdin,
             args: options.args.unwrap_or_default(),
+            mode: Default::default(),
+            command: None,
         });
         Ok(Requested { requested: doc })
     }

@@ -236,7 +236,11 @@ impl Link {
             }
         } else if matches!(
             code,
-            ErrorCode::NotJoined | ErrorCode::RunBusy | ErrorCode::RunsDisabled | ErrorCode::NoRun
+            ErrorCode::NotJoined
+                | ErrorCode::RunBusy
+                | ErrorCode::RunsDisabled
+                | ErrorCode::RunRefused
+                | ErrorCode::NoRun
         ) {
             self.notifier
                 .tell_user(MessageType::ERROR, format!("Chorus hub: {message}"));

@@ -196,6 +196,13 @@ pub enum ClientMsg {
         stdin: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         args: Vec<String>,
+        /// Run, test, or an optimised build; older proxies send none (`run`).
+        #[serde(default, skip_serializing_if = "RunMode::is_run")]
+        mode: RunMode,
+        /// A shell command line that replaces the detected one (run in the
+        /// work dir with `sh -c`); `None` lets the project decide.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
     },
     /// Stop the session's current run.
     Stop {},
@@ -252,6 +259,46 @@ pub enum OutputStream {
     Stderr,
 }
 
+/// What a run does with the project: run it, run its tests, or build it
+/// optimised and run it (Rust's `--release`; the other toolchains have no
+/// such split and run as `run`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    #[default]
+    Run,
+    Test,
+    Release,
+}
+
+impl RunMode {
+    pub fn is_run(&self) -> bool {
+        *self == RunMode::Run
+    }
+}
+
+/// A compiler or interpreter error located in one of the session's files,
+/// read from a run's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDiagnostic {
+    /// Workspace-relative path, as documents are named.
+    pub path: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column in Unicode code points; 1 when the tool gives none.
+    pub column: u32,
+    pub severity: RunDiagnosticSeverity,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunDiagnosticSeverity {
+    Error,
+    Warning,
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -268,6 +315,10 @@ pub struct RunResult {
     /// Why the run could not happen or failed inside the hub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Errors located in the session's files (compile errors first); the
+    /// proxy publishes them as the editor's diagnostics until the next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<RunDiagnostic>,
 }
 
 impl RunResult {
@@ -355,6 +406,10 @@ pub enum ServerMsg {
         client_id: u64,
         name: String,
         doc: String,
+        /// What will run, for the run's header: e.g. `cargo run --offline
+        /// (Cargo.toml)`; older hubs send none.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        plan: String,
     },
     /// A piece of output, in order: `seq` counts from 0 within a run.
     RunOutput {
@@ -455,6 +510,9 @@ pub enum ErrorCode {
     NoRun,
     /// This hub cannot run code (no Docker engine, or turned off).
     RunsDisabled,
+    /// The run cannot start as asked (unknown language, a project file
+    /// that cannot be read, a bad mode); the message says why.
+    RunRefused,
     /// A client's text differs from the hub's at the same revision.
     ChecksumMismatch,
     /// No such session on a hub that requires tokens.

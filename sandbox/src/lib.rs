@@ -64,6 +64,19 @@ pub struct RunRequest {
     pub stdin: Option<String>,
     /// Arguments after the program.
     pub args: Vec<String>,
+    /// Run, test or release; projects decide what each means.
+    pub mode: RunMode,
+    /// A shell command line replacing the detected command (`sh -c` in the work dir).
+    pub command: Option<String>,
+    /// The session the run belongs to: a build cache is kept per session, never shared.
+    pub session: String,
+}
+
+/// What a request will run, decided before it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// One line for the run's header, e.g. `cargo run --offline (Cargo.toml)`.
+    pub summary: String,
 }
 
 /// Which output stream a chunk came from.
@@ -86,10 +99,20 @@ pub struct Chunk {
 /// How a run ended: the protocol's own type, so that the hub hands it to
 /// participants as it is.
 pub use chorus_protocol::wire::RunResult as RunStatus;
+pub use chorus_protocol::wire::{RunDiagnostic, RunDiagnosticSeverity, RunMode};
 
 /// Something that runs code. The hub holds one behind an `Arc<dyn Executor>`; tests may
 /// use a fake.
 pub trait Executor: Send + Sync + 'static {
+    /// What `request` would run, or why it cannot (unknown language, bad
+    /// project file...), without starting anything.
+    fn plan(&self, _request: &RunRequest) -> Result<Plan, SandboxError> {
+        Ok(Plan::default())
+    }
+
+    /// The session is gone: drop whatever the executor keeps for it (its build cache).
+    fn forget_session(&self, _session: &str) {}
+
     /// Streams output chunks into `output` as they are produced (never the whole buffer
     /// again); resolves when the run ends; `cancel` resolving (or its sender dropping)
     /// stops the run (SIGKILL). Waits in a queue when `max_concurrent` runs are already
@@ -143,6 +166,7 @@ mod tests {
             cancelled: false,
             duration_ms: 12,
             error: None,
+            diagnostics: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&status).unwrap(),

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chorus_protocol::wire::{ErrorCode, OutputStream, ServerMsg};
+use chorus_protocol::wire::{ErrorCode, OutputStream, RunMode, ServerMsg};
 use chorus_sandbox::{Chunk, RunRequest, RunStatus, Stream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
@@ -26,17 +26,19 @@ pub(super) struct ActiveRun {
     next_seq: u64,
 }
 
+/// What a participant asked to run, besides the document.
+pub(super) struct RunWish {
+    pub language: Option<String>,
+    pub stdin: Option<String>,
+    pub args: Vec<String>,
+    pub mode: RunMode,
+    pub command: Option<String>,
+}
+
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
-    pub(super) fn start_run(
-        &mut self,
-        client_id: u64,
-        doc: String,
-        language: Option<String>,
-        stdin: Option<String>,
-        args: Vec<String>,
-    ) {
+    pub(super) fn start_run(&mut self, client_id: u64, doc: String, wish: RunWish) {
         let executor = match &self.config.runner {
             Runner::Enabled(executor) => executor.clone(),
             Runner::Disabled(reason) => {
@@ -73,9 +75,21 @@ impl Session {
         let request = RunRequest {
             main: doc.clone(),
             files,
-            language,
-            stdin,
-            args,
+            language: wish.language,
+            stdin: wish.stdin,
+            args: wish.args,
+            mode: wish.mode,
+            command: wish.command,
+            session: self.id.clone(),
+        };
+        let plan = match executor.plan(&request) {
+            Ok(plan) => plan.summary,
+            Err(err) => {
+                return self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::RunRefused, err.to_string(), Some(&doc)),
+                )
+            }
         };
         let run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
         let (cancel, cancelled) = oneshot::channel();
@@ -92,6 +106,7 @@ impl Session {
                 client_id,
                 name,
                 doc,
+                plan,
             },
             None,
             None,

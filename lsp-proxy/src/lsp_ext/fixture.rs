@@ -264,6 +264,7 @@ fn fixture() -> Value {
                 cancelled: false,
                 duration_ms: 120,
                 error: Some("no language for `x`".into()),
+                diagnostics: Vec::new(),
             },
             summary: "exited with code 1 in 0.12 s".into(),
         }),
