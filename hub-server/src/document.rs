@@ -20,6 +20,8 @@ pub enum DocError {
     StaleRevision { base: u64, oldest: u64 },
     #[error("operation based on revision {base} does not fit the document: {source}")]
     Invalid { base: u64, source: OpError },
+    #[error("the document would grow to {chars} characters; this hub allows {max}")]
+    TooLarge { chars: usize, max: usize },
 }
 
 /// Who sent an op: a proxy instance and its per-document op number.
@@ -86,8 +88,21 @@ impl Document {
     pub fn apply(
         &mut self,
         base_rev: u64,
+        op: OperationSeq,
+        author: Option<Author>,
+    ) -> Result<OperationSeq, DocError> {
+        self.apply_within(base_rev, op, author, usize::MAX)
+    }
+
+    /// [`Document::apply`], refusing an op that would leave more than
+    /// `max_chars` characters. Checked after the transform: ops based on
+    /// one revision can each fit alone and not together.
+    pub fn apply_within(
+        &mut self,
+        base_rev: u64,
         mut op: OperationSeq,
         author: Option<Author>,
+        max_chars: usize,
     ) -> Result<OperationSeq, DocError> {
         if base_rev > self.rev {
             return Err(DocError::FutureRevision {
@@ -110,6 +125,12 @@ impl Document {
         for ordered in self.history.range(skip..) {
             // The client op is not yet ordered: it goes first (see ot.rs).
             op = transform(&op, ordered).map_err(invalid)?.0;
+        }
+        if op.target_len() > max_chars {
+            return Err(DocError::TooLarge {
+                chars: op.target_len(),
+                max: max_chars,
+            });
         }
         apply_to_rope(&mut self.text, &op).map_err(invalid)?;
         self.log(op.clone(), author);
@@ -210,6 +231,19 @@ mod tests {
         );
         assert_eq!(doc.text().to_string(), "abc");
         assert_eq!(doc.rev(), 0);
+    }
+
+    #[test]
+    fn the_size_cap_holds_for_concurrent_ops() {
+        // Each fits alone: 3 + 4 <= 8; together they would make 11.
+        let mut doc = Document::new("abc", 100);
+        doc.apply_within(0, op(r#"[3, "wxyz"]"#), None, 8).unwrap();
+        assert_eq!(
+            doc.apply_within(0, op(r#"["1234", 3]"#), None, 8),
+            Err(DocError::TooLarge { chars: 11, max: 8 })
+        );
+        assert_eq!(doc.text().to_string(), "abcwxyz");
+        assert_eq!(doc.rev(), 1);
     }
 
     #[test]

@@ -644,12 +644,17 @@ impl Session {
             return Ok(());
         }
         let bytes_before = shared.doc.text().len_bytes() as u64;
-        let applied = match shared.doc.apply(rev, op.0, author.clone()) {
+        let max_chars = self.config.max_document_chars;
+        let applied = match shared
+            .doc
+            .apply_within(rev, op.0, author.clone(), max_chars)
+        {
             Ok(applied) => applied,
             Err(err) => {
                 warn!(session = %self.id, client_id, doc = %path, cause = %err, "op refused");
                 let code = match err {
                     DocError::StaleRevision { .. } => ErrorCode::StaleRevision,
+                    DocError::TooLarge { .. } => ErrorCode::TooLarge,
                     _ => ErrorCode::InvalidOp,
                 };
                 self.refuse_and_resync(client_id, &path, code, err.to_string());

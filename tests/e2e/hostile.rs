@@ -75,6 +75,33 @@ async fn an_op_past_the_document_limit_is_refused() {
     assert_eq!(text, "tiny!");
 }
 
+/// Issue 17: the cap used to be checked before the op was transformed, so
+/// two inserts based on one revision, each under the cap, both got in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ops_cannot_together_pass_the_document_limit() {
+    let test = "concurrent_ops_past_the_limit";
+    let hub = Hub::start_in_memory(test, &["--max-document-chars", "1000"]).await;
+    let (mut a, _) = HubClient::join(&hub.url, "limits", "a").await;
+    let (mut b, _) = HubClient::join(&hub.url, "limits", "b").await;
+    a.open("doc.txt", "").await;
+    b.open("doc.txt", "").await;
+    let insert =
+        |ch: &str| json!({ "type": "op", "doc": "doc.txt", "rev": 0, "op": [ch.repeat(900)] });
+    a.send_json(&insert("a")).await;
+    a.expect_type("ack").await;
+    b.send_json(&insert("b")).await;
+    let error = b.expect_type("error").await;
+    assert_eq!(error["code"], "too_large", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("1800"),
+        "the message says how large it would be: {error}"
+    );
+    let snapshot = b.expect_type("opened").await;
+    assert_eq!(snapshot["text"], "a".repeat(900));
+    let (_, text) = hub_text(&hub.url, "limits", "doc.txt").await.expect("text");
+    assert_eq!(text, "a".repeat(900));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksums_are_checked_and_a_mismatch_resyncs() {
     let hub = Hub::start("checksums_are_checked").await;
