@@ -2,7 +2,13 @@
 //! and a writer task that drains the connection's bounded outbound queue.
 //!
 //! Bad input gets an `error` frame and the connection stays up; only frames
-//! beyond the hard transport limit, or a peer that cannot keep up, end it.
+//! beyond the hard transport limit, a peer that cannot keep up, one that
+//! does not say `hello` in time, or one that goes silent end it.
+//!
+//! Silence: the hub pings every third of `idle_timeout`, and any frame
+//! (a pong included: tungstenite answers pings for the peer as it reads)
+//! counts as life. A peer that vanished without closing is so dropped and
+//! leaves its session, instead of staying a ghost participant.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use chorus_protocol::wire::{
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, instrument};
@@ -59,9 +66,33 @@ where
     let mut pace = Pace::new(config.messages_per_second, config.message_burst);
     let mut joined: Option<Joined> = None;
     let mut kicked = false;
+    let hello_by = Instant::now() + config.hello_timeout;
+    let mut last_heard = Instant::now();
+    let mut pings = tokio::time::interval(config.idle_timeout / 3);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pings.tick().await;
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
+            _ = tokio::time::sleep_until(hello_by), if joined.is_none() => {
+                let message = format!(
+                    "no \"hello\" within {} s of connecting; connect again and say hello first",
+                    config.hello_timeout.as_secs_f32()
+                );
+                debug!("{message}");
+                let _ = outbound.try_send(Message::text(error(ErrorCode::NotJoined, message).to_json()));
+                break;
+            }
+            _ = pings.tick() => {
+                if last_heard.elapsed() >= config.idle_timeout {
+                    debug!(silent_for = ?last_heard.elapsed(), "peer went silent; dropping it");
+                    break;
+                }
+                if outbound.try_send(Message::Ping(Default::default())).is_err() {
+                    break;
+                }
+                continue;
+            }
             _ = &mut writer => break,
             _ = kick.notified() => {
                 kicked = true;
@@ -70,6 +101,7 @@ where
             // Sent away by the session; its reason is already queued.
             _ = end.notified() => break,
         };
+        last_heard = Instant::now();
         let reply = match frame {
             None => break,
             Some(Err(err)) => {

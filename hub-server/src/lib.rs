@@ -31,6 +31,7 @@ pub mod templates;
 pub mod tls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use chorus_protocol::wire::WorkspaceLimits;
 use chorus_sandbox::Executor;
@@ -66,6 +67,12 @@ pub struct HubConfig {
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,
+    /// How long a new connection may take to say `hello`: connections that
+    /// never do would otherwise hold `max_connections` slots forever.
+    pub hello_timeout: Duration,
+    /// How long a connection may stay silent (no frame, not even a pong to
+    /// the hub's pings) before it is dropped and leaves its session.
+    pub idle_timeout: Duration,
     /// Frames per second one connection may send on average; beyond it the
     /// hub reads its frames more slowly (TCP pushes back), nobody else waits.
     pub messages_per_second: u32,
@@ -85,6 +92,10 @@ pub struct HubConfig {
     pub access: access::Access,
     /// Serve `wss://` with this certificate instead of `ws://`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Web origins (`https://host:port`) whose pages may open a WebSocket;
+    /// upgrades carrying any other `Origin` are refused. Editors' proxies
+    /// send none and are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HubConfig {
@@ -94,6 +105,8 @@ impl Default for HubConfig {
             outbound_queue: 4096,
             history_limit: 2_000,
             max_connections: 4096,
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             messages_per_second: 500,
             message_burst: 2000,
             max_document_chars: 16 * 1024 * 1024,
@@ -102,6 +115,7 @@ impl Default for HubConfig {
             store: None,
             access: access::Access::Open,
             tls: None,
+            allowed_origins: Vec::new(),
         }
     }
 }

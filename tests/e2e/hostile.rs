@@ -228,3 +228,68 @@ async fn a_hub_with_a_larger_frame_limit_takes_larger_documents() {
         "nothing was refused"
     );
 }
+
+/// Issue 17: four connections that complete the upgrade and say nothing
+/// used to hold `--max-connections 4` forever. Now each is closed when
+/// its time to say hello is up, with an error saying so, and others get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_cannot_lock_everyone_out() {
+    let test = "silent_connections";
+    let args = ["--max-connections", "4", "--hello-timeout-secs", "1"];
+    let hub = Hub::start_in_memory(test, &args).await;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(HubClient::connect(&hub.url).await);
+    }
+    assert!(
+        tokio_tungstenite::connect_async(hub.url.as_str())
+            .await
+            .is_err(),
+        "all four slots are taken for now"
+    );
+    for client in &mut silent {
+        let error = client.expect_type("error").await;
+        assert_eq!(error["code"], "not_joined", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("hello"),
+            "{error}"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if tokio_tungstenite::connect_async(hub.url.as_str())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slots are freed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_client, welcome) = HubClient::join(&hub.url, "open-again", "late").await;
+    assert_eq!(welcome["type"], "welcome");
+}
+
+/// Issue 17: a peer that vanishes without closing (here: one that stops
+/// reading, so it never answers the hub's pings) is dropped once silent
+/// for `--idle-timeout-secs`, and the others see it leave instead of
+/// keeping a ghost participant. Those who keep reading stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_goes_silent_leaves_its_session() {
+    let test = "silent_peer";
+    let hub = Hub::start_in_memory(test, &["--idle-timeout-secs", "1.5"]).await;
+    let (mut alive, _) = HubClient::join(&hub.url, "ghosts", "alive").await;
+    let (_gone, welcome) = HubClient::join(&hub.url, "ghosts", "gone").await;
+    let gone_id = welcome["clientId"].clone();
+    let left = alive.expect_type("left").await;
+    assert_eq!(left["clientId"], gone_id, "{left}");
+    // A client that keeps talking stays in, well past the timeout.
+    for nonce in 0..6 {
+        alive
+            .send_json(&json!({ "type": "ping", "nonce": nonce }))
+            .await;
+        let pong = alive.expect_type("pong").await;
+        assert_eq!(pong["nonce"], nonce);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
