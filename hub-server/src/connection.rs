@@ -18,13 +18,14 @@ use chorus_protocol::wire::{
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, instrument};
 
 use crate::access;
+use crate::outbound::{self, Outbound};
 use crate::session::{JoinRequest, Registry, SessionCmd, SessionHandle};
 use crate::HubConfig;
 
@@ -41,16 +42,24 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let (outbound, mut queue) = mpsc::channel::<Message>(config.outbound_queue);
+    // Room for a whole document's snapshot besides the usual traffic.
+    let budget = config.outbound_bytes.max(2 * config.max_message_bytes);
+    let (outbound, mut queue) = outbound::channel(config.outbound_queue, budget);
     let mut writer = tokio::spawn(async move {
         while let Some(frame) = queue.recv().await {
             // Write everything already queued, then flush once: one syscall
             // per burst instead of one per frame when fanning out.
-            if sink.feed(frame).await.is_err() {
+            let len = frame.len();
+            let fed = sink.feed(frame).await;
+            queue.release(len);
+            if fed.is_err() {
                 return;
             }
-            while let Ok(frame) = queue.try_recv() {
-                if sink.feed(frame).await.is_err() {
+            while let Some(frame) = queue.try_recv() {
+                let len = frame.len();
+                let fed = sink.feed(frame).await;
+                queue.release(len);
+                if fed.is_err() {
                     return;
                 }
             }
@@ -229,7 +238,7 @@ struct Notifies<'a> {
 async fn handle(
     msg: ClientMsg,
     joined: &mut Option<Joined>,
-    outbound: &mpsc::Sender<Message>,
+    outbound: &Outbound,
     notify: Notifies<'_>,
     registry: &Registry,
     config: &HubConfig,

@@ -24,6 +24,7 @@ pub mod access;
 pub mod admin;
 pub mod connection;
 pub mod document;
+pub mod outbound;
 pub mod server;
 pub mod session;
 pub mod storage;
@@ -61,6 +62,9 @@ pub struct HubConfig {
     pub max_message_bytes: usize,
     /// Frames queued per connection before it counts as too slow.
     pub outbound_queue: usize,
+    /// Bytes queued per connection before it counts as too slow (one
+    /// frame larger than this still reaches an empty queue).
+    pub outbound_bytes: usize,
     /// Ops kept per document for transforming late client ops. 2,000 is
     /// minutes of a team typing; 10,000 cost ~1.9 MiB per document and made
     /// the document path 25% slower (cache misses; BENCHMARKS.md).
@@ -103,6 +107,7 @@ impl Default for HubConfig {
         HubConfig {
             max_message_bytes: chorus_protocol::wire::DEFAULT_MAX_MESSAGE_BYTES,
             outbound_queue: 4096,
+            outbound_bytes: 16 * 1024 * 1024,
             history_limit: 2_000,
             max_connections: 4096,
             hello_timeout: Duration::from_secs(10),

@@ -37,6 +37,7 @@ pub use self::registry::Registry;
 use self::runs::ActiveRun;
 use self::workspace::Listed;
 use crate::document::{Author, DocError, Document};
+use crate::outbound::Outbound;
 use crate::storage::{StorageError, Store, SNAPSHOT_EVERY};
 use crate::HubConfig;
 
@@ -52,7 +53,7 @@ pub struct JoinRequest {
     pub editor: Option<String>,
     /// The proxy's stable id, logged with its ops.
     pub instance: Option<Arc<str>>,
-    pub outbound: mpsc::Sender<Message>,
+    pub outbound: Outbound,
     /// Signalled when the session drops this participant, so that its
     /// connection closes even while its writer is stuck on a full socket.
     pub kick: Arc<Notify>,
@@ -102,7 +103,7 @@ impl SessionHandle {
 struct ParticipantEntry {
     info: Participant,
     instance: Option<Arc<str>>,
-    outbound: mpsc::Sender<Message>,
+    outbound: Outbound,
     kick: Arc<Notify>,
     end: Arc<Notify>,
     role: Role,
@@ -727,7 +728,7 @@ impl Session {
             return;
         };
         if entry.outbound.try_send(frame).is_err() {
-            warn!(session = %self.id, client_id, "outbound queue full or closed; dropping participant");
+            warn!(session = %self.id, client_id, "outbound queue full (frames or bytes) or closed; dropping participant");
             entry.kick.notify_one();
             self.leave(client_id);
         }

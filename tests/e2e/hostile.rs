@@ -293,3 +293,41 @@ async fn a_peer_that_goes_silent_leaves_its_session() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// Issue 17: a client that stops reading and keeps sending cheap requests
+/// answered with a whole document (here, wrong checksums) used to make the
+/// hub queue a copy of the document per request, up to 4096 of them. The
+/// queue is bounded in bytes now: the client is dropped as too slow, the
+/// hub's memory stays flat, and everyone else carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_cannot_make_the_hub_hoard_copies() {
+    const DOC_BYTES: usize = 500 * 1024;
+    const REQUESTS: usize = 400; // 200 MB of answers if all were queued
+    let hub = Hub::start("stops_reading").await;
+    let (mut other, _) = HubClient::join(&hub.url, "hoard", "other").await;
+    let big = "y".repeat(DOC_BYTES);
+    other.open("big.txt", &big).await;
+    let (mut hoarder, _) = HubClient::join(&hub.url, "hoard", "hoarder").await;
+    hoarder.open("big.txt", "").await;
+    let rss_before = hub.rss_kib();
+    for _ in 0..REQUESTS {
+        let wrong =
+            json!({ "type": "checksum", "doc": "big.txt", "rev": 0, "hash": "0000000000000000" });
+        if hoarder.try_send_json(&wrong).await.is_err() {
+            break; // dropped already
+        }
+    }
+    // The hub answers as fast as it can; give it time to fill the queue.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let grown_mib = hub.rss_kib().saturating_sub(rss_before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the hub grew by {grown_mib} MiB holding answers for a client that does not read"
+    );
+    let log = hub.log_tail(400);
+    assert!(log.contains("dropping participant"), "{log}");
+    other
+        .ping(1)
+        .await
+        .expect("the others are served as before");
+}
