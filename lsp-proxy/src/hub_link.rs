@@ -445,7 +445,9 @@ mod tests {
             ws.send(Message::text(sent)).await.unwrap();
             ws
         });
-        let mut ws = connect(&format!("ws://127.0.0.1:{port}/"), None).await.unwrap();
+        let mut ws = connect(&format!("ws://127.0.0.1:{port}/"), None)
+            .await
+            .unwrap();
         let frame = ws.next().await.unwrap().expect("the large frame is read");
         assert_eq!(frame.len(), text.len());
         drop(hub.await.unwrap());

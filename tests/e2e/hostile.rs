@@ -331,3 +331,53 @@ async fn a_client_that_stops_reading_cannot_make_the_hub_hoard_copies() {
         .await
         .expect("the others are served as before");
 }
+
+/// Issue 17: PostgreSQL refuses U+0000 in text, so a NUL in a document or
+/// in a proxy's `instance` used to stop the session (its storage failed)
+/// and the proxies' re-sends looped. Now no hub takes NUL whatever its
+/// storage: a raw frame holding one is refused with a message, and an
+/// editor's NUL reaches the session as U+FFFD, its buffer healed to match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_never_reaches_storage_and_the_session_goes_on() {
+    let test = "nul_never_reaches_storage";
+    let Some(url) = chorus_testkit::postgres() else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let session = format!("nul-{}-{nanos}", std::process::id());
+    let hub = Hub::start_with(
+        test,
+        "hub.log",
+        &["--listen", "127.0.0.1:0", "--database", &url, "--open"],
+    )
+    .await;
+    let (mut raw, _) = HubClient::join(&hub.url, &session, "raw").await;
+    raw.open("a.txt", "ab").await;
+    raw.send_json(&json!({ "type": "op", "doc": "a.txt", "rev": 0, "op": [1, "\u{0}", 1] }))
+        .await;
+    let error = raw.expect_type("error").await;
+    assert_eq!(error["code"], "bad_message", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("U+0000"),
+        "{error}"
+    );
+
+    let a = Editor::start(EditorKind::VsCode, &hub, &session, "a").await;
+    let b = Editor::start(EditorKind::Neovim, &hub, &session, "b").await;
+    a.open("a.txt", "ab");
+    b.open("a.txt", "ab");
+    assert_converged(&hub, &session, "a.txt", &[&a, &b]).await;
+    a.edit("a.txt", 1, 1, "\u{0}");
+    b.edit("a.txt", 2, 2, "!");
+    let text = assert_converged(&hub, &session, "a.txt", &[&a, &b]).await;
+    assert_eq!(text, "a\u{fffd}b!");
+    raw.send_json(&json!({ "type": "ping", "nonce": 3 })).await;
+    raw.expect_type("pong").await;
+    let log = hub.log_tail(400);
+    assert!(
+        !log.contains("storage failed") && !log.contains("session stopped"),
+        "{log}"
+    );
+}
