@@ -67,7 +67,9 @@ pub struct HubConfig {
     pub outbound_bytes: usize,
     /// Ops kept per document for transforming late client ops. 2,000 is
     /// minutes of a team typing; 10,000 cost ~1.9 MiB per document and made
-    /// the document path 25% slower (cache misses; BENCHMARKS.md).
+    /// the document path 25% slower (cache misses; BENCHMARKS.md). Fewer
+    /// when they are large: a document keeps at most
+    /// [`document::MAX_HISTORY_BYTES`] of history.
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,

@@ -654,7 +654,10 @@ impl Session {
             Err(err) => {
                 warn!(session = %self.id, client_id, doc = %path, cause = %err, "op refused");
                 let code = match err {
-                    DocError::StaleRevision { .. } => ErrorCode::StaleRevision,
+                    // Both are cured the same way: the proxy merges by text.
+                    DocError::StaleRevision { .. } | DocError::TooCostly { .. } => {
+                        ErrorCode::StaleRevision
+                    }
                     DocError::TooLarge { .. } => ErrorCode::TooLarge,
                     _ => ErrorCode::InvalidOp,
                 };
