@@ -53,7 +53,7 @@ fn weight(op: &OperationSeq) -> usize {
             _ => 0,
         })
         .sum();
-    op.ops().len() * std::mem::size_of::<Operation>() + inserted
+    std::mem::size_of_val(op.ops()) + inserted
 }
 
 /// Who sent an op: a proxy instance and its per-document op number.
