@@ -67,6 +67,13 @@ enum Command {
         /// Simultaneous connections accepted.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections)]
         max_connections: usize,
+        /// Sessions held in memory at once; joins to more are refused until
+        /// some unload (stored sessions unload when idle).
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_sessions)]
+        max_sessions: usize,
+        /// Seconds a stored session with nobody in it stays in memory.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().unload_idle_after.as_secs_f64())]
+        unload_idle_secs: f64,
         /// Seconds a new connection has to say hello before it is closed.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().hello_timeout.as_secs_f64())]
         hello_timeout_secs: f64,
@@ -361,6 +368,8 @@ fn run() -> anyhow::Result<()> {
             max_document_chars,
             messages_per_second,
             max_connections,
+            max_sessions,
+            unload_idle_secs,
             hello_timeout_secs,
             idle_timeout_secs,
             max_file_bytes,
@@ -404,6 +413,8 @@ fn run() -> anyhow::Result<()> {
                 max_document_chars,
                 messages_per_second,
                 max_connections,
+                max_sessions: max_sessions.max(1),
+                unload_idle_after: seconds(unload_idle_secs, "--unload-idle-secs")?,
                 hello_timeout: seconds(hello_timeout_secs, "--hello-timeout-secs")?,
                 idle_timeout: seconds(idle_timeout_secs, "--idle-timeout-secs")?,
                 history_limit: history_limit.max(1),

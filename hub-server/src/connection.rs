@@ -22,11 +22,11 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 use crate::access;
 use crate::outbound::{self, Outbound};
-use crate::session::{JoinRequest, Registry, SessionCmd, SessionHandle};
+use crate::session::{Full, JoinRequest, Registry, SessionCmd, SessionHandle};
 use crate::HubConfig;
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -303,7 +303,16 @@ async fn handle(
         }
     };
     let client_id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
-    let handle = registry.get_or_create(&session, config);
+    let handle = match registry.get_or_create(&session, config) {
+        Ok(handle) => handle,
+        Err(Full(max)) => {
+            warn!(%session, max, "session limit reached; join refused");
+            return Flow::Close(error(
+                ErrorCode::Overloaded,
+                format!("this hub holds its limit of {max} sessions in memory; try again later"),
+            ));
+        }
+    };
     let sent = handle
         .send(SessionCmd::Join(JoinRequest {
             client_id,

@@ -334,7 +334,11 @@ mod tests {
             op.insert(&big);
             doc.apply(rev, op, None).unwrap();
         }
-        assert!(doc.history_bytes <= MAX_HISTORY_BYTES, "{}", doc.history_bytes);
+        assert!(
+            doc.history_bytes <= MAX_HISTORY_BYTES,
+            "{}",
+            doc.history_bytes
+        );
         assert!(doc.oldest_rev() > 10, "old large ops were let go");
         assert_eq!(doc.rev(), 20);
     }

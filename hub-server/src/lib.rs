@@ -73,6 +73,11 @@ pub struct HubConfig {
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,
+    /// Sessions held in memory at once; joins to further ones are refused
+    /// until some unload.
+    pub max_sessions: usize,
+    /// How long a stored session with nobody in it stays in memory.
+    pub unload_idle_after: Duration,
     /// How long a new connection may take to say `hello`: connections that
     /// never do would otherwise hold `max_connections` slots forever.
     pub hello_timeout: Duration,
@@ -112,6 +117,8 @@ impl Default for HubConfig {
             outbound_bytes: 16 * 1024 * 1024,
             history_limit: 2_000,
             max_connections: 4096,
+            max_sessions: 10_000,
+            unload_idle_after: Duration::from_secs(300),
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             messages_per_second: 500,

@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
 use self::moves::Redirects;
-pub use self::registry::Registry;
+pub use self::registry::{Full, Registry};
 use self::runs::ActiveRun;
 use self::workspace::Listed;
 use crate::document::{Author, DocError, Document};
@@ -136,6 +136,8 @@ struct Session {
     me: mpsc::WeakSender<SessionCmd>,
     /// Durable storage, when the hub keeps sessions.
     store: Option<Store>,
+    /// Where the actor unloads itself from when idle.
+    registry: Registry,
 }
 
 /// Why a session actor stops.
@@ -159,7 +161,7 @@ async fn turn_away(mut rx: mpsc::Receiver<SessionCmd>, answer: &ServerMsg) {
 
 impl Session {
     /// Starts the actor of session `id` on a task of its own.
-    fn spawn(id: &str, config: &HubConfig) -> SessionHandle {
+    fn spawn(id: &str, config: &HubConfig, registry: Registry) -> SessionHandle {
         let (tx, rx) = mpsc::channel(1024);
         let actor = Session {
             id: id.to_owned(),
@@ -172,6 +174,7 @@ impl Session {
             run: None,
             me: tx.downgrade(),
             store: config.store.clone(),
+            registry,
         };
         tokio::spawn(actor.run(rx));
         SessionHandle { tx }
@@ -221,7 +224,25 @@ impl Session {
             );
             return turn_away(rx, &refusal).await;
         }
-        while let Some(cmd) = rx.recv().await {
+        loop {
+            // With nobody in it and nothing running, a stored session
+            // leaves memory after a while: everything it holds is in
+            // storage (acknowledged means stored), and the next join loads
+            // it again. Sessions kept only in memory stay.
+            let idle = self.participants.is_empty() && self.run.is_none() && self.store.is_some();
+            let cmd = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => return,
+                },
+                _ = tokio::time::sleep(self.config.unload_idle_after), if idle => {
+                    if self.registry.unload_if_unused(&self.id, &self.me) {
+                        info!(session = %self.id, "session unloaded from memory (idle)");
+                        return;
+                    }
+                    continue;
+                }
+            };
             let stop = match cmd {
                 SessionCmd::Join(request) => {
                     self.join(request);

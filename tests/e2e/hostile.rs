@@ -381,3 +381,66 @@ async fn nul_never_reaches_storage_and_the_session_goes_on() {
         "{log}"
     );
 }
+
+/// Issue 17: every session ever joined used to stay in memory until the
+/// hub restarted. A stored session with nobody in it now leaves memory
+/// after `--unload-idle-secs`, and the next join loads it again, every
+/// acknowledged edit there; `--max-sessions` bounds those held at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_leave_memory_and_come_back_whole() {
+    let test = "idle_sessions_unload";
+    let data = crate::support::hub::log_dir(test).join("data");
+    let data = data.to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--open",
+        "--unload-idle-secs",
+        "0.5",
+        "--max-sessions",
+        "2",
+    ];
+    let hub = Hub::start_with(test, "hub.log", &args).await;
+    let (mut a, _) = HubClient::join(&hub.url, "kept", "a").await;
+    a.open("k.txt", "kept").await;
+    a.send_json(&json!({ "type": "op", "doc": "k.txt", "rev": 0, "op": [4, "!"] }))
+        .await;
+    a.expect_type("ack").await;
+    let (_b, _) = HubClient::join(&hub.url, "second", "b").await;
+    // Two sessions are held: a third is refused while both are in use.
+    let mut c = HubClient::connect(&hub.url).await;
+    c.send_json(&json!({ "type": "hello", "protocol": chorus_protocol::wire::PROTOCOL_VERSION, "session": "third", "name": "c" }))
+        .await;
+    let refused = c.expect_type("error").await;
+    assert_eq!(refused["code"], "overloaded", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("2 sessions"),
+        "{refused}"
+    );
+
+    drop(a);
+    wait_unloaded(&hub, "kept").await;
+    // Room again for a third session; once it is idle too, "kept" comes
+    // back whole.
+    let (c, welcome) = HubClient::join(&hub.url, "third", "c").await;
+    assert_eq!(welcome["type"], "welcome");
+    drop(c);
+    wait_unloaded(&hub, "third").await;
+    let (_, text) = hub_text(&hub.url, "kept", "k.txt").await.expect("text");
+    assert_eq!(text, "kept!");
+}
+
+async fn wait_unloaded(hub: &Hub, session: &str) {
+    let line = format!("session unloaded from memory (idle) session={session}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !hub.log_tail(400).contains(&line) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            hub.log_tail(50)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
