@@ -261,29 +261,36 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String>
     ))
 }
 
-/// Tells live sessions that were revoked to send everyone away.
+/// Tells live sessions that were revoked to send everyone away. Follows
+/// the revocation marks in storage (a count, see `schema.rs`), so no
+/// clock is compared with another machine's.
 async fn watch_revocations(store: crate::storage::Store, registry: Registry) {
-    let mut seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    // Revocations from before this hub started matter too: a participant
-    // cannot have joined them, but one second of overlap keeps the query
-    // simple and nothing is revoked twice (`seen`).
-    let mut since = crate::storage::now_secs() - 1;
+    use std::collections::HashSet;
+    // Revocations already made when the hub starts concern no live session.
+    let mut mark = loop {
+        match store.revoked_since(i64::MIN).await {
+            Ok(revoked) => break revoked.iter().map(|(_, at)| *at).max().unwrap_or(0),
+            Err(err) => warn!(cause = %err, "cannot read revoked sessions yet"),
+        }
+        tokio::time::sleep(REVOCATION_POLL).await;
+    };
+    // Two revocations committed at once may share a mark: read from the
+    // last mark on, and skip what was handled.
+    let mut seen: HashSet<(String, i64)> = HashSet::new();
     loop {
         tokio::time::sleep(REVOCATION_POLL).await;
-        let checked_at = crate::storage::now_secs();
-        match store.revoked_since(since).await {
+        match store.revoked_since(mark).await {
             Ok(revoked) => {
                 for (id, at) in revoked {
-                    if seen.get(&id) == Some(&at) {
+                    if !seen.insert((id.clone(), at)) {
                         continue;
                     }
-                    seen.insert(id.clone(), at);
+                    mark = mark.max(at);
                     if let Some(session) = registry.get(&id) {
                         session.send(SessionCmd::Revoked).await;
                     }
                 }
-                since = checked_at - 1;
-                seen.retain(|_, at| *at >= since);
+                seen.retain(|(_, at)| *at >= mark);
             }
             Err(err) => warn!(cause = %err, "cannot check for revoked sessions"),
         }
