@@ -67,6 +67,9 @@ enum Command {
         /// Simultaneous connections accepted.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections)]
         max_connections: usize,
+        /// Simultaneous connections from one address.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections_per_ip)]
+        max_connections_per_ip: usize,
         /// Sessions held in memory at once; joins to more are refused until
         /// some unload (stored sessions unload when idle).
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_sessions)]
@@ -368,6 +371,7 @@ fn run() -> anyhow::Result<()> {
             max_document_chars,
             messages_per_second,
             max_connections,
+            max_connections_per_ip,
             max_sessions,
             unload_idle_secs,
             hello_timeout_secs,
@@ -413,6 +417,7 @@ fn run() -> anyhow::Result<()> {
                 max_document_chars,
                 messages_per_second,
                 max_connections,
+                max_connections_per_ip: max_connections_per_ip.max(1),
                 max_sessions: max_sessions.max(1),
                 unload_idle_after: seconds(unload_idle_secs, "--unload-idle-secs")?,
                 hello_timeout: seconds(hello_timeout_secs, "--hello-timeout-secs")?,
