@@ -1,5 +1,7 @@
 //! The `chorus` binary: a thin clap front over the hub and proxy crates.
 
+mod log;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -354,7 +356,7 @@ fn run() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_env("CHORUS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| log::EscapedStderr)
         .with_ansi(false)
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
