@@ -264,20 +264,22 @@ struct RunArgs {
     /// Do not run code at all, even if a Docker engine is reachable.
     #[arg(long)]
     no_runs: bool,
+    // Every limit must be positive: Docker reads 0 as "no limit", which a
+    // flag must never mean by accident.
     /// Wall-clock limit per run, in seconds.
-    #[arg(long, default_value_t = limits::DEFAULT_WALL_CLOCK_SECS)]
+    #[arg(long, default_value_t = limits::DEFAULT_WALL_CLOCK_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     run_timeout_secs: u64,
     /// Memory per run in MiB (swap is not allowed on top).
-    #[arg(long, default_value_t = limits::DEFAULT_MEMORY_MIB)]
+    #[arg(long, default_value_t = limits::DEFAULT_MEMORY_MIB, value_parser = clap::value_parser!(i64).range(6..))]
     run_memory_mib: i64,
     /// Processes and threads per run.
-    #[arg(long, default_value_t = limits::DEFAULT_PIDS)]
+    #[arg(long, default_value_t = limits::DEFAULT_PIDS, value_parser = clap::value_parser!(i64).range(1..))]
     run_pids: i64,
-    /// CPUs per run (fractions allowed).
-    #[arg(long, default_value_t = limits::DEFAULT_CPUS)]
+    /// CPUs per run (fractions allowed, at least 0.01).
+    #[arg(long, default_value_t = limits::DEFAULT_CPUS, value_parser = cpus)]
     run_cpus: f64,
     /// Output bytes streamed per run before it is cut off.
-    #[arg(long, default_value_t = limits::DEFAULT_OUTPUT_BYTES)]
+    #[arg(long, default_value_t = limits::DEFAULT_OUTPUT_BYTES, value_parser = positive_usize)]
     run_output_bytes: usize,
     /// Runs at once across all sessions; more wait in a queue.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENT)]
@@ -526,6 +528,24 @@ fn folder_tree(dir: &std::path::Path) -> anyhow::Result<Tree> {
         }
     }
     Ok((files, listed))
+}
+
+fn cpus(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && (0.01..=1024.0).contains(&cpus) => Ok(cpus),
+        _ => Err(format!(
+            "{text:?} is not a number of CPUs from 0.01 to 1024 (0 would mean no limit)"
+        )),
+    }
+}
+
+fn positive_usize(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a positive whole number (0 would mean no limit)"
+        )),
+    }
 }
 
 /// A positive duration from a flag's seconds.
