@@ -23,11 +23,13 @@
 //! (as under `cargo test --all-targets`) it does nothing. All traffic goes
 //! to 127.0.0.1 and every phase has a deadline.
 
+#[path = "common/hostile.rs"]
+mod hostile;
 #[path = "common/hub.rs"]
 mod hub;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,6 +67,8 @@ struct Config {
     one_typist: bool,
     /// Extra `chorus hub` flags.
     hub_args: &'static [&'static str],
+    /// Hostile clients attack the hub while the others type (soak).
+    hostile: bool,
 }
 
 /// What every client task reports into.
@@ -133,6 +137,17 @@ fn main() {
             secs: 30.0,
             one_typist: false,
             hub_args: &[],
+            hostile: false,
+        }],
+        "soak" => vec![Config {
+            name: "soak: load with hostile clients",
+            sessions: 200,
+            clients: 4,
+            rate: 10.0,
+            secs: 60.0,
+            one_typist: false,
+            hub_args: &[],
+            hostile: true,
         }],
         "fanout" => vec![
             Config {
@@ -145,6 +160,7 @@ fn main() {
                 // The hub paces a connection beyond 500 frames/s by default;
                 // lifted so that this measures the broadcast itself.
                 hub_args: &["--messages-per-second", "1000000"],
+                hostile: false,
             },
             Config {
                 name: "fanout, 100/s",
@@ -154,9 +170,10 @@ fn main() {
                 secs: 10.0,
                 one_typist: true,
                 hub_args: &[],
+                hostile: false,
             },
         ],
-        other => panic!("unknown mode {other:?}: load or fanout"),
+        other => panic!("unknown mode {other:?}: load, soak or fanout"),
     };
     for config in &mut configs {
         if let Some(n) = option("sessions") {
@@ -284,8 +301,38 @@ async fn run(config: Config) {
     let hub_wait_start = run_queue_wait_secs(hub.pid);
     let own_wait_start = run_queue_wait_secs(std::process::id());
     let typing_start = Instant::now();
+    let stop_hostile = Arc::new(AtomicBool::new(false));
+    let hostile_counts = Arc::new(hostile::Counts::default());
+    let hostile_tasks = if config.hostile {
+        let port = hub
+            .url
+            .trim_start_matches("ws://127.0.0.1:")
+            .trim_end_matches('/')
+            .parse()
+            .expect("the hub's port");
+        hostile::spawn_all(&hub.url, port, stop_hostile.clone(), hostile_counts.clone())
+    } else {
+        Vec::new()
+    };
+    // The hub's memory every 5 s while the clients type.
+    let pid = hub.pid;
+    let rss_over_time = Arc::new(Mutex::new(Vec::new()));
+    let rss_samples = {
+        let samples = rss_over_time.clone();
+        tokio::spawn(async move {
+            loop {
+                samples.lock().unwrap().push(status_kib(pid, "VmRSS:"));
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
     done_typing.wait().await;
     let typing = typing_start.elapsed();
+    stop_hostile.store(true, Ordering::Relaxed);
+    for task in &hostile_tasks {
+        task.abort();
+    }
+
     let mut results = Vec::with_capacity(total);
     for task in tasks {
         match task.await {
@@ -295,6 +342,8 @@ async fn run(config: Config) {
         }
     }
     let settled = typing_start.elapsed();
+    rss_samples.abort();
+    let rss_over_time: Vec<u64> = rss_over_time.lock().unwrap().clone();
     let cpu = cpu_secs(hub.pid) - cpu_start;
     let own_cpu = cpu_secs(std::process::id()) - own_cpu_start;
     let hub_wait = run_queue_wait_secs(hub.pid) - hub_wait_start;
@@ -420,6 +469,19 @@ async fn run(config: Config) {
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
+    let mib: Vec<String> = rss_over_time
+        .iter()
+        .map(|kib| format!("{:.0}", *kib as f64 / 1024.0))
+        .collect();
+    println!(
+        "| hub RSS every 5 s while typing (MiB) | {} |",
+        mib.join(" ")
+    );
+    if config.hostile {
+        for (what, count) in hostile_counts.report() {
+            println!("| hostile: {what} | {count} |");
+        }
+    }
     println!("| errors | {errors} |");
     for sample in shared.error_samples.lock().unwrap().iter() {
         println!("error: {sample}");

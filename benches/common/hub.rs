@@ -42,7 +42,16 @@ pub struct HubProcess {
 pub async fn start_hub(extra_args: &[&str], log: &std::path::Path) -> HubProcess {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["hub", "--listen", "127.0.0.1:0", "--no-runs"])
+        // Every benchmark client comes from 127.0.0.1: the per-address cap
+        // is for the real world.
+        .args([
+            "hub",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-runs",
+            "--max-connections-per-ip",
+            "1000000",
+        ])
         .args(hub_store_args())
         .args(extra_args)
         .stdin(std::process::Stdio::null())
