@@ -1,7 +1,9 @@
 //! The `chorus.*` commands the editor runs through
 //! `workspace/executeCommand`:
-//! * `chorus.run [uri] [{stdin, args, language}]` asks the hub to run a
-//!   shared document (by default the one last opened or edited);
+//! * `chorus.run [uri] [{stdin, args, language, mode, command}]` asks the
+//!   hub to run a shared document (by default the one last opened or
+//!   edited), as a run, its tests or a release build, or with a command
+//!   line of the user's;
 //! * `chorus.stop` stops the session's run;
 //! * `chorus.follow [name]` follows a participant's cursor, or no one's;
 //! * `chorus.share` publishes the workspace folder in the background
@@ -226,8 +228,8 @@ impl Commands {
             language: options.language,
             stdin: options.stdin,
             args: options.args.unwrap_or_default(),
-            mode: Default::default(),
-            command: None,
+            mode: options.mode.unwrap_or_default(),
+            command: options.command,
         });
         Ok(Requested { requested: doc })
     }

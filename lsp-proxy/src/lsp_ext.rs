@@ -42,7 +42,7 @@
 //! Invariant: the wire shape of these messages only changes here, together
 //! with the fixture; renaming a Rust field must keep its JSON name.
 
-use chorus_protocol::wire::{NotSynced, OutputStream, Participant, Role, RunResult};
+use chorus_protocol::wire::{NotSynced, OutputStream, Participant, Role, RunMode, RunResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_lsp_server::ls_types::notification::Notification;
@@ -226,6 +226,10 @@ pub struct RunStartedParams {
     pub name: String,
     /// The document run, as a path relative to the workspace root.
     pub doc: String,
+    /// What runs, in one line for the run's header: `cargo test --offline
+    /// (Cargo.toml in demo/)`; missing from hubs older than run plans.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// `chorus/runOutput`, proxy → editor: a chunk of a run's output.
@@ -258,9 +262,12 @@ impl Notification for RunFinished {
 #[serde(rename_all = "camelCase")]
 pub struct RunFinishedParams {
     pub run_id: u64,
-    /// `exitCode` is `null` when the program did not exit by itself.
+    /// `exitCode` is `null` when the program did not exit by itself;
+    /// `diagnostics` (missing when there are none) are also published as
+    /// the editor's diagnostics, source `chorus run`, until the next run.
     pub result: RunResult,
-    /// The proxy's one line for the user ("exited with code 0 in 0.12 s").
+    /// The proxy's one line for the user ("exited with code 1 in 0.12 s;
+    /// error at src/main.rs:3:5").
     pub summary: String,
 }
 
@@ -298,8 +305,10 @@ pub struct DocumentStateResult {
 
 /// `workspace/executeCommand` `chorus.run [uri [options]]`: asks the hub to
 /// run the session's code from `uri` (default: the document last opened or
-/// edited). Answers [`Requested`] with the document's path; output and the
-/// result arrive as the `chorus/run*` notifications, at every participant.
+/// edited), as [`RunOptions`] say (`mode`: run, test or release; `command`:
+/// a shell command line instead of what the project's files suggest).
+/// Answers [`Requested`] with the document's path; output and the result
+/// arrive as the `chorus/run*` notifications, at every participant.
 pub const RUN: &str = "chorus.run";
 /// `chorus.stop`, no arguments: stops the session's run. Answers
 /// [`Requested`] with `"stop"`.
@@ -411,25 +420,56 @@ pub struct RunOptions {
     /// extension decides.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// `"run"` (the default), `"test"` (`cargo test`, `pytest`, `npm
+    /// test`) or `"release"` (an optimised build, where the toolchain has
+    /// one); anything else is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RunMode>,
+    /// A shell command line run in the project's folder instead of the
+    /// one the project's files suggest (`make check`, `python3 -m unittest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 impl RunOptions {
-    /// Lenient, as the proxy always was: a field of the wrong type is
-    /// ignored, except `args`, which would otherwise run the program with
-    /// arguments the user did not mean.
+    /// Lenient, as the proxy always was: a text field of the wrong type
+    /// is ignored, except those that would otherwise run something the
+    /// user did not mean: `args`, `mode` and `command` are checked.
     pub fn from_argument(value: &Value) -> Result<RunOptions, String> {
         let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
         let args = match value.get("args") {
-            None => None,
+            None | Some(Value::Null) => None,
             Some(list) => Some(
                 serde_json::from_value::<Vec<String>>(list.clone())
                     .map_err(|_| "chorus.run: \"args\" must be a list of strings".to_owned())?,
             ),
         };
+        let mode = match value.get("mode") {
+            None | Some(Value::Null) => None,
+            Some(mode) => Some(
+                serde_json::from_value::<RunMode>(mode.clone()).map_err(|_| {
+                    format!(
+                        "chorus.run: \"mode\" must be \"run\", \"test\" or \"release\", not {mode}"
+                    )
+                })?,
+            ),
+        };
+        let command = match value.get("command") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(line)) if !line.trim().is_empty() => Some(line.clone()),
+            Some(_) => {
+                return Err(
+                    "chorus.run: \"command\" must be a shell command line (a non-empty string)"
+                        .to_owned(),
+                )
+            }
+        };
         Ok(RunOptions {
             stdin: text("stdin"),
             args,
             language: text("language"),
+            mode,
+            command,
         })
     }
 }
@@ -532,6 +572,32 @@ mod tests {
         let lenient =
             RunArguments::from_arguments(&[json!("file:///a.py"), json!({"stdin": 1})]).unwrap();
         assert_eq!(lenient.and_then(|a| a.options), Some(RunOptions::default()));
+        assert_eq!(
+            RunArguments::from_arguments(&[json!("file:///a.py"), json!({"mode": "bench"})]),
+            Err(
+                "chorus.run: \"mode\" must be \"run\", \"test\" or \"release\", not \"bench\""
+                    .to_owned()
+            )
+        );
+        for command in [json!(3), json!(""), json!(["make"])] {
+            let refused = RunArguments::from_arguments(&[
+                json!("file:///a.py"),
+                json!({ "command": command }),
+            ]);
+            assert!(
+                refused.as_ref().is_err_and(|e| e.contains("\"command\"")),
+                "{command}: {refused:?}"
+            );
+        }
+        let test = RunArguments::from_arguments(&[
+            json!("file:///a.py"),
+            json!({"mode": "test", "command": "make check"}),
+        ])
+        .unwrap()
+        .and_then(|a| a.options)
+        .unwrap();
+        assert_eq!(test.mode, Some(RunMode::Test));
+        assert_eq!(test.command.as_deref(), Some("make check"));
         assert_eq!(
             FollowArguments::from_arguments(&[json!(null)]),
             Err("chorus.follow takes a participant's name".to_owned())
