@@ -37,7 +37,13 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
     let watcher = (config.access == Access::Tokens)
         .then(|| config.store.clone())
         .flatten()
-        .map(|store| tokio::spawn(watch_revocations(store, registry.clone())));
+        .map(|store| {
+            let executor = match &config.runner {
+                crate::Runner::Enabled(executor) => Some(executor.clone()),
+                crate::Runner::Disabled(_) => None,
+            };
+            tokio::spawn(watch_revocations(store, registry.clone(), executor))
+        });
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -82,8 +88,18 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
     info!("hub stopped accepting connections");
 }
 
-/// Tells live sessions that were revoked to send everyone away.
-async fn watch_revocations(store: crate::storage::Store, registry: Registry) {
+/// Tells live sessions that were revoked to send everyone away, and has
+/// the executor drop what it keeps for them (their build cache).
+///
+/// A revocation is the only end a session has: an `--open` hub's sessions,
+/// and a tokens hub's until revoked, live as long as their storage, so
+/// their build caches do too (capped in size by the executor). A revoked
+/// session that is created again starts with an empty cache.
+async fn watch_revocations(
+    store: crate::storage::Store,
+    registry: Registry,
+    executor: Option<std::sync::Arc<dyn chorus_sandbox::Executor>>,
+) {
     let mut seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     // Revocations from before this hub started matter too: a participant
     // cannot have joined them, but one second of overlap keeps the query
@@ -101,6 +117,11 @@ async fn watch_revocations(store: crate::storage::Store, registry: Registry) {
                     seen.insert(id.clone(), at);
                     if let Some(session) = registry.get(&id) {
                         session.send(SessionCmd::Revoked).await;
+                    }
+                    // Whether or not the session was live here: its cache
+                    // outlives its actor.
+                    if let Some(executor) = &executor {
+                        executor.forget_session(&id);
                     }
                 }
                 since = checked_at - 1;
