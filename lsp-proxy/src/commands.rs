@@ -29,8 +29,7 @@ use tower_lsp_server::ls_types::Uri;
 use crate::documents::Documents;
 use crate::hub_link::Link;
 use crate::lsp_ext::{
-    self, Files, FollowArguments, Following, Requested, ResyncArguments, RunArguments, RunOptions,
-    SessionFile,
+    self, Files, FollowArguments, Following, Requested, ResyncArguments, RunArguments, SessionFile,
 };
 use crate::presence::Presence;
 use crate::share::EditorShare;
@@ -211,15 +210,11 @@ impl Commands {
     }
 
     fn run(&self, arguments: &[Value], link: &Link, docs: &Documents) -> Result<Requested, String> {
-        let (uri, options) = match RunArguments::from_arguments(arguments)? {
-            Some(RunArguments { uri, options }) => (uri, options.unwrap_or_default()),
-            None => (
-                self.last_active
-                    .clone()
-                    .ok_or("chorus.run: no document to run; open one or pass its URI")?,
-                RunOptions::default(),
-            ),
-        };
+        let RunArguments { uri, options } = RunArguments::from_arguments(arguments)?;
+        let uri = uri
+            .or_else(|| self.last_active.clone())
+            .ok_or("chorus.run: no document to run; open one or pass its URI")?;
+        let options = options.unwrap_or_default();
         let doc = docs
             .path_of(&uri)
             .ok_or_else(|| format!("chorus.run: {} is not shared in this session", uri.as_str()))?;

@@ -303,7 +303,7 @@ pub struct DocumentStateResult {
     pub version: i32,
 }
 
-/// `workspace/executeCommand` `chorus.run [uri [options]]`: asks the hub to
+/// `workspace/executeCommand` `chorus.run [uri] [options]`: asks the hub to
 /// run the session's code from `uri` (default: the document last opened or
 /// edited), as [`RunOptions`] say (`mode`: run, test or release; `command`:
 /// a shell command line instead of what the project's files suggest).
@@ -371,34 +371,42 @@ impl ResyncArguments {
     }
 }
 
-/// The arguments of [`RUN`] when there are any: `[uri]` or `[uri, options]`.
+/// The arguments of [`RUN`]: `[]`, `[uri]`, `[uri, options]`, or
+/// `[options]` for the document last opened or edited (what an editor that
+/// cannot name the URI sends: Helix's `:lsp-workspace-command chorus.run
+/// {"mode":"test"}`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunArguments {
-    pub uri: Uri,
+    pub uri: Option<Uri>,
     pub options: Option<RunOptions>,
 }
 
 impl RunArguments {
-    /// `None` for no arguments. Errors are for the user and name the command.
-    pub fn from_arguments(arguments: &[Value]) -> Result<Option<RunArguments>, String> {
-        let Some(first) = arguments.first() else {
-            return Ok(None);
+    /// Errors are for the user and name the command.
+    pub fn from_arguments(arguments: &[Value]) -> Result<RunArguments, String> {
+        let (uri, options) = match arguments {
+            [] => (None, None),
+            [options @ Value::Object(_)] => (None, Some(options)),
+            [first, rest @ ..] => {
+                let text = first
+                    .as_str()
+                    .ok_or("chorus.run takes a document URI string, then options")?;
+                let uri = text
+                    .parse::<Uri>()
+                    .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?;
+                (Some(uri), rest.first())
+            }
         };
-        let text = first
-            .as_str()
-            .ok_or("chorus.run takes a document URI string")?;
-        let uri = text
-            .parse::<Uri>()
-            .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?;
-        let options = arguments
-            .get(1)
-            .map(RunOptions::from_argument)
-            .transpose()?;
-        Ok(Some(RunArguments { uri, options }))
+        let options = options.map(RunOptions::from_argument).transpose()?;
+        Ok(RunArguments { uri, options })
     }
 
     pub fn into_arguments(self) -> Vec<Value> {
-        let mut arguments = vec![Value::String(self.uri.as_str().to_owned())];
+        let mut arguments: Vec<Value> = self
+            .uri
+            .map(|uri| Value::String(uri.as_str().to_owned()))
+            .into_iter()
+            .collect();
         if let Some(options) = self.options {
             // Cannot fail: strings and a list of strings.
             arguments.push(serde_json::to_value(options).unwrap_or_default());
@@ -559,10 +567,22 @@ mod tests {
 
     #[test]
     fn command_arguments_are_checked_as_before() {
-        assert_eq!(RunArguments::from_arguments(&[]), Ok(None));
+        assert_eq!(
+            RunArguments::from_arguments(&[]),
+            Ok(RunArguments {
+                uri: None,
+                options: None
+            })
+        );
         assert_eq!(
             RunArguments::from_arguments(&[json!(3)]),
-            Err("chorus.run takes a document URI string".to_owned())
+            Err("chorus.run takes a document URI string, then options".to_owned())
+        );
+        let options_alone = RunArguments::from_arguments(&[json!({"mode": "release"})]).unwrap();
+        assert_eq!(options_alone.uri, None);
+        assert_eq!(
+            options_alone.options.and_then(|o| o.mode),
+            Some(RunMode::Release)
         );
         assert_eq!(
             RunArguments::from_arguments(&[json!("file:///a.py"), json!({"args": "x"})]),
@@ -571,7 +591,7 @@ mod tests {
         // Wrongly typed text fields were always ignored, not refused.
         let lenient =
             RunArguments::from_arguments(&[json!("file:///a.py"), json!({"stdin": 1})]).unwrap();
-        assert_eq!(lenient.and_then(|a| a.options), Some(RunOptions::default()));
+        assert_eq!(lenient.options, Some(RunOptions::default()));
         assert_eq!(
             RunArguments::from_arguments(&[json!("file:///a.py"), json!({"mode": "bench"})]),
             Err(
@@ -594,7 +614,7 @@ mod tests {
             json!({"mode": "test", "command": "make check"}),
         ])
         .unwrap()
-        .and_then(|a| a.options)
+        .options
         .unwrap();
         assert_eq!(test.mode, Some(RunMode::Test));
         assert_eq!(test.command.as_deref(), Some("make check"));

@@ -308,12 +308,12 @@ fn fixture() -> Value {
         ),
     });
     let run = RunArguments {
-        uri: uri(),
+        uri: Some(uri()),
         options: Some(run_options()),
     };
     assert_eq!(
         RunArguments::from_arguments(&run.clone().into_arguments()),
-        Ok(Some(run.clone()))
+        Ok(run.clone())
     );
     let follow = FollowArguments {
         name: Some("Bo".into()),
