@@ -20,6 +20,7 @@ mod neovim;
 mod neovim_files;
 mod neovim_lsp_ext;
 mod neovim_random;
+mod neovim_runs;
 mod random_typing;
 mod runs;
 mod seeding;
