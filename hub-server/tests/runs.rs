@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_hub::access::{self, Access};
-use chorus_hub::storage::{Database, Store};
 use chorus_hub::{HubConfig, Runner};
 use chorus_sandbox::{RunDiagnostic, RunDiagnosticSeverity, RunMode};
 use serde_json::{json, Value};
 
-use self::hub::{error_code, scratch_dir, Client, TestHub};
+use self::hub::{error_code, scratch_store, Client, TestHub};
 use self::recorder::Recorder;
 
 fn hub_config(recorder: &Recorder) -> HubConfig {
@@ -150,10 +149,7 @@ async fn the_plan_and_the_diagnostics_reach_every_participant() {
 
 #[tokio::test]
 async fn a_read_only_participant_cannot_run_whatever_the_mode() {
-    let dir = scratch_dir("runs-read-only");
-    let store = Store::open(&Database::Sqlite(dir.clone()))
-        .await
-        .expect("open SQLite");
+    let (dir, store) = scratch_store("runs-read-only").await;
     let tokens = access::create_session(&store, "ro-runs")
         .await
         .expect("create the session");
@@ -183,10 +179,7 @@ async fn a_read_only_participant_cannot_run_whatever_the_mode() {
 /// whether or not the session was live on this hub.
 #[tokio::test]
 async fn a_revoked_session_is_forgotten_by_the_executor() {
-    let dir = scratch_dir("runs-revoked");
-    let store = Store::open(&Database::Sqlite(dir.clone()))
-        .await
-        .expect("open SQLite");
+    let (dir, store) = scratch_store("runs-revoked").await;
     let recorder = Recorder::default();
     let config = HubConfig {
         access: Access::Tokens,

@@ -5,12 +5,9 @@
 //! sandbox's output parser that fills `RunResult.diagnostics`.
 
 use crate::neovim::{converged, have_neovim, wait_for, wait_joined, Nvim, Route};
+use crate::runs::{FAILING_HELPER as HELPER, FAILING_MAIN as MAIN};
 use crate::support::hub::Hub;
 use crate::workspace::chorus_share;
-
-const MAIN: &str = "import helper\n\nprint(helper.greet())\n";
-/// Raises NameError on line 3 when called.
-const HELPER: &str = "def greet():\n    name = 'chorus'\n    return undefined_name + name\n";
 
 /// Lua for `path`'s diagnostics from `chorus run`, as `[[lnum, severity]]`.
 fn run_diagnostics(path: &std::path::Path) -> String {
@@ -63,7 +60,7 @@ async fn a_run_error_is_a_diagnostic_in_every_neovim_until_the_next_run() {
             "the NameError as a diagnostic on helper.py line 3",
             nvim,
             &run_diagnostics(helper),
-            |d| d == format!("[[2,{}]]", 1).as_str(),
+            |d| d == "[[2,1]]",
         )
         .await;
         let summary = nvim.lua("require('chorus').state.run.summary").await;

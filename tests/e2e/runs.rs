@@ -37,6 +37,12 @@ async fn wait_show(editor: &Editor, needle: &str) -> Value {
         .await
 }
 
+/// A two-file Python project whose run fails in helper.py, line 3
+/// (NameError), called from main.py.
+pub(crate) const FAILING_MAIN: &str = "import helper\n\nprint(helper.greet())\n";
+pub(crate) const FAILING_HELPER: &str =
+    "def greet():\n    name = 'chorus'\n    return undefined_name + name\n";
+
 const PROGRAM: &str = "import sys\nprint('hello from chorus')\nprint('oops', file=sys.stderr)\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,8 +328,7 @@ async fn a_run_error_is_a_diagnostic_for_everyone_until_a_clean_run() {
     }
     let hub = Hub::start("a_run_error_is_a_diagnostic_for_everyone").await;
     let session = "diagnostics";
-    let main = "import helper\n\nprint(helper.greet())\n";
-    let helper = "def greet():\n    name = 'chorus'\n    return undefined_name + name\n";
+    let (main, helper) = (FAILING_MAIN, FAILING_HELPER);
     let ada = Editor::start(EditorKind::VsCode, &hub, session, "ada").await;
     let bob = Editor::start(EditorKind::Neovim, &hub, session, "bob").await;
     ada.open("helper.py", helper);
