@@ -5,7 +5,8 @@
 //! An editor with no plugin (Helix, any plain LSP client) needs none of
 //! this: the proxy then speaks standard LSP alone (cursors as Hint
 //! diagnostics, runs as `window/logMessage`, `$/progress` and
-//! `window/showMessage`). A plugin opts in with `extensions: true` in
+//! `window/showMessage`, a run's errors as diagnostics from source
+//! `chorus run`, which every editor gets, plugin or not). A plugin opts in with `extensions: true` in
 //! [`Settings`] and then:
 //!
 //! * receives, from the proxy:
