@@ -47,6 +47,12 @@ enum Command {
         /// The certificate's private key (PEM).
         #[arg(long, requires = "tls_cert", env = "CHORUS_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// A web origin (`https://host:port`) whose pages may connect;
+        /// repeat for several. WebSocket upgrades carrying any other
+        /// `Origin` are refused, so that no web page can drive the hub
+        /// through a visitor's browser. Editors send no Origin.
+        #[arg(long = "allow-origin", value_name = "ORIGIN", env = "CHORUS_ALLOW_ORIGIN", value_delimiter = ',', value_parser = origin)]
+        allowed_origins: Vec<String>,
         /// Largest message accepted from a client, in bytes; also the
         /// largest document one can share, as its text travels in one
         /// message (proxies learn it when they join).
@@ -61,6 +67,20 @@ enum Command {
         /// Simultaneous connections accepted.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections)]
         max_connections: usize,
+        /// Sessions held in memory at once; joins to more are refused until
+        /// some unload (stored sessions unload when idle).
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_sessions)]
+        max_sessions: usize,
+        /// Seconds a stored session with nobody in it stays in memory.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().unload_idle_after.as_secs_f64())]
+        unload_idle_secs: f64,
+        /// Seconds a new connection has to say hello before it is closed.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().hello_timeout.as_secs_f64())]
+        hello_timeout_secs: f64,
+        /// Seconds a connection may stay silent, not even answering the
+        /// hub's pings, before it is dropped and leaves its session.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().idle_timeout.as_secs_f64())]
+        idle_timeout_secs: f64,
         /// Largest text file of a session's tree synced, in bytes; larger
         /// ones are listed, not synced. Must fit in one message
         /// (--max-message-bytes less 16 KiB).
@@ -343,10 +363,15 @@ fn run() -> anyhow::Result<()> {
             open,
             tls_cert,
             tls_key,
+            allowed_origins,
             max_message_bytes,
             max_document_chars,
             messages_per_second,
             max_connections,
+            max_sessions,
+            unload_idle_secs,
+            hello_timeout_secs,
+            idle_timeout_secs,
             max_file_bytes,
             max_session_bytes,
             max_files,
@@ -388,6 +413,10 @@ fn run() -> anyhow::Result<()> {
                 max_document_chars,
                 messages_per_second,
                 max_connections,
+                max_sessions: max_sessions.max(1),
+                unload_idle_after: seconds(unload_idle_secs, "--unload-idle-secs")?,
+                hello_timeout: seconds(hello_timeout_secs, "--hello-timeout-secs")?,
+                idle_timeout: seconds(idle_timeout_secs, "--idle-timeout-secs")?,
                 history_limit: history_limit.max(1),
                 workspace: chorus_hub::WorkspaceLimits {
                     max_file_bytes,
@@ -398,6 +427,7 @@ fn run() -> anyhow::Result<()> {
                 store,
                 access,
                 tls,
+                allowed_origins,
                 ..chorus_hub::HubConfig::default()
             };
             // The one line on stdout, once ready: scripts and tests read the
@@ -489,6 +519,28 @@ fn folder_tree(dir: &std::path::Path) -> anyhow::Result<Tree> {
         }
     }
     Ok((files, listed))
+}
+
+/// A positive duration from a flag's seconds.
+fn seconds(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    if !(value.is_finite() && value > 0.0 && value < 1e9) {
+        anyhow::bail!("{flag} must be a positive number of seconds, not {value}");
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
+/// An origin as browsers send it: scheme and host, maybe a port, no path.
+fn origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/');
+    let (scheme, rest) = origin
+        .split_once("://")
+        .ok_or_else(|| format!("{text:?} is not an origin like https://chorus.example.com"))?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "{text:?} is not an origin: scheme http or https, a host and maybe a port, no path"
+        ));
+    }
+    Ok(origin.to_ascii_lowercase())
 }
 
 fn template_name(name: &str) -> Result<&'static templates::Template, String> {

@@ -2,7 +2,13 @@
 //! and a writer task that drains the connection's bounded outbound queue.
 //!
 //! Bad input gets an `error` frame and the connection stays up; only frames
-//! beyond the hard transport limit, or a peer that cannot keep up, end it.
+//! beyond the hard transport limit, a peer that cannot keep up, one that
+//! does not say `hello` in time, or one that goes silent end it.
+//!
+//! Silence: the hub pings every third of `idle_timeout`, and any frame
+//! (a pong included: tungstenite answers pings for the peer as it reads)
+//! counts as life. A peer that vanished without closing is so dropped and
+//! leaves its session, instead of staying a ghost participant.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,13 +18,15 @@ use chorus_protocol::wire::{
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 use crate::access;
-use crate::session::{JoinRequest, Registry, SessionCmd, SessionHandle};
+use crate::outbound::{self, Outbound};
+use crate::session::{Full, JoinRequest, Registry, SessionCmd, SessionHandle};
 use crate::HubConfig;
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -34,16 +42,24 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let (outbound, mut queue) = mpsc::channel::<Message>(config.outbound_queue);
+    // Room for a whole document's snapshot besides the usual traffic.
+    let budget = config.outbound_bytes.max(2 * config.max_message_bytes);
+    let (outbound, mut queue) = outbound::channel(config.outbound_queue, budget);
     let mut writer = tokio::spawn(async move {
         while let Some(frame) = queue.recv().await {
             // Write everything already queued, then flush once: one syscall
             // per burst instead of one per frame when fanning out.
-            if sink.feed(frame).await.is_err() {
+            let len = frame.len();
+            let fed = sink.feed(frame).await;
+            queue.release(len);
+            if fed.is_err() {
                 return;
             }
-            while let Ok(frame) = queue.try_recv() {
-                if sink.feed(frame).await.is_err() {
+            while let Some(frame) = queue.try_recv() {
+                let len = frame.len();
+                let fed = sink.feed(frame).await;
+                queue.release(len);
+                if fed.is_err() {
                     return;
                 }
             }
@@ -59,9 +75,33 @@ where
     let mut pace = Pace::new(config.messages_per_second, config.message_burst);
     let mut joined: Option<Joined> = None;
     let mut kicked = false;
+    let hello_by = Instant::now() + config.hello_timeout;
+    let mut last_heard = Instant::now();
+    let mut pings = tokio::time::interval(config.idle_timeout / 3);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pings.tick().await;
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
+            _ = tokio::time::sleep_until(hello_by), if joined.is_none() => {
+                let message = format!(
+                    "no \"hello\" within {} s of connecting; connect again and say hello first",
+                    config.hello_timeout.as_secs_f32()
+                );
+                debug!("{message}");
+                let _ = outbound.try_send(Message::text(error(ErrorCode::NotJoined, message).to_json()));
+                break;
+            }
+            _ = pings.tick() => {
+                if last_heard.elapsed() >= config.idle_timeout {
+                    debug!(silent_for = ?last_heard.elapsed(), "peer went silent; dropping it");
+                    break;
+                }
+                if outbound.try_send(Message::Ping(Default::default())).is_err() {
+                    break;
+                }
+                continue;
+            }
             _ = &mut writer => break,
             _ = kick.notified() => {
                 kicked = true;
@@ -70,6 +110,7 @@ where
             // Sent away by the session; its reason is already queued.
             _ = end.notified() => break,
         };
+        last_heard = Instant::now();
         let reply = match frame {
             None => break,
             Some(Err(err)) => {
@@ -197,7 +238,7 @@ struct Notifies<'a> {
 async fn handle(
     msg: ClientMsg,
     joined: &mut Option<Joined>,
-    outbound: &mpsc::Sender<Message>,
+    outbound: &Outbound,
     notify: Notifies<'_>,
     registry: &Registry,
     config: &HubConfig,
@@ -262,7 +303,16 @@ async fn handle(
         }
     };
     let client_id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
-    let handle = registry.get_or_create(&session, config);
+    let handle = match registry.get_or_create(&session, config) {
+        Ok(handle) => handle,
+        Err(Full(max)) => {
+            warn!(%session, max, "session limit reached; join refused");
+            return Flow::Close(error(
+                ErrorCode::Overloaded,
+                format!("this hub holds its limit of {max} sessions in memory; try again later"),
+            ));
+        }
+    };
     let sent = handle
         .send(SessionCmd::Join(JoinRequest {
             client_id,

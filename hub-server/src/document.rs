@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use chorus_protocol::ot::{apply_to_rope, transform, OpError, OperationSeq};
+use chorus_protocol::ot::{apply_to_rope, transform, OpError, Operation, OperationSeq};
 use ropey::Rope;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,6 +20,40 @@ pub enum DocError {
     StaleRevision { base: u64, oldest: u64 },
     #[error("operation based on revision {base} does not fit the document: {source}")]
     Invalid { base: u64, source: OpError },
+    #[error("the document would grow to {chars} characters; this hub allows {max}")]
+    TooLarge { chars: usize, max: usize },
+    #[error("an operation of {parts} parts based on revision {base} is too costly to bring past {behind} newer ones; resync from the snapshot")]
+    TooCostly {
+        base: u64,
+        parts: usize,
+        behind: usize,
+    },
+}
+
+/// Transform steps one op may cost (its parts times the ops it is
+/// transformed past): a few tens of milliseconds. Ordering happens inside
+/// the session's actor, so an op of 200,000 parts based 2,000 revisions
+/// back would otherwise stop the whole session for seconds. An honest
+/// proxy's op is a keystroke or a paste (a few parts), or a merge sent
+/// right after it caught up; one refused this way is merged by text.
+pub const MAX_TRANSFORM_STEPS: usize = 4_000_000;
+
+/// Bytes of history one document keeps at most, whatever `history_limit`
+/// says: ops are kept in memory at roughly ten times their wire size, so a
+/// history of large ops is bounded by size as well as by count.
+pub const MAX_HISTORY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What an op costs to keep: its parts and the text it inserts.
+fn weight(op: &OperationSeq) -> usize {
+    let inserted: usize = op
+        .ops()
+        .iter()
+        .map(|part| match part {
+            Operation::Insert(text) => text.len(),
+            _ => 0,
+        })
+        .sum();
+    std::mem::size_of_val(op.ops()) + inserted
 }
 
 /// Who sent an op: a proxy instance and its per-document op number.
@@ -41,6 +75,8 @@ pub struct Document {
     /// Beyond this many ops a lagging client gets a snapshot instead: OT cost
     /// grows with divergence, and a client that far behind is reconnecting.
     history_limit: usize,
+    /// The sum of `weight` over `history`.
+    history_bytes: usize,
     /// The last op number applied from each proxy instance, beyond the
     /// history: a reconnecting proxy learns from it whether its op whose
     /// ack was lost got in. A few entries (one per proxy that edited), and
@@ -56,6 +92,7 @@ impl Document {
             history: VecDeque::new(),
             authors: VecDeque::new(),
             history_limit: history_limit.max(1),
+            history_bytes: 0,
             last_seqs: Vec::new(),
         }
     }
@@ -86,8 +123,21 @@ impl Document {
     pub fn apply(
         &mut self,
         base_rev: u64,
+        op: OperationSeq,
+        author: Option<Author>,
+    ) -> Result<OperationSeq, DocError> {
+        self.apply_within(base_rev, op, author, usize::MAX)
+    }
+
+    /// [`Document::apply`], refusing an op that would leave more than
+    /// `max_chars` characters. Checked after the transform: ops based on
+    /// one revision can each fit alone and not together.
+    pub fn apply_within(
+        &mut self,
+        base_rev: u64,
         mut op: OperationSeq,
         author: Option<Author>,
+        max_chars: usize,
     ) -> Result<OperationSeq, DocError> {
         if base_rev > self.rev {
             return Err(DocError::FutureRevision {
@@ -107,9 +157,23 @@ impl Document {
             source,
         };
         let skip = (base_rev - oldest) as usize;
+        let behind = self.history.len() - skip;
+        if op.ops().len().saturating_mul(behind) > MAX_TRANSFORM_STEPS {
+            return Err(DocError::TooCostly {
+                base: base_rev,
+                parts: op.ops().len(),
+                behind,
+            });
+        }
         for ordered in self.history.range(skip..) {
             // The client op is not yet ordered: it goes first (see ot.rs).
             op = transform(&op, ordered).map_err(invalid)?.0;
+        }
+        if op.target_len() > max_chars {
+            return Err(DocError::TooLarge {
+                chars: op.target_len(),
+                max: max_chars,
+            });
         }
         apply_to_rope(&mut self.text, &op).map_err(invalid)?;
         self.log(op.clone(), author);
@@ -137,13 +201,19 @@ impl Document {
                 None => self.last_seqs.push((author.instance.clone(), author.seq)),
             }
         }
-        if self.history.len() == self.history_limit {
-            self.history.pop_front();
-            self.authors.pop_front();
-        }
+        self.history_bytes += weight(&op);
         self.history.push_back(op);
         self.authors.push_back(author.map(Box::new));
         self.rev += 1;
+        // The newest op always stays: a client that sent it may need it.
+        while self.history.len() > self.history_limit
+            || (self.history_bytes > MAX_HISTORY_BYTES && self.history.len() > 1)
+        {
+            if let Some(oldest) = self.history.pop_front() {
+                self.history_bytes -= weight(&oldest);
+            }
+            self.authors.pop_front();
+        }
     }
 
     /// The last op number applied from proxy `instance`, if any (since the
@@ -210,6 +280,67 @@ mod tests {
         );
         assert_eq!(doc.text().to_string(), "abc");
         assert_eq!(doc.rev(), 0);
+    }
+
+    #[test]
+    fn the_size_cap_holds_for_concurrent_ops() {
+        // Each fits alone: 3 + 4 <= 8; together they would make 11.
+        let mut doc = Document::new("abc", 100);
+        doc.apply_within(0, op(r#"[3, "wxyz"]"#), None, 8).unwrap();
+        assert_eq!(
+            doc.apply_within(0, op(r#"["1234", 3]"#), None, 8),
+            Err(DocError::TooLarge { chars: 11, max: 8 })
+        );
+        assert_eq!(doc.text().to_string(), "abcwxyz");
+        assert_eq!(doc.rev(), 1);
+    }
+
+    #[test]
+    fn an_op_too_costly_to_transform_is_refused() {
+        let mut doc = Document::new("", 10_000);
+        for rev in 0..2_000u64 {
+            let keystroke = OperationSeq::default();
+            let mut keystroke = keystroke;
+            keystroke.retain(rev);
+            keystroke.insert("k");
+            doc.apply(rev, keystroke, None).unwrap();
+        }
+        // 4,001 parts, 2,000 ops behind: 8 million steps.
+        let mut wide = OperationSeq::default();
+        for _ in 0..2_000 {
+            wide.insert("w");
+            wide.retain(1);
+        }
+        wide.insert("w");
+        let refused = doc.apply(0, wide.clone(), None);
+        assert_eq!(
+            refused,
+            Err(DocError::TooCostly {
+                base: 0,
+                parts: 4_001,
+                behind: 2_000
+            })
+        );
+        assert_eq!(doc.rev(), 2_000, "nothing applied");
+    }
+
+    #[test]
+    fn history_is_bounded_in_bytes_too() {
+        let mut doc = Document::new("", 2_000);
+        let big = "x".repeat(1024 * 1024);
+        for rev in 0..20u64 {
+            let mut op = OperationSeq::default();
+            op.retain(rev * big.len() as u64);
+            op.insert(&big);
+            doc.apply(rev, op, None).unwrap();
+        }
+        assert!(
+            doc.history_bytes <= MAX_HISTORY_BYTES,
+            "{}",
+            doc.history_bytes
+        );
+        assert!(doc.oldest_rev() > 10, "old large ops were let go");
+        assert_eq!(doc.rev(), 20);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod access;
 pub mod admin;
 pub mod connection;
 pub mod document;
+pub mod outbound;
 pub mod server;
 pub mod session;
 pub mod storage;
@@ -31,6 +32,7 @@ pub mod templates;
 pub mod tls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use chorus_protocol::wire::WorkspaceLimits;
 use chorus_sandbox::Executor;
@@ -60,12 +62,28 @@ pub struct HubConfig {
     pub max_message_bytes: usize,
     /// Frames queued per connection before it counts as too slow.
     pub outbound_queue: usize,
+    /// Bytes queued per connection before it counts as too slow (one
+    /// frame larger than this still reaches an empty queue).
+    pub outbound_bytes: usize,
     /// Ops kept per document for transforming late client ops. 2,000 is
     /// minutes of a team typing; 10,000 cost ~1.9 MiB per document and made
-    /// the document path 25% slower (cache misses; BENCHMARKS.md).
+    /// the document path 25% slower (cache misses; BENCHMARKS.md). Fewer
+    /// when they are large: a document keeps at most
+    /// [`document::MAX_HISTORY_BYTES`] of history.
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,
+    /// Sessions held in memory at once; joins to further ones are refused
+    /// until some unload.
+    pub max_sessions: usize,
+    /// How long a stored session with nobody in it stays in memory.
+    pub unload_idle_after: Duration,
+    /// How long a new connection may take to say `hello`: connections that
+    /// never do would otherwise hold `max_connections` slots forever.
+    pub hello_timeout: Duration,
+    /// How long a connection may stay silent (no frame, not even a pong to
+    /// the hub's pings) before it is dropped and leaves its session.
+    pub idle_timeout: Duration,
     /// Frames per second one connection may send on average; beyond it the
     /// hub reads its frames more slowly (TCP pushes back), nobody else waits.
     pub messages_per_second: u32,
@@ -85,6 +103,10 @@ pub struct HubConfig {
     pub access: access::Access,
     /// Serve `wss://` with this certificate instead of `ws://`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Web origins (`https://host:port`) whose pages may open a WebSocket;
+    /// upgrades carrying any other `Origin` are refused. Editors' proxies
+    /// send none and are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HubConfig {
@@ -92,8 +114,13 @@ impl Default for HubConfig {
         HubConfig {
             max_message_bytes: chorus_protocol::wire::DEFAULT_MAX_MESSAGE_BYTES,
             outbound_queue: 4096,
+            outbound_bytes: 16 * 1024 * 1024,
             history_limit: 2_000,
             max_connections: 4096,
+            max_sessions: 10_000,
+            unload_idle_after: Duration::from_secs(300),
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             messages_per_second: 500,
             message_burst: 2000,
             max_document_chars: 16 * 1024 * 1024,
@@ -102,6 +129,7 @@ impl Default for HubConfig {
             store: None,
             access: access::Access::Open,
             tls: None,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -1,20 +1,38 @@
 //! The listener: accepts TCP connections (TLS-wrapped when the hub has a
-//! certificate), answers plain HTTP (`GET /healthz`) and upgrades WebSocket
-//! requests on the same port.
+//! certificate) and serves HTTP/1.1 on them with hyper, routed by axum:
+//! `GET /healthz`, a plain `GET /` answered 426, and WebSocket upgrades,
+//! handed to tungstenite once hyper has switched protocols.
 //!
-//! The HTTP request head is read here rather than by tungstenite so that one
-//! port can serve both; the upgrade is then completed by hand
-//! (`derive_accept_key`) and the socket handed to tungstenite as is.
+//! hyper rather than a hand-written head reader (ADR 0008): it bounds and
+//! times out request heads, answers malformed ones correctly, and the
+//! routes that come next (metrics, the browser door's files) are a line
+//! each. The WebSocket stays tokio-tungstenite's, as before, so the
+//! connection code does not change.
+//!
+//! Invariant: a WebSocket upgrade carrying an `Origin` header is refused
+//! unless that origin is allowed (`--allow-origin`): browsers send one on
+//! every cross-site connection, native editors' proxies send none. Without
+//! this any web page could drive a hub the user's browser reaches.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
+use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::access::Access;
@@ -22,17 +40,33 @@ use crate::connection;
 use crate::session::{Registry, SessionCmd};
 use crate::HubConfig;
 
-/// A request head longer than this is refused: nothing legitimate needs it.
+/// A request head longer than this is refused (431): nothing legitimate
+/// needs it. hyper's read buffer, so at least its minimum of 8 KiB.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the hub looks for sessions revoked by `chorus session revoke`
 /// (which writes to the database, not to the hub).
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
+/// What every request handler shares.
+#[derive(Clone)]
+struct Hub {
+    registry: Registry,
+    config: HubConfig,
+}
+
+/// The connection a request came on: its peer for logs, and its slot
+/// under `--max-connections`, held until the WebSocket (if any) ends.
+#[derive(Clone)]
+struct Conn {
+    peer: String,
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
 /// Serves until `shutdown` completes.
 pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future<Output = ()>) {
     let registry = Registry::default();
-    let limit = std::sync::Arc::new(Semaphore::new(config.max_connections));
+    let limit = Arc::new(Semaphore::new(config.max_connections));
     let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let watcher = (config.access == Access::Tokens)
         .then(|| config.store.clone())
@@ -43,6 +77,13 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
                 crate::Runner::Disabled(_) => None,
             };
             tokio::spawn(watch_revocations(store, registry.clone(), executor))
+        });
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(root)
+        .with_state(Hub {
+            registry: registry.clone(),
+            config: config.clone(),
         });
     tokio::pin!(shutdown);
     loop {
@@ -64,22 +105,32 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let registry = registry.clone();
-        let config = config.clone();
+        // The kernel notices a peer that vanished (a laptop closed, a NAT
+        // forgetting the flow) even on a connection nobody writes to.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive);
+        let conn = Conn {
+            peer: peer.to_string(),
+            _permit: Arc::new(permit),
+        };
+        let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let peer = peer.to_string();
             match tls {
-                None => handle_socket(socket, peer, registry, config).await,
+                None => serve_http(socket, conn, app).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(socket)).await {
-                        Ok(Ok(stream)) => handle_socket(stream, peer, registry, config).await,
-                        Ok(Err(err)) => debug!(%peer, cause = %err, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                        Ok(Ok(stream)) => serve_http(stream, conn, app).await,
+                        Ok(Err(err)) => {
+                            debug!(peer = %conn.peer, cause = %err, "TLS handshake failed")
+                        }
+                        Err(_) => debug!(peer = %conn.peer, "TLS handshake timed out"),
                     }
                 }
             }
-            drop(permit);
         });
     }
     if let Some(watcher) = watcher {
@@ -88,33 +139,169 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
     info!("hub stopped accepting connections");
 }
 
+/// One connection's HTTP/1.1, until it closes or is upgraded.
+async fn serve_http<S>(io: S, conn: Conn, app: Router)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer.clone();
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(conn.clone());
+        app.clone().oneshot(request.map(Body::new))
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
+    if let Err(err) = served {
+        debug!(%peer, cause = %err, "HTTP connection ended with an error");
+    }
+}
+
+/// Everything but `/healthz`: a WebSocket upgrade on any path (proxies may
+/// sit behind a path prefix), else 426 at `/` and 404 elsewhere.
+async fn root(
+    State(hub): State<Hub>,
+    Extension(conn): Extension<Conn>,
+    mut request: Request,
+) -> Response {
+    let headers = request.headers();
+    let wants_websocket = header_is(headers, header::UPGRADE, "websocket");
+    if !wants_websocket {
+        return if request.uri().path() == "/" {
+            (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::UPGRADE, "websocket")],
+                "this is a Chorus hub: connect over ws://\n",
+            )
+                .into_response()
+        } else {
+            StatusCode::NOT_FOUND.into_response()
+        };
+    }
+    if let Err(why) = origin_allowed(headers, &hub.config.allowed_origins) {
+        warn!(peer = %conn.peer, "{why}");
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
+    if !header_is(headers, header::SEC_WEBSOCKET_VERSION, "13") {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "WebSocket version 13 is required\n",
+        )
+            .into_response();
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return (StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n").into_response();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let Some(upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded\n",
+        )
+            .into_response();
+    };
+    tokio::spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return debug!(peer = %conn.peer, cause = %err, "upgrade failed"),
+        };
+        let config = hub.config;
+        let ws_config = WebSocketConfig::default()
+            // Frames up to this size are read and answered with a
+            // too_large error; beyond it the connection is cut.
+            .max_message_size(Some(config.max_message_bytes * 16))
+            .max_frame_size(Some(config.max_message_bytes * 16))
+            // Frames are tiny keystrokes; tungstenite grows the buffer for
+            // big ones. The default 128 KiB per connection dominated RSS
+            // at 800 connections (BENCHMARKS.md).
+            .read_buffer_size(8 * 1024);
+        let io = TokioIo::new(upgraded);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+        // `conn` (and its connection slot) lives as long as the WebSocket.
+        connection::serve(ws, conn.peer.clone(), hub.registry, config).await;
+        drop(conn);
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Whether `name` holds `token` among its comma-separated values.
+fn header_is(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|value| value.trim().eq_ignore_ascii_case(token))
+}
+
+/// A request with no `Origin` (native clients) passes; one with an origin
+/// passes only if it is allowed, compared as browsers serialise it.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("<not text>");
+    if allowed
+        .iter()
+        .any(|ok| ok.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "refused a WebSocket from a web page at {origin}: browsers may connect only from origins \
+         the hub allows (--allow-origin); editors' proxies send no Origin"
+    ))
+}
+
 /// Tells live sessions that were revoked to send everyone away, and has
-/// the executor drop what it keeps for them (their build cache).
+/// the executor drop what it keeps for them (their build cache). Follows
+/// the revocation marks in storage (a count, see `schema.rs`), so no
+/// clock is compared with another machine's.
 ///
 /// A revocation is the only end a session has: an `--open` hub's sessions,
 /// and a tokens hub's until revoked, live as long as their storage, so
-/// their build caches do too (capped in size by the executor). A revoked
-/// session that is created again starts with an empty cache.
+/// their build caches do too (the executor caps and ages them out, which is
+/// also what becomes of the cache of a session revoked while no hub ran).
 async fn watch_revocations(
     store: crate::storage::Store,
     registry: Registry,
-    executor: Option<std::sync::Arc<dyn chorus_sandbox::Executor>>,
+    executor: Option<Arc<dyn chorus_sandbox::Executor>>,
 ) {
-    let mut seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    // Revocations from before this hub started matter too: a participant
-    // cannot have joined them, but one second of overlap keeps the query
-    // simple and nothing is revoked twice (`seen`).
-    let mut since = crate::storage::now_secs() - 1;
+    use std::collections::HashSet;
+    // Revocations already made when the hub starts concern no live session.
+    let mut mark = loop {
+        match store.revoked_since(i64::MIN).await {
+            Ok(revoked) => break revoked.iter().map(|(_, at)| *at).max().unwrap_or(0),
+            Err(err) => warn!(cause = %err, "cannot read revoked sessions yet"),
+        }
+        tokio::time::sleep(REVOCATION_POLL).await;
+    };
+    // Two revocations committed at once may share a mark: read from the
+    // last mark on, and skip what was handled.
+    let mut seen: HashSet<(String, i64)> = HashSet::new();
     loop {
         tokio::time::sleep(REVOCATION_POLL).await;
-        let checked_at = crate::storage::now_secs();
-        match store.revoked_since(since).await {
+        match store.revoked_since(mark).await {
             Ok(revoked) => {
                 for (id, at) in revoked {
-                    if seen.get(&id) == Some(&at) {
+                    if !seen.insert((id.clone(), at)) {
                         continue;
                     }
-                    seen.insert(id.clone(), at);
+                    mark = mark.max(at);
                     if let Some(session) = registry.get(&id) {
                         session.send(SessionCmd::Revoked).await;
                     }
@@ -124,8 +311,7 @@ async fn watch_revocations(
                         executor.forget_session(&id);
                     }
                 }
-                since = checked_at - 1;
-                seen.retain(|_, at| *at >= since);
+                seen.retain(|(_, at)| *at >= mark);
             }
             Err(err) => warn!(cause = %err, "cannot check for revoked sessions"),
         }
@@ -140,101 +326,38 @@ async fn refuse(mut socket: TcpStream) {
         .await;
 }
 
-struct Head {
-    method: String,
-    path: String,
-    websocket_key: Option<String>,
-    upgrade_websocket: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
 
-async fn read_head<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Option<Head> {
-    let mut lines = Vec::new();
-    let mut total = 0;
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).await.ok()?;
-        total += n;
-        if n == 0 || total > MAX_HEAD_BYTES {
-            return None;
+    fn with_origin(origin: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
         }
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.is_empty() {
-            break;
-        }
-        lines.push(line);
+        headers
     }
-    let mut request = lines.first()?.split_whitespace();
-    let method = request.next()?.to_owned();
-    let path = request.next()?.to_owned();
-    let mut head = Head {
-        method,
-        path,
-        websocket_key: None,
-        upgrade_websocket: false,
-    };
-    for line in &lines[1..] {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "upgrade" => head.upgrade_websocket = value.eq_ignore_ascii_case("websocket"),
-            "sec-websocket-key" => head.websocket_key = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-    Some(head)
-}
 
-async fn handle_socket<S>(socket: S, peer: String, registry: Registry, config: HubConfig)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut reader = BufReader::new(socket);
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut reader)).await {
-        Ok(Some(head)) => head,
-        _ => {
-            debug!(%peer, "no valid request head");
-            let _ = reader
-                .get_mut()
-                .write_all(
-                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                )
-                .await;
-            return;
-        }
-    };
-    let response: &[u8] = match (head.method.as_str(), head.path.as_str(), head.upgrade_websocket, &head.websocket_key) {
-        ("GET", _, true, Some(key)) => {
-            let accept = derive_accept_key(key.as_bytes());
-            let reply = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-            );
-            if reader.get_mut().write_all(reply.as_bytes()).await.is_err() {
-                return;
-            }
-            let ws_config = WebSocketConfig::default()
-                // Frames up to this size are read and answered with a
-                // too_large error; beyond it the connection is cut.
-                .max_message_size(Some(config.max_message_bytes * 16))
-                .max_frame_size(Some(config.max_message_bytes * 16))
-                // Frames are tiny keystrokes; tungstenite grows the buffer for
-                // big ones. The default 128 KiB per connection dominated RSS
-                // at 800 connections (BENCHMARKS.md).
-                .read_buffer_size(8 * 1024);
-            let ws = WebSocketStream::from_raw_socket(reader, Role::Server, Some(ws_config)).await;
-            connection::serve(ws, peer, registry, config).await;
-            return;
-        }
-        ("GET", "/healthz", _, _) => {
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
-        }
-        ("GET", "/", _, _) => {
-            b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\nthis is a Chorus hub: connect over ws://\n"
-        }
-        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    };
-    let socket = reader.get_mut();
-    let _ = socket.write_all(response).await;
-    let _ = socket.shutdown().await;
+    #[test]
+    fn only_allowed_origins_pass() {
+        let allowed = vec!["https://chorus.example.com/".to_owned()];
+        assert!(origin_allowed(&with_origin(None), &[]).is_ok());
+        assert!(origin_allowed(&with_origin(Some("https://chorus.example.com")), &allowed).is_ok());
+        let refused = origin_allowed(&with_origin(Some("https://evil.example")), &allowed);
+        assert!(refused.unwrap_err().contains("https://evil.example"));
+        assert!(origin_allowed(&with_origin(Some("null")), &allowed).is_err());
+        assert!(origin_allowed(&with_origin(Some("http://127.0.0.1:7420")), &[]).is_err());
+    }
+
+    #[test]
+    fn header_tokens_are_matched_in_lists() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(header_is(&headers, header::CONNECTION, "upgrade"));
+        assert!(!header_is(&headers, header::UPGRADE, "websocket"));
+    }
 }

@@ -33,10 +33,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
 use self::moves::Redirects;
-pub use self::registry::Registry;
+pub use self::registry::{Full, Registry};
 use self::runs::ActiveRun;
 use self::workspace::Listed;
 use crate::document::{Author, DocError, Document};
+use crate::outbound::Outbound;
 use crate::storage::{StorageError, Store, SNAPSHOT_EVERY};
 use crate::HubConfig;
 
@@ -52,7 +53,7 @@ pub struct JoinRequest {
     pub editor: Option<String>,
     /// The proxy's stable id, logged with its ops.
     pub instance: Option<Arc<str>>,
-    pub outbound: mpsc::Sender<Message>,
+    pub outbound: Outbound,
     /// Signalled when the session drops this participant, so that its
     /// connection closes even while its writer is stuck on a full socket.
     pub kick: Arc<Notify>,
@@ -102,7 +103,7 @@ impl SessionHandle {
 struct ParticipantEntry {
     info: Participant,
     instance: Option<Arc<str>>,
-    outbound: mpsc::Sender<Message>,
+    outbound: Outbound,
     kick: Arc<Notify>,
     end: Arc<Notify>,
     role: Role,
@@ -135,6 +136,8 @@ struct Session {
     me: mpsc::WeakSender<SessionCmd>,
     /// Durable storage, when the hub keeps sessions.
     store: Option<Store>,
+    /// Where the actor unloads itself from when idle.
+    registry: Registry,
 }
 
 /// Why a session actor stops.
@@ -158,7 +161,7 @@ async fn turn_away(mut rx: mpsc::Receiver<SessionCmd>, answer: &ServerMsg) {
 
 impl Session {
     /// Starts the actor of session `id` on a task of its own.
-    fn spawn(id: &str, config: &HubConfig) -> SessionHandle {
+    fn spawn(id: &str, config: &HubConfig, registry: Registry) -> SessionHandle {
         let (tx, rx) = mpsc::channel(1024);
         let actor = Session {
             id: id.to_owned(),
@@ -171,6 +174,7 @@ impl Session {
             run: None,
             me: tx.downgrade(),
             store: config.store.clone(),
+            registry,
         };
         tokio::spawn(actor.run(rx));
         SessionHandle { tx }
@@ -220,7 +224,25 @@ impl Session {
             );
             return turn_away(rx, &refusal).await;
         }
-        while let Some(cmd) = rx.recv().await {
+        loop {
+            // With nobody in it and nothing running, a stored session
+            // leaves memory after a while: everything it holds is in
+            // storage (acknowledged means stored), and the next join loads
+            // it again. Sessions kept only in memory stay.
+            let idle = self.participants.is_empty() && self.run.is_none() && self.store.is_some();
+            let cmd = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => return,
+                },
+                _ = tokio::time::sleep(self.config.unload_idle_after), if idle => {
+                    if self.registry.unload_if_unused(&self.id, &self.me) {
+                        info!(session = %self.id, "session unloaded from memory (idle)");
+                        return;
+                    }
+                    continue;
+                }
+            };
             let stop = match cmd {
                 SessionCmd::Join(request) => {
                     self.join(request);
@@ -644,12 +666,20 @@ impl Session {
             return Ok(());
         }
         let bytes_before = shared.doc.text().len_bytes() as u64;
-        let applied = match shared.doc.apply(rev, op.0, author.clone()) {
+        let max_chars = self.config.max_document_chars;
+        let applied = match shared
+            .doc
+            .apply_within(rev, op.0, author.clone(), max_chars)
+        {
             Ok(applied) => applied,
             Err(err) => {
                 warn!(session = %self.id, client_id, doc = %path, cause = %err, "op refused");
                 let code = match err {
-                    DocError::StaleRevision { .. } => ErrorCode::StaleRevision,
+                    // Both are cured the same way: the proxy merges by text.
+                    DocError::StaleRevision { .. } | DocError::TooCostly { .. } => {
+                        ErrorCode::StaleRevision
+                    }
+                    DocError::TooLarge { .. } => ErrorCode::TooLarge,
                     _ => ErrorCode::InvalidOp,
                 };
                 self.refuse_and_resync(client_id, &path, code, err.to_string());
@@ -722,7 +752,7 @@ impl Session {
             return;
         };
         if entry.outbound.try_send(frame).is_err() {
-            warn!(session = %self.id, client_id, "outbound queue full or closed; dropping participant");
+            warn!(session = %self.id, client_id, "outbound queue full (frames or bytes) or closed; dropping participant");
             entry.kick.notify_one();
             self.leave(client_id);
         }

@@ -254,7 +254,7 @@ trait Backend {
     ) -> Result<u64, StorageError>;
     async fn session_access(&self, id: &str) -> Result<Option<AccessRow>, StorageError>;
     /// Returns the number of rows changed: 0 when no live session has `id`.
-    async fn revoke_session(&self, id: &str, now: i64) -> Result<u64, StorageError>;
+    async fn revoke_session(&self, id: &str) -> Result<u64, StorageError>;
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StorageError>;
     async fn list_sessions(&self) -> Result<Vec<SessionRow>, StorageError>;
 }
@@ -428,12 +428,13 @@ impl Store {
 
     /// Returns false if there was no live session of that id.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, StorageError> {
-        let now = now_secs();
-        let changed = dispatch!(self, db => db.revoke_session(id, now).await)?;
+        let changed = dispatch!(self, db => db.revoke_session(id).await)?;
         Ok(changed > 0)
     }
 
-    /// Sessions revoked at or after `since` (Unix seconds), with when.
+    /// Sessions whose revocation mark is `since` or more, with the mark
+    /// (marks count revocations up; older databases hold Unix seconds,
+    /// which the count then continues from).
     pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StorageError> {
         dispatch!(self, db => db.revoked_since(since).await)
     }

@@ -283,6 +283,19 @@ pub fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
+/// The largest frame taken from the hub. The hub sends a whole document,
+/// or the history to catch up on, in one frame: a hub that allows large
+/// documents sends frames far over tungstenite's 16 MiB default, which used
+/// to make every reconnect fail. The hub bounds what it sends; this only
+/// keeps a broken one from exhausting memory.
+const MAX_HUB_FRAME_BYTES: usize = 1 << 30;
+
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_HUB_FRAME_BYTES))
+        .max_frame_size(Some(MAX_HUB_FRAME_BYTES))
+}
+
 pub(crate) async fn connect(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
@@ -320,7 +333,7 @@ pub(crate) async fn connect(
     } else {
         Box::new(tcp)
     };
-    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, None)
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()))
         .await
         .map_err(|err| err.to_string())?;
     Ok(ws)
@@ -404,5 +417,39 @@ pub async fn run(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+
+    /// Issue 17: a hub allowing large documents sends one frame per
+    /// document; past tungstenite's 16 MiB default the proxy refused it and
+    /// could never join again.
+    #[tokio::test]
+    async fn frames_past_sixteen_mebibytes_are_taken() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let text = "x".repeat(20 << 20);
+        let sent = text.clone();
+        let hub = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .max_frame_size(None)
+                .max_message_size(None);
+            let mut ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config))
+                .await
+                .unwrap();
+            ws.send(Message::text(sent)).await.unwrap();
+            ws
+        });
+        let mut ws = connect(&format!("ws://127.0.0.1:{port}/"), None)
+            .await
+            .unwrap();
+        let frame = ws.next().await.unwrap().expect("the large frame is read");
+        assert_eq!(frame.len(), text.len());
+        drop(hub.await.unwrap());
     }
 }

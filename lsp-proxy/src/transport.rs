@@ -19,6 +19,7 @@
 //!   that the core resyncs that document after whatever the repaired frame
 //!   did, never before it.
 
+use chorus_protocol::wire::holds_nul;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -180,6 +181,15 @@ async fn read_frame<R: AsyncRead + Unpin>(
 fn check(body: Vec<u8>) -> (Option<Vec<u8>>, Option<Damaged>) {
     let utf8_error = match std::str::from_utf8(&body) {
         Ok(text) => match serde_json::from_str::<Value>(text) {
+            Ok(mut value) if text.contains("u0000") && holds_nul(&value) => {
+                // No hub takes U+0000 (PostgreSQL cannot store it): the
+                // change goes on with U+FFFD in its place, and the resync
+                // that follows brings the buffer to that.
+                replace_nul(&mut value);
+                let repaired = value.to_string();
+                let reason = "holds U+0000 (NUL), which Chorus does not share".to_owned();
+                return pass_repaired(repaired, &value, reason);
+            }
             Ok(_) => return (Some(body), None),
             Err(err) => {
                 let reason = format!("not JSON: {err}");
@@ -206,6 +216,16 @@ fn check(body: Vec<u8>) -> (Option<Vec<u8>>, Option<Damaged>) {
         return (None, Some(damaged));
     };
     pass_repaired(repaired, &value, format!("not UTF-8: {utf8_error}"))
+}
+
+/// Every U+0000 in `value`'s strings becomes U+FFFD.
+fn replace_nul(value: &mut Value) {
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{fffd}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(fields) => fields.values_mut().for_each(replace_nul),
+        _ => {}
+    }
 }
 
 /// A repaired frame goes on, except a `didOpen` (see the module docs).
@@ -348,6 +368,21 @@ mod tests {
         assert_eq!(bodies[1]["params"]["repaired"], true);
         // ...and the editor's next message still gets through.
         assert_eq!(bodies[2]["method"], "shutdown");
+    }
+
+    /// Issue 17: no hub takes U+0000 (PostgreSQL cannot store it); a
+    /// change holding one goes on with U+FFFD, announced for a resync.
+    #[tokio::test]
+    async fn a_change_holding_nul_is_repaired_and_announced() {
+        let with_nul = String::from_utf8_lossy(CHANGE).replace("aXb", "a\\u0000b\\\\u0000");
+        let bodies = guarded(frame(with_nul.as_bytes())).await;
+        assert_eq!(bodies.len(), 2, "{bodies:?}");
+        assert_eq!(
+            bodies[0]["params"]["contentChanges"][0]["text"], "a\u{fffd}b\\u0000",
+            "an escaped backslash before u0000 is text and stays"
+        );
+        assert_eq!(bodies[1]["method"], DAMAGED_METHOD);
+        assert_eq!(bodies[1]["params"]["repaired"], true);
     }
 
     #[tokio::test]

@@ -579,10 +579,33 @@ impl ClientMsg {
             });
         }
         let kind = kind.to_owned();
+        // JSON carries U+0000 only escaped; the scan is for frames that do.
+        if text.contains("u0000") && holds_nul(&value) {
+            return Err(DecodeError {
+                code: ErrorCode::BadMessage,
+                message: format!(
+                    "bad {kind:?} message: it holds U+0000 (NUL), which Chorus does not share \
+                     (PostgreSQL cannot store it, and a session must be movable between hubs)"
+                ),
+            });
+        }
         serde_json::from_value(value).map_err(|err| DecodeError {
             code: ErrorCode::BadMessage,
             message: format!("bad {kind:?} message: {err}"),
         })
+    }
+}
+
+/// Whether any string or key in `value` holds U+0000.
+pub fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, field)| key.contains('\0') || holds_nul(field)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
@@ -671,6 +694,22 @@ mod tests {
                 .code,
             ErrorCode::BadMessage
         );
+    }
+
+    #[test]
+    fn nul_is_refused_wherever_it_is() {
+        let frames = [
+            r#"{"type":"op","doc":"a","rev":0,"op":["x\u0000"]}"#,
+            r#"{"type":"hello","protocol":1,"session":"s","name":"n","instance":"i\u0000"}"#,
+            r#"{"type":"open","doc":"a","text":"\u0000"}"#,
+        ];
+        for frame in frames {
+            let err = ClientMsg::decode(frame).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadMessage, "{frame}");
+            assert!(err.message.contains("U+0000"), "{}", err.message);
+        }
+        // An escaped backslash before "u0000" is text, not NUL.
+        assert!(ClientMsg::decode(r#"{"type":"open","doc":"a","text":"\\u0000"}"#).is_ok());
     }
 
     #[test]

@@ -75,6 +75,33 @@ async fn an_op_past_the_document_limit_is_refused() {
     assert_eq!(text, "tiny!");
 }
 
+/// Issue 17: the cap used to be checked before the op was transformed, so
+/// two inserts based on one revision, each under the cap, both got in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ops_cannot_together_pass_the_document_limit() {
+    let test = "concurrent_ops_past_the_limit";
+    let hub = Hub::start_in_memory(test, &["--max-document-chars", "1000"]).await;
+    let (mut a, _) = HubClient::join(&hub.url, "limits", "a").await;
+    let (mut b, _) = HubClient::join(&hub.url, "limits", "b").await;
+    a.open("doc.txt", "").await;
+    b.open("doc.txt", "").await;
+    let insert =
+        |ch: &str| json!({ "type": "op", "doc": "doc.txt", "rev": 0, "op": [ch.repeat(900)] });
+    a.send_json(&insert("a")).await;
+    a.expect_type("ack").await;
+    b.send_json(&insert("b")).await;
+    let error = b.expect_type("error").await;
+    assert_eq!(error["code"], "too_large", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("1800"),
+        "the message says how large it would be: {error}"
+    );
+    let snapshot = b.expect_type("opened").await;
+    assert_eq!(snapshot["text"], "a".repeat(900));
+    let (_, text) = hub_text(&hub.url, "limits", "doc.txt").await.expect("text");
+    assert_eq!(text, "a".repeat(900));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksums_are_checked_and_a_mismatch_resyncs() {
     let hub = Hub::start("checksums_are_checked").await;
@@ -200,4 +227,220 @@ async fn a_hub_with_a_larger_frame_limit_takes_larger_documents() {
             .all(|m| !m.to_string().contains("too large")),
         "nothing was refused"
     );
+}
+
+/// Issue 17: four connections that complete the upgrade and say nothing
+/// used to hold `--max-connections 4` forever. Now each is closed when
+/// its time to say hello is up, with an error saying so, and others get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_cannot_lock_everyone_out() {
+    let test = "silent_connections";
+    let args = ["--max-connections", "4", "--hello-timeout-secs", "1"];
+    let hub = Hub::start_in_memory(test, &args).await;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(HubClient::connect(&hub.url).await);
+    }
+    assert!(
+        tokio_tungstenite::connect_async(hub.url.as_str())
+            .await
+            .is_err(),
+        "all four slots are taken for now"
+    );
+    for client in &mut silent {
+        let error = client.expect_type("error").await;
+        assert_eq!(error["code"], "not_joined", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("hello"),
+            "{error}"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if tokio_tungstenite::connect_async(hub.url.as_str())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slots are freed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_client, welcome) = HubClient::join(&hub.url, "open-again", "late").await;
+    assert_eq!(welcome["type"], "welcome");
+}
+
+/// Issue 17: a peer that vanishes without closing (here: one that stops
+/// reading, so it never answers the hub's pings) is dropped once silent
+/// for `--idle-timeout-secs`, and the others see it leave instead of
+/// keeping a ghost participant. Those who keep reading stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_goes_silent_leaves_its_session() {
+    let test = "silent_peer";
+    let hub = Hub::start_in_memory(test, &["--idle-timeout-secs", "1.5"]).await;
+    let (mut alive, _) = HubClient::join(&hub.url, "ghosts", "alive").await;
+    let (_gone, welcome) = HubClient::join(&hub.url, "ghosts", "gone").await;
+    let gone_id = welcome["clientId"].clone();
+    let left = alive.expect_type("left").await;
+    assert_eq!(left["clientId"], gone_id, "{left}");
+    // A client that keeps talking stays in, well past the timeout.
+    for nonce in 0..6 {
+        alive
+            .send_json(&json!({ "type": "ping", "nonce": nonce }))
+            .await;
+        let pong = alive.expect_type("pong").await;
+        assert_eq!(pong["nonce"], nonce);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Issue 17: a client that stops reading and keeps sending cheap requests
+/// answered with a whole document (here, wrong checksums) used to make the
+/// hub queue a copy of the document per request, up to 4096 of them. The
+/// queue is bounded in bytes now: the client is dropped as too slow, the
+/// hub's memory stays flat, and everyone else carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_cannot_make_the_hub_hoard_copies() {
+    const DOC_BYTES: usize = 500 * 1024;
+    const REQUESTS: usize = 400; // 200 MB of answers if all were queued
+    let hub = Hub::start("stops_reading").await;
+    let (mut other, _) = HubClient::join(&hub.url, "hoard", "other").await;
+    let big = "y".repeat(DOC_BYTES);
+    other.open("big.txt", &big).await;
+    let (mut hoarder, _) = HubClient::join(&hub.url, "hoard", "hoarder").await;
+    hoarder.open("big.txt", "").await;
+    let rss_before = hub.rss_kib();
+    for _ in 0..REQUESTS {
+        let wrong =
+            json!({ "type": "checksum", "doc": "big.txt", "rev": 0, "hash": "0000000000000000" });
+        if hoarder.try_send_json(&wrong).await.is_err() {
+            break; // dropped already
+        }
+    }
+    // The hub answers as fast as it can; give it time to fill the queue.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let grown_mib = hub.rss_kib().saturating_sub(rss_before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the hub grew by {grown_mib} MiB holding answers for a client that does not read"
+    );
+    let log = hub.log_tail(400);
+    assert!(log.contains("dropping participant"), "{log}");
+    other
+        .ping(1)
+        .await
+        .expect("the others are served as before");
+}
+
+/// Issue 17: PostgreSQL refuses U+0000 in text, so a NUL in a document or
+/// in a proxy's `instance` used to stop the session (its storage failed)
+/// and the proxies' re-sends looped. Now no hub takes NUL whatever its
+/// storage: a raw frame holding one is refused with a message, and an
+/// editor's NUL reaches the session as U+FFFD, its buffer healed to match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_never_reaches_storage_and_the_session_goes_on() {
+    let test = "nul_never_reaches_storage";
+    let Some(url) = chorus_testkit::postgres() else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let session = format!("nul-{}-{nanos}", std::process::id());
+    let hub = Hub::start_with(
+        test,
+        "hub.log",
+        &["--listen", "127.0.0.1:0", "--database", &url, "--open"],
+    )
+    .await;
+    let (mut raw, _) = HubClient::join(&hub.url, &session, "raw").await;
+    raw.open("a.txt", "ab").await;
+    raw.send_json(&json!({ "type": "op", "doc": "a.txt", "rev": 0, "op": [1, "\u{0}", 1] }))
+        .await;
+    let error = raw.expect_type("error").await;
+    assert_eq!(error["code"], "bad_message", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("U+0000"),
+        "{error}"
+    );
+
+    let a = Editor::start(EditorKind::VsCode, &hub, &session, "a").await;
+    let b = Editor::start(EditorKind::Neovim, &hub, &session, "b").await;
+    a.open("a.txt", "ab");
+    b.open("a.txt", "ab");
+    assert_converged(&hub, &session, "a.txt", &[&a, &b]).await;
+    a.edit("a.txt", 1, 1, "\u{0}");
+    b.edit("a.txt", 2, 2, "!");
+    let text = assert_converged(&hub, &session, "a.txt", &[&a, &b]).await;
+    assert_eq!(text, "a\u{fffd}b!");
+    raw.send_json(&json!({ "type": "ping", "nonce": 3 })).await;
+    raw.expect_type("pong").await;
+    let log = hub.log_tail(400);
+    assert!(
+        !log.contains("storage failed") && !log.contains("session stopped"),
+        "{log}"
+    );
+}
+
+/// Issue 17: every session ever joined used to stay in memory until the
+/// hub restarted. A stored session with nobody in it now leaves memory
+/// after `--unload-idle-secs`, and the next join loads it again, every
+/// acknowledged edit there; `--max-sessions` bounds those held at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_leave_memory_and_come_back_whole() {
+    let test = "idle_sessions_unload";
+    let data = crate::support::hub::log_dir(test).join("data");
+    let data = data.to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--open",
+        "--unload-idle-secs",
+        "0.5",
+        "--max-sessions",
+        "2",
+    ];
+    let hub = Hub::start_with(test, "hub.log", &args).await;
+    let (mut a, _) = HubClient::join(&hub.url, "kept", "a").await;
+    a.open("k.txt", "kept").await;
+    a.send_json(&json!({ "type": "op", "doc": "k.txt", "rev": 0, "op": [4, "!"] }))
+        .await;
+    a.expect_type("ack").await;
+    let (_b, _) = HubClient::join(&hub.url, "second", "b").await;
+    // Two sessions are held: a third is refused while both are in use.
+    let mut c = HubClient::connect(&hub.url).await;
+    c.send_json(&json!({ "type": "hello", "protocol": chorus_protocol::wire::PROTOCOL_VERSION, "session": "third", "name": "c" }))
+        .await;
+    let refused = c.expect_type("error").await;
+    assert_eq!(refused["code"], "overloaded", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("2 sessions"),
+        "{refused}"
+    );
+
+    drop(a);
+    wait_unloaded(&hub, "kept").await;
+    // Room again for a third session; once it is idle too, "kept" comes
+    // back whole.
+    let (c, welcome) = HubClient::join(&hub.url, "third", "c").await;
+    assert_eq!(welcome["type"], "welcome");
+    drop(c);
+    wait_unloaded(&hub, "third").await;
+    let (_, text) = hub_text(&hub.url, "kept", "k.txt").await.expect("text");
+    assert_eq!(text, "kept!");
+}
+
+async fn wait_unloaded(hub: &Hub, session: &str) {
+    let line = format!("session unloaded from memory (idle) session={session}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !hub.log_tail(400).contains(&line) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            hub.log_tail(50)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

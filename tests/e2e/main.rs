@@ -9,10 +9,10 @@ mod support;
 
 mod access;
 mod durability;
-mod health;
 mod helix;
 mod helix_real;
 mod hostile;
+mod http;
 mod hub_errors;
 mod joining;
 mod moves;

@@ -350,6 +350,11 @@ export interface WindowOptions {
   userName: string;
   /** More user settings (chorus.syncFiles…). */
   settings?: Record<string, unknown>;
+  /**
+   * The page's height in pixels: renderedText reads only the lines in view,
+   * so a scenario whose text grows long needs a taller page.
+   */
+  height?: number;
 }
 
 /**
@@ -426,7 +431,9 @@ export class VsCodeWindow {
     await until('code-server to answer /healthz', STEP_TIMEOUT_MS, () => httpOk(`http://127.0.0.1:${port}/healthz`));
     // Tall, so that every line of the concurrent scenario's text is on
     // screen: renderedText reads the DOM, which holds only lines in view.
-    const context = await (await theBrowser()).newContext({ viewport: { width: 1400, height: 1300 } });
+    const context = await (
+      await theBrowser()
+    ).newContext({ viewport: { width: 1400, height: options.height ?? 1300 } });
     const page = await context.newPage();
     page.setDefaultTimeout(STEP_TIMEOUT_MS);
     const window = new VsCodeWindow(label, page, context, server, lspIn, lspOut, proxyLog, hub.dir);

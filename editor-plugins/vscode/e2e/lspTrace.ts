@@ -113,9 +113,11 @@ interface ApplyEditParams {
  * What the user typed into the document whose URI ends with `uriSuffix`,
  * as the editor recorded it: the code points its didChange notifications
  * (in `inPath`) added and removed, less those of the proxy's applyEdit
- * requests (in `outPath`) it answered `applied: true`. Undefined when an
- * applied edit replaced text (a repair), whose removed text the traffic
- * does not tell.
+ * requests (in `outPath`) it answered `applied: true`. An applied edit
+ * that replaced text is matched with the change the editor reported for
+ * it (same range, same new text), which tells what it removed; undefined
+ * when no reported change matches one, as then what was typed cannot be
+ * told apart.
  */
 export function typedByUser(inPath: string, outPath: string, uriSuffix: string): Map<number, number> | undefined {
   const counts = new Map<number, number>();
@@ -125,8 +127,12 @@ export function typedByUser(inPath: string, outPath: string, uriSuffix: string):
       counts.set(cp, (counts.get(cp) ?? 0) + sign);
     }
   };
+  const rangeKey = (range: { start: Position; end: Position }, text: string): string =>
+    JSON.stringify([range.start.line, range.start.character, range.end.line, range.end.character, text]);
   const editorSaid = existsSync(inPath) ? parseMessages(readFileSync(inPath)) : [];
   const applied = new Set<unknown>();
+  // What each reported replacement removed, by range and new text, in order.
+  const removedBy = new Map<string, string[]>();
   let text: string | undefined;
   for (const message of editorSaid) {
     const reply = message as { id?: unknown; result?: { applied?: boolean } };
@@ -145,8 +151,13 @@ export function typedByUser(inPath: string, outPath: string, uriSuffix: string):
       for (const change of params.contentChanges ?? []) {
         const start: number = change.range ? offsetAt(text, change.range.start) : 0;
         const end: number = change.range ? offsetAt(text, change.range.end) : text.length;
-        add(text.slice(start, end), -1);
+        const removed = text.slice(start, end);
+        add(removed, -1);
         add(change.text, 1);
+        if (change.range && removed) {
+          const key = rangeKey(change.range, change.text);
+          removedBy.set(key, [...(removedBy.get(key) ?? []), removed]);
+        }
         text = text.slice(0, start) + change.text + text.slice(end);
       }
     }
@@ -164,7 +175,11 @@ export function typedByUser(inPath: string, outPath: string, uriSuffix: string):
       for (const edit of change.edits ?? []) {
         const { start, end } = edit.range;
         if (start.line !== end.line || start.character !== end.character) {
-          return undefined;
+          const removed = removedBy.get(rangeKey(edit.range, edit.newText))?.shift();
+          if (removed === undefined) {
+            return undefined;
+          }
+          add(removed, 1);
         }
         add(edit.newText, -1);
       }

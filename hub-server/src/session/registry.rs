@@ -1,16 +1,19 @@
 //! The hub's sessions by id: where a connection finds its session's actor.
 //!
-//! Invariants: the map's lock is held only for a lookup or an insert, never
-//! across an await; a session has at most one live actor, and an actor that
-//! ended (revoked, or its storage failed) is replaced at the next join by a
-//! new one that loads the session afresh.
+//! Invariants: the map's lock is held only for a lookup, an insert or a
+//! removal, never across an await; a session has at most one live actor,
+//! and an actor that ended (revoked, its storage failed, or unloaded when
+//! idle) is replaced at the next join by a new one that loads the session
+//! afresh. An actor is removed only while nothing but the map holds its
+//! sender, under the map's lock: no connection can be about to join it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc;
 use tracing::info;
 
-use super::{Session, SessionHandle};
+use super::{Session, SessionCmd, SessionHandle};
 use crate::HubConfig;
 
 /// All sessions on this hub, created on first join.
@@ -19,21 +22,53 @@ pub struct Registry {
     sessions: Arc<Mutex<HashMap<String, SessionHandle>>>,
 }
 
+/// The hub holds as many sessions in memory as it may.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full(pub usize);
+
 impl Registry {
-    pub fn get_or_create(&self, id: &str, config: &HubConfig) -> SessionHandle {
+    pub fn get_or_create(&self, id: &str, config: &HubConfig) -> Result<SessionHandle, Full> {
         // Held only for a map lookup; never across an await.
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(handle) = sessions.get(id) {
             if !handle.tx.is_closed() {
-                return handle.clone();
+                return Ok(handle.clone());
             }
             // The actor ended (revoked, or its storage failed): start a new
             // one, which loads the session afresh.
+            sessions.remove(id);
+        }
+        if sessions.len() >= config.max_sessions {
+            sessions.retain(|_, handle| !handle.tx.is_closed());
+            if sessions.len() >= config.max_sessions {
+                return Err(Full(config.max_sessions));
+            }
         }
         info!(session = %id, "session started");
-        let handle = Session::spawn(id, config);
+        let handle = Session::spawn(id, config, self.clone());
         sessions.insert(id.to_owned(), handle.clone());
-        handle
+        Ok(handle)
+    }
+
+    /// Removes the actor `me` of session `id` if nothing but this map holds
+    /// its sender and nothing waits in its queue; the actor then ends. The
+    /// next join loads the session again from storage.
+    pub(super) fn unload_if_unused(&self, id: &str, me: &mpsc::WeakSender<SessionCmd>) -> bool {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(handle) = sessions.get(id) else {
+            return false;
+        };
+        let Some(mine) = me.upgrade() else {
+            return false;
+        };
+        // The map's sender and `mine`: no connection holds one.
+        let unused = mine.same_channel(&handle.tx)
+            && handle.tx.strong_count() == 2
+            && handle.tx.capacity() == handle.tx.max_capacity();
+        if unused {
+            sessions.remove(id);
+        }
+        unused
     }
 
     /// The live session of this id, if any.

@@ -248,11 +248,11 @@ impl Backend for Pg {
         }
     }
 
-    async fn revoke_session(&self, id: &str, now: i64) -> Result<u64, StorageError> {
+    async fn revoke_session(&self, id: &str) -> Result<u64, StorageError> {
         Ok(self
             .client(id)
             .await?
-            .execute(REVOKE_SESSION, &[&id, &now])
+            .execute(REVOKE_SESSION, &[&id])
             .await?)
     }
 

@@ -108,8 +108,12 @@ pub(super) const CREATE_SESSION: &str =
     ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, join_hash = excluded.join_hash,
         read_hash = excluded.read_hash, revoked_at = NULL
     WHERE sessions.revoked_at IS NOT NULL";
+/// `revoked_at` counts revocations up rather than holding a time: the hub
+/// that watches for them compares it with the last it saw, so no machine's
+/// clock (the revoking one's, the hub's) takes part.
 pub(super) const REVOKE_SESSION: &str =
-    "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+    "UPDATE sessions SET revoked_at = (SELECT COALESCE(MAX(revoked_at), 0) + 1 FROM sessions)
+    WHERE id = $1 AND revoked_at IS NULL";
 pub(super) const REVOKED_SINCE: &str =
     "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1";
 pub(super) const LIST_SESSIONS: &str = "SELECT ids.id, s.created_at, s.revoked_at,

@@ -297,12 +297,12 @@ impl Backend for Sqlite {
         .await
     }
 
-    async fn revoke_session(&self, id: &str, now: i64) -> Result<u64, StorageError> {
+    async fn revoke_session(&self, id: &str) -> Result<u64, StorageError> {
         let id = id.to_owned();
         self.run(move |conn| {
             Ok(conn
                 .prepare_cached(&lite(REVOKE_SESSION))?
-                .execute(params![id, now])? as u64)
+                .execute(params![id])? as u64)
         })
         .await
     }

@@ -131,6 +131,17 @@ impl Hub {
         }
     }
 
+    /// The hub's resident memory in KiB, from /proc (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self._child.id().expect("the hub is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log_path, lines)
     }

@@ -21,9 +21,14 @@ pub struct HubClient {
 
 impl HubClient {
     pub async fn connect(url: &str) -> HubClient {
-        let (ws, _response) = tokio_tungstenite::connect_async(url)
-            .await
-            .unwrap_or_else(|err| panic!("connect to the hub at {url}: {err}"));
+        // As large as the proxy takes (a whole document in one frame).
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(1 << 30))
+            .max_frame_size(Some(1 << 30));
+        let (ws, _response) =
+            tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+                .await
+                .unwrap_or_else(|err| panic!("connect to the hub at {url}: {err}"));
         HubClient {
             ws,
             seen: Vec::new(),
@@ -52,6 +57,14 @@ impl HubClient {
             .send(Message::text(text))
             .await
             .expect("send a text frame to the hub");
+    }
+
+    /// Sends without failing the test: for a client the hub may drop.
+    pub async fn try_send_json(&mut self, value: &Value) -> Result<(), String> {
+        self.ws
+            .send(Message::text(value.to_string()))
+            .await
+            .map_err(|err| err.to_string())
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
