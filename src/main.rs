@@ -1,5 +1,7 @@
 //! The `chorus` binary: a thin clap front over the hub and proxy crates.
 
+mod log;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -67,6 +69,9 @@ enum Command {
         /// Simultaneous connections accepted.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections)]
         max_connections: usize,
+        /// Simultaneous connections from one address.
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_connections_per_ip)]
+        max_connections_per_ip: usize,
         /// Sessions held in memory at once; joins to more are refused until
         /// some unload (stored sessions unload when idle).
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().max_sessions)]
@@ -259,20 +264,22 @@ struct RunArgs {
     /// Do not run code at all, even if a Docker engine is reachable.
     #[arg(long)]
     no_runs: bool,
+    // Every limit must be positive: Docker reads 0 as "no limit", which a
+    // flag must never mean by accident.
     /// Wall-clock limit per run, in seconds.
-    #[arg(long, default_value_t = limits::DEFAULT_WALL_CLOCK_SECS)]
+    #[arg(long, default_value_t = limits::DEFAULT_WALL_CLOCK_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     run_timeout_secs: u64,
     /// Memory per run in MiB (swap is not allowed on top).
-    #[arg(long, default_value_t = limits::DEFAULT_MEMORY_MIB)]
+    #[arg(long, default_value_t = limits::DEFAULT_MEMORY_MIB, value_parser = clap::value_parser!(i64).range(6..))]
     run_memory_mib: i64,
     /// Processes and threads per run.
-    #[arg(long, default_value_t = limits::DEFAULT_PIDS)]
+    #[arg(long, default_value_t = limits::DEFAULT_PIDS, value_parser = clap::value_parser!(i64).range(1..))]
     run_pids: i64,
-    /// CPUs per run (fractions allowed).
-    #[arg(long, default_value_t = limits::DEFAULT_CPUS)]
+    /// CPUs per run (fractions allowed, at least 0.01).
+    #[arg(long, default_value_t = limits::DEFAULT_CPUS, value_parser = cpus)]
     run_cpus: f64,
     /// Output bytes streamed per run before it is cut off.
-    #[arg(long, default_value_t = limits::DEFAULT_OUTPUT_BYTES)]
+    #[arg(long, default_value_t = limits::DEFAULT_OUTPUT_BYTES, value_parser = positive_usize)]
     run_output_bytes: usize,
     /// Runs at once across all sessions; more wait in a queue.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENT)]
@@ -351,7 +358,7 @@ fn run() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_env("CHORUS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| log::EscapedStderr)
         .with_ansi(false)
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -368,6 +375,7 @@ fn run() -> anyhow::Result<()> {
             max_document_chars,
             messages_per_second,
             max_connections,
+            max_connections_per_ip,
             max_sessions,
             unload_idle_secs,
             hello_timeout_secs,
@@ -413,6 +421,7 @@ fn run() -> anyhow::Result<()> {
                 max_document_chars,
                 messages_per_second,
                 max_connections,
+                max_connections_per_ip: max_connections_per_ip.max(1),
                 max_sessions: max_sessions.max(1),
                 unload_idle_after: seconds(unload_idle_secs, "--unload-idle-secs")?,
                 hello_timeout: seconds(hello_timeout_secs, "--hello-timeout-secs")?,
@@ -519,6 +528,24 @@ fn folder_tree(dir: &std::path::Path) -> anyhow::Result<Tree> {
         }
     }
     Ok((files, listed))
+}
+
+fn cpus(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && (0.01..=1024.0).contains(&cpus) => Ok(cpus),
+        _ => Err(format!(
+            "{text:?} is not a number of CPUs from 0.01 to 1024 (0 would mean no limit)"
+        )),
+    }
+}
+
+fn positive_usize(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a positive whole number (0 would mean no limit)"
+        )),
+    }
 }
 
 /// A positive duration from a flag's seconds.

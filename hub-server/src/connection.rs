@@ -282,10 +282,11 @@ async fn handle(
         return Flow::Continue(Some(error(ErrorCode::BadSession, message)));
     }
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
+    // Names are shown in every editor and log: no line breaks or escapes.
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Flow::Continue(Some(error(
             ErrorCode::BadMessage,
-            "name must be 1-64 characters",
+            "name must be 1-64 characters, none of them control characters",
         )));
     }
     let role = match access::check(
@@ -317,7 +318,7 @@ async fn handle(
         .send(SessionCmd::Join(JoinRequest {
             client_id,
             name: name.to_owned(),
-            editor: editor.map(|e| e.chars().take(64).collect()),
+            editor: editor.map(|e| e.chars().filter(|c| !c.is_control()).take(64).collect()),
             instance: instance.map(|i| i.chars().take(64).collect::<String>().into()),
             outbound: outbound.clone(),
             kick: notify.kick.clone(),

@@ -43,6 +43,18 @@ pub const MAX_TRANSFORM_STEPS: usize = 4_000_000;
 /// history of large ops is bounded by size as well as by count.
 pub const MAX_HISTORY_BYTES: usize = 8 * 1024 * 1024;
 
+/// About how many bytes an op takes on the wire: its inserted text, and
+/// a few bytes per part (a number or a quoted string and a comma).
+pub fn wire_size(op: &OperationSeq) -> usize {
+    op.ops()
+        .iter()
+        .map(|part| match part {
+            Operation::Insert(text) => text.len() + 3,
+            _ => 8,
+        })
+        .sum()
+}
+
 /// What an op costs to keep: its parts and the text it inserts.
 fn weight(op: &OperationSeq) -> usize {
     let inserted: usize = op

@@ -73,6 +73,9 @@ pub struct HubConfig {
     pub history_limit: usize,
     /// Simultaneous connections accepted.
     pub max_connections: usize,
+    /// Simultaneous connections from one address: a team behind one NAT
+    /// fits, one machine cannot take every slot.
+    pub max_connections_per_ip: usize,
     /// Sessions held in memory at once; joins to further ones are refused
     /// until some unload.
     pub max_sessions: usize,
@@ -117,6 +120,7 @@ impl Default for HubConfig {
             outbound_bytes: 16 * 1024 * 1024,
             history_limit: 2_000,
             max_connections: 4096,
+            max_connections_per_ip: 256,
             max_sessions: 10_000,
             unload_idle_after: Duration::from_secs(300),
             hello_timeout: Duration::from_secs(10),

@@ -14,8 +14,10 @@
 //! every cross-site connection, native editors' proxies send none. Without
 //! this any web page could drive a hub the user's browser reaches.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -55,18 +57,58 @@ struct Hub {
     config: HubConfig,
 }
 
-/// The connection a request came on: its peer for logs, and its slot
-/// under `--max-connections`, held until the WebSocket (if any) ends.
+/// The connection a request came on: its peer for logs, and its slots
+/// under `--max-connections` and `--max-connections-per-ip`, held until
+/// the WebSocket (if any) ends.
 #[derive(Clone)]
 struct Conn {
     peer: String,
     _permit: Arc<OwnedSemaphorePermit>,
+    _per_ip: Arc<PerIpSlot>,
+}
+
+/// Open connections by peer address: one address cannot take every slot.
+#[derive(Clone, Default)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection counted against its address until dropped.
+struct PerIpSlot {
+    ip: IpAddr,
+    counts: PerIp,
+}
+
+impl PerIp {
+    fn take(&self, ip: IpAddr, max: usize) -> Option<PerIpSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(PerIpSlot {
+            ip,
+            counts: self.clone(),
+        })
+    }
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Serves until `shutdown` completes.
 pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future<Output = ()>) {
     let registry = Registry::default();
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let per_ip = PerIp::default();
     let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let watcher = (config.access == Access::Tokens)
         .then(|| config.store.clone())
@@ -101,7 +143,12 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             warn!(%peer, "connection limit reached; refusing");
-            tokio::spawn(refuse(socket));
+            tokio::spawn(refuse(socket, REFUSED_FULL));
+            continue;
+        };
+        let Some(per_ip_slot) = per_ip.take(peer.ip(), config.max_connections_per_ip) else {
+            warn!(%peer, "connection limit for this address reached; refusing");
+            tokio::spawn(refuse(socket, REFUSED_PER_IP));
             continue;
         };
         let _ = socket.set_nodelay(true);
@@ -115,6 +162,7 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
         let conn = Conn {
             peer: peer.to_string(),
             _permit: Arc::new(permit),
+            _per_ip: Arc::new(per_ip_slot),
         };
         let app = app.clone();
         let tls = tls.clone();
@@ -318,12 +366,14 @@ async fn watch_revocations(
     }
 }
 
-async fn refuse(mut socket: TcpStream) {
-    let _ = socket
-        .write_all(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+const REFUSED_FULL: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const REFUSED_PER_IP: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 51\r\nConnection: close\r\n\r\ntoo many connections from your address to this hub\n";
+
+/// Refused before any HTTP is read: answered raw, so that refusing costs
+/// no more than accepting.
+async fn refuse(mut socket: TcpStream, answer: &'static [u8]) {
+    let _ = socket.write_all(answer).await;
 }
 
 #[cfg(test)]

@@ -610,17 +610,26 @@ impl Session {
                 shared.doc.text().to_string()
             },
             created,
+            // Past a frame's worth of ops, the text is cheaper to send and
+            // the proxy merges by it.
             history: since.filter(|_| !created).and_then(|since| {
-                shared.doc.since(since).map(|ops| {
-                    ops.into_iter()
-                        .map(|(rev, op, author)| LoggedOp {
-                            rev,
-                            op: WireOp(op.clone()),
-                            instance: author.map(|a| a.instance.to_string()),
-                            seq: author.map(|a| a.seq),
-                        })
-                        .collect()
-                })
+                let ops = shared.doc.since(since)?;
+                let bytes: usize = ops
+                    .iter()
+                    .map(|(_, op, _)| crate::document::wire_size(op))
+                    .sum();
+                (bytes <= self.config.max_message_bytes)
+                    .then_some(ops)
+                    .map(|ops| {
+                        ops.into_iter()
+                            .map(|(rev, op, author)| LoggedOp {
+                                rev,
+                                op: WireOp(op.clone()),
+                                instance: author.map(|a| a.instance.to_string()),
+                                seq: author.map(|a| a.seq),
+                            })
+                            .collect()
+                    })
             }),
             last_seq: instance.and_then(|i| shared.doc.last_seq(&i)),
         };

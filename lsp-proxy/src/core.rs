@@ -402,13 +402,19 @@ impl Core {
                 events: self.events.clone(),
             });
         }
+        let token = settings.token.clone().filter(|t| !t.is_empty());
+        if let Some(warning) = crate::hub_link::token_in_clear(&hub, token.as_deref()) {
+            warn!("{warning}");
+            self.notifier
+                .tell_user(MessageType::WARNING, format!("Chorus: {warning}"));
+        }
         let hello = ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
             session: session.clone(),
             name,
             editor,
             instance: Some(self.docs.instance().to_owned()),
-            token: settings.token.clone().filter(|t| !t.is_empty()),
+            token,
         };
         self.link
             .start(session, hub, tls, hello, self.events.clone());

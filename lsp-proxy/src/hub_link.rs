@@ -283,6 +283,28 @@ pub fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
+/// Why sending `token` to `url` would expose it, if it would: a token over
+/// plain `ws://` to another machine can be read by anyone on the way and
+/// lets them join the session.
+pub(crate) fn token_in_clear(url: &str, token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty())?;
+    let request = url.into_client_request().ok()?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        format!(
+            "your session token goes to {host} unencrypted (ws://): anyone on the network can read it and join. Use a wss:// hub (chorus hub --tls-cert/--tls-key) unless this network is trusted."
+        )
+    })
+}
+
 /// The largest frame taken from the hub. The hub sends a whole document,
 /// or the history to catch up on, in one frame: a hub that allows large
 /// documents sends frames far over tungstenite's 16 MiB default, which used
@@ -424,6 +446,18 @@ pub async fn run(
 mod tests {
     use super::*;
     use futures_util::{SinkExt, StreamExt};
+
+    #[test]
+    fn a_token_over_plain_websocket_to_another_machine_is_flagged() {
+        let token = Some("secret");
+        assert!(token_in_clear("ws://hub.example.com:7420", token).is_some());
+        assert!(token_in_clear("ws://10.0.0.5:7420/", token).is_some());
+        assert!(token_in_clear("wss://hub.example.com", token).is_none());
+        assert!(token_in_clear("ws://127.0.0.1:7420", token).is_none());
+        assert!(token_in_clear("ws://localhost:7420", token).is_none());
+        assert!(token_in_clear("ws://[::1]:7420", token).is_none());
+        assert!(token_in_clear("ws://hub.example.com", None).is_none());
+    }
 
     /// Issue 17: a hub allowing large documents sends one frame per
     /// document; past tungstenite's 16 MiB default the proxy refused it and

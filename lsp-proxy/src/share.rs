@@ -268,6 +268,9 @@ pub async fn share(
 
 /// Connects and says hello; the hub's caps once it welcomed us.
 async fn join(target: &ShareTarget) -> Result<(Socket, WorkspaceLimits), ShareError> {
+    if let Some(warning) = crate::hub_link::token_in_clear(&target.hub, target.token.as_deref()) {
+        tracing::warn!("{warning}");
+    }
     let mut ws = crate::hub_link::connect(&target.hub, target.tls.as_ref())
         .await
         .map_err(|reason| ShareError::Connect {

@@ -444,3 +444,30 @@ async fn wait_unloaded(hub: &Hub, session: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Issue 17: what participants send reaches the hub's log escaped, one
+/// event a line, and names (shown in every editor) hold no control
+/// characters at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_cannot_forge_log_lines_or_names() {
+    let hub = Hub::start("forged_logs").await;
+    let mut eve = HubClient::connect(&hub.url).await;
+    let hello = |name: &str| json!({ "type": "hello", "protocol": chorus_protocol::wire::PROTOCOL_VERSION, "session": "logs", "name": name });
+    eve.send_json(&hello("eve\n2026-12-05T00:00:00Z INFO admin"))
+        .await;
+    let refused = eve.expect_type("error").await;
+    assert_eq!(refused["code"], "bad_message", "{refused}");
+    eve.send_json(&hello("eve")).await;
+    eve.expect_type("welcome").await;
+    eve.open("notes\nFORGED LINE.txt", "x").await;
+    // Refused, which the hub logs with the document's path.
+    eve.send_json(&json!({ "type": "op", "doc": "notes\nFORGED LINE.txt", "rev": 9, "op": [1] }))
+        .await;
+    eve.expect_type("error").await;
+    let log = hub.log_tail(200);
+    assert!(
+        !log.lines().any(|line| line.starts_with("FORGED LINE")),
+        "a path's line break started a line of its own:\n{log}"
+    );
+    assert!(log.contains("notes\\x0aFORGED LINE.txt"), "{log}");
+}

@@ -121,3 +121,32 @@ async fn bad_request_heads_are_answered_and_the_hub_keeps_serving() {
     let (_client, welcome) = HubClient::join(&hub.url, "still", "editor").await;
     assert_eq!(welcome["type"], "welcome");
 }
+
+/// Issue 17: one address cannot take every connection slot; others still
+/// get in, and a freed slot is usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_slot() {
+    let hub = Hub::start_in_memory("per_ip_cap", &["--max-connections-per-ip", "2"]).await;
+    let (first, _) = HubClient::join(&hub.url, "crowd", "first").await;
+    let (_second, _) = HubClient::join(&hub.url, "crowd", "second").await;
+    match tokio_tungstenite::connect_async(hub.url.as_str()).await {
+        Err(WsError::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default());
+            assert_eq!(body, "too many connections from your address to this hub\n");
+        }
+        other => panic!("a third connection from one address must be refused, got {other:?}"),
+    }
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio_tungstenite::connect_async(hub.url.as_str())
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the freed slot is usable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

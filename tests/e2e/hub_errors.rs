@@ -401,3 +401,36 @@ async fn a_participant_that_stops_reading_is_dropped() {
     let text = assert_converged(&hub, session, DOC, &[&a, &b]).await;
     assert_eq!(text, "> the shared still document\n");
 }
+
+/// Issue 17: Docker reads a limit of 0 as "no limit", so `--run-cpus 0` or
+/// `--run-memory-mib 0` used to start a hub whose runs had none. Every
+/// limit flag now refuses 0, saying why, before anything starts.
+#[test]
+fn a_zero_run_limit_is_refused_not_taken_as_unlimited() {
+    for (flag, needle) in [
+        ("--run-cpus", "0 would mean no limit"),
+        ("--run-memory-mib", "not in 6.."),
+        ("--run-pids", "not in 1.."),
+        ("--run-timeout-secs", "not in 1.."),
+        ("--run-output-bytes", "0 would mean no limit"),
+    ] {
+        let out = std::process::Command::new(crate::support::hub::chorus_bin())
+            .args([
+                "hub",
+                "--in-memory",
+                "--open",
+                "--listen",
+                "127.0.0.1:0",
+                flag,
+                "0",
+            ])
+            .output()
+            .expect("run chorus hub");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} 0 was accepted");
+        assert!(
+            stderr.contains(flag) && stderr.contains(needle),
+            "{flag}: {stderr}"
+        );
+    }
+}
