@@ -113,7 +113,13 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
     let watcher = (config.access == Access::Tokens)
         .then(|| config.store.clone())
         .flatten()
-        .map(|store| tokio::spawn(watch_revocations(store, registry.clone())));
+        .map(|store| {
+            let executor = match &config.runner {
+                crate::Runner::Enabled(executor) => Some(executor.clone()),
+                crate::Runner::Disabled(_) => None,
+            };
+            tokio::spawn(watch_revocations(store, registry.clone(), executor))
+        });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(root)
@@ -309,10 +315,20 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String>
     ))
 }
 
-/// Tells live sessions that were revoked to send everyone away. Follows
+/// Tells live sessions that were revoked to send everyone away, and has
+/// the executor drop what it keeps for them (their build cache). Follows
 /// the revocation marks in storage (a count, see `schema.rs`), so no
 /// clock is compared with another machine's.
-async fn watch_revocations(store: crate::storage::Store, registry: Registry) {
+///
+/// A revocation is the only end a session has: an `--open` hub's sessions,
+/// and a tokens hub's until revoked, live as long as their storage, so
+/// their build caches do too (the executor caps and ages them out, which is
+/// also what becomes of the cache of a session revoked while no hub ran).
+async fn watch_revocations(
+    store: crate::storage::Store,
+    registry: Registry,
+    executor: Option<Arc<dyn chorus_sandbox::Executor>>,
+) {
     use std::collections::HashSet;
     // Revocations already made when the hub starts concern no live session.
     let mut mark = loop {
@@ -336,6 +352,11 @@ async fn watch_revocations(store: crate::storage::Store, registry: Registry) {
                     mark = mark.max(at);
                     if let Some(session) = registry.get(&id) {
                         session.send(SessionCmd::Revoked).await;
+                    }
+                    // Whether or not the session was live here: its cache
+                    // outlives its actor.
+                    if let Some(executor) = &executor {
+                        executor.forget_session(&id);
                     }
                 }
                 seen.retain(|(_, at)| *at >= mark);

@@ -5,17 +5,18 @@
 
 #[path = "harness/hub.rs"]
 mod hub;
+#[path = "harness/recorder.rs"]
+mod recorder;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chorus_hub::access::{self, Access};
 use chorus_hub::storage::{now_secs, Database, Store};
 use chorus_hub::{HubConfig, Runner, WorkspaceLimits};
-use chorus_sandbox::{Chunk, Executor, RunRequest, RunStatus, Stream};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
 
 use self::hub::{entry, error_code, scratch_dir, stored, Client, TestHub};
+use self::recorder::Recorder;
 
 /// Small caps, so that each one is reached in a few frames.
 const SMALL: WorkspaceLimits = WorkspaceLimits {
@@ -333,38 +334,6 @@ async fn postgres_keeps_the_tree_across_a_restart() {
     the_tree_survives_a_restart(Database::Postgres(url), &session).await;
 }
 
-/// Records what it was asked to run and prints the file names.
-struct Recorder {
-    requests: Arc<Mutex<Vec<RunRequest>>>,
-}
-
-impl Executor for Recorder {
-    fn run(
-        &self,
-        request: RunRequest,
-        output: mpsc::Sender<Chunk>,
-        _cancel: oneshot::Receiver<()>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RunStatus> + Send>> {
-        let mut names: Vec<String> = request.files.iter().map(|(p, _)| p.clone()).collect();
-        names.sort();
-        self.requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(request);
-        Box::pin(async move {
-            let chunk = Chunk {
-                stream: Stream::Stdout,
-                data: names.join(" "),
-            };
-            let _ = output.send(chunk).await;
-            RunStatus {
-                exit_code: Some(0),
-                ..RunStatus::default()
-            }
-        })
-    }
-}
-
 /// The project as `chorus share` would publish it: two Python files and a
 /// picture; only main.py is opened in an editor.
 async fn share_a_project_and_run_it(hub: &TestHub, session: &str) -> (String, Value) {
@@ -403,19 +372,16 @@ async fn share_a_project_and_run_it(hub: &TestHub, session: &str) -> (String, Va
 
 #[tokio::test]
 async fn a_run_takes_every_document_and_no_listed_file() {
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let recorder = Recorder {
-        requests: requests.clone(),
-    };
+    let recorder = Recorder::default();
     let config = HubConfig {
-        runner: Runner::Enabled(Arc::new(recorder)),
+        runner: Runner::Enabled(Arc::new(recorder.clone())),
         ..TestHub::with(chorus_hub::DEFAULT_WORKSPACE_LIMITS, None)
     };
     let hub = TestHub::start(config).await;
     let (stdout, result) = share_a_project_and_run_it(&hub, "fake-run").await;
     assert_eq!(stdout, "helper.py main.py");
     assert_eq!(result["exitCode"], 0);
-    let requests = requests.lock().unwrap_or_else(|p| p.into_inner());
+    let requests = recorder.requests();
     let helper = requests[0].files.iter().find(|(p, _)| p == "helper.py");
     assert_eq!(
         helper.map(|(_, text)| text.as_str()),

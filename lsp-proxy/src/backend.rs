@@ -288,7 +288,13 @@ impl LanguageServer for Backend {
             command: Some(Command {
                 title: "Run with Chorus".into(),
                 command: lsp_ext::RUN.into(),
-                arguments: Some(RunArguments { uri, options: None }.into_arguments()),
+                arguments: Some(
+                    RunArguments {
+                        uri: Some(uri),
+                        options: None,
+                    }
+                    .into_arguments(),
+                ),
             }),
             ..CodeAction::default()
         };

@@ -1,7 +1,9 @@
 //! The `chorus.*` commands the editor runs through
 //! `workspace/executeCommand`:
-//! * `chorus.run [uri] [{stdin, args, language}]` asks the hub to run a
-//!   shared document (by default the one last opened or edited);
+//! * `chorus.run [uri] [{stdin, args, language, mode, command}]` asks the
+//!   hub to run a shared document (by default the one last opened or
+//!   edited), as a run, its tests or a release build, or with a command
+//!   line of the user's;
 //! * `chorus.stop` stops the session's run;
 //! * `chorus.follow [name]` follows a participant's cursor, or no one's;
 //! * `chorus.share` publishes the workspace folder in the background
@@ -27,8 +29,7 @@ use tower_lsp_server::ls_types::Uri;
 use crate::documents::Documents;
 use crate::hub_link::Link;
 use crate::lsp_ext::{
-    self, Files, FollowArguments, Following, Requested, ResyncArguments, RunArguments, RunOptions,
-    SessionFile,
+    self, Files, FollowArguments, Following, Requested, ResyncArguments, RunArguments, SessionFile,
 };
 use crate::presence::Presence;
 use crate::share::EditorShare;
@@ -209,15 +210,11 @@ impl Commands {
     }
 
     fn run(&self, arguments: &[Value], link: &Link, docs: &Documents) -> Result<Requested, String> {
-        let (uri, options) = match RunArguments::from_arguments(arguments)? {
-            Some(RunArguments { uri, options }) => (uri, options.unwrap_or_default()),
-            None => (
-                self.last_active
-                    .clone()
-                    .ok_or("chorus.run: no document to run; open one or pass its URI")?,
-                RunOptions::default(),
-            ),
-        };
+        let RunArguments { uri, options } = RunArguments::from_arguments(arguments)?;
+        let uri = uri
+            .or_else(|| self.last_active.clone())
+            .ok_or("chorus.run: no document to run; open one or pass its URI")?;
+        let options = options.unwrap_or_default();
         let doc = docs
             .path_of(&uri)
             .ok_or_else(|| format!("chorus.run: {} is not shared in this session", uri.as_str()))?;
@@ -226,8 +223,8 @@ impl Commands {
             language: options.language,
             stdin: options.stdin,
             args: options.args.unwrap_or_default(),
-            mode: Default::default(),
-            command: None,
+            mode: options.mode.unwrap_or_default(),
+            command: options.command,
         });
         Ok(Requested { requested: doc })
     }

@@ -512,15 +512,21 @@ impl Core {
             } => self.session_renamed(&from, &to, client_id),
             ServerMsg::Deleted { path, client_id } => self.session_deleted(&path, client_id),
             ServerMsg::RunStarted {
-                run_id, name, doc, ..
-            } => self.runs.started(run_id, &name, &doc),
+                run_id,
+                name,
+                doc,
+                plan,
+                ..
+            } => self.runs.started(run_id, &name, &doc, &plan),
             ServerMsg::RunOutput {
                 run_id,
                 seq,
                 stream,
                 data,
             } => self.runs.output(run_id, seq, stream, &data),
-            ServerMsg::RunFinished { run_id, result } => self.runs.finished(run_id, &result),
+            ServerMsg::RunFinished { run_id, result } => {
+                self.runs.finished(run_id, &result, &self.docs)
+            }
             ServerMsg::Error {
                 doc: Some(doc),
                 code:

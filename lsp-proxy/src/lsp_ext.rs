@@ -5,7 +5,8 @@
 //! An editor with no plugin (Helix, any plain LSP client) needs none of
 //! this: the proxy then speaks standard LSP alone (cursors as Hint
 //! diagnostics, runs as `window/logMessage`, `$/progress` and
-//! `window/showMessage`). A plugin opts in with `extensions: true` in
+//! `window/showMessage`, a run's errors as diagnostics from source
+//! `chorus run`, which every editor gets, plugin or not). A plugin opts in with `extensions: true` in
 //! [`Settings`] and then:
 //!
 //! * receives, from the proxy:
@@ -42,7 +43,7 @@
 //! Invariant: the wire shape of these messages only changes here, together
 //! with the fixture; renaming a Rust field must keep its JSON name.
 
-use chorus_protocol::wire::{NotSynced, OutputStream, Participant, Role, RunResult};
+use chorus_protocol::wire::{NotSynced, OutputStream, Participant, Role, RunMode, RunResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_lsp_server::ls_types::notification::Notification;
@@ -226,6 +227,10 @@ pub struct RunStartedParams {
     pub name: String,
     /// The document run, as a path relative to the workspace root.
     pub doc: String,
+    /// What runs, in one line for the run's header: `cargo test --offline
+    /// (Cargo.toml in demo/)`; missing from hubs older than run plans.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// `chorus/runOutput`, proxy → editor: a chunk of a run's output.
@@ -258,9 +263,12 @@ impl Notification for RunFinished {
 #[serde(rename_all = "camelCase")]
 pub struct RunFinishedParams {
     pub run_id: u64,
-    /// `exitCode` is `null` when the program did not exit by itself.
+    /// `exitCode` is `null` when the program did not exit by itself;
+    /// `diagnostics` (missing when there are none) are also published as
+    /// the editor's diagnostics, source `chorus run`, until the next run.
     pub result: RunResult,
-    /// The proxy's one line for the user ("exited with code 0 in 0.12 s").
+    /// The proxy's one line for the user ("exited with code 1 in 0.12 s;
+    /// error at src/main.rs:3:5").
     pub summary: String,
 }
 
@@ -296,10 +304,12 @@ pub struct DocumentStateResult {
     pub version: i32,
 }
 
-/// `workspace/executeCommand` `chorus.run [uri [options]]`: asks the hub to
+/// `workspace/executeCommand` `chorus.run [uri] [options]`: asks the hub to
 /// run the session's code from `uri` (default: the document last opened or
-/// edited). Answers [`Requested`] with the document's path; output and the
-/// result arrive as the `chorus/run*` notifications, at every participant.
+/// edited), as [`RunOptions`] say (`mode`: run, test or release; `command`:
+/// a shell command line instead of what the project's files suggest).
+/// Answers [`Requested`] with the document's path; output and the result
+/// arrive as the `chorus/run*` notifications, at every participant.
 pub const RUN: &str = "chorus.run";
 /// `chorus.stop`, no arguments: stops the session's run. Answers
 /// [`Requested`] with `"stop"`.
@@ -362,34 +372,42 @@ impl ResyncArguments {
     }
 }
 
-/// The arguments of [`RUN`] when there are any: `[uri]` or `[uri, options]`.
+/// The arguments of [`RUN`]: `[]`, `[uri]`, `[uri, options]`, or
+/// `[options]` for the document last opened or edited (what an editor that
+/// cannot name the URI sends: Helix's `:lsp-workspace-command chorus.run
+/// {"mode":"test"}`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunArguments {
-    pub uri: Uri,
+    pub uri: Option<Uri>,
     pub options: Option<RunOptions>,
 }
 
 impl RunArguments {
-    /// `None` for no arguments. Errors are for the user and name the command.
-    pub fn from_arguments(arguments: &[Value]) -> Result<Option<RunArguments>, String> {
-        let Some(first) = arguments.first() else {
-            return Ok(None);
+    /// Errors are for the user and name the command.
+    pub fn from_arguments(arguments: &[Value]) -> Result<RunArguments, String> {
+        let (uri, options) = match arguments {
+            [] => (None, None),
+            [options @ Value::Object(_)] => (None, Some(options)),
+            [first, rest @ ..] => {
+                let text = first
+                    .as_str()
+                    .ok_or("chorus.run takes a document URI string, then options")?;
+                let uri = text
+                    .parse::<Uri>()
+                    .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?;
+                (Some(uri), rest.first())
+            }
         };
-        let text = first
-            .as_str()
-            .ok_or("chorus.run takes a document URI string")?;
-        let uri = text
-            .parse::<Uri>()
-            .map_err(|err| format!("chorus.run: bad URI {text:?}: {err}"))?;
-        let options = arguments
-            .get(1)
-            .map(RunOptions::from_argument)
-            .transpose()?;
-        Ok(Some(RunArguments { uri, options }))
+        let options = options.map(RunOptions::from_argument).transpose()?;
+        Ok(RunArguments { uri, options })
     }
 
     pub fn into_arguments(self) -> Vec<Value> {
-        let mut arguments = vec![Value::String(self.uri.as_str().to_owned())];
+        let mut arguments: Vec<Value> = self
+            .uri
+            .map(|uri| Value::String(uri.as_str().to_owned()))
+            .into_iter()
+            .collect();
         if let Some(options) = self.options {
             // Cannot fail: strings and a list of strings.
             arguments.push(serde_json::to_value(options).unwrap_or_default());
@@ -411,25 +429,56 @@ pub struct RunOptions {
     /// extension decides.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// `"run"` (the default), `"test"` (`cargo test`, `pytest`, `npm
+    /// test`) or `"release"` (an optimised build, where the toolchain has
+    /// one); anything else is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RunMode>,
+    /// A shell command line run in the project's folder instead of the
+    /// one the project's files suggest (`make check`, `python3 -m unittest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 impl RunOptions {
-    /// Lenient, as the proxy always was: a field of the wrong type is
-    /// ignored, except `args`, which would otherwise run the program with
-    /// arguments the user did not mean.
+    /// Lenient, as the proxy always was: a text field of the wrong type
+    /// is ignored, except those that would otherwise run something the
+    /// user did not mean: `args`, `mode` and `command` are checked.
     pub fn from_argument(value: &Value) -> Result<RunOptions, String> {
         let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
         let args = match value.get("args") {
-            None => None,
+            None | Some(Value::Null) => None,
             Some(list) => Some(
                 serde_json::from_value::<Vec<String>>(list.clone())
                     .map_err(|_| "chorus.run: \"args\" must be a list of strings".to_owned())?,
             ),
         };
+        let mode = match value.get("mode") {
+            None | Some(Value::Null) => None,
+            Some(mode) => Some(
+                serde_json::from_value::<RunMode>(mode.clone()).map_err(|_| {
+                    format!(
+                        "chorus.run: \"mode\" must be \"run\", \"test\" or \"release\", not {mode}"
+                    )
+                })?,
+            ),
+        };
+        let command = match value.get("command") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(line)) if !line.trim().is_empty() => Some(line.clone()),
+            Some(_) => {
+                return Err(
+                    "chorus.run: \"command\" must be a shell command line (a non-empty string)"
+                        .to_owned(),
+                )
+            }
+        };
         Ok(RunOptions {
             stdin: text("stdin"),
             args,
             language: text("language"),
+            mode,
+            command,
         })
     }
 }
@@ -519,10 +568,22 @@ mod tests {
 
     #[test]
     fn command_arguments_are_checked_as_before() {
-        assert_eq!(RunArguments::from_arguments(&[]), Ok(None));
+        assert_eq!(
+            RunArguments::from_arguments(&[]),
+            Ok(RunArguments {
+                uri: None,
+                options: None
+            })
+        );
         assert_eq!(
             RunArguments::from_arguments(&[json!(3)]),
-            Err("chorus.run takes a document URI string".to_owned())
+            Err("chorus.run takes a document URI string, then options".to_owned())
+        );
+        let options_alone = RunArguments::from_arguments(&[json!({"mode": "release"})]).unwrap();
+        assert_eq!(options_alone.uri, None);
+        assert_eq!(
+            options_alone.options.and_then(|o| o.mode),
+            Some(RunMode::Release)
         );
         assert_eq!(
             RunArguments::from_arguments(&[json!("file:///a.py"), json!({"args": "x"})]),
@@ -531,7 +592,33 @@ mod tests {
         // Wrongly typed text fields were always ignored, not refused.
         let lenient =
             RunArguments::from_arguments(&[json!("file:///a.py"), json!({"stdin": 1})]).unwrap();
-        assert_eq!(lenient.and_then(|a| a.options), Some(RunOptions::default()));
+        assert_eq!(lenient.options, Some(RunOptions::default()));
+        assert_eq!(
+            RunArguments::from_arguments(&[json!("file:///a.py"), json!({"mode": "bench"})]),
+            Err(
+                "chorus.run: \"mode\" must be \"run\", \"test\" or \"release\", not \"bench\""
+                    .to_owned()
+            )
+        );
+        for command in [json!(3), json!(""), json!(["make"])] {
+            let refused = RunArguments::from_arguments(&[
+                json!("file:///a.py"),
+                json!({ "command": command }),
+            ]);
+            assert!(
+                refused.as_ref().is_err_and(|e| e.contains("\"command\"")),
+                "{command}: {refused:?}"
+            );
+        }
+        let test = RunArguments::from_arguments(&[
+            json!("file:///a.py"),
+            json!({"mode": "test", "command": "make check"}),
+        ])
+        .unwrap()
+        .options
+        .unwrap();
+        assert_eq!(test.mode, Some(RunMode::Test));
+        assert_eq!(test.command.as_deref(), Some("make check"));
         assert_eq!(
             FollowArguments::from_arguments(&[json!(null)]),
             Err("chorus.follow takes a participant's name".to_owned())

@@ -2,7 +2,14 @@
 //! through one task, in order: output lines must not overtake each other,
 //! and a run's `$/progress` end must come before its final `showMessage`.
 //! (Spawning a task per message, the obvious thing, reorders them.)
+//!
+//! It also owns what the editor was last sent as this server's
+//! diagnostics: `publishDiagnostics` replaces every diagnostic a server
+//! gave a URI, so collaborators' cursors (for editors without a plugin) and
+//! the last run's errors are kept apart here ([`DiagnosticLayers`]) and
+//! published together, or the one would wipe out the other.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -28,7 +35,7 @@ enum Note {
     Show(MessageType, String),
     Notification(Delivery),
     CreateProgress(NumberOrString),
-    Diagnostics(Uri, Vec<Diagnostic>),
+    Diagnostics(Uri, Layer, Vec<Diagnostic>),
     ShowDocument(ShowDocumentParams),
     Progress(NumberOrString, WorkDoneProgress),
 }
@@ -50,8 +57,9 @@ impl Notifier {
             if is_ready.wait_for(|ready| *ready).await.is_err() {
                 return;
             }
+            let mut layers = DiagnosticLayers::default();
             while let Some(note) = rx.recv().await {
-                deliver(&client, note).await;
+                deliver(&client, note, &mut layers).await;
             }
         });
         Notifier {
@@ -97,8 +105,10 @@ impl Notifier {
         self.show(typ, message);
     }
 
-    pub fn diagnostics(&self, uri: Uri, diagnostics: Vec<Diagnostic>) {
-        self.send(Note::Diagnostics(uri, diagnostics));
+    /// Replaces `layer`'s diagnostics of `uri`; the editor gets them with
+    /// the other layer's.
+    pub fn diagnostics(&self, uri: Uri, layer: Layer, diagnostics: Vec<Diagnostic>) {
+        self.send(Note::Diagnostics(uri, layer, diagnostics));
     }
 
     /// Asks the editor to show a document (follow mode). Not awaited beyond
@@ -116,13 +126,14 @@ impl Notifier {
     }
 }
 
-async fn deliver(client: &Client, note: Note) {
+async fn deliver(client: &Client, note: Note, layers: &mut DiagnosticLayers) {
     match note {
         Note::Log(typ, message) => client.log_message(typ, message).await,
         Note::Show(typ, message) => client.show_message(typ, message).await,
         Note::Notification(delivery) => delivery(client.clone()).await,
-        Note::Diagnostics(uri, diagnostics) => {
-            client.publish_diagnostics(uri, diagnostics, None).await
+        Note::Diagnostics(uri, layer, diagnostics) => {
+            let all = layers.set(&uri, layer, diagnostics);
+            client.publish_diagnostics(uri, all, None).await
         }
         Note::ShowDocument(params) => {
             let _ = tokio::time::timeout(CREATE_TIMEOUT, client.show_document(params)).await;
@@ -138,5 +149,81 @@ async fn deliver(client: &Client, note: Note) {
             };
             client.send_notification::<Progress>(params).await;
         }
+    }
+}
+
+/// Who a diagnostic comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// Collaborators' cursors, for editors without a plugin (`presence.rs`).
+    Cursors,
+    /// The session's last run (`runs.rs`).
+    Run,
+}
+
+/// Each URI's diagnostics per [`Layer`], as last published.
+#[derive(Default)]
+struct DiagnosticLayers {
+    /// Only URIs with some diagnostic: an editor told "none" is forgotten.
+    by_uri: HashMap<Uri, [Vec<Diagnostic>; 2]>,
+}
+
+impl DiagnosticLayers {
+    /// Replaces `layer` of `uri` and returns everything `uri` now has.
+    fn set(&mut self, uri: &Uri, layer: Layer, diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+        let slot = match layer {
+            Layer::Cursors => 0,
+            Layer::Run => 1,
+        };
+        let layers = self.by_uri.entry(uri.clone()).or_default();
+        layers[slot] = diagnostics;
+        let all: Vec<Diagnostic> = layers.iter().flatten().cloned().collect();
+        if all.is_empty() {
+            self.by_uri.remove(uri);
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn diagnostic(message: &str) -> Diagnostic {
+        Diagnostic {
+            message: message.to_owned(),
+            ..Diagnostic::default()
+        }
+    }
+
+    #[test]
+    fn a_layer_replaces_only_its_own_diagnostics() {
+        let mut layers = DiagnosticLayers::default();
+        let uri = Uri::from_str("file:///w/main.py").unwrap();
+        let messages =
+            |all: Vec<Diagnostic>| -> Vec<String> { all.into_iter().map(|d| d.message).collect() };
+        let cursor = vec![diagnostic("bo is here")];
+        assert_eq!(
+            messages(layers.set(&uri, Layer::Cursors, cursor)),
+            ["bo is here"]
+        );
+        let error = vec![diagnostic("NameError")];
+        assert_eq!(
+            messages(layers.set(&uri, Layer::Run, error)),
+            ["bo is here", "NameError"]
+        );
+        let moved = vec![diagnostic("bo is there")];
+        assert_eq!(
+            messages(layers.set(&uri, Layer::Cursors, moved)),
+            ["bo is there", "NameError"]
+        );
+        assert_eq!(
+            messages(layers.set(&uri, Layer::Run, Vec::new())),
+            ["bo is there"]
+        );
+        assert!(layers.set(&uri, Layer::Cursors, Vec::new()).is_empty());
+        assert!(layers.by_uri.is_empty(), "nothing kept for a URI told none");
     }
 }

@@ -27,7 +27,7 @@ use tower_lsp_server::ls_types::{
 use crate::documents::{lsp_pos, Documents};
 use crate::hub_link::Link;
 use crate::lsp_ext::{self, PresenceParams, RemoteCursorParams, SelectionParam};
-use crate::notifier::Notifier;
+use crate::notifier::{Layer, Notifier};
 
 /// Selections relayed per message, at most.
 const MAX_SELECTIONS: usize = 64;
@@ -215,7 +215,8 @@ impl Presence {
                 continue;
             };
             let diagnostics = self.board.diagnostics(path, sync.mirror(), docs.encoding());
-            self.notifier.diagnostics(uri.clone(), diagnostics);
+            self.notifier
+                .diagnostics(uri.clone(), Layer::Cursors, diagnostics);
         }
     }
 

@@ -17,6 +17,10 @@
 //!    │ ◄── renamed{from, to, clientId}       │  to everyone, sender too
 //!    │ delete{path}                    ──►   │  a file or a directory
 //!    │ ◄── deleted{path, clientId}           │  to everyone, sender too
+//!    │ run{doc, mode, command, args, stdin} ►│  mode run|test|release
+//!    │ ◄── runStarted{runId, doc, plan}      │  to everyone; or error{run_refused}
+//!    │ ◄── runOutput{runId, seq, data}       │  to everyone, in order
+//!    │ ◄── runFinished{runId, result}        │  result.diagnostics: errors by file
 //! ```
 //!
 //! A session's workspace is a tree of files: each is a document (text,

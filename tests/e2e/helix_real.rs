@@ -732,3 +732,46 @@ async fn a_git_checkout_beside_one_helix_reaches_another() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Runs with options from Helix, as editor-plugins/helix documents: typed
+/// (`:lsp-workspace-command chorus.run {...}`, which Helix passes on as
+/// JSON) and through the keys of `run-keys.toml`. The run starting with
+/// the options is what Helix and the proxy do; that the command line runs
+/// (`hi`, code 3) needs the sandbox side of issue 15.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helix_runs_tests_and_command_lines_with_options() {
+    if !have_helix() || !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("helix_run_options").await;
+    let session = "hx-run-options";
+    let ws = workspace(&hub, "ws", "print('the file ran')\n");
+    let keys = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/helix/run-keys.toml"),
+    )
+    .expect("read run-keys.toml");
+    let options = HxOptions {
+        config: keys,
+        ..HxOptions::default()
+    };
+    let ada = Hx::start(&hub, &ws, session, "ada", DOC, options).await;
+    ada.wait_joined(DOC).await;
+
+    ada.command(
+        r#"lsp-workspace-command chorus.run {"mode": "test", "command": "echo hi; exit 3"}"#,
+    )
+    .await;
+    ada.wait_log("the run to start", "[run 1 · ada] started main.py")
+        .await;
+    ada.wait_log("the command line's output", "[run 1 · ada] hi")
+        .await;
+    ada.wait_screen("the run's result", |s| s.contains("exited with code 3"))
+        .await;
+
+    // space R t: the tests, from the documented keys.
+    ada.keys(&["Escape", "Space", "R", "t"]).await;
+    ada.wait_log("the keyed run to start", "[run 2 · ada] started main.py")
+        .await;
+    ada.wait_screen("the keyed run's result", |s| s.contains("run 2 · ada"))
+        .await;
+}

@@ -37,6 +37,12 @@ async fn wait_show(editor: &Editor, needle: &str) -> Value {
         .await
 }
 
+/// A two-file Python project whose run fails in helper.py, line 3
+/// (NameError), called from main.py.
+pub(crate) const FAILING_MAIN: &str = "import helper\n\nprint(helper.greet())\n";
+pub(crate) const FAILING_HELPER: &str =
+    "def greet():\n    name = 'chorus'\n    return undefined_name + name\n";
+
 const PROGRAM: &str = "import sys\nprint('hello from chorus')\nprint('oops', file=sys.stderr)\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,4 +252,160 @@ async fn a_hub_without_runs_says_why() {
     client.send_json(&json!({ "type": "stop" })).await;
     let error = client.expect_type("error").await;
     assert_eq!(error["code"], "no_run", "{error}");
+}
+
+/// `chorus.run URI {mode, command}`: the command line runs instead of the
+/// file (`sh -c` in the project's folder), and the run header says so. A
+/// mode the proxy does not know is refused before anything is sent.
+///
+/// The command line, and the plan in the header, need the sandbox side of
+/// issue 15 (an executor that plans and runs `command`); before it, the
+/// file runs instead and the assertions on `hi` and code 3 fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_line_runs_instead_of_the_project() {
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("a_command_line_runs_instead_of_the_project").await;
+    let doc = "main.py";
+    let editor = Editor::start(EditorKind::Helix, &hub, "command", "cy").await;
+    editor.open(doc, "print('the file ran')\n");
+    assert_converged(&hub, "command", doc, &[&editor]).await;
+
+    let refused = run_command(
+        &editor,
+        "chorus.run",
+        json!([editor.uri(doc), { "mode": "bench" }]),
+    )
+    .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("must be") && e.contains("bench")),
+        "{refused:?}"
+    );
+    assert!(editor
+        .client()
+        .notifications("chorus/runStarted")
+        .is_empty());
+
+    run_command(
+        &editor,
+        "chorus.run",
+        json!([editor.uri(doc), { "mode": "test", "command": "echo hi; exit 3" }]),
+    )
+    .await
+    .expect("accepted");
+    let started = editor
+        .client()
+        .wait_notification("chorus/runStarted", WAIT, |_| true)
+        .await
+        .expect("the run started");
+    let plan = started["plan"].as_str().unwrap_or_default();
+    assert!(!plan.is_empty(), "the header says what runs: {started}");
+    wait_log(&editor, &format!("started {doc}: {plan}")).await;
+    wait_log(&editor, "] hi").await;
+    let done = wait_show(&editor, "exited with code 3").await;
+    assert_eq!(done["type"], 2, "a failed run is reported as a warning");
+    let logged = editor.client().notifications("window/logMessage");
+    assert!(
+        !logged.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the file ran")),
+        "the command ran instead of the file: {logged:?}"
+    );
+}
+
+/// A run's error becomes a diagnostic (source `chorus run`) on the file and
+/// line it names, for every participant, the one who did not open the file
+/// too (by URI); a clean run clears it. Needs the sandbox's output parser
+/// (issue 15) for the diagnostic itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_error_is_a_diagnostic_for_everyone_until_a_clean_run() {
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("a_run_error_is_a_diagnostic_for_everyone").await;
+    let session = "diagnostics";
+    let (main, helper) = (FAILING_MAIN, FAILING_HELPER);
+    let ada = Editor::start(EditorKind::VsCode, &hub, session, "ada").await;
+    let bob = Editor::start(EditorKind::Neovim, &hub, session, "bob").await;
+    ada.open("helper.py", helper);
+    ada.open("main.py", main);
+    bob.open("main.py", main);
+    assert_converged(&hub, session, "main.py", &[&ada, &bob]).await;
+    assert_converged(&hub, session, "helper.py", &[&ada]).await;
+
+    run_command(&bob, "chorus.run", json!([bob.uri("main.py")]))
+        .await
+        .expect("accepted");
+    for editor in [&ada, &bob] {
+        let done = wait_show(editor, "exited with code 1").await;
+        let uri = editor.uri("helper.py");
+        let published = editor
+            .client()
+            .wait_notification("textDocument/publishDiagnostics", WAIT, |p| {
+                p["uri"] == uri.as_str()
+                    && p["diagnostics"]
+                        .as_array()
+                        .is_some_and(|d| d.iter().any(|d| d["source"] == "chorus run"))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no run diagnostic for {uri} (finished: {done}); published: {:?}",
+                    editor.name,
+                    editor
+                        .client()
+                        .notifications("textDocument/publishDiagnostics")
+                )
+            });
+        let diagnostic = &published["diagnostics"][0];
+        assert_eq!(diagnostic["range"]["start"]["line"], 2, "{published}");
+        assert_eq!(diagnostic["severity"], 1, "an error: {published}");
+        assert!(
+            diagnostic["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("undefined_name"),
+            "{published}"
+        );
+        assert!(
+            done["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("error at helper.py:3"),
+            "{done}"
+        );
+    }
+
+    ada.replace("main.py", "print(helper.greet())", "print('fixed')");
+    assert_converged(&hub, session, "main.py", &[&ada, &bob]).await;
+    let published_before: Vec<usize> = [&ada, &bob]
+        .iter()
+        .map(|e| {
+            e.client()
+                .notifications("textDocument/publishDiagnostics")
+                .len()
+        })
+        .collect();
+    run_command(&ada, "chorus.run", json!([ada.uri("main.py")]))
+        .await
+        .expect("accepted");
+    for (editor, before) in [&ada, &bob].into_iter().zip(published_before) {
+        wait_log(editor, "] fixed").await;
+        let uri = editor.uri("helper.py");
+        let cleared = editor
+            .client()
+            .notifications("textDocument/publishDiagnostics")
+            .into_iter()
+            .skip(before)
+            .any(|p| p["uri"] == uri.as_str() && p["diagnostics"] == json!([]));
+        assert!(
+            cleared,
+            "{}: helper.py's run diagnostic was not cleared",
+            editor.name
+        );
+    }
 }

@@ -20,8 +20,24 @@ vim.api.nvim_create_user_command('ChorusLeave', function()
 end, { nargs = 0, desc = 'Chorus: leave the session' })
 
 vim.api.nvim_create_user_command('ChorusRun', function(opts)
-  chorus().run(opts.args ~= '' and opts.args or nil)
-end, { nargs = '?', complete = 'file', desc = "Chorus: run the session's code" })
+  chorus().run_command(opts.args)
+end, {
+  nargs = '*',
+  complete = function(lead, line)
+    -- The mode only as the first word; files anywhere before `cmd=`/`--`.
+    local words_before = #vim.split(vim.trim(line:sub(1, #line - #lead)), '%s+') - 1
+    local matches = vim.fn.getcompletion(lead, 'file')
+    if words_before == 0 then
+      for _, mode in ipairs({ 'test', 'release', 'run', 'cmd=' }) do
+        if vim.startswith(mode, lead) then
+          table.insert(matches, 1, mode)
+        end
+      end
+    end
+    return matches
+  end,
+  desc = "Chorus: run the session's code ([test|release] [file] [-- args] or cmd=…)",
+})
 
 vim.api.nvim_create_user_command('ChorusStop', function()
   chorus().stop()

@@ -12,6 +12,10 @@ local plugin_dir, fixture_path = arg[1], arg[2]
 assert(plugin_dir and fixture_path, 'usage: nvim -l lsp_ext_spec.lua <plugin dir> <fixture>')
 vim.opt.runtimepath:prepend(plugin_dir)
 
+if vim.fn.exists(':ChorusRun') == 0 then
+  vim.cmd.runtime('plugin/chorus.lua')
+end
+
 local fixture = vim.json.decode(table.concat(vim.fn.readfile(fixture_path), '\n'))
 local chorus = require('chorus')
 local state = chorus.state
@@ -184,6 +188,7 @@ check('chorus/runStarted, runOutput and runFinished fill the run buffer', functi
   eq(state.run.id, started.runId, 'state.run.id')
   eq(state.run.running, true, 'state.run.running')
   assert(run.text():find(started.name, 1, true) and run.text():find(started.doc, 1, true), run.text())
+  assert(run.text():find(started.plan, 1, true), 'the header shows the plan: ' .. run.text())
   local output = deliver('runOutput')
   eq(output.stream, 'stderr', 'the example output stream (the marked one)')
   local first_line = vim.split(output.data, '\n', { plain = true })[1]
@@ -227,6 +232,40 @@ check('commands from the plugin are the proxy commands, with arguments it reads'
   chorus.resync()
   eq(sent.commands[5].command, fixture.commands.resync.command, 'resync command')
   eq(sent_problems(sent.commands[5].arguments, fixture.commands.resync.arguments), {}, 'resync arguments')
+end)
+
+check(':ChorusRun words become chorus.run options the proxy reads', function()
+  local cases = {
+    { '', { options = {} } },
+    { 'main.py', { file = 'main.py', options = {} } },
+    { 'test', { options = { mode = 'test' } } },
+    { 'release src/main.rs', { file = 'src/main.rs', options = { mode = 'release' } } },
+    { 'run main.py -- -v  two', { file = 'main.py', options = { args = { '-v', 'two' } } } },
+    { 'cmd=echo hi; exit 3', { options = { command = 'echo hi; exit 3' } } },
+    { 'test cmd= make  check ', { options = { mode = 'test', command = 'make  check' } } },
+    { 'a/cmd=x.py', { file = 'a/cmd=x.py', options = {} } },
+  }
+  for _, case in ipairs(cases) do
+    local parsed, err = chorus.parse_run_args(case[1])
+    eq(parsed, case[2], ':ChorusRun ' .. case[1] .. ' (' .. tostring(err) .. ')')
+  end
+  for _, bad in ipairs({ 'a.py b.py', 'cmd=', 'main.py -- -v cmd=make' }) do
+    local parsed, err = chorus.parse_run_args(bad)
+    assert(parsed == nil and err, ':ChorusRun ' .. bad .. ' should be refused')
+  end
+  local before = #sent.commands
+  vim.cmd('ChorusRun test cmd=echo hi; exit 3')
+  vim.cmd('ChorusRun release -- --fast')
+  eq(#sent.commands, before + 2, 'commands sent')
+  for i = before + 1, before + 2 do
+    eq(sent.commands[i].command, fixture.commands.run.command, 'run command')
+    eq(sent_problems(sent.commands[i].arguments, fixture.commands.run.arguments), {}, 'run arguments')
+  end
+  eq(sent.commands[before + 1].arguments[2], { mode = 'test', command = 'echo hi; exit 3' }, ':ChorusRun test cmd=')
+  eq(sent.commands[before + 2].arguments[2], { mode = 'release', args = { '--fast' } }, ':ChorusRun release --')
+  for _, mode in ipairs(fixture.enums.runMode) do
+    assert(mode == 'run' or chorus.parse_run_args(mode).options.mode == mode, 'mode ' .. mode)
+  end
 end)
 
 check('chorus.files: the command, its answer listed through vim.ui.select, and opened', function()

@@ -461,9 +461,14 @@ export class VsCodeWindow {
     const input = page.locator('.quick-input-widget input.input');
     await input.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
     await input.fill(`>${title}`);
-    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-    await row.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
-    await page.keyboard.press('Enter');
+    const rows = page.locator('.quick-input-list .monaco-list-row', { hasText: title });
+    await rows.first().waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    // "Chorus: Run" also matches "Chorus: Run Tests" and the like, which
+    // the palette may rank first: the row whose label is the title wins,
+    // else the first (titles like "Go to File" have a "..." after them).
+    const labels = await rows.locator('.label-name').allInnerTexts();
+    const exact = labels.findIndex((label) => label.trim() === title);
+    await rows.nth(Math.max(exact, 0)).click();
   }
 
   /** Answers an input box whose prompt contains `prompt`. */

@@ -25,11 +25,12 @@ import {
   type RemoteCursorParams,
   type RunArguments,
   type RunFinishedParams,
-  type RunOptions,
+  type RunMode,
   type RunOutputParams,
   type RunStartedParams,
 } from './protocol';
 import { RunFormatter } from './runOutput';
+import { commandLine, runOptions, type RunArgs } from './runRequest';
 import {
   folderGlob,
   hubProblem,
@@ -65,11 +66,6 @@ interface JoinArgs {
   session?: string;
   token?: string;
 }
-interface RunArgs {
-  uri?: string;
-  stdin?: string;
-  args?: string[];
-}
 
 class Chorus implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -80,6 +76,8 @@ class Chorus implements vscode.Disposable {
   /** Shared runs, streamed as they happen, for everyone in the session. */
   private readonly runOutput = vscode.window.createOutputChannel('Chorus Run');
   private runFormatter = new RunFormatter();
+  /** What "Run With Command…" ran last, offered again. */
+  private lastCommand: string | undefined;
   private readonly cursors = new CursorLayer();
   private readonly cursorThrottle = new Throttle<LocalCursorParams>(CURSOR_THROTTLE_MS, (params) => {
     if (this.client?.state === State.Running) {
@@ -303,7 +301,8 @@ class Chorus implements vscode.Disposable {
     }
   }
 
-  async run(args?: RunArgs): Promise<void> {
+  /** Runs the session's code from `args.uri` or the active file; `mode` is the command's. */
+  async run(args?: RunArgs, mode?: RunMode): Promise<void> {
     const client = this.clientOrWarn();
     if (!client) {
       return;
@@ -313,15 +312,30 @@ class Chorus implements vscode.Disposable {
       void vscode.window.showWarningMessage('Chorus: open the file to run first');
       return;
     }
-    const options: RunOptions = {};
-    if (args?.stdin !== undefined) {
-      options.stdin = args.stdin;
-    }
-    if (args?.args !== undefined) {
-      options.args = args.args;
-    }
-    const runArguments: RunArguments = [uri, options];
+    const runArguments: RunArguments = [uri, runOptions(args, mode)];
     await this.execute(client, ServerCommands.run, runArguments);
+  }
+
+  /** "Chorus: Run With Command…": asks for a shell command line, offering the last one. */
+  async runWithCommand(args?: RunArgs): Promise<void> {
+    if (!this.clientOrWarn()) {
+      return;
+    }
+    const typed =
+      args?.command ??
+      (await vscode.window.showInputBox({
+        title: 'Chorus: Run With Command',
+        prompt: "A shell command line, run in the project's folder in the session's sandbox",
+        placeHolder: 'make check',
+        value: this.lastCommand,
+        ignoreFocusOut: true,
+      }));
+    const command = commandLine(typed);
+    if (command === undefined) {
+      return;
+    }
+    this.lastCommand = command;
+    await this.run({ ...args, command });
   }
 
   async stop(): Promise<void> {
@@ -491,6 +505,9 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('chorus.join', (args?: JoinArgs) => instance.join(args)),
     vscode.commands.registerCommand('chorus.leave', () => instance.leave()),
     vscode.commands.registerCommand('chorus.runDocument', (args?: RunArgs) => instance.run(args)),
+    vscode.commands.registerCommand('chorus.runTests', (args?: RunArgs) => instance.run(args, 'test')),
+    vscode.commands.registerCommand('chorus.runRelease', (args?: RunArgs) => instance.run(args, 'release')),
+    vscode.commands.registerCommand('chorus.runWithCommand', (args?: RunArgs) => instance.runWithCommand(args)),
     vscode.commands.registerCommand('chorus.stopRun', () => instance.stop()),
     vscode.commands.registerCommand('chorus.shareWorkspace', () => instance.share()),
     vscode.commands.registerCommand('chorus.resyncDocument', () => instance.resync()),

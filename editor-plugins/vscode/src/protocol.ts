@@ -59,6 +59,8 @@ export interface RunStartedParams {
   runId: number;
   name: string;
   doc: string;
+  /** What runs, for the header: `cargo test --offline (Cargo.toml)`; older hubs send none. */
+  plan?: string;
 }
 
 /** `chorus/runOutput`; `data` is a chunk, not necessarily whole lines. */
@@ -80,7 +82,22 @@ export interface RunResult {
   durationMs: number;
   /** Why the run could not happen. */
   error?: string;
+  /** Errors found in the output, on the session's files; the proxy also publishes them as diagnostics. */
+  diagnostics?: RunDiagnostic[];
 }
+
+/** protocol/src/wire.rs `RunDiagnostic`: 1-based line, 1-based column in code points. */
+export interface RunDiagnostic {
+  /** Workspace-relative, `/`-separated. */
+  path: string;
+  line: number;
+  column: number;
+  severity: 'error' | 'warning';
+  message: string;
+}
+
+/** What `chorus.run` does with the project (protocol/src/wire.rs `RunMode`). */
+export type RunMode = 'run' | 'test' | 'release';
 
 /** `chorus/runFinished`; `summary` is the proxy's one-line account. */
 export interface RunFinishedParams {
@@ -145,6 +162,10 @@ export interface RunOptions {
   args?: string[];
   /** By name; by default the document's extension decides. */
   language?: string;
+  /** Run (the default), its tests, or an optimised build. */
+  mode?: RunMode;
+  /** A shell command line run instead of the one the project's files suggest. */
+  command?: string;
 }
 
 /** `chorus.run [uri [options]]`; without a uri the proxy runs the last active document. */

@@ -13,7 +13,9 @@ export class RunFormatter {
   private lastStream: 'stdout' | 'stderr' | undefined;
 
   started(params: RunStartedParams): string {
-    const text = `${this.atLineStart ? '' : '\n'}▶ run ${params.runId} · ${params.name} · ${params.doc}\n`;
+    // The plan says how the project runs; hubs older than plans send none.
+    const plan = params.plan ? ` · ${params.plan}` : '';
+    const text = `${this.atLineStart ? '' : '\n'}▶ run ${params.runId} · ${params.name} · ${params.doc}${plan}\n`;
     this.atLineStart = true;
     this.lastStream = undefined;
     return text;

@@ -65,12 +65,25 @@ const remoteCursor: Shape<P.RemoteCursorParams> = {
   selections: { arrayOf: { object: selection } },
 };
 const localCursor: Shape<P.LocalCursorParams> = { uri: 'string', selections: { arrayOf: { object: selection } } };
-const runStarted: Shape<P.RunStartedParams> = { runId: 'number', name: 'string', doc: 'string' };
+const runStarted: Shape<P.RunStartedParams> = {
+  runId: 'number',
+  name: 'string',
+  doc: 'string',
+  plan: { optional: 'string' },
+};
 const runOutput: Shape<P.RunOutputParams> = {
   runId: 'number',
   seq: 'number',
   stream: { oneOf: { stdout: true, stderr: true } },
   data: 'string',
+};
+const runDiagnosticSeverity = { oneOf: { error: true, warning: true } } as const;
+const runDiagnostic: Shape<P.RunDiagnostic> = {
+  path: 'string',
+  line: 'number',
+  column: 'number',
+  severity: runDiagnosticSeverity,
+  message: 'string',
 };
 const runResult: Shape<P.RunResult> = {
   exitCode: { optional: 'number' },
@@ -80,6 +93,7 @@ const runResult: Shape<P.RunResult> = {
   cancelled: 'boolean',
   durationMs: 'number',
   error: { optional: 'string' },
+  diagnostics: { optional: { arrayOf: { object: runDiagnostic } } },
 };
 const runFinished: Shape<P.RunFinishedParams> = {
   runId: 'number',
@@ -103,10 +117,13 @@ const initOptions: Shape<P.InitializationOptions> = {
   extensions: 'boolean',
   syncFiles: { optional: 'boolean' },
 };
+const runMode = { oneOf: { run: true, test: true, release: true } } as const;
 const runOptions: Shape<P.RunOptions> = {
   stdin: { optional: 'string' },
   args: { optional: { arrayOf: 'string' } },
   language: { optional: 'string' },
+  mode: { optional: runMode },
+  command: { optional: 'string' },
 };
 const requested: Shape<P.RequestedAnswer> = { requested: 'string' };
 const following: Shape<P.FollowAnswer> = { following: { optional: 'string' } };
@@ -278,7 +295,16 @@ test('enums list the values the proxy has', () => {
   assert.deepEqual(keys((connection.role as { optional: Kind }).optional), [...fixture.enums.role].sort());
   assert.deepEqual(keys(runOutput.stream), [...fixture.enums.outputStream].sort());
   assert.deepEqual(keys(notSynced), [...fixture.enums.notSynced].sort());
-  assert.deepEqual(Object.keys(fixture.enums).sort(), ['connectionState', 'notSynced', 'outputStream', 'role']);
+  assert.deepEqual(keys(runMode), [...fixture.enums.runMode].sort());
+  assert.deepEqual(keys(runDiagnosticSeverity), [...fixture.enums.runDiagnosticSeverity].sort());
+  assert.deepEqual(Object.keys(fixture.enums).sort(), [
+    'connectionState',
+    'notSynced',
+    'outputStream',
+    'role',
+    'runDiagnosticSeverity',
+    'runMode',
+  ]);
 });
 
 test('the checker itself notices drift', () => {

@@ -16,6 +16,12 @@ test('a run reads as header, output, result', () => {
   assert.equal(text, '▶ run 1 · Ada · main.py\nhello\n■ run 1: exited with code 0 in 0.12 s\n');
 });
 
+test('the header says how the project runs when the hub tells', () => {
+  const f = new RunFormatter();
+  const text = f.started({ runId: 2, name: 'Bo', doc: 'src/main.rs', plan: 'cargo test --offline (Cargo.toml)' });
+  assert.equal(text, '▶ run 2 · Bo · src/main.rs · cargo test --offline (Cargo.toml)\n');
+});
+
 test('chunks that split lines are joined back, and the result starts a new line', () => {
   const f = new RunFormatter();
   let text = f.started({ runId: 1, name: 'Ada', doc: 'a.py' });

@@ -6,7 +6,9 @@
 //! came by `put` (listed files, not being documents, are left out); output and the finish of a run
 //! that is no longer the session's current one are dropped; output `seq`
 //! numbers count up from 0 within each run; a session that stops kills its
-//! run's container.
+//! run's container; a run whose plan the executor refuses (`run_refused`,
+//! to the asker alone) starts nothing, and every participant hears a
+//! started run's plan and a finished run's diagnostics alike.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

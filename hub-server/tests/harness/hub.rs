@@ -208,3 +208,12 @@ pub fn scratch_dir(test: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+/// A fresh SQLite store in a scratch folder (remove the folder after).
+pub async fn scratch_store(test: &str) -> (std::path::PathBuf, Store) {
+    let dir = scratch_dir(test);
+    let store = Store::open(&chorus_hub::storage::Database::Sqlite(dir.clone()))
+        .await
+        .expect("open SQLite");
+    (dir, store)
+}

@@ -14,7 +14,10 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use chorus_protocol::wire::{NotSynced, OutputStream, Participant, Role, RunResult};
+use chorus_protocol::wire::{
+    NotSynced, OutputStream, Participant, Role, RunDiagnostic, RunDiagnosticSeverity, RunMode,
+    RunResult,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -53,6 +56,8 @@ fn run_options() -> RunOptions {
         stdin: Some("42\n".into()),
         args: Some(vec!["--verbose".into()]),
         language: Some("python".into()),
+        mode: Some(RunMode::Test),
+        command: Some("python3 -m unittest".into()),
     }
 }
 
@@ -195,6 +200,18 @@ fn enums() -> Value {
             OutputStream::Stdout | OutputStream::Stderr => {}
         }
     }
+    let modes = [RunMode::Run, RunMode::Test, RunMode::Release];
+    for mode in modes {
+        match mode {
+            RunMode::Run | RunMode::Test | RunMode::Release => {}
+        }
+    }
+    let severities = [RunDiagnosticSeverity::Error, RunDiagnosticSeverity::Warning];
+    for severity in severities {
+        match severity {
+            RunDiagnosticSeverity::Error | RunDiagnosticSeverity::Warning => {}
+        }
+    }
     let not_synced = [
         NotSynced::Binary,
         NotSynced::TooLarge,
@@ -210,6 +227,8 @@ fn enums() -> Value {
         "role": roles,
         "outputStream": streams,
         "notSynced": not_synced,
+        "runMode": modes,
+        "runDiagnosticSeverity": severities,
     })
 }
 
@@ -247,6 +266,7 @@ fn fixture() -> Value {
             run_id: 1,
             name: "Ada".into(),
             doc: "main.py".into(),
+            plan: Some("python3 main.py (main.py)".into()),
         }),
         "runOutput": notification::<RunOutput>(PROXY_TO_EDITOR, RunOutputParams {
             run_id: 1,
@@ -264,9 +284,15 @@ fn fixture() -> Value {
                 cancelled: false,
                 duration_ms: 120,
                 error: Some("no language for `x`".into()),
-                diagnostics: Vec::new(),
+                diagnostics: vec![RunDiagnostic {
+                    path: "helper.py".into(),
+                    line: 3,
+                    column: 1,
+                    severity: RunDiagnosticSeverity::Error,
+                    message: "NameError: name 'undefined_name' is not defined".into(),
+                }],
             },
-            summary: "exited with code 1 in 0.12 s".into(),
+            summary: "exited with code 1 in 0.12 s; error at helper.py:3:1".into(),
         }),
     });
     let requests = json!({
@@ -282,12 +308,12 @@ fn fixture() -> Value {
         ),
     });
     let run = RunArguments {
-        uri: uri(),
+        uri: Some(uri()),
         options: Some(run_options()),
     };
     assert_eq!(
         RunArguments::from_arguments(&run.clone().into_arguments()),
-        Ok(Some(run.clone()))
+        Ok(run.clone())
     );
     let follow = FollowArguments {
         name: Some("Bo".into()),
@@ -421,7 +447,23 @@ fn optional_paths_follow_the_types() {
     );
     assert_eq!(
         optional("/commands/run/arguments/optional"),
-        json!(["[0]", "[1]", "[1].args", "[1].language", "[1].stdin"])
+        json!([
+            "[0]",
+            "[1]",
+            "[1].args",
+            "[1].command",
+            "[1].language",
+            "[1].mode",
+            "[1].stdin"
+        ])
+    );
+    assert_eq!(
+        optional("/notifications/runStarted/params/optional"),
+        json!(["plan"])
+    );
+    assert_eq!(
+        optional("/notifications/runFinished/params/optional"),
+        json!(["result.diagnostics", "result.error", "result.exitCode"])
     );
     assert_eq!(
         optional("/commands/follow/arguments/optional"),

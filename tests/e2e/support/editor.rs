@@ -119,8 +119,16 @@ impl EditorOptions {
     /// The usual editor: configured with flags, the kind's encodings.
     pub fn new(kind: EditorKind, hub: &Hub, session: &str, name: &str) -> EditorOptions {
         EditorOptions {
+            token: hub.token.clone(),
+            ..EditorOptions::at(kind, &hub.url, session, name)
+        }
+    }
+
+    /// For a hub at `hub_url` that is not a [`Hub`] (a test's fake one).
+    pub fn at(kind: EditorKind, hub_url: &str, session: &str, name: &str) -> EditorOptions {
+        EditorOptions {
             kind,
-            hub_url: hub.url.clone(),
+            hub_url: hub_url.to_owned(),
             session: session.to_owned(),
             name: name.to_owned(),
             offered_encodings: None,
@@ -128,7 +136,7 @@ impl EditorOptions {
             full_text_changes: false,
             normalize_eol: false,
             seed: name.bytes().map(u64::from).sum(),
-            token: hub.token.clone(),
+            token: None,
             extra_args: Vec::new(),
             initialized_delay: None,
             workspace: None,

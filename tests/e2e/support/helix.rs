@@ -25,6 +25,8 @@ pub struct HxOptions {
     pub lsp_args: Vec<String>,
     /// The token, passed as `CHORUS_TOKEN` as the Helix README advises.
     pub token: Option<String>,
+    /// More of `config.toml` (keys, say), after the tests' own settings.
+    pub config: String,
 }
 
 pub struct Hx {
@@ -102,17 +104,21 @@ impl Hx {
         // so that the screen shows them.
         std::fs::write(
             config.join("config.toml"),
-            "[editor]\n\
-             auto-completion = false\n\
-             auto-pairs = false\n\
-             auto-info = false\n\
-             end-of-line-diagnostics = \"hint\"\n\
-             [editor.inline-diagnostics]\n\
-             cursor-line = \"hint\"\n\
-             other-lines = \"hint\"\n\
-             [editor.lsp]\n\
-             auto-signature-help = false\n\
-             display-messages = true\n",
+            format!(
+                "[editor]\n\
+                 auto-completion = false\n\
+                 auto-pairs = false\n\
+                 auto-info = false\n\
+                 end-of-line-diagnostics = \"hint\"\n\
+                 [editor.inline-diagnostics]\n\
+                 cursor-line = \"hint\"\n\
+                 other-lines = \"hint\"\n\
+                 [editor.lsp]\n\
+                 auto-signature-help = false\n\
+                 display-messages = true\n\
+                 {}\n",
+                options.config
+            ),
         )
         .expect("write config.toml");
         let log = dir.join("helix.log");

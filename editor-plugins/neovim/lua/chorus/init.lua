@@ -1,7 +1,7 @@
 -- Chorus for Neovim: joins a session by attaching `chorus lsp` to the
 -- workspace's buffers, and draws what the proxy's chorus/* notifications
 -- report (presence, cursors, runs). Public API: setup, join, leave, run,
--- stop, share, resync, files, who, follow, statusline.
+-- run_command, stop, share, resync, files, who, follow, statusline.
 
 local state = require('chorus.state')
 local cursors = require('chorus.cursors')
@@ -259,8 +259,65 @@ local function exec(client, command, arguments)
   end)
 end
 
+local RUN_MODES = { run = true, test = true, release = true }
+
+--- What `:ChorusRun {args}` asks for: `{ file = path or nil, options =
+--- { mode, command, args } }`, or nil and why not. The words, in order:
+--- `run`, `test` or `release` first (the mode); then at most one file; then
+--- `cmd=…`, which takes the rest of the line as a shell command, or `--`,
+--- after which every word is an argument of the program.
+function M.parse_run_args(line)
+  local words, options, file = {}, {}, nil
+  -- A blank before `cmd=` (the padding one for the first word), so that a
+  -- file whose name contains it is still a file.
+  local padded = ' ' .. line
+  local blank = padded:find('%scmd=')
+  if blank then
+    options.command = vim.trim(padded:sub(blank + 5))
+    if options.command == '' then
+      return nil, 'cmd= needs a command line, e.g. :ChorusRun cmd=make check'
+    end
+    line = padded:sub(1, blank - 1)
+  end
+  for word in line:gmatch('%S+') do
+    table.insert(words, word)
+  end
+  local i = 1
+  if RUN_MODES[words[1]] then
+    options.mode = words[1] ~= 'run' and words[1] or nil
+    i = 2
+  end
+  while i <= #words do
+    local word = words[i]
+    if word == '--' then
+      if options.command then
+        return nil, 'give arguments inside cmd= rather than after --'
+      end
+      options.args = vim.list_slice(words, i + 1)
+      break
+    elseif file then
+      return nil, string.format('one file to run, not %s and %s (arguments go after --)', file, word)
+    else
+      file = word
+    end
+    i = i + 1
+  end
+  return { file = file, options = options }
+end
+
+--- `:ChorusRun {args}`: see |:ChorusRun|.
+function M.run_command(line)
+  local parsed, err = M.parse_run_args(line or '')
+  if not parsed then
+    notify(':ChorusRun: ' .. err, vim.log.levels.ERROR)
+    return
+  end
+  M.run(parsed.file, parsed.options)
+end
+
 --- Runs the session's code: `file` (a path) or the current buffer.
---- `options` may carry stdin and args.
+--- `options` may carry stdin, args, mode ('run', 'test' or 'release')
+--- and command (a shell command line instead of the detected one).
 function M.run(file, options)
   local client = client_or_warn()
   if not client then
@@ -272,7 +329,7 @@ function M.run(file, options)
   else
     uri = vim.uri_from_bufnr(0)
   end
-  exec(client, 'chorus.run', { uri, options or vim.empty_dict() })
+  exec(client, 'chorus.run', { uri, (options and next(options)) and options or vim.empty_dict() })
 end
 
 function M.stop()

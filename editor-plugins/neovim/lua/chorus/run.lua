@@ -68,13 +68,16 @@ local open_stream = nil
 
 function M.on_started(params)
   open_stream = nil
-  state.run = { id = params.runId, name = params.name, doc = params.doc, running = true }
+  state.run = { id = params.runId, name = params.name, doc = params.doc, plan = params.plan, running = true }
   local b = M.buffer()
+  -- The plan says what runs (`cargo test --offline (Cargo.toml)`); older
+  -- hubs send none.
+  local header = string.format('# run %d · %s · %s', params.runId, params.name, params.doc)
+  if params.plan and params.plan ~= vim.NIL and params.plan ~= '' then
+    header = header .. ' · ' .. params.plan
+  end
   with_modifiable(b, function()
-    vim.api.nvim_buf_set_lines(b, 0, -1, false, {
-      string.format('# run %d · %s · %s', params.runId, params.name, params.doc),
-      '',
-    })
+    vim.api.nvim_buf_set_lines(b, 0, -1, false, { header, '' })
   end)
   show(b)
   vim.cmd.redrawstatus()
