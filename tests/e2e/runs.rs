@@ -409,3 +409,38 @@ async fn a_run_error_is_a_diagnostic_for_everyone_until_a_clean_run() {
         );
     }
 }
+
+/// Issue 17: a program writing one byte at a time used to become one
+/// message per byte to every participant. Output is gathered into bounded
+/// pieces now, in order, every byte there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_at_a_time_output_is_gathered_into_few_messages() {
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("byte_at_a_time_output").await;
+    let (mut client, _) = HubClient::join(&hub.url, "drip", "drip").await;
+    let program = "import sys, time\nfor i in range(2000):\n    sys.stdout.write('x')\n    sys.stdout.flush()\n    time.sleep(0.001)\nprint('|end')\n";
+    client.open("drip.py", program).await;
+    client
+        .send_json(&json!({ "type": "run", "doc": "drip.py" }))
+        .await;
+    let mut output = String::new();
+    let mut messages = 0;
+    loop {
+        let frame = client.recv().await.expect("run frames");
+        match frame["type"].as_str() {
+            Some("runOutput") => {
+                messages += 1;
+                output.push_str(frame["data"].as_str().unwrap_or_default());
+            }
+            Some("runFinished") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(output, format!("{}|end\n", "x".repeat(2000)));
+    assert!(
+        messages < 400,
+        "2000 one-byte writes came as {messages} messages"
+    );
+}

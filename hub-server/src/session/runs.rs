@@ -37,6 +37,73 @@ pub(super) struct RunWish {
     pub command: Option<String>,
 }
 
+/// Output goes out in pieces of at most this many bytes...
+const OUTPUT_PIECE_BYTES: usize = 16 * 1024;
+/// ...gathered for at most this long: a program printing a byte at a time
+/// becomes some forty messages a second to each participant, not one per
+/// byte, and a burst becomes a few large ones.
+const OUTPUT_GATHER: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// A run's output on its way to the session: chunks of one stream joined
+/// until the piece is large enough or old enough.
+#[derive(Default)]
+struct Gather {
+    piece: Option<Chunk>,
+    due: Option<tokio::time::Instant>,
+}
+
+impl Gather {
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.due
+    }
+
+    /// Adds `chunk`; returns the pieces ready to go, in order.
+    fn push(&mut self, chunk: Chunk) -> Vec<Chunk> {
+        let mut ready = Vec::new();
+        if self
+            .piece
+            .as_ref()
+            .is_some_and(|p| p.stream != chunk.stream)
+        {
+            ready.extend(self.take());
+        }
+        match &mut self.piece {
+            Some(piece) => piece.data.push_str(&chunk.data),
+            None => {
+                self.piece = Some(chunk);
+                self.due = Some(tokio::time::Instant::now() + OUTPUT_GATHER);
+            }
+        }
+        while let Some(piece) = self
+            .piece
+            .as_mut()
+            .filter(|p| p.data.len() >= OUTPUT_PIECE_BYTES)
+        {
+            let mut cut = OUTPUT_PIECE_BYTES;
+            while !piece.data.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let rest = piece.data.split_off(cut);
+            let full = std::mem::replace(&mut piece.data, rest);
+            ready.push(Chunk {
+                stream: piece.stream,
+                data: full,
+            });
+            if piece.data.is_empty() {
+                self.piece = None;
+                self.due = None;
+            }
+        }
+        ready
+    }
+
+    /// The piece gathered so far, if any.
+    fn take(&mut self) -> Option<Chunk> {
+        self.due = None;
+        self.piece.take().filter(|p| !p.data.is_empty())
+    }
+}
+
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
@@ -117,20 +184,39 @@ impl Session {
             let (output, mut chunks) = mpsc::channel(64);
             let run = executor.run(request, output, cancelled);
             tokio::pin!(run);
+            let mut gather = Gather::default();
             let status = loop {
+                let due = gather.due();
                 tokio::select! {
                     chunk = chunks.recv() => if let Some(chunk) = chunk {
-                        if me.send(SessionCmd::RunOutput { run_id, chunk }).await.is_err() {
-                            return;
+                        for piece in gather.push(chunk) {
+                            if me.send(SessionCmd::RunOutput { run_id, chunk: piece }).await.is_err() {
+                                return;
+                            }
                         }
                     },
+                    _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                        if let Some(piece) = gather.take() {
+                            if me.send(SessionCmd::RunOutput { run_id, chunk: piece }).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     status = &mut run => break status,
                 }
             };
             // Output produced just before the end is still queued.
+            let mut rest = Vec::new();
             while let Ok(chunk) = chunks.try_recv() {
+                rest.extend(gather.push(chunk));
+            }
+            rest.extend(gather.take());
+            for piece in rest {
                 if me
-                    .send(SessionCmd::RunOutput { run_id, chunk })
+                    .send(SessionCmd::RunOutput {
+                        run_id,
+                        chunk: piece,
+                    })
                     .await
                     .is_err()
                 {
@@ -200,5 +286,57 @@ impl Session {
                 let _ = cancel.send(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(stream: Stream, data: &str) -> Chunk {
+        Chunk {
+            stream,
+            data: data.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn byte_at_a_time_output_is_gathered_into_pieces() {
+        let mut gather = Gather::default();
+        for _ in 0..1000 {
+            assert!(gather.push(chunk(Stream::Stdout, "x")).is_empty());
+        }
+        assert!(gather.due().is_some());
+        let piece = gather.take().unwrap();
+        assert_eq!(piece.data.len(), 1000);
+        assert!(gather.take().is_none() && gather.due().is_none());
+    }
+
+    #[tokio::test]
+    async fn pieces_are_bounded_and_split_between_characters() {
+        let mut gather = Gather::default();
+        let text = "é".repeat(OUTPUT_PIECE_BYTES); // two bytes each
+        let ready = gather.push(chunk(Stream::Stdout, &text));
+        assert_eq!(ready.len(), 2);
+        assert!(ready.iter().all(|p| p.data.len() == OUTPUT_PIECE_BYTES));
+        assert!(gather.take().is_none());
+        let odd = format!("a{}", "é".repeat(OUTPUT_PIECE_BYTES / 2));
+        let ready = gather.push(chunk(Stream::Stdout, &odd));
+        assert_eq!(
+            ready[0].data.len(),
+            OUTPUT_PIECE_BYTES - 1,
+            "cut before a split character"
+        );
+        let rest = gather.take().unwrap();
+        assert_eq!(ready[0].data.clone() + &rest.data, odd);
+    }
+
+    #[tokio::test]
+    async fn streams_are_not_mixed_and_order_is_kept() {
+        let mut gather = Gather::default();
+        assert!(gather.push(chunk(Stream::Stdout, "out1 ")).is_empty());
+        let ready = gather.push(chunk(Stream::Stderr, "err"));
+        assert_eq!(ready, vec![chunk(Stream::Stdout, "out1 ")]);
+        assert_eq!(gather.take(), Some(chunk(Stream::Stderr, "err")));
     }
 }
