@@ -132,9 +132,21 @@ pub fn plan(
     if request.language.is_none() {
         let files: BTreeSet<&str> = request.files.iter().map(|(p, _)| p.as_str()).collect();
         let main_language = resolve(languages, None, &request.main).map(|l| l.name.as_str());
+        // With per-language images (sandbox/images/README.md), a project runs in its
+        // toolchain's image; the others in the image of `main`'s language, or the first.
+        let image_of = |kind: Kind| {
+            let name = match kind {
+                Kind::Cargo => Some("rust"),
+                Kind::Node => Some("javascript"),
+                Kind::Python => Some("python"),
+                _ => main_language,
+            };
+            name.and_then(|name| resolve(languages, Some(name), ""))
+                .map_or_else(|| default_image.clone(), |language| language.image.clone())
+        };
         for dir in ancestors(&request.main) {
             if let Some(planned) =
-                project_in(&dir, request, &files, main_language, baked, &default_image)?
+                project_in(&dir, request, &files, main_language, baked, &image_of)?
             {
                 return Ok(planned);
             }
@@ -199,7 +211,7 @@ fn project_in(
     files: &BTreeSet<&str>,
     main_language: Option<&str>,
     baked: &Baked,
-    image: &str,
+    image_of: &dyn Fn(Kind) -> String,
 ) -> Result<Option<Planned>, SandboxError> {
     let main = request.main.trim_start_matches("./");
     let has = |name: &str| files.contains(join(dir, name).as_str());
@@ -216,7 +228,7 @@ fn project_in(
         env.push(("CHORUS_PROJECT_DIR".into(), join("/work", dir)));
         Planned {
             summary,
-            image: image.to_owned(),
+            image: image_of(kind),
             argv,
             env,
             kind,
@@ -1037,6 +1049,38 @@ mod tests {
         assert!(summary(&r).starts_with("error: no language for `notes.txt`"));
         let r = request("gone.py", &[("main.py", "")]);
         assert!(summary(&r).starts_with("error: main file `gone.py`"));
+    }
+
+    #[test]
+    fn projects_run_in_their_toolchains_image() {
+        let mut languages = default_languages();
+        for language in &mut languages {
+            language.image = format!("image-{}", language.name);
+        }
+        let image = |main: &str, files: &[(&str, &str)]| {
+            plan(&request(main, files), &languages, &Baked::default()).map(|p| p.image)
+        };
+        let cargo = [
+            ("Cargo.toml", "[package]\nname = \"x\"\n"),
+            ("README.md", ""),
+        ];
+        assert_eq!(image("README.md", &cargo).unwrap(), "image-rust");
+        assert_eq!(
+            image("a.py", &[("requirements.txt", ""), ("a.py", "")]).unwrap(),
+            "image-python"
+        );
+        assert_eq!(
+            image("a.js", &[("package.json", "{}"), ("a.js", "")]).unwrap(),
+            "image-javascript"
+        );
+        assert_eq!(
+            image("a.c", &[("Makefile", ""), ("a.c", "")]).unwrap(),
+            "image-c"
+        );
+        assert_eq!(
+            image("notes", &[("Makefile", ""), ("notes", "")]).unwrap(),
+            "image-rust"
+        );
     }
 
     #[test]
