@@ -27,7 +27,7 @@ fn test_limits() -> Limits {
         // Cold Cargo builds of the project tests share two cores with the rest of
         // the suite; the default compile limit is sized for one build at a time.
         compile_timeout: Duration::from_secs(300),
-        build_memory_bytes: 1024 * 1024 * 1024,
+        build_memory_bytes: 512 * 1024 * 1024,
         cache_bytes: 1024 * 1024 * 1024,
     }
 }
@@ -752,35 +752,9 @@ fn in_session(mut request: RunRequest, session: &str) -> RunRequest {
     request
 }
 
-const SERDE_PROJECT_TOML: &str = r#"[package]
-name = "demo"
-version = "0.1.0"
-edition = "2021"
-
-[dependencies]
-serde = { version = "1", features = ["derive"] }
-serde_json = "1"
-rand = "0.9"
-regex = "1"
-"#;
-
-const SERDE_PROJECT_MAIN: &str = r##"use rand::Rng;
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize, Debug)]
-struct Point {
-    x: i32,
-    y: i32,
-}
-
-fn main() {
-    let x = rand::rng().random_range(0..10);
-    let text = serde_json::to_string(&Point { x, y: 3 }).unwrap();
-    let shape = regex::Regex::new(r#"^\{"x":\d,"y":3\}$"#).unwrap();
-    let back: Point = serde_json::from_str(&text).unwrap();
-    println!("json matches: {} y={}", shape.is_match(&text), back.y);
-}
-"##;
+/// A small project using popular crates, shared with `sandbox-bench cargo`.
+const SERDE_PROJECT_TOML: &str = include_str!("fixtures/cargo-serde/Cargo.toml");
+const SERDE_PROJECT_MAIN: &str = include_str!("fixtures/cargo-serde/src/main.rs");
 
 #[tokio::test]
 async fn cargo_project_with_popular_crates_runs_and_its_second_run_uses_the_cache() {
@@ -1153,5 +1127,34 @@ async fn one_sessions_cache_is_invisible_to_another() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!executor.list_caches().await.unwrap().contains(&volume));
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn a_build_step_past_the_compile_limit_is_stopped_and_says_so() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    // The project may lower the compile limit (never raise it above the executor's).
+    let run_toml = "build = \"sleep 30\"\nrun = \"echo never\"\ncompile_timeout_secs = 1\n";
+    let outcome = run(
+        &executor,
+        request("x.sh", &[(".chorus/run.toml", run_toml), ("x.sh", "")]),
+    )
+    .await;
+    assert!(outcome.status.timed_out, "{:?}", outcome.status);
+    assert_eq!(outcome.stdout(), "");
+    assert!(
+        outcome
+            .stderr()
+            .contains("chorus: the build was stopped at the compile limit (1 s)"),
+        "{}",
+        outcome.stderr()
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(10),
+        "{:?}",
+        outcome.elapsed
+    );
     assert_no_containers(&executor).await;
 }
