@@ -4,9 +4,10 @@
 #! (Rust 1.96 with Cargo from bookworm-security, Python with the packages in
 #! baked/python.txt, Node 18, GCC, make), `docker import` it as a base, then add the
 #! baked dependencies in one `docker build` layer: the crates of baked/crates vendored
-#! by the host's cargo and the npm packages of baked/node installed by the host's npm
-#! (--ignore-scripts). This is the route for machines that reach Debian's mirror,
-#! crates.io and npm but no image registry; real deployments build the Dockerfiles
+#! by the host's cargo, and the npm packages of baked/node's lock fetched and checked
+#! against their integrity hashes by fetch-npm-lock.py (no npm needed, no package
+#! script run). This is the route for machines that reach Debian's mirror, crates.io
+#! and the npm registry but no image registry; real deployments build the Dockerfiles
 #! beside this script.
 #!
 #! Idempotent and cached: exits at once when the image exists and carries the label
@@ -36,8 +37,8 @@ DOCKER=/usr/bin/docker
 
 ROOT_KEY="$(key_of "$BAKED/apt.txt" "$BAKED/python.txt")"
 CRATES_KEY="$(key_of "$BAKED/crates/Cargo.toml" "$BAKED/crates/Cargo.lock")"
-NODE_KEY="$(key_of "$BAKED/node/package.json" "$BAKED/node/package-lock.json")"
-IMAGE_KEY="$(echo "$ROOT_KEY $CRATES_KEY $NODE_KEY" | key_of "$BAKED/cargo-config.toml" "$0" -)"
+NODE_KEY="$(key_of "$BAKED/node/package.json" "$BAKED/node/package-lock.json" "$HERE/fetch-npm-lock.py")"
+IMAGE_KEY="$(echo "$ROOT_KEY $CRATES_KEY $NODE_KEY" | key_of "$BAKED/cargo-config.toml" "$0" "$HERE/fetch-npm-lock.py" -)"
 
 if [ "$("$DOCKER" image inspect --format '{{ index .Config.Labels "org.chorus.sandbox.baked" }}' "$IMAGE" 2>/dev/null)" = "$IMAGE_KEY" ]; then
     exit 0
@@ -92,15 +93,15 @@ if [ ! -d "$CRATES/vendor" ]; then
     mv "$CRATES.part" "$CRATES"
 fi
 
-# 3. The npm packages, installed by the host's npm without running any package script.
+# 3. The npm packages of the lock, as `npm ci --ignore-scripts --omit=dev` would install
+# them, without npm (one less tool on the build machine, and the same tree everywhere).
 NODE="$CACHE/node-$NODE_KEY"
 if [ ! -d "$NODE/node_modules" ]; then
-    command -v npm >/dev/null || fail "npm is needed on the build machine to install baked/node"
+    command -v python3 >/dev/null || fail "python3 is needed on the build machine to fetch baked/node"
     rm -rf "$NODE.part" && mkdir -p "$NODE.part"
-    cp "$BAKED/node/package.json" "$BAKED/node/package-lock.json" "$NODE.part/"
-    log "installing the baked npm packages"
-    (cd "$NODE.part" && npm ci --ignore-scripts --omit=dev --no-audit --no-fund) >"$CACHE/npm.log" 2>&1 ||
-        fail "npm ci failed, see $CACHE/npm.log"
+    log "fetching the baked npm packages"
+    python3 "$HERE/fetch-npm-lock.py" "$BAKED/node/package-lock.json" "$NODE.part" >"$CACHE/npm.log" 2>&1 ||
+        fail "fetching the npm packages failed, see $CACHE/npm.log"
     mv "$NODE.part" "$NODE"
 fi
 
@@ -112,6 +113,7 @@ cp -al "$CRATES/vendor" "$CONTEXT/opt/cargo/vendor"
 cp -al "$NODE/node_modules" "$CONTEXT/opt/node/node_modules"
 cp "$BAKED/cargo-config.toml" "$CONTEXT/cargo-config.toml"
 log "building $IMAGE"
+PREVIOUS="$("$DOCKER" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 "$DOCKER" build -q -t "$IMAGE" -f - "$CONTEXT" >/dev/null <<DOCKERFILE || fail "docker build of $IMAGE failed"
 FROM $BASE
 COPY opt /opt/chorus
@@ -127,4 +129,8 @@ ENV PATH=/opt/chorus/node/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/
 LABEL org.chorus.sandbox.baked=$IMAGE_KEY
 WORKDIR /work
 DOCKERFILE
+# The image this one replaces would linger untagged; a container still using it keeps it.
+if [ -n "$PREVIOUS" ] && [ "$PREVIOUS" != "$("$DOCKER" image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+    "$DOCKER" rmi "$PREVIOUS" >/dev/null 2>&1 || true
+fi
 log "built $IMAGE in $(($(date +%s) - START)) s"
