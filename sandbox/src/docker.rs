@@ -161,12 +161,10 @@ impl DockerExecutor {
             .shared
             .recent_caches
             .lock()
-            .map(|recent| {
-                recent
-                    .iter()
-                    .filter(|(_, used)| **used + ttl.as_secs() >= now)
-                    .map(|(name, _)| name.clone())
-                    .collect()
+            .map(|mut recent| {
+                // What was not used within the TTL is no longer worth remembering.
+                recent.retain(|_, used| *used + ttl.as_secs() >= now);
+                recent.keys().cloned().collect()
             })
             .unwrap_or_default();
         Ok(cache::sweep(&self.shared.docker, ttl, now, &keep).await?)

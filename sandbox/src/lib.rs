@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub use baked::Baked;
-pub use cache::{volume_name as cache_volume_name, CACHE_LABEL, DEFAULT_CACHE_TTL};
+pub use cache::{volume_name as cache_volume_name, CACHE_LABEL, CREATED_LABEL, DEFAULT_CACHE_TTL};
 pub use docker::{DockerExecutor, EXPIRES_LABEL, INSTANCE_LABEL, SANDBOX_LABEL};
 pub use languages::{default_languages, Language, DEFAULT_IMAGE};
 pub use limits::Limits;
@@ -166,6 +166,8 @@ pub enum SandboxError {
     MainMissing(String),
     #[error("cannot build the workspace archive: {0}")]
     Payload(String),
+    #[error("the run's command is empty")]
+    EmptyCommand,
     #[error("{0}")]
     MissingDependency(String),
     #[error("bad project file: {0}")]

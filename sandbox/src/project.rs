@@ -114,7 +114,7 @@ pub fn plan(
         .unwrap_or_else(|| crate::DEFAULT_IMAGE.to_owned());
     if let Some(command) = &request.command {
         if command.trim().is_empty() {
-            return Err(SandboxError::Project("the command is empty".into()));
+            return Err(SandboxError::EmptyCommand);
         }
         let mut argv = sh_script("exec sh -c \"$CHORUS_COMMAND\" chorus-command \"$@\"");
         argv.extend(request.args.iter().cloned());
@@ -339,20 +339,23 @@ fn cargo(
     mode: RunMode,
     base: impl Fn(Kind, String, &str, Vec<(String, String)>) -> Planned,
 ) -> Planned {
-    // `cargo run` needs to know which binary when `main` is not the default one.
+    // `cargo run` needs to know which binary when `main` is not the default one. The
+    // flags reach the script through one variable that the shell splits into words,
+    // so a name with white space (never a valid target name) is left to cargo's default.
     let relative = relative_to(dir, main);
-    let target = if let Some(rest) = relative.strip_prefix("src/bin/") {
-        let name = rest.strip_suffix("/main.rs").or(rest.strip_suffix(".rs"));
-        name.filter(|n| !n.contains('/'))
-            .map(|name| vec!["--bin".to_owned(), name.to_owned()])
-    } else if let Some(rest) = relative.strip_prefix("examples/") {
-        let name = rest.strip_suffix("/main.rs").or(rest.strip_suffix(".rs"));
-        name.filter(|n| !n.contains('/'))
-            .map(|name| vec!["--example".to_owned(), name.to_owned()])
+    let target_name = |rest: &str| {
+        rest.strip_suffix("/main.rs")
+            .or(rest.strip_suffix(".rs"))
+            .filter(|name| !name.contains('/') && !name.contains(char::is_whitespace))
+            .map(str::to_owned)
+    };
+    let target = if let Some(name) = relative.strip_prefix("src/bin/").and_then(target_name) {
+        vec!["--bin".to_owned(), name]
+    } else if let Some(name) = relative.strip_prefix("examples/").and_then(target_name) {
+        vec!["--example".to_owned(), name]
     } else {
-        None
-    }
-    .unwrap_or_default();
+        Vec::new()
+    };
     let mut flags = vec!["--offline".to_owned()];
     if mode == RunMode::Release {
         flags.push("--release".to_owned());
@@ -370,19 +373,11 @@ fn cargo(
             format!("{BUILD_PRELUDE}chorus_build cargo build $CHORUS_CARGO_FLAGS\nexec cargo run -q $CHORUS_CARGO_FLAGS -- \"$@\""),
         ),
     };
-    // Word splitting of $CHORUS_CARGO_FLAGS is intended; each flag is one of ours or a
-    // target name, which `validate_path` and the `src/bin` shape keep free of spaces.
-    let usable = flags.iter().all(|flag| !flag.contains(char::is_whitespace));
-    let flags_env = if usable {
-        flags_text
-    } else {
-        "--offline".into()
-    };
     let mut planned = base(
         Kind::Cargo,
         summary,
         &script,
-        vec![("CHORUS_CARGO_FLAGS".into(), flags_env)],
+        vec![("CHORUS_CARGO_FLAGS".into(), flags_text)],
     );
     planned.builds = true;
     planned
@@ -525,16 +520,13 @@ fn single_file(request: &RunRequest, languages: &[Language]) -> Result<Planned, 
     } else {
         format!("{} is {}", request.main, language.name)
     };
-    let shown: Vec<String> = language
-        .command
-        .iter()
-        .filter(|part| !matches!(part.as_str(), "sh" | "-c"))
-        .map(|part| part.replace("{main}", &request.main))
-        .collect();
-    let shown = if language.command.first().map(String::as_str) == Some("sh") {
-        format!("{} build and run", language.name)
-    } else {
-        shown.join(" ")
+    // A compile-and-run script (`sh -c "rustc ... && exec ..."`) shows as its compiler.
+    let shown = match language.command.as_slice() {
+        [sh, c, script, ..] if sh == "sh" && c == "-c" => {
+            let tool = script.split_whitespace().next().unwrap_or("sh");
+            format!("{tool} {}, then run it", request.main)
+        }
+        command => command.join(" ").replace("{main}", &request.main),
     };
     let note = if request.mode == RunMode::Test {
         "; test mode needs a project file, so a normal run"
@@ -1042,7 +1034,13 @@ mod tests {
         assert_eq!(run.kind, Kind::Command);
         r.command = None;
         r.language = Some("rust".into());
-        assert_eq!(summary(&r), "rust build and run (language given)");
+        assert_eq!(
+            summary(&r),
+            "rustc src/main.rs, then run it (language given)"
+        );
+        r.language = None;
+        r.command = Some("  ".into());
+        assert_eq!(summary(&r), "error: the run's command is empty");
         let r = request("main.py", &[("main.py", "")]);
         assert_eq!(summary(&r), "python3 -u main.py (main.py is python)");
         let r = request("notes.txt", &[("notes.txt", "")]);

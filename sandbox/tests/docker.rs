@@ -1158,3 +1158,58 @@ async fn a_build_step_past_the_compile_limit_is_stopped_and_says_so() {
     );
     assert_no_containers(&executor).await;
 }
+
+#[tokio::test]
+async fn connect_sweeps_build_caches_past_their_ttl() {
+    use bollard::models::VolumeCreateRequest;
+    use chorus_sandbox::{CACHE_LABEL, CREATED_LABEL, SANDBOX_LABEL};
+
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh");
+    // Two caches as earlier hubs left them: one created at the epoch, one just now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (old, fresh) = (
+        chorus_sandbox::cache_volume_name(&fresh_session("old")),
+        chorus_sandbox::cache_volume_name(&fresh_session("fresh")),
+    );
+    for (name, created) in [(&old, 0), (&fresh, now)] {
+        let request = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(
+                [
+                    (SANDBOX_LABEL.to_owned(), "1".to_owned()),
+                    (CACHE_LABEL.to_owned(), "test".to_owned()),
+                    (CREATED_LABEL.to_owned(), created.to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        docker.create_volume(request).await.expect("create volume");
+    }
+
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let caches = executor.list_caches().await.unwrap();
+    executor.sweep_caches().await.unwrap();
+    let after = executor.list_caches().await.unwrap();
+    for name in [&fresh, &old] {
+        let options = bollard::query_parameters::RemoveVolumeOptionsBuilder::default().build();
+        docker.remove_volume(name, Some(options)).await.ok();
+    }
+    assert!(!caches.contains(&old), "connect removed the expired cache");
+    assert!(
+        caches.contains(&fresh) && after.contains(&fresh),
+        "a fresh cache stays"
+    );
+}
