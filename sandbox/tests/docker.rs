@@ -112,6 +112,15 @@ async fn run(executor: &DockerExecutor, request: RunRequest) -> Outcome {
     }
 }
 
+/// A bare engine client, for setting up what an earlier hub would have left behind.
+async fn engine() -> bollard::Docker {
+    bollard::Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh")
+}
+
 async fn assert_no_containers(executor: &DockerExecutor) {
     let left = executor.list_containers().await.expect("list containers");
     assert!(left.is_empty(), "containers left behind: {left:?}");
@@ -661,11 +670,7 @@ async fn connect_sweeps_expired_orphans() {
         return;
     }
     // An orphan as a crashed hub would leave it: labelled, expired long ago.
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .expect("docker client")
-        .negotiate_version()
-        .await
-        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh");
+    let docker = engine().await;
     let name = format!("chorus-orphan-test-{}", std::process::id());
     let body = ContainerCreateBody {
         image: Some(chorus_sandbox::DEFAULT_IMAGE.to_owned()),
@@ -738,6 +743,21 @@ async fn cancel_while_queued_never_starts_a_container() {
 
 // ---- Projects (issue 15): detection, baked dependencies, build cache, diagnostics ----
 
+/// Checks the plan's header line, runs the request, and checks it succeeded with
+/// exactly `stdout`.
+async fn assert_runs_as(
+    executor: &DockerExecutor,
+    request: RunRequest,
+    summary: &str,
+    stdout: &str,
+) -> Outcome {
+    assert_eq!(executor.plan(&request).expect("plan").summary, summary);
+    let outcome = run(executor, request).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.stdout(), stdout);
+    outcome
+}
+
 /// A session id no other test (or earlier run of this test) uses, so caches start cold.
 fn fresh_session(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -772,12 +792,13 @@ async fn cargo_project_with_popular_crates_runs_and_its_second_run_uses_the_cach
         ),
         &session,
     );
-    let plan = executor.plan(&request).expect("plan");
-    assert_eq!(plan.summary, "cargo run --offline (Cargo.toml in demo/)");
-
-    let first = run(&executor, request.clone()).await;
-    assert_success(&first);
-    assert_eq!(first.stdout(), "json matches: true y=3\n");
+    let first = assert_runs_as(
+        &executor,
+        request.clone(),
+        "cargo run --offline (Cargo.toml in demo/)",
+        "json matches: true y=3\n",
+    )
+    .await;
     assert!(
         first.stderr().contains("Compiling serde"),
         "{}",
@@ -839,19 +860,13 @@ async fn cargo_test_and_release_modes() {
     let mut base = in_session(request("src/main.rs", &files), &session);
     base.args = vec!["a b".to_owned()];
 
-    let plain = run(&executor, base.clone()).await;
-    assert_success(&plain);
-    assert_eq!(plain.stdout(), "42 debug [\"a b\"]\n");
+    let plain = "cargo run --offline (Cargo.toml)";
+    assert_runs_as(&executor, base.clone(), plain, "42 debug [\"a b\"]\n").await;
 
     let mut release = base.clone();
     release.mode = RunMode::Release;
-    assert_eq!(
-        executor.plan(&release).unwrap().summary,
-        "cargo run --offline --release (Cargo.toml)"
-    );
-    let release = run(&executor, release).await;
-    assert_success(&release);
-    assert_eq!(release.stdout(), "42 release [\"a b\"]\n");
+    let summary = "cargo run --offline --release (Cargo.toml)";
+    assert_runs_as(&executor, release, summary, "42 release [\"a b\"]\n").await;
 
     let mut test = base;
     test.mode = RunMode::Test;
@@ -914,13 +929,13 @@ async fn node_project_start_script_uses_baked_lodash() {
         &[("web/package.json", package), ("web/main.js", main)],
     );
     request.args = vec!["x".to_owned()];
-    assert_eq!(
-        executor.plan(&request).unwrap().summary,
-        "`node main.js` (scripts.start of package.json in web/)"
-    );
-    let outcome = run(&executor, request).await;
-    assert_success(&outcome);
-    assert_eq!(outcome.stdout(), "[ [ 1, 2 ], [ 3, 4 ] ] [ 'x' ]\n");
+    assert_runs_as(
+        &executor,
+        request,
+        "`node main.js` (scripts.start of package.json in web/)",
+        "[ [ 1, 2 ], [ 3, 4 ] ] [ 'x' ]\n",
+    )
+    .await;
     assert_no_containers(&executor).await;
 }
 
@@ -934,13 +949,13 @@ async fn python_script_uses_numpy() {
         "main.py",
         &[("requirements.txt", "numpy>=1.20\n"), ("main.py", main)],
     );
-    assert_eq!(
-        executor.plan(&request).unwrap().summary,
-        "python3 -u main.py (requirements.txt)"
-    );
-    let outcome = run(&executor, request).await;
-    assert_success(&outcome);
-    assert_eq!(outcome.stdout(), "45\n");
+    assert_runs_as(
+        &executor,
+        request,
+        "python3 -u main.py (requirements.txt)",
+        "45\n",
+    )
+    .await;
     assert_no_containers(&executor).await;
 }
 
@@ -1167,11 +1182,7 @@ async fn connect_sweeps_build_caches_past_their_ttl() {
     if !chorus_testkit::docker() {
         return;
     }
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .expect("docker client")
-        .negotiate_version()
-        .await
-        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh");
+    let docker = engine().await;
     // Two caches as earlier hubs left them: one created at the epoch, one just now.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
