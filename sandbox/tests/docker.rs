@@ -922,7 +922,8 @@ async fn node_project_start_script_uses_baked_lodash() {
     let Some(executor) = executor().await else {
         return;
     };
-    let package = r#"{"name": "web", "scripts": {"start": "node main.js"}, "dependencies": {"lodash": "^4.17.0"}}"#;
+    // npm would run `prestart` (and `postinstall` on install); no npm, no such script.
+    let package = r#"{"name": "web", "scripts": {"prestart": "echo PRE", "postinstall": "echo POST", "start": "node main.js"}, "dependencies": {"lodash": "^4.17.0"}}"#;
     let main = "const _ = require('lodash');\nconsole.log(_.chunk([1, 2, 3, 4], 2), process.argv.slice(2));\n";
     let mut request = request(
         "web/main.js",
