@@ -93,6 +93,7 @@ const BUILD_PRELUDE: &str = r#"chorus_build() {
   exit "$status"
 }
 cd "$CHORUS_PROJECT_DIR"
+if [ -n "$CHORUS_STALE_LOCK" ]; then rm -f "$CHORUS_STALE_LOCK"; fi
 "#;
 
 /// The start of the line `BUILD_PRELUDE` prints when it stops a build.
@@ -243,7 +244,19 @@ fn project_in(
     }
     if has("Cargo.toml") && fits("rust", &["Cargo.toml", "Cargo.lock"]) {
         check_cargo(dir, request, files, baked)?;
-        return Ok(Some(cargo(dir, main, request.mode, base)));
+        let mut planned = cargo(dir, main, request.mode, base);
+        if let Some((lock, pinned)) = stale_cargo_lock(dir, request, files, baked) {
+            // Offline, cargo cannot honour a lock that pins versions the image does not
+            // vendor; the run's copy of it goes (the session's file stays as it is).
+            let trimmed = planned.summary.trim_end_matches(')').to_owned();
+            planned.summary = format!(
+                "{trimmed}; {lock} pins {pinned}, which the image does not vendor, so it is set aside for this run)"
+            );
+            planned
+                .env
+                .push(("CHORUS_STALE_LOCK".into(), join("/work", &lock)));
+        }
+        return Ok(Some(planned));
     }
     if has("package.json") && fits("javascript", &["package.json"]) {
         return node(dir, request, main, baked, base).map(Some);
@@ -688,6 +701,38 @@ fn check_crate(
     )))
 }
 
+/// The `Cargo.lock` that governs the project (in its directory or the nearest above,
+/// where a workspace root keeps it) and the first registry package it pins at a
+/// version the image does not vendor, if any. An unreadable lock counts as stale.
+fn stale_cargo_lock(
+    dir: &str,
+    request: &RunRequest,
+    files: &BTreeSet<&str>,
+    baked: &Baked,
+) -> Option<(String, String)> {
+    let mut dirs = vec![dir.to_owned()];
+    dirs.extend(ancestors(&join(dir, "x")).into_iter().skip(1));
+    let lock = dirs
+        .iter()
+        .map(|dir| join(dir, "Cargo.lock"))
+        .find(|path| files.contains(path.as_str()))?;
+    let Ok(parsed) = toml::from_str::<toml::Table>(text_of(request, &lock)) else {
+        return Some((lock, "nothing cargo can read".to_owned()));
+    };
+    let packages = parsed.get("package").and_then(|p| p.as_array())?;
+    packages.iter().find_map(|package| {
+        let source = package.get("source").and_then(|s| s.as_str())?;
+        let name = package.get("name").and_then(|n| n.as_str())?;
+        let version = package.get("version").and_then(|v| v.as_str())?;
+        let vendored = baked
+            .crate_versions(name)
+            .iter()
+            .any(|have| have.to_string() == version);
+        (source.starts_with("registry+") && !vendored)
+            .then(|| (lock.clone(), format!("{name} {version}")))
+    })
+}
+
 /// Python requirements: `requirements.txt` lines and `pyproject.toml`'s
 /// `[project] dependencies` (and Poetry's table), by distribution name.
 fn check_python(dir: &str, request: &RunRequest, baked: &Baked) -> Result<(), SandboxError> {
@@ -802,6 +847,38 @@ mod tests {
             summary(&r),
             "cargo run --offline --release (Cargo.toml in demo/)"
         );
+    }
+
+    #[test]
+    fn a_cargo_lock_pinning_other_versions_is_set_aside() {
+        let registry = "registry+https://github.com/rust-lang/crates.io-index";
+        let lock = |version: &str| {
+            format!("version = 4\n[[package]]\nname = \"either\"\nversion = \"{version}\"\nsource = \"{registry}\"\n[[package]]\nname = \"x\"\nversion = \"0.1.0\"\n")
+        };
+        let have = Baked::default().crate_versions("either")[0].to_string();
+        let toml = "[package]\nname = \"x\"\n[dependencies]\neither = \"1\"\n";
+        let current = lock(&have);
+        let files = [
+            ("ws/Cargo.lock", current.as_str()),
+            ("ws/x/Cargo.toml", toml),
+            ("ws/x/src/main.rs", ""),
+        ];
+        let run = planned(&request("ws/x/src/main.rs", &files)).unwrap();
+        assert_eq!(run.summary, "cargo run --offline (Cargo.toml in ws/x/)");
+        assert_eq!(env(&run, "CHORUS_STALE_LOCK"), None);
+
+        let stale = lock("1.6.0");
+        let files = [
+            ("ws/Cargo.lock", stale.as_str()),
+            ("ws/x/Cargo.toml", toml),
+            ("ws/x/src/main.rs", ""),
+        ];
+        let run = planned(&request("ws/x/src/main.rs", &files)).unwrap();
+        assert_eq!(
+            run.summary,
+            "cargo run --offline (Cargo.toml in ws/x/; ws/Cargo.lock pins either 1.6.0, which the image does not vendor, so it is set aside for this run)"
+        );
+        assert_eq!(env(&run, "CHORUS_STALE_LOCK"), Some("/work/ws/Cargo.lock"));
     }
 
     #[test]

@@ -1225,3 +1225,24 @@ async fn connect_sweeps_build_caches_past_their_ttl() {
         "a fresh cache stays"
     );
 }
+
+#[tokio::test]
+async fn a_cargo_lock_pinning_versions_the_image_lacks_is_set_aside() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    // A lock from a machine with network: offline, cargo could not honour it.
+    let toml = format!("{SMALL_CRATE_TOML}\n[dependencies]\neither = \"1\"\n");
+    let lock = "version = 4\n\n[[package]]\nname = \"either\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"small\"\nversion = \"0.1.0\"\ndependencies = [\"either\"]\n";
+    let request = request(
+        "src/main.rs",
+        &[
+            ("Cargo.toml", &toml),
+            ("Cargo.lock", lock),
+            ("src/main.rs", SMALL_CRATE_MAIN),
+        ],
+    );
+    let summary = "cargo run --offline (Cargo.toml; Cargo.lock pins either 1.6.0, which the image does not vendor, so it is set aside for this run)";
+    assert_runs_as(&executor, request, summary, "42 debug []\n").await;
+    assert_no_containers(&executor).await;
+}
