@@ -12,6 +12,9 @@
 //!   line 3`), with the exception line as the message; a `SyntaxError`'s caret gives
 //!   the column.
 //! - node: `/work/x.js:3`, the source line, a caret, then the error line.
+//! - Rust panics: `thread 'main' panicked at src/main.rs:3:21:` and the message on
+//!   the next line (`cargo test` prints its tests' panics on stdout).
+//! - pytest: `test_calc.py:5: AssertionError` after the failure's `E` lines.
 //!
 //! Invariants: every diagnostic names a file of the session (others, such as vendored
 //! crates or the standard library, are dropped), lines are 1-based, and columns are
@@ -144,6 +147,8 @@ pub fn parse(output: &str, sources: &Sources<'_>) -> Vec<RunDiagnostic> {
     gcc(&lines, sources, &mut found);
     python(&lines, sources, &mut found);
     node(&lines, sources, &mut found);
+    rust_panic(&lines, sources, &mut found);
+    pytest(&lines, sources, &mut found);
     // Stable: within one severity the tool's order (first error first) stays.
     found.sort_by_key(|d| d.severity != RunDiagnosticSeverity::Error);
     found.dedup_by(|a, b| a.path == b.path && a.line == b.line && a.message == b.message);
@@ -372,6 +377,74 @@ fn caret_column(source_line: &str, units: usize) -> u32 {
     source_line.chars().count() as u32 + 1
 }
 
+fn rust_panic(lines: &[&str], sources: &Sources<'_>, found: &mut Vec<RunDiagnostic>) {
+    for (index, line) in lines.iter().enumerate() {
+        let Some(rest) = line.strip_prefix("thread '") else {
+            continue;
+        };
+        let Some((_, location)) = rest.split_once(" panicked at ") else {
+            continue;
+        };
+        let Some((raw, line_number, column)) = split_location(location.trim_end_matches(':'))
+        else {
+            continue;
+        };
+        let Some(path) = sources.resolve(raw) else {
+            continue;
+        };
+        let message = lines.get(index + 1).copied().unwrap_or("panicked");
+        // Panic columns count characters, as rustc's do.
+        let message = format!("panicked: {message}");
+        found.push(diagnostic(
+            path,
+            line_number,
+            column.unwrap_or(1),
+            RunDiagnosticSeverity::Error,
+            &message,
+        ));
+    }
+}
+
+fn pytest(lines: &[&str], sources: &Sources<'_>, found: &mut Vec<RunDiagnostic>) {
+    for (index, line) in lines.iter().enumerate() {
+        // `test_calc.py:5: AssertionError`: a path, a line and an exception's name only.
+        let Some((location, exception)) = line.rsplit_once(": ") else {
+            continue;
+        };
+        let is_name = exception
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !is_name || !(exception.ends_with("Error") || exception.ends_with("Exception")) {
+            continue;
+        }
+        let Some((raw, line_number, None)) = split_location(location) else {
+            continue;
+        };
+        let Some(path) = sources.resolve(raw).filter(|path| path.ends_with(".py")) else {
+            continue;
+        };
+        // The first `E` line of the failure above says what went wrong.
+        let explanation = lines[..index]
+            .iter()
+            .rev()
+            .take_while(|l| !l.starts_with("____"))
+            .filter_map(|l| l.strip_prefix("E "))
+            .last()
+            .map(str::trim);
+        let message = match explanation {
+            Some(explanation) => format!("{exception}: {explanation}"),
+            None => exception.to_owned(),
+        };
+        found.push(diagnostic(
+            path,
+            line_number,
+            1,
+            RunDiagnosticSeverity::Error,
+            &message,
+        ));
+    }
+}
+
 fn is_js_error(line: &str) -> bool {
     let Some((name, _)) = line.split_once(':') else {
         return false;
@@ -553,6 +626,57 @@ SyntaxError: Unexpected token ';'
         );
         // Astral characters count once, though V8 counts them twice.
         assert_eq!(caret_column("\u{1F600}x", 2), 2);
+    }
+
+    #[test]
+    fn rust_panics_in_programs_and_tests() {
+        let files = files(&[(
+            "p/src/main.rs",
+            "fn main() {\n    let v: Vec<i32> = Vec::new();\n    println!(\"{}\", v[3]);\n}\n",
+        )]);
+        let output = "thread 'main' (8) panicked at src/main.rs:3:21:
+index out of bounds: the len is 0 but the index is 3
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
+";
+        assert_eq!(
+            check(output, &files, "p"),
+            ["Error p/src/main.rs:3:21 panicked: index out of bounds: the len is 0 but the index is 3"]
+        );
+        let test_output = "---- fails stdout ----
+
+thread 'fails' (72) panicked at src/main.rs:8:5:
+assertion `left == right` failed: maths
+  left: 2
+ right: 3
+";
+        assert_eq!(
+            check(test_output, &files, "p"),
+            ["Error p/src/main.rs:8:5 panicked: assertion `left == right` failed: maths"]
+        );
+    }
+
+    #[test]
+    fn pytest_failures() {
+        let output =
+            "F.                                                                       [100%]
+=================================== FAILURES ===================================
+___________________________________ test_add ___________________________________
+
+    def test_add():
+>       assert add(1, 1) == 3
+E       assert 2 == 3
+E        +  where 2 = add(1, 1)
+
+test_calc.py:5: AssertionError
+=========================== short test summary info ============================
+FAILED test_calc.py::test_add - assert 2 == 3
+1 failed, 1 passed in 0.02s
+";
+        let files = files(&[("tests/test_calc.py", ""), ("tests/calc.py", "")]);
+        assert_eq!(
+            check(output, &files, "tests"),
+            ["Error tests/test_calc.py:5:1 AssertionError: assert 2 == 3"]
+        );
     }
 
     #[test]

@@ -411,8 +411,10 @@ struct OutputPump {
     stdout: Utf8Carry,
     stderr: Utf8Carry,
     truncated: bool,
-    /// The forwarded stderr, kept for diagnostics.
-    capture: Capture,
+    /// The forwarded output, kept for diagnostics: compilers and interpreters write
+    /// to stderr, test harnesses (`cargo test`, pytest) report failures on stdout.
+    stdout_capture: Capture,
+    stderr_capture: Capture,
 }
 
 impl OutputPump {
@@ -430,8 +432,9 @@ impl OutputPump {
             Stream::Stderr => &mut self.stderr,
         };
         let data = carry.push(&bytes[..allowed]);
-        if stream == Stream::Stderr {
-            self.capture.push(&data);
+        match stream {
+            Stream::Stdout => self.stdout_capture.push(&data),
+            Stream::Stderr => self.stderr_capture.push(&data),
         }
         self.send(stream, data, deadline).await;
         if allowed < bytes.len() {
@@ -452,9 +455,10 @@ impl OutputPump {
 
     async fn finish(&mut self, deadline: tokio::time::Instant) {
         let stdout = self.stdout.finish();
+        self.stdout_capture.push(&stdout);
         self.send(Stream::Stdout, stdout, deadline).await;
         let stderr = self.stderr.finish();
-        self.capture.push(&stderr);
+        self.stderr_capture.push(&stderr);
         self.send(Stream::Stderr, stderr, deadline).await;
     }
 }
@@ -627,7 +631,7 @@ async fn run(
     };
     let id = created.id;
 
-    let (mut status, stderr) =
+    let (mut status, stdout, stderr) =
         drive(&shared, &limits, &id, payload_bytes, output, &mut cancel).await;
     if let Err(err) = guard.remove().await {
         warn!(cause = %err, container = %id, "could not remove sandbox container");
@@ -645,13 +649,14 @@ async fn run(
     {
         status.timed_out = true;
     }
+    let output = format!("{stderr}\n{}", stdout.text());
     status.diagnostics =
-        diagnostics::parse(&stderr, &Sources::new(&request.files, &planned.project_dir));
+        diagnostics::parse(&output, &Sources::new(&request.files, &planned.project_dir));
     status
 }
 
 /// Attaches, starts and watches one created container until it is gone or killed;
-/// returns the status and the kept stderr.
+/// returns the status and the kept stdout and stderr.
 async fn drive(
     shared: &Shared,
     limits: &Limits,
@@ -659,7 +664,7 @@ async fn drive(
     payload_bytes: Vec<u8>,
     output: mpsc::Sender<Chunk>,
     cancel: &mut oneshot::Receiver<()>,
-) -> (RunStatus, Capture) {
+) -> (RunStatus, Capture, Capture) {
     let docker = &shared.docker;
     let mut status = blank_status();
 
@@ -674,7 +679,7 @@ async fn drive(
         Ok(attached) => attached,
         Err(err) => {
             let status = RunStatus::failed(format!("cannot attach to container: {err}"));
-            return (status, Capture::default());
+            return (status, Capture::default(), Capture::default());
         }
     };
     let mut log_stream = attached.output;
@@ -682,7 +687,7 @@ async fn drive(
 
     if let Err(err) = docker.start_container(id, None).await {
         let status = RunStatus::failed(format!("cannot start container: {err}"));
-        return (status, Capture::default());
+        return (status, Capture::default(), Capture::default());
     }
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + limits.wall_clock;
@@ -711,7 +716,8 @@ async fn drive(
         stdout: Utf8Carry::default(),
         stderr: Utf8Carry::default(),
         truncated: false,
-        capture: Capture::default(),
+        stdout_capture: Capture::default(),
+        stderr_capture: Capture::default(),
     };
 
     let mut exited: Option<Result<i64, String>> = None;
@@ -823,7 +829,7 @@ async fn drive(
         }
         tokio::time::sleep(OOM_EVENT_DELAY).await;
     }
-    (status, pump.capture)
+    (status, pump.stdout_capture, pump.stderr_capture)
 }
 
 /// A status with nothing set yet, filled in as the run goes.

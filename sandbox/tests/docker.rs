@@ -1246,3 +1246,56 @@ async fn a_cargo_lock_pinning_versions_the_image_lacks_is_set_aside() {
     assert_runs_as(&executor, request, summary, "42 debug []\n").await;
     assert_no_containers(&executor).await;
 }
+
+#[tokio::test]
+async fn failing_tests_become_diagnostics() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let failing = SMALL_CRATE_MAIN.replace("double(2), 4", "double(2), 5");
+    let mut cargo = request(
+        "src/main.rs",
+        &[("Cargo.toml", SMALL_CRATE_TOML), ("src/main.rs", &failing)],
+    );
+    cargo.mode = RunMode::Test;
+    let cargo = run(&executor, cargo).await;
+    assert_eq!(cargo.status.exit_code, Some(101), "{}", cargo.stderr());
+    let located: Vec<_> = cargo
+        .status
+        .diagnostics
+        .iter()
+        .map(|d| (d.path.as_str(), d.line))
+        .collect();
+    assert_eq!(located, [("src/main.rs", 14)], "{}", cargo.stdout());
+
+    let mut pytest = request(
+        "tests/test_calc.py",
+        &[
+            ("requirements.txt", "pytest\n"),
+            (
+                "tests/test_calc.py",
+                "def test_add():\n    assert 1 + 1 == 3\n",
+            ),
+        ],
+    );
+    pytest.mode = RunMode::Test;
+    let pytest = run(&executor, pytest).await;
+    assert_eq!(pytest.status.exit_code, Some(1), "{}", pytest.stdout());
+    let diagnostics: Vec<_> = pytest
+        .status
+        .diagnostics
+        .iter()
+        .map(|d| (d.path.as_str(), d.line, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        diagnostics,
+        [(
+            "tests/test_calc.py",
+            2,
+            "AssertionError: assert (1 + 1) == 3"
+        )],
+        "{}",
+        pytest.stdout()
+    );
+    assert_no_containers(&executor).await;
+}
