@@ -2,14 +2,19 @@
 //!
 //! Life of a run:
 //! ```text
-//!  validate + build payload ─► wait for a slot (FIFO semaphore, cancellable)
-//!  ─► create (all limits) ─► attach ─► start ─► write tar+stdin on stdin
-//!  ─► select { cancel | wall clock | output chunk | container exit }
+//!  plan (project.rs) + build payload ─► wait for a slot (FIFO semaphore, cancellable)
+//!  ─► ensure the session's cache volume (project builds) ─► create (all limits)
+//!  ─► attach ─► start ─► write tar+stdin on stdin
+//!  ─► select { cancel | wall clock | output chunk (kept for diagnostics) | exit }
 //!  ─► SIGKILL if needed ─► inspect (oom_killed) ─► remove (force)
+//!  ─► diagnostics from the kept output (diagnostics.rs)
 //! ```
 //! Invariants:
 //! - Every container gets the whole lockdown of `policy.rs`, and this file adds to it
-//!   only what the run needs (image, command, environment, labels, stdio).
+//!   only what the run needs (image, command, environment, labels, stdio); the one
+//!   volume, the session's build cache, is part of `policy.rs` too.
+//! - A run with a build step gets `Limits::compile_timeout` more wall clock and the
+//!   build memory (`effective_limits`); everything else is the configured limits.
 //! - Every container carries [`SANDBOX_LABEL`], this executor's [`INSTANCE_LABEL`] and an
 //!   [`EXPIRES_LABEL`], and is force-removed before `run` resolves; if the run future is
 //!   dropped or panics, the [`ContainerGuard`] removes it from a spawned task; if even
