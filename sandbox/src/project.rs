@@ -83,11 +83,15 @@ struct RunToml {
 
 /// Runs a build step under the compile limit, then the program. `chorus_build` stops
 /// the build at `$CHORUS_COMPILE_SECS` (TERM, then KILL two seconds later) and says so
-/// in a line the executor recognises (`COMPILE_STOPPED`).
+/// in a line the executor recognises (`COMPILE_STOPPED`). `timeout` exits 124 when its
+/// TERM ended the build, 137 when its KILL did, but 137 is also what a build the
+/// kernel's OOM killer took exits with, so that one is told apart by the time spent.
 const BUILD_PRELUDE: &str = r#"chorus_build() {
+  started=$(date +%s)
   timeout -k 2 "$CHORUS_COMPILE_SECS" "$@" && return 0
   status=$?
-  if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+  if [ "$status" = 124 ] || { [ "$status" = 137 ] &&
+      [ $(( $(date +%s) - started )) -ge "$CHORUS_COMPILE_SECS" ]; }; then
     echo "chorus: the build was stopped at the compile limit ($CHORUS_COMPILE_SECS s)" >&2
   fi
   exit "$status"

@@ -1172,6 +1172,26 @@ async fn a_build_step_past_the_compile_limit_is_stopped_and_says_so() {
         "{:?}",
         outcome.elapsed
     );
+
+    // A build that ignores TERM is killed two seconds later, and says so all the same.
+    let run_toml =
+        "build = \"trap '' TERM; sleep 30\"\nrun = \"echo never\"\ncompile_timeout_secs = 1\n";
+    let stubborn = run(
+        &executor,
+        request("x.sh", &[(".chorus/run.toml", run_toml), ("x.sh", "")]),
+    )
+    .await;
+    assert!(stubborn.status.timed_out, "{:?}", stubborn.status);
+    assert!(
+        stubborn.stderr().contains("stopped at the compile limit"),
+        "{}",
+        stubborn.stderr()
+    );
+    assert!(
+        stubborn.elapsed < Duration::from_secs(10),
+        "{:?}",
+        stubborn.elapsed
+    );
     assert_no_containers(&executor).await;
 }
 
