@@ -2,7 +2,8 @@
 #! Makes sure a Docker engine answers and the sandbox image exists, so that the
 #! chorus-sandbox tests (and a local hub) can run code. Installs docker.io and
 #! debootstrap when missing, starts dockerd in the background when no engine
-#! answers, waits for it, then builds the local image. Idempotent and quiet;
+#! answers, waits for it, then builds the local image (chorus-sandbox:bookworm-2,
+#! see sandbox/images/README.md). Idempotent and quiet;
 #! exits non-zero with a message saying what failed.
 set -euo pipefail
 
@@ -16,12 +17,15 @@ fail() { echo "ensure-docker.sh: $*" >&2; exit 1; }
 docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi; }
 engine_up() { docker_cli version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || [ ! -x /usr/bin/docker ]; then
-    [ "$(id -u)" = 0 ] || fail "docker.io and debootstrap are missing and we are not root to install them"
+# python3 fetches the image's npm packages (images/fetch-npm-lock.py); cargo, which
+# vendors its crates, is there already for anyone building Chorus.
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || [ ! -x /usr/bin/docker ] ||
+    ! command -v python3 >/dev/null; then
+    [ "$(id -u)" = 0 ] || fail "docker.io, debootstrap or python3 are missing and we are not root to install them"
     {
         apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap
-    } >"$LOG_DIR/apt.log" 2>&1 || fail "apt-get install docker.io debootstrap failed, see $LOG_DIR/apt.log"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap python3
+    } >"$LOG_DIR/apt.log" 2>&1 || fail "apt-get install docker.io debootstrap python3 failed, see $LOG_DIR/apt.log"
 fi
 
 if ! engine_up; then

@@ -2,14 +2,19 @@
 //!
 //! Life of a run:
 //! ```text
-//!  validate + build payload ─► wait for a slot (FIFO semaphore, cancellable)
-//!  ─► create (all limits) ─► attach ─► start ─► write tar+stdin on stdin
-//!  ─► select { cancel | wall clock | output chunk | container exit }
+//!  plan (project.rs) + build payload ─► wait for a slot (FIFO semaphore, cancellable)
+//!  ─► ensure the session's cache volume (project builds) ─► create (all limits)
+//!  ─► attach ─► start ─► write tar+stdin on stdin
+//!  ─► select { cancel | wall clock | output chunk (kept for diagnostics) | exit }
 //!  ─► SIGKILL if needed ─► inspect (oom_killed) ─► remove (force)
+//!  ─► diagnostics from the kept output (diagnostics.rs)
 //! ```
 //! Invariants:
 //! - Every container gets the whole lockdown of `policy.rs`, and this file adds to it
-//!   only what the run needs (image, command, environment, labels, stdio).
+//!   only what the run needs (image, command, environment, labels, stdio); the one
+//!   volume, the session's build cache, is part of `policy.rs` too.
+//! - A run with a build step gets `Limits::compile_timeout` more wall clock and the
+//!   build memory (`effective_limits`); everything else is the configured limits.
 //! - Every container carries [`SANDBOX_LABEL`], this executor's [`INSTANCE_LABEL`] and an
 //!   [`EXPIRES_LABEL`], and is force-removed before `run` resolves; if the run future is
 //!   dropped or panics, the [`ContainerGuard`] removes it from a spawned task; if even
@@ -26,6 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
@@ -41,10 +47,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, warn};
 
-use crate::languages::resolve;
+use crate::cache;
+use crate::diagnostics::{self, Capture, Sources};
 use crate::payload::{self, WORK_DIR, WRAPPER};
-use crate::policy;
-use crate::{Chunk, Executor, ExecutorConfig, Limits, RunRequest, RunStatus, SandboxError, Stream};
+use crate::policy::{self, CACHE_DIR};
+use crate::project::{self, Kind, Planned};
+use crate::{
+    Chunk, Executor, ExecutorConfig, Limits, Plan, RunRequest, RunStatus, SandboxError, Stream,
+};
 
 /// Label on every container this crate starts (value `"1"`), so operators can find them.
 pub const SANDBOX_LABEL: &str = "org.chorus.sandbox";
@@ -84,6 +94,9 @@ struct Shared {
     instance: String,
     /// Makes container names unique within this instance.
     next_run: AtomicU64,
+    /// Cache volumes this executor used, with the Unix time of their last run: a sweep
+    /// spares them even when they were created long ago.
+    recent_caches: Mutex<HashMap<String, u64>>,
 }
 
 impl DockerExecutor {
@@ -134,7 +147,51 @@ impl DockerExecutor {
             Ok(removed) => warn!(removed, "removed orphaned sandbox containers"),
             Err(err) => warn!(cause = %err, "could not sweep orphaned sandbox containers"),
         }
+        match executor.sweep_caches().await {
+            Ok(0) => {}
+            Ok(removed) => warn!(removed, "removed expired build caches"),
+            Err(err) => warn!(cause = %err, "could not sweep build caches"),
+        }
         Ok(executor)
+    }
+
+    /// Removes build cache volumes unused for longer than `ExecutorConfig::cache_ttl`.
+    /// The engine records no last use, so "unused" is: created before the TTL and not
+    /// used by this executor within it. Called by `connect`; a hub may call it
+    /// periodically. Returns how many were removed.
+    pub async fn sweep_caches(&self) -> Result<usize, SandboxError> {
+        let now = unix_seconds();
+        let ttl = self.shared.config.cache_ttl;
+        let keep: Vec<String> = self
+            .shared
+            .recent_caches
+            .lock()
+            .map(|mut recent| {
+                // What was not used within the TTL is no longer worth remembering.
+                recent.retain(|_, used| *used + ttl.as_secs() >= now);
+                recent.keys().cloned().collect()
+            })
+            .unwrap_or_default();
+        Ok(cache::sweep(&self.shared.docker, ttl, now, &keep).await?)
+    }
+
+    /// Removes the build cache of `session` now (what [`Executor::forget_session`]
+    /// starts in the background).
+    pub async fn remove_session_cache(&self, session: &str) -> Result<(), SandboxError> {
+        let name = cache::volume_name(session);
+        if let Ok(mut recent) = self.shared.recent_caches.lock() {
+            recent.remove(&name);
+        }
+        Ok(cache::remove(&self.shared.docker, &name).await?)
+    }
+
+    /// Names of the build cache volumes that exist (all sessions, all executors).
+    pub async fn list_caches(&self) -> Result<Vec<String>, SandboxError> {
+        Ok(cache::list(&self.shared.docker)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
     }
 
     fn new(docker: Docker, config: ExecutorConfig) -> Self {
@@ -150,6 +207,7 @@ impl DockerExecutor {
                 config,
                 instance,
                 next_run: AtomicU64::new(0),
+                recent_caches: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -212,6 +270,30 @@ impl DockerExecutor {
 }
 
 impl Executor for DockerExecutor {
+    fn plan(&self, request: &RunRequest) -> Result<Plan, SandboxError> {
+        let config = &self.shared.config;
+        project::plan(request, &config.languages, &config.baked).map(|planned| Plan {
+            summary: planned.summary,
+        })
+    }
+
+    fn forget_session(&self, session: &str) {
+        let name = cache::volume_name(session);
+        if let Ok(mut recent) = self.shared.recent_caches.lock() {
+            recent.remove(&name);
+        }
+        // A run of the session may still be tearing down; removal then fails and the
+        // TTL sweep gets the volume later.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let docker = self.shared.docker.clone();
+            handle.spawn(async move {
+                if let Err(err) = cache::remove(&docker, &name).await {
+                    warn!(cause = %err, volume = %name, "could not remove a session's build cache");
+                }
+            });
+        }
+    }
+
     fn run(
         &self,
         request: RunRequest,
@@ -334,6 +416,10 @@ struct OutputPump {
     stdout: Utf8Carry,
     stderr: Utf8Carry,
     truncated: bool,
+    /// The forwarded output, kept for diagnostics: compilers and interpreters write
+    /// to stderr, test harnesses (`cargo test`, pytest) report failures on stdout.
+    stdout_capture: Capture,
+    stderr_capture: Capture,
 }
 
 impl OutputPump {
@@ -351,6 +437,10 @@ impl OutputPump {
             Stream::Stderr => &mut self.stderr,
         };
         let data = carry.push(&bytes[..allowed]);
+        match stream {
+            Stream::Stdout => self.stdout_capture.push(&data),
+            Stream::Stderr => self.stderr_capture.push(&data),
+        }
         self.send(stream, data, deadline).await;
         if allowed < bytes.len() {
             self.truncated = true;
@@ -370,18 +460,46 @@ impl OutputPump {
 
     async fn finish(&mut self, deadline: tokio::time::Instant) {
         let stdout = self.stdout.finish();
+        self.stdout_capture.push(&stdout);
         self.send(Stream::Stdout, stdout, deadline).await;
         let stderr = self.stderr.finish();
+        self.stderr_capture.push(&stderr);
         self.send(Stream::Stderr, stderr, deadline).await;
     }
+}
+
+/// The limits of one run: the configured ones, with the wall clock extended by the
+/// compile limit and the memory raised to the build memory when the plan has a build
+/// step (see `limits.rs`).
+fn effective_limits(limits: &Limits, planned: &Planned) -> Limits {
+    let mut effective = limits.clone();
+    if planned.builds {
+        // A project may lower its compile limit, never raise it above the hub's.
+        effective.compile_timeout = planned
+            .compile_timeout
+            .map_or(limits.compile_timeout, |own| {
+                own.min(limits.compile_timeout)
+            });
+        effective.wall_clock += effective.compile_timeout;
+        effective.memory_bytes = limits.memory_bytes.max(limits.build_memory_bytes);
+    }
+    effective
+}
+
+/// Whether a run of this kind gets the session's build cache: those that may build.
+fn uses_cache(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Cargo | Kind::Make | Kind::RunToml | Kind::Command
+    )
 }
 
 /// The run's container: the lockdown of `policy.rs`, plus what this run needs.
 fn container_body(
     limits: &Limits,
     instance: &str,
-    image: &str,
-    argv: Vec<String>,
+    planned: &Planned,
+    cache_volume: Option<&str>,
     tar_len: usize,
     stdin_len: usize,
 ) -> ContainerCreateBody {
@@ -391,23 +509,40 @@ fn container_body(
         WRAPPER.to_owned(),
         "chorus".to_owned(),
     ];
-    cmd.extend(argv);
+    cmd.extend(planned.argv.iter().cloned());
+    let mut env = vec![
+        format!("CHORUS_TAR_BYTES={tar_len}"),
+        format!("CHORUS_STDIN_BYTES={stdin_len}"),
+        format!(
+            "CHORUS_KILL_AFTER={}",
+            (limits.wall_clock + BACKSTOP_GRACE).as_secs()
+        ),
+        format!("CHORUS_COMPILE_SECS={}", limits.compile_timeout.as_secs()),
+        // Toolchains (cargo, node, pip) look for a writable home.
+        "HOME=/tmp".to_owned(),
+    ];
+    if cache_volume.is_some() {
+        env.extend([
+            format!("CHORUS_CACHE_KIB={}", limits.cache_bytes / 1024),
+            format!("CARGO_TARGET_DIR={CACHE_DIR}/target"),
+            format!("CARGO_HOME={CACHE_DIR}/cargo-home"),
+        ]);
+    } else {
+        env.push("CARGO_TARGET_DIR=/tmp/target".to_owned());
+    }
+    env.extend(
+        planned
+            .env
+            .iter()
+            .map(|(name, value)| format!("{name}={value}")),
+    );
     ContainerCreateBody {
-        image: Some(image.to_owned()),
+        image: Some(planned.image.clone()),
         cmd: Some(cmd),
         // Clear any entrypoint of a registry image so `cmd` is the whole command line.
         entrypoint: Some(Vec::new()),
         working_dir: Some(WORK_DIR.to_owned()),
-        env: Some(vec![
-            format!("CHORUS_TAR_BYTES={tar_len}"),
-            format!("CHORUS_STDIN_BYTES={stdin_len}"),
-            format!(
-                "CHORUS_KILL_AFTER={}",
-                (limits.wall_clock + BACKSTOP_GRACE).as_secs()
-            ),
-            // Toolchains (cargo, node, pip) look for a writable home.
-            "HOME=/tmp".to_owned(),
-        ]),
+        env: Some(env),
         labels: Some(HashMap::from([
             (SANDBOX_LABEL.to_owned(), "1".to_owned()),
             (INSTANCE_LABEL.to_owned(), instance.to_owned()),
@@ -424,7 +559,7 @@ fn container_body(
         tty: Some(false),
         // The lockdown's fields; none of them is set above, so none is
         // loosened here (tested below).
-        ..policy::locked_down(limits)
+        ..policy::locked_down(limits, cache_volume)
     }
 }
 
@@ -436,28 +571,17 @@ async fn run(
     mut cancel: oneshot::Receiver<()>,
 ) -> RunStatus {
     // Everything that can be refused is refused before queueing or touching the engine.
-    let prepared = (|| {
-        payload::validate_path(&request.main)?;
-        if !request.files.iter().any(|(path, _)| path == &request.main) {
-            return Err(SandboxError::MainMissing(request.main.clone()));
-        }
-        let language = resolve(
-            &shared.config.languages,
-            request.language.as_deref(),
-            &request.main,
-        )
-        .ok_or_else(|| match &request.language {
-            Some(name) => SandboxError::UnknownLanguage(name.clone()),
-            None => SandboxError::NoLanguageFor(request.main.clone()),
-        })?;
-        let stdin = request.stdin.as_deref().unwrap_or("");
-        let (bytes, tar_len) = payload::build(&request.files, stdin)?;
-        Ok((language.clone(), bytes, tar_len, stdin.len()))
-    })();
-    let (language, payload_bytes, tar_len, stdin_len) = match prepared {
+    let prepared = project::plan(&request, &shared.config.languages, &shared.config.baked)
+        .and_then(|planned| {
+            let stdin = request.stdin.as_deref().unwrap_or("");
+            let (bytes, tar_len) = payload::build(&request.files, stdin)?;
+            Ok((planned, bytes, tar_len, stdin.len()))
+        });
+    let (planned, payload_bytes, tar_len, stdin_len) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => return RunStatus::failed(err.to_string()),
     };
+    let limits = effective_limits(&shared.config.limits, &planned);
 
     // Queue for a slot; a cancel while queued ends the run without a container.
     let _permit = tokio::select! {
@@ -473,12 +597,31 @@ async fn run(
     let docker = &shared.docker;
     let run_number = shared.next_run.fetch_add(1, Ordering::Relaxed);
     let name = format!("chorus-run-{}-{run_number}", shared.instance);
-    let argv = language.argv(&request.main, &request.args);
+    // A run without a session still builds in a volume (the tmpfs is too small for a
+    // target dir), but one of its own that goes with the run.
+    let cache_volume = uses_cache(planned.kind).then(|| {
+        if request.session.is_empty() {
+            (
+                format!("chorus-cache-run-{}-{run_number}", shared.instance),
+                true,
+            )
+        } else {
+            (cache::volume_name(&request.session), false)
+        }
+    });
+    if let Some((volume, _)) = &cache_volume {
+        if let Err(err) = cache::ensure(docker, volume, unix_seconds()).await {
+            return RunStatus::failed(format!("cannot create the build cache: {err}"));
+        }
+        if let Ok(mut recent) = shared.recent_caches.lock() {
+            recent.insert(volume.clone(), unix_seconds());
+        }
+    }
     let body = container_body(
-        &shared.config.limits,
+        &limits,
         &shared.instance,
-        &language.image,
-        argv,
+        &planned,
+        cache_volume.as_ref().map(|(volume, _)| volume.as_str()),
         tar_len,
         stdin_len,
     );
@@ -493,23 +636,41 @@ async fn run(
     };
     let id = created.id;
 
-    let status = drive(&shared, &id, payload_bytes, output, &mut cancel).await;
+    let (mut status, stdout, stderr) =
+        drive(&shared, &limits, &id, payload_bytes, output, &mut cancel).await;
     if let Err(err) = guard.remove().await {
         warn!(cause = %err, container = %id, "could not remove sandbox container");
     }
+    if let Some((volume, true)) = &cache_volume {
+        if let Err(err) = cache::remove(docker, volume).await {
+            warn!(cause = %err, volume = %volume, "could not remove a throwaway build cache");
+        }
+    }
+    let stderr = stderr.text();
+    if planned.builds
+        && stderr
+            .lines()
+            .any(|line| line.starts_with(project::COMPILE_STOPPED))
+    {
+        status.timed_out = true;
+    }
+    let output = format!("{stderr}\n{}", stdout.text());
+    status.diagnostics =
+        diagnostics::parse(&output, &Sources::new(&request.files, &planned.project_dir));
     status
 }
 
-/// Attaches, starts and watches one created container until it is gone or killed.
+/// Attaches, starts and watches one created container until it is gone or killed;
+/// returns the status and the kept stdout and stderr.
 async fn drive(
     shared: &Shared,
+    limits: &Limits,
     id: &str,
     payload_bytes: Vec<u8>,
     output: mpsc::Sender<Chunk>,
     cancel: &mut oneshot::Receiver<()>,
-) -> RunStatus {
+) -> (RunStatus, Capture, Capture) {
     let docker = &shared.docker;
-    let limits = &shared.config.limits;
     let mut status = blank_status();
 
     let attach_options = AttachContainerOptionsBuilder::default()
@@ -521,13 +682,17 @@ async fn drive(
         .build();
     let attached = match docker.attach_container(id, Some(attach_options)).await {
         Ok(attached) => attached,
-        Err(err) => return RunStatus::failed(format!("cannot attach to container: {err}")),
+        Err(err) => {
+            let status = RunStatus::failed(format!("cannot attach to container: {err}"));
+            return (status, Capture::default(), Capture::default());
+        }
     };
     let mut log_stream = attached.output;
     let mut input = attached.input;
 
     if let Err(err) = docker.start_container(id, None).await {
-        return RunStatus::failed(format!("cannot start container: {err}"));
+        let status = RunStatus::failed(format!("cannot start container: {err}"));
+        return (status, Capture::default(), Capture::default());
     }
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + limits.wall_clock;
@@ -556,6 +721,8 @@ async fn drive(
         stdout: Utf8Carry::default(),
         stderr: Utf8Carry::default(),
         truncated: false,
+        stdout_capture: Capture::default(),
+        stderr_capture: Capture::default(),
     };
 
     let mut exited: Option<Result<i64, String>> = None;
@@ -667,7 +834,7 @@ async fn drive(
         }
         tokio::time::sleep(OOM_EVENT_DELAY).await;
     }
-    status
+    (status, pump.stdout_capture, pump.stderr_capture)
 }
 
 /// A status with nothing set yet, filled in as the run goes.
@@ -693,8 +860,18 @@ mod tests {
     #[test]
     fn a_run_container_keeps_the_whole_lockdown() {
         let limits = Limits::default();
-        let body = container_body(&limits, "instance", "image", vec!["x".into()], 10, 0);
-        let lockdown = policy::locked_down(&limits);
+        let planned = Planned {
+            summary: String::new(),
+            image: "image".into(),
+            argv: vec!["x".into()],
+            env: vec![("HOME".into(), "/elsewhere".into())],
+            kind: Kind::Cargo,
+            project_dir: String::new(),
+            builds: true,
+            compile_timeout: None,
+        };
+        let body = container_body(&limits, "instance", &planned, Some("volume"), 10, 0);
+        let lockdown = policy::locked_down(&limits, Some("volume"));
         assert_eq!(body.user, lockdown.user);
         assert_eq!(body.network_disabled, lockdown.network_disabled);
         assert_eq!(body.host_config, lockdown.host_config);

@@ -8,7 +8,7 @@
 
 /// The default image: one local image with every toolchain, built by
 /// `sandbox/images/build-local.sh` (see `sandbox/images/README.md` for per-language images).
-pub const DEFAULT_IMAGE: &str = "chorus-sandbox:bookworm";
+pub const DEFAULT_IMAGE: &str = "chorus-sandbox:bookworm-2";
 
 /// How to run one language.
 #[derive(Clone, Debug, PartialEq, Eq)]

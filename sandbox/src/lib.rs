@@ -9,14 +9,23 @@
 //! - `policy.rs`: the container lockdown (user, capabilities, network, filesystem, limits),
 //!   every rule with its reason.
 //! - `languages.rs`: [`Language`], the defaults, and how a request picks one.
+//! - `project.rs`: what a request runs (project detection, modes, dependency checks),
+//!   decided before any container exists.
+//! - `baked.rs`: [`Baked`], the crates and packages the image holds.
+//! - `cache.rs`: the per-session build cache volumes.
+//! - `diagnostics.rs`: compiler and interpreter errors found in a run's stderr.
 //! - `payload.rs`: path validation and the tar-on-stdin transport into a read-only container.
 //! - `docker.rs`: [`DockerExecutor`], the bollard-driven run loop.
 
+mod baked;
+mod cache;
+pub mod diagnostics;
 mod docker;
 mod languages;
 pub mod limits;
 mod payload;
 mod policy;
+pub mod project;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +33,8 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use baked::Baked;
+pub use cache::{volume_name as cache_volume_name, CACHE_LABEL, CREATED_LABEL, DEFAULT_CACHE_TTL};
 pub use docker::{DockerExecutor, EXPIRES_LABEL, INSTANCE_LABEL, SANDBOX_LABEL};
 pub use languages::{default_languages, Language, DEFAULT_IMAGE};
 pub use limits::Limits;
@@ -38,6 +49,11 @@ pub struct ExecutorConfig {
     pub languages: Vec<Language>,
     /// Containers running at once across all sessions; further runs wait in a FIFO queue.
     pub max_concurrent: usize,
+    /// What the image holds, to refuse a missing dependency before a run; the default
+    /// is the catalogue of [`DEFAULT_IMAGE`].
+    pub baked: Baked,
+    /// Build caches unused for longer than this are swept (see `DockerExecutor::sweep_caches`).
+    pub cache_ttl: std::time::Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -46,6 +62,8 @@ impl Default for ExecutorConfig {
             limits: Limits::default(),
             languages: default_languages(),
             max_concurrent: limits::DEFAULT_MAX_CONCURRENT,
+            baked: Baked::default(),
+            cache_ttl: DEFAULT_CACHE_TTL,
         }
     }
 }
@@ -148,6 +166,12 @@ pub enum SandboxError {
     MainMissing(String),
     #[error("cannot build the workspace archive: {0}")]
     Payload(String),
+    #[error("the run's command is empty")]
+    EmptyCommand,
+    #[error("{0}")]
+    MissingDependency(String),
+    #[error("bad project file: {0}")]
+    Project(String),
     #[error("docker engine error: {0}")]
     Engine(#[from] bollard::errors::Error),
 }

@@ -1,9 +1,17 @@
 //! Resource limits applied to every sandboxed run.
 //!
-//! One `Limits` value covers the whole container: for compiled languages (Rust, C) the
-//! compile step and the program share the same memory, pids, CPU, wall-clock and output
-//! budget. The defaults leave room for that: `rustc` on a small program peaks near 75 MiB
-//! and 0.3 s here, well inside 256 MiB and 10 s.
+//! One `Limits` value covers the whole container: for single files of compiled languages
+//! (Rust, C) the compile step and the program share the same memory, pids, CPU,
+//! wall-clock and output budget. The defaults leave room for that: `rustc` on a small
+//! program peaks near 75 MiB and 0.3 s here, well inside 256 MiB and 10 s.
+//!
+//! Projects with a build step (Cargo, a run.toml `build`) get two more knobs, because
+//! compiling dependencies is slower and hungrier than any small program: the build runs
+//! under `compile_timeout` (in the container, TERM then KILL) and the run's wall clock
+//! grows by the same amount, so the program itself still gets at least `wall_clock`;
+//! and the container's memory is `build_memory_bytes` when that is larger than
+//! `memory_bytes` (one cgroup holds both phases). Everything else (pids, CPU, output,
+//! files) is shared by build and program as before.
 
 use std::time::Duration;
 
@@ -24,6 +32,15 @@ pub const DEFAULT_OUTPUT_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_NOFILE: i64 = 256;
 /// Size of each writable tmpfs, in MiB.
 pub const DEFAULT_TMPFS_MIB: u64 = 64;
+/// Time a project's build step may take, in seconds (on top of the wall clock).
+pub const DEFAULT_COMPILE_TIMEOUT_SECS: u64 = 120;
+/// Memory of a run with a build step, in MiB. Measured on one core: a project using
+/// serde, serde_json and rand builds under a 384 MiB cap but not under 256 MiB (the
+/// kernel kills rustc on zerocopy), and one using tokio (full), clap (derive), regex,
+/// serde and serde_json builds in 85 s without the cgroup reaching 512 MiB.
+pub const DEFAULT_BUILD_MEMORY_MIB: i64 = 512;
+/// Size of a session's build cache before it is wiped, in MiB.
+pub const DEFAULT_CACHE_MIB: u64 = 1024;
 /// Runs at once across all sessions. Two cores on the reference machine:
 /// more would only make every run slower.
 pub const DEFAULT_MAX_CONCURRENT: usize = 2;
@@ -49,6 +66,15 @@ pub struct Limits {
     pub nofile: i64,
     /// Size of each writable tmpfs (`/tmp` and the work dir); the root fs is read-only.
     pub tmpfs_bytes: u64,
+    /// Time a build step may take before it is stopped; the run's wall clock is extended
+    /// by this much when there is a build step.
+    pub compile_timeout: Duration,
+    /// Memory of a run with a build step, when larger than `memory_bytes`.
+    pub build_memory_bytes: i64,
+    /// A session's build cache is wiped when a run starts and finds it larger than this
+    /// (no filesystem quota is available on the engine's volumes, so this is checked,
+    /// not enforced while a run writes).
+    pub cache_bytes: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +87,9 @@ impl Default for Limits {
             output_bytes: DEFAULT_OUTPUT_BYTES,
             nofile: DEFAULT_NOFILE,
             tmpfs_bytes: DEFAULT_TMPFS_MIB * MIB,
+            compile_timeout: Duration::from_secs(DEFAULT_COMPILE_TIMEOUT_SECS),
+            build_memory_bytes: DEFAULT_BUILD_MEMORY_MIB * MIB as i64,
+            cache_bytes: DEFAULT_CACHE_MIB * MIB,
         }
     }
 }
@@ -83,6 +112,9 @@ mod tests {
                 output_bytes: 1024 * 1024,
                 nofile: 256,
                 tmpfs_bytes: 64 * 1024 * 1024,
+                compile_timeout: Duration::from_secs(120),
+                build_memory_bytes: 512 * 1024 * 1024,
+                cache_bytes: 1024 * 1024 * 1024,
             }
         );
     }

@@ -23,11 +23,27 @@ pub const WORK_DIR: &str = "/work";
 /// against the tmpfs or confuse programs that list `/tmp`. `timeout -s KILL` is a backstop
 /// for the executor's own wall clock (`CHORUS_KILL_AFTER` is a little longer): if the hub
 /// dies mid-run, the program still cannot run forever.
+///
+/// With a build cache mounted (`CHORUS_CACHE_KIB` set), the cache is measured first
+/// and wiped when over its cap: the engine's volumes have no quota, so the cap is
+/// checked once per run, which the compile limit and the wall clock bound. An image
+/// without a writable `/cache` (see `sandbox/images/README.md`) builds in `/tmp`.
 pub const WRAPPER: &str = r#"set -e
 head -c "$CHORUS_TAR_BYTES" > /tmp/.chorus.tar
 tar -x -f /tmp/.chorus.tar -C /work --no-same-owner --no-same-permissions -m
 rm -f /tmp/.chorus.tar
 head -c "$CHORUS_STDIN_BYTES" > /tmp/.chorus-stdin
+if [ -n "$CHORUS_CACHE_KIB" ]; then
+  if [ -w /cache ]; then
+    used=$(du -sk /cache 2>/dev/null | cut -f1)
+    if [ "${used:-0}" -gt "$CHORUS_CACHE_KIB" ]; then
+      find /cache -mindepth 1 -delete 2>/dev/null || true
+      echo "chorus: the build cache had grown to ${used} KiB, over its ${CHORUS_CACHE_KIB} KiB cap, and was wiped" >&2
+    fi
+  else
+    export CARGO_TARGET_DIR=/tmp/target CARGO_HOME=/tmp/cargo-home
+  fi
+fi
 exec timeout -s KILL "$CHORUS_KILL_AFTER" "$@" < /tmp/.chorus-stdin"#;
 
 /// Checks that a workspace-relative path stays inside the work dir: not empty, not

@@ -13,8 +13,13 @@
 //!   binary in the image cannot raise the user back up.
 //! - **No network**: `network_mode none` and `network_disabled`; code can
 //!   reach neither the hub's host, its LAN nor the internet.
-//! - **Nothing of the host mounted**: no binds, volumes or devices (least of
-//!   all the Docker socket); code arrives as a tar on stdin.
+//! - **Nothing of the host mounted**: no binds or devices (least of all the
+//!   Docker socket); code arrives as a tar on stdin. The one volume is the
+//!   session's own build cache at [`CACHE_DIR`] (a Docker volume, never a host
+//!   path): it holds only what earlier runs of the same session wrote as the
+//!   same unprivileged user (setuid bits there are inert under
+//!   no-new-privileges), and another session's volume is never mounted (its
+//!   name is a hash of the session id).
 //! - **Read-only root filesystem**; the only writable places are two tmpfs,
 //!   `/tmp` (mode 1777) and the work dir (0755), owned by the sandbox user,
 //!   `nosuid,nodev`, `Limits::tmpfs_bytes` each. They are `exec` (off by
@@ -39,7 +44,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits};
 
 use crate::payload::WORK_DIR;
 use crate::Limits;
@@ -47,13 +52,27 @@ use crate::Limits;
 /// The unprivileged user programs run as: `nobody:nogroup` in every Debian-based image.
 pub(crate) const SANDBOX_USER: &str = "65534:65534";
 
+/// Where a session's build cache volume is mounted.
+pub(crate) const CACHE_DIR: &str = "/cache";
+
 /// A container body with every rule above set and nothing else; the
-/// executor fills in the rest with `..locked_down(limits)`.
-pub(crate) fn locked_down(limits: &Limits) -> ContainerCreateBody {
+/// executor fills in the rest with `..locked_down(limits, cache)`. `cache`
+/// is the name of the session's build cache volume, if the run gets one.
+pub(crate) fn locked_down(limits: &Limits, cache: Option<&str>) -> ContainerCreateBody {
+    let mut host_config = host_config(limits);
+    host_config.mounts = cache.map(|volume| {
+        vec![Mount {
+            target: Some(CACHE_DIR.to_owned()),
+            source: Some(volume.to_owned()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(false),
+            ..Default::default()
+        }]
+    });
     ContainerCreateBody {
         user: Some(SANDBOX_USER.to_owned()),
         network_disabled: Some(true),
-        host_config: Some(host_config(limits)),
+        host_config: Some(host_config),
         ..Default::default()
     }
 }
@@ -109,6 +128,9 @@ mod tests {
             output_bytes: 1000,
             nofile: 99,
             tmpfs_bytes: 5 << 20,
+            compile_timeout: Duration::from_secs(60),
+            build_memory_bytes: 1 << 30,
+            cache_bytes: 1 << 30,
         };
         let tmpfs = |mode: &str| {
             format!("rw,exec,nosuid,nodev,size=5242880,mode={mode},uid=65534,gid=65534")
@@ -142,6 +164,18 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(locked_down(&limits), expected);
+        assert_eq!(locked_down(&limits, None), expected);
+        // The cache volume adds exactly one mount, at /cache.
+        let mut with_cache = expected;
+        if let Some(host_config) = with_cache.host_config.as_mut() {
+            host_config.mounts = Some(vec![Mount {
+                target: Some("/cache".to_owned()),
+                source: Some("chorus-cache-abc".to_owned()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(false),
+                ..Default::default()
+            }]);
+        }
+        assert_eq!(locked_down(&limits, Some("chorus-cache-abc")), with_cache);
     }
 }

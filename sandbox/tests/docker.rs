@@ -10,7 +10,8 @@
 use std::time::{Duration, Instant};
 
 use chorus_sandbox::{
-    Chunk, DockerExecutor, Executor, ExecutorConfig, Limits, RunRequest, RunStatus, Stream,
+    Chunk, DockerExecutor, Executor, ExecutorConfig, Limits, RunDiagnosticSeverity, RunMode,
+    RunRequest, RunStatus, Stream,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +24,11 @@ fn test_limits() -> Limits {
         output_bytes: 64 * 1024,
         nofile: 64,
         tmpfs_bytes: 16 * 1024 * 1024,
+        // Cold Cargo builds of the project tests share two cores with the rest of
+        // the suite; the default compile limit is sized for one build at a time.
+        compile_timeout: Duration::from_secs(300),
+        build_memory_bytes: 512 * 1024 * 1024,
+        cache_bytes: 1024 * 1024 * 1024,
     }
 }
 
@@ -104,6 +110,15 @@ async fn run(executor: &DockerExecutor, request: RunRequest) -> Outcome {
         chunks,
         elapsed: started.elapsed(),
     }
+}
+
+/// A bare engine client, for setting up what an earlier hub would have left behind.
+async fn engine() -> bollard::Docker {
+    bollard::Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh")
 }
 
 async fn assert_no_containers(executor: &DockerExecutor) {
@@ -655,11 +670,7 @@ async fn connect_sweeps_expired_orphans() {
         return;
     }
     // An orphan as a crashed hub would leave it: labelled, expired long ago.
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .expect("docker client")
-        .negotiate_version()
-        .await
-        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh");
+    let docker = engine().await;
     let name = format!("chorus-orphan-test-{}", std::process::id());
     let body = ContainerCreateBody {
         image: Some(chorus_sandbox::DEFAULT_IMAGE.to_owned()),
@@ -727,5 +738,584 @@ async fn cancel_while_queued_never_starts_a_container() {
     busy_cancel.send(()).expect("busy run listening");
     let status = busy.await.expect("busy run");
     assert!(status.cancelled, "{status:?}");
+    assert_no_containers(&executor).await;
+}
+
+// ---- Projects (issue 15): detection, baked dependencies, build cache, diagnostics ----
+
+/// Checks the plan's header line, runs the request, and checks it succeeded with
+/// exactly `stdout`.
+async fn assert_runs_as(
+    executor: &DockerExecutor,
+    request: RunRequest,
+    summary: &str,
+    stdout: &str,
+) -> Outcome {
+    assert_eq!(executor.plan(&request).expect("plan").summary, summary);
+    let outcome = run(executor, request).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.stdout(), stdout);
+    outcome
+}
+
+/// A session id no other test (or earlier run of this test) uses, so caches start cold.
+fn fresh_session(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!("test-{name}-{}-{nanos}", std::process::id())
+}
+
+fn in_session(mut request: RunRequest, session: &str) -> RunRequest {
+    request.session = session.to_owned();
+    request
+}
+
+/// A small project using popular crates, shared with `sandbox-bench cargo`.
+const SERDE_PROJECT_TOML: &str = include_str!("fixtures/cargo-serde/Cargo.toml");
+const SERDE_PROJECT_MAIN: &str = include_str!("fixtures/cargo-serde/src/main.rs");
+
+#[tokio::test]
+async fn cargo_project_with_popular_crates_runs_and_its_second_run_uses_the_cache() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let session = fresh_session("serde");
+    let request = in_session(
+        request(
+            "demo/src/main.rs",
+            &[
+                ("demo/Cargo.toml", SERDE_PROJECT_TOML),
+                ("demo/src/main.rs", SERDE_PROJECT_MAIN),
+            ],
+        ),
+        &session,
+    );
+    let first = assert_runs_as(
+        &executor,
+        request.clone(),
+        "cargo run --offline (Cargo.toml in demo/)",
+        "json matches: true y=3\n",
+    )
+    .await;
+    assert!(
+        first.stderr().contains("Compiling serde"),
+        "{}",
+        first.stderr()
+    );
+
+    let second = run(&executor, request).await;
+    assert_success(&second);
+    assert_eq!(second.stdout(), "json matches: true y=3\n");
+    // Dependencies come from the session's cache: none is compiled again. The
+    // project's own crate is (its files are unpacked afresh, with new mtimes, which is
+    // what cargo's freshness check goes by).
+    for dependency in ["serde", "serde_json", "rand", "regex"] {
+        let compiled = format!("Compiling {dependency} v");
+        assert!(!second.stderr().contains(&compiled), "{}", second.stderr());
+    }
+    println!(
+        "serde project: cold {:?}, warm {:?}",
+        first.elapsed, second.elapsed
+    );
+
+    let volume = chorus_sandbox::cache_volume_name(&session);
+    assert!(executor.list_caches().await.unwrap().contains(&volume));
+    executor.remove_session_cache(&session).await.unwrap();
+    assert!(!executor.list_caches().await.unwrap().contains(&volume));
+    assert_no_containers(&executor).await;
+}
+
+const SMALL_CRATE_TOML: &str =
+    "[package]\nname = \"small\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
+const SMALL_CRATE_MAIN: &str = r#"fn double(x: i32) -> i32 {
+    x * 2
+}
+
+fn main() {
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    println!("{} {profile} {:?}", double(21), std::env::args().skip(1).collect::<Vec<_>>());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn doubles() {
+        assert_eq!(super::double(2), 4);
+    }
+}
+"#;
+
+#[tokio::test]
+async fn cargo_test_and_release_modes() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let session = fresh_session("modes");
+    let files = [
+        ("Cargo.toml", SMALL_CRATE_TOML),
+        ("src/main.rs", SMALL_CRATE_MAIN),
+    ];
+    let mut base = in_session(request("src/main.rs", &files), &session);
+    base.args = vec!["a b".to_owned()];
+
+    let plain = "cargo run --offline (Cargo.toml)";
+    assert_runs_as(&executor, base.clone(), plain, "42 debug [\"a b\"]\n").await;
+
+    let mut release = base.clone();
+    release.mode = RunMode::Release;
+    let summary = "cargo run --offline --release (Cargo.toml)";
+    assert_runs_as(&executor, release, summary, "42 release [\"a b\"]\n").await;
+
+    let mut test = base;
+    test.mode = RunMode::Test;
+    test.args = Vec::new();
+    let test = run(&executor, test).await;
+    assert_success(&test);
+    assert!(
+        test.stdout().contains("test tests::doubles ... ok"),
+        "{}",
+        test.stdout()
+    );
+    executor.remove_session_cache(&session).await.unwrap();
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn a_missing_crate_is_refused_by_name_before_any_container() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let toml =
+        format!("{SMALL_CRATE_TOML}\n[dependencies]\nserde = \"1\"\nnot-a-baked-crate = \"0.3\"\n");
+    let request = request(
+        "src/main.rs",
+        &[("Cargo.toml", &toml), ("src/main.rs", SMALL_CRATE_MAIN)],
+    );
+    let refusal = executor
+        .plan(&request)
+        .expect_err("a missing crate is refused")
+        .to_string();
+    assert!(
+        refusal.starts_with(
+            "crate `not-a-baked-crate` (dependencies of Cargo.toml) is not in the sandbox image"
+        ),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains("sandbox/images/baked/crates/Cargo.toml"),
+        "{refusal}"
+    );
+    let outcome = run(&executor, request).await;
+    assert_eq!(outcome.status.error.as_deref(), Some(refusal.as_str()));
+    assert!(
+        outcome.elapsed < Duration::from_secs(1),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn node_project_start_script_uses_baked_lodash() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    // npm would run `prestart` (and `postinstall` on install); no npm, no such script.
+    let package = r#"{"name": "web", "scripts": {"prestart": "echo PRE", "postinstall": "echo POST", "start": "node main.js"}, "dependencies": {"lodash": "^4.17.0"}}"#;
+    let main = "const _ = require('lodash');\nconsole.log(_.chunk([1, 2, 3, 4], 2), process.argv.slice(2));\n";
+    let mut request = request(
+        "web/main.js",
+        &[("web/package.json", package), ("web/main.js", main)],
+    );
+    request.args = vec!["x".to_owned()];
+    assert_runs_as(
+        &executor,
+        request,
+        "`node main.js` (scripts.start of package.json in web/)",
+        "[ [ 1, 2 ], [ 3, 4 ] ] [ 'x' ]\n",
+    )
+    .await;
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn python_script_uses_numpy() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let main = "import numpy as np\nprint(int(np.arange(10).sum()))\n";
+    let request = request(
+        "main.py",
+        &[("requirements.txt", "numpy>=1.20\n"), ("main.py", main)],
+    );
+    assert_runs_as(
+        &executor,
+        request,
+        "python3 -u main.py (requirements.txt)",
+        "45\n",
+    )
+    .await;
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn makefile_run_toml_and_command_override() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let makefile = "run: main.c\n\tgcc -o /tmp/main main.c\n\t/tmp/main\n";
+    let main_c = "#include <stdio.h>\nint main(void) { puts(\"made\"); return 0; }\n";
+    let make = run(
+        &executor,
+        request("main.c", &[("Makefile", makefile), ("main.c", main_c)]),
+    )
+    .await;
+    assert_success(&make);
+    assert!(make.stdout().ends_with("made\n"), "{}", make.stdout());
+
+    let run_toml = "build = \"gcc -o /tmp/app main.c\"\nrun = \"/tmp/app\"\n";
+    let files = [
+        (".chorus/run.toml", run_toml),
+        ("Makefile", makefile),
+        ("main.c", main_c),
+    ];
+    let toml_run = run(&executor, request("main.c", &files)).await;
+    assert_success(&toml_run);
+    assert_eq!(toml_run.stdout(), "made\n");
+
+    let mut command = request("main.c", &files);
+    command.command = Some("echo \"$0:$1\" && ls".to_owned());
+    command.args = vec!["arg".to_owned()];
+    let command = run(&executor, command).await;
+    assert_success(&command);
+    assert_eq!(command.stdout(), "chorus-command:arg\nMakefile\nmain.c\n");
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn compile_and_runtime_errors_become_diagnostics() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let broken = "fn main() {\n    let x = 1;\n    println!(\"{}\", y);\n}\n";
+    let cargo = run(
+        &executor,
+        request(
+            "demo/src/main.rs",
+            &[
+                ("demo/Cargo.toml", SMALL_CRATE_TOML),
+                ("demo/src/main.rs", broken),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(cargo.status.exit_code, Some(101), "{}", cargo.stderr());
+    let first = cargo.status.diagnostics.first().expect("a diagnostic");
+    assert_eq!(
+        (first.path.as_str(), first.line, first.column),
+        ("demo/src/main.rs", 3, 20)
+    );
+    assert_eq!(first.severity, RunDiagnosticSeverity::Error);
+    assert!(
+        first.message.contains("cannot find value `y`"),
+        "{}",
+        first.message
+    );
+
+    let python = run(
+        &executor,
+        request(
+            "main.py",
+            &[
+                ("main.py", "import lib\nlib.f()\n"),
+                ("lib.py", "def f():\n    return 1 / 0\n"),
+            ],
+        ),
+    )
+    .await;
+    let diagnostics: Vec<_> = python
+        .status
+        .diagnostics
+        .iter()
+        .map(|d| (d.path.as_str(), d.line, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        diagnostics,
+        [("lib.py", 2, "ZeroDivisionError: division by zero")]
+    );
+
+    // A clean run has none, so editors clear the previous ones.
+    let clean = run(&executor, python_ok()).await;
+    assert!(clean.status.diagnostics.is_empty());
+    assert_no_containers(&executor).await;
+}
+
+fn python_ok() -> RunRequest {
+    python("print('ok')\n")
+}
+
+#[tokio::test]
+async fn a_hostile_build_script_is_contained() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    // build.rs runs with the run's lockdown: no network, read-only root, the pids
+    // limit. It reports what it tried as cargo warnings, then the program runs.
+    let build_rs = r#"use std::process::Command;
+
+fn main() {
+    let network = std::net::TcpStream::connect("1.1.1.1:80").is_ok();
+    println!("cargo:warning=network={network}");
+    let write = std::fs::write("/etc/chorus-was-here", "x").is_ok();
+    println!("cargo:warning=write_outside={write}");
+    let mut children = Vec::new();
+    let mut refused = false;
+    for _ in 0..1000 {
+        match Command::new("sleep").arg("30").spawn() {
+            Ok(child) => children.push(child),
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    println!("cargo:warning=spawned={} refused={refused}", children.len());
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+"#;
+    let session = fresh_session("hostile");
+    let request = in_session(
+        request(
+            "src/main.rs",
+            &[
+                ("Cargo.toml", SMALL_CRATE_TOML),
+                ("build.rs", build_rs),
+                ("src/main.rs", SMALL_CRATE_MAIN),
+            ],
+        ),
+        &session,
+    );
+    let outcome = run(&executor, request).await;
+    assert_success(&outcome);
+    let stderr = outcome.stderr();
+    assert!(stderr.contains("network=false"), "{stderr}");
+    assert!(stderr.contains("write_outside=false"), "{stderr}");
+    assert!(
+        stderr.contains("refused=true"),
+        "the pids limit stops the spawning: {stderr}"
+    );
+    assert_eq!(outcome.stdout(), "42 debug []\n");
+    executor.remove_session_cache(&session).await.unwrap();
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn one_sessions_cache_is_invisible_to_another() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let (a, b) = (fresh_session("a"), fresh_session("b"));
+    let mut write = in_session(request("x.sh", &[("x.sh", "")]), &a);
+    write.command = Some("echo secret > /cache/secret && ls /cache".to_owned());
+    let written = run(&executor, write).await;
+    assert_success(&written);
+    assert!(written.stdout().contains("secret"), "{}", written.stdout());
+
+    let mut look = in_session(request("x.sh", &[("x.sh", "")]), &b);
+    look.command = Some("ls -A /cache; test ! -e /cache/secret".to_owned());
+    let looked = run(&executor, look).await;
+    assert_success(&looked);
+    assert_eq!(looked.stdout(), "");
+
+    // Forgetting a session removes its volume (in the background).
+    executor.forget_session(&a);
+    executor.remove_session_cache(&b).await.unwrap();
+    let volume = chorus_sandbox::cache_volume_name(&a);
+    for _ in 0..50 {
+        if !executor.list_caches().await.unwrap().contains(&volume) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!executor.list_caches().await.unwrap().contains(&volume));
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn a_build_step_past_the_compile_limit_is_stopped_and_says_so() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    // The project may lower the compile limit (never raise it above the executor's).
+    let run_toml = "build = \"sleep 30\"\nrun = \"echo never\"\ncompile_timeout_secs = 1\n";
+    let outcome = run(
+        &executor,
+        request("x.sh", &[(".chorus/run.toml", run_toml), ("x.sh", "")]),
+    )
+    .await;
+    assert!(outcome.status.timed_out, "{:?}", outcome.status);
+    assert_eq!(outcome.stdout(), "");
+    assert!(
+        outcome
+            .stderr()
+            .contains("chorus: the build was stopped at the compile limit (1 s)"),
+        "{}",
+        outcome.stderr()
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(10),
+        "{:?}",
+        outcome.elapsed
+    );
+
+    // A build that ignores TERM is killed two seconds later, and says so all the same.
+    let run_toml =
+        "build = \"trap '' TERM; sleep 30\"\nrun = \"echo never\"\ncompile_timeout_secs = 1\n";
+    let stubborn = run(
+        &executor,
+        request("x.sh", &[(".chorus/run.toml", run_toml), ("x.sh", "")]),
+    )
+    .await;
+    assert!(stubborn.status.timed_out, "{:?}", stubborn.status);
+    assert!(
+        stubborn.stderr().contains("stopped at the compile limit"),
+        "{}",
+        stubborn.stderr()
+    );
+    assert!(
+        stubborn.elapsed < Duration::from_secs(10),
+        "{:?}",
+        stubborn.elapsed
+    );
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn connect_sweeps_build_caches_past_their_ttl() {
+    use bollard::models::VolumeCreateRequest;
+    use chorus_sandbox::{CACHE_LABEL, CREATED_LABEL, SANDBOX_LABEL};
+
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let docker = engine().await;
+    // Two caches as earlier hubs left them: one created at the epoch, one just now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (old, fresh) = (
+        chorus_sandbox::cache_volume_name(&fresh_session("old")),
+        chorus_sandbox::cache_volume_name(&fresh_session("fresh")),
+    );
+    for (name, created) in [(&old, 0), (&fresh, now)] {
+        let request = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(
+                [
+                    (SANDBOX_LABEL.to_owned(), "1".to_owned()),
+                    (CACHE_LABEL.to_owned(), "test".to_owned()),
+                    (CREATED_LABEL.to_owned(), created.to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        docker.create_volume(request).await.expect("create volume");
+    }
+
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let caches = executor.list_caches().await.unwrap();
+    executor.sweep_caches().await.unwrap();
+    let after = executor.list_caches().await.unwrap();
+    for name in [&fresh, &old] {
+        let options = bollard::query_parameters::RemoveVolumeOptionsBuilder::default().build();
+        docker.remove_volume(name, Some(options)).await.ok();
+    }
+    assert!(!caches.contains(&old), "connect removed the expired cache");
+    assert!(
+        caches.contains(&fresh) && after.contains(&fresh),
+        "a fresh cache stays"
+    );
+}
+
+#[tokio::test]
+async fn a_cargo_lock_pinning_versions_the_image_lacks_is_set_aside() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    // A lock from a machine with network: offline, cargo could not honour it.
+    let toml = format!("{SMALL_CRATE_TOML}\n[dependencies]\neither = \"1\"\n");
+    let lock = "version = 4\n\n[[package]]\nname = \"either\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"small\"\nversion = \"0.1.0\"\ndependencies = [\"either\"]\n";
+    let request = request(
+        "src/main.rs",
+        &[
+            ("Cargo.toml", &toml),
+            ("Cargo.lock", lock),
+            ("src/main.rs", SMALL_CRATE_MAIN),
+        ],
+    );
+    let summary = "cargo run --offline (Cargo.toml; Cargo.lock pins either 1.6.0, which the image does not vendor, so it is set aside for this run)";
+    assert_runs_as(&executor, request, summary, "42 debug []\n").await;
+    assert_no_containers(&executor).await;
+}
+
+#[tokio::test]
+async fn failing_tests_become_diagnostics() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let failing = SMALL_CRATE_MAIN.replace("double(2), 4", "double(2), 5");
+    let mut cargo = request(
+        "src/main.rs",
+        &[("Cargo.toml", SMALL_CRATE_TOML), ("src/main.rs", &failing)],
+    );
+    cargo.mode = RunMode::Test;
+    let cargo = run(&executor, cargo).await;
+    assert_eq!(cargo.status.exit_code, Some(101), "{}", cargo.stderr());
+    let located: Vec<_> = cargo
+        .status
+        .diagnostics
+        .iter()
+        .map(|d| (d.path.as_str(), d.line))
+        .collect();
+    assert_eq!(located, [("src/main.rs", 14)], "{}", cargo.stdout());
+
+    let mut pytest = request(
+        "tests/test_calc.py",
+        &[
+            ("requirements.txt", "pytest\n"),
+            (
+                "tests/test_calc.py",
+                "def test_add():\n    assert 1 + 1 == 3\n",
+            ),
+        ],
+    );
+    pytest.mode = RunMode::Test;
+    let pytest = run(&executor, pytest).await;
+    assert_eq!(pytest.status.exit_code, Some(1), "{}", pytest.stdout());
+    let diagnostics: Vec<_> = pytest
+        .status
+        .diagnostics
+        .iter()
+        .map(|d| (d.path.as_str(), d.line, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        diagnostics,
+        [(
+            "tests/test_calc.py",
+            2,
+            "AssertionError: assert (1 + 1) == 3"
+        )],
+        "{}",
+        pytest.stdout()
+    );
     assert_no_containers(&executor).await;
 }

@@ -26,7 +26,7 @@ pub const FULL_TESTS_VAR: &str = "CHORUS_FULL_TESTS";
 
 /// The image `chorus hub` runs code in by default (`sandbox::DEFAULT_IMAGE`);
 /// repeated here so this crate stays free of the sandbox's dependencies.
-pub const SANDBOX_IMAGE: &str = "chorus-sandbox:bookworm";
+pub const SANDBOX_IMAGE: &str = "chorus-sandbox:bookworm-2";
 
 /// Whether this is the full run, where nothing may be skipped.
 pub fn full_run() -> bool {
