@@ -1319,3 +1319,76 @@ async fn failing_tests_become_diagnostics() {
     );
     assert_no_containers(&executor).await;
 }
+
+/// Issue 17: the lockdown's other settings, seen from inside: the open-file
+/// limit, the size of the writable tmpfs (a program filling it gets
+/// ENOSPC, not the host's disk), a private `/dev/shm` as small, and
+/// Docker's seccomp filter on.
+#[tokio::test]
+async fn nofile_tmpfs_size_and_seccomp_hold_inside() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let program = r#"
+import errno, resource
+print('nofile', resource.getrlimit(resource.RLIMIT_NOFILE))
+for where in ('/work', '/tmp', '/dev/shm'):
+    try:
+        with open(where + '/fill', 'wb') as f:
+            for _ in range(64):
+                f.write(b'x' * (1024 * 1024))
+        print(where, 'filled')
+    except OSError as err:
+        print(where, 'full' if err.errno == errno.ENOSPC else err)
+seccomp = [l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')]
+print('seccomp', seccomp)
+"#;
+    let outcome = run(&executor, python(program)).await;
+    assert_success(&outcome);
+    let stdout = outcome.stdout();
+    assert!(stdout.contains("nofile (64, 64)"), "{stdout}");
+    for place in ["/work full", "/tmp full", "/dev/shm full"] {
+        assert!(stdout.contains(place), "{place}: {stdout}");
+    }
+    // 2: a filter is in force (Docker's default profile).
+    assert!(stdout.contains("seccomp ['2']"), "{stdout}");
+    assert_no_containers(&executor).await;
+}
+
+/// Issue 17: runs are served first come, first served, and a session has
+/// one run at a time (the hub's rule), so a session starting runs back to
+/// back waits its turn behind every other session's: here A's second run
+/// starts after B's, which was asked for in between.
+#[tokio::test]
+async fn a_session_running_back_to_back_waits_its_turn() {
+    let Some(executor) = executor_with(test_limits(), 1).await else {
+        return;
+    };
+    let started = Instant::now();
+    let timed = |label: &'static str| {
+        let program = python(&format!(
+            "print('{label}', flush=True)\nimport time\ntime.sleep(0.5)\n"
+        ));
+        let (sender, mut receiver) = mpsc::channel(64);
+        let (cancel_sender, cancel) = oneshot::channel::<()>();
+        let run = tokio::spawn(executor.run(program, sender, cancel));
+        async move {
+            let first = receiver.recv().await.expect("output");
+            let at = started.elapsed();
+            while receiver.recv().await.is_some() {}
+            run.await.expect("run task");
+            drop(cancel_sender);
+            (first.data.trim().to_owned(), at)
+        }
+    };
+    let a1 = tokio::spawn(timed("a1"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b1 = tokio::spawn(timed("b1"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a2 = tokio::spawn(timed("a2"));
+    let mut order = vec![a1.await.unwrap(), b1.await.unwrap(), a2.await.unwrap()];
+    order.sort_by_key(|(_, at)| *at);
+    let labels: Vec<&str> = order.iter().map(|(label, _)| label.as_str()).collect();
+    assert_eq!(labels, ["a1", "b1", "a2"]);
+    assert_no_containers(&executor).await;
+}
