@@ -1386,7 +1386,7 @@ async fn a_session_running_back_to_back_waits_its_turn() {
     let b1 = tokio::spawn(timed("b1"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a2 = tokio::spawn(timed("a2"));
-    let mut order = vec![a1.await.unwrap(), b1.await.unwrap(), a2.await.unwrap()];
+    let mut order = [a1.await.unwrap(), b1.await.unwrap(), a2.await.unwrap()];
     order.sort_by_key(|(_, at)| *at);
     let labels: Vec<&str> = order.iter().map(|(label, _)| label.as_str()).collect();
     assert_eq!(labels, ["a1", "b1", "a2"]);
