@@ -281,6 +281,16 @@ struct RunArgs {
     /// Output bytes streamed per run before it is cut off.
     #[arg(long, default_value_t = limits::DEFAULT_OUTPUT_BYTES, value_parser = positive_usize)]
     run_output_bytes: usize,
+    /// Time a project's build step (cargo, a run.toml build) may take, in
+    /// seconds; the program then gets --run-timeout-secs on top.
+    #[arg(long, default_value_t = limits::DEFAULT_COMPILE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    run_compile_timeout_secs: u64,
+    /// Memory of a run with a build step, in MiB (when above --run-memory-mib).
+    #[arg(long, default_value_t = limits::DEFAULT_BUILD_MEMORY_MIB, value_parser = clap::value_parser!(i64).range(6..))]
+    run_build_memory_mib: i64,
+    /// A session's build cache is wiped when a run finds it above this, in MiB.
+    #[arg(long, default_value_t = limits::DEFAULT_CACHE_MIB, value_parser = clap::value_parser!(u64).range(1..))]
+    run_cache_mib: u64,
     /// Runs at once across all sessions; more wait in a queue.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENT)]
     max_concurrent_runs: usize,
@@ -302,6 +312,10 @@ impl RunArgs {
         config.limits.pids = self.run_pids;
         config.limits.nano_cpus = (self.run_cpus * 1e9) as i64;
         config.limits.output_bytes = self.run_output_bytes;
+        config.limits.compile_timeout =
+            std::time::Duration::from_secs(self.run_compile_timeout_secs);
+        config.limits.build_memory_bytes = self.run_build_memory_mib * 1024 * 1024;
+        config.limits.cache_bytes = self.run_cache_mib * 1024 * 1024;
         config.max_concurrent = self.max_concurrent_runs.max(1);
         if let Some(image) = &self.sandbox_image {
             for language in &mut config.languages {

@@ -413,6 +413,9 @@ fn a_zero_run_limit_is_refused_not_taken_as_unlimited() {
         ("--run-pids", "not in 1.."),
         ("--run-timeout-secs", "not in 1.."),
         ("--run-output-bytes", "0 would mean no limit"),
+        ("--run-compile-timeout-secs", "not in 1.."),
+        ("--run-build-memory-mib", "not in 6.."),
+        ("--run-cache-mib", "not in 1.."),
     ] {
         let out = std::process::Command::new(crate::support::hub::chorus_bin())
             .args([
