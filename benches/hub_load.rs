@@ -474,12 +474,16 @@ async fn run(config: Config) {
         .map(|kib| format!("{:.0}", *kib as f64 / 1024.0))
         .collect();
     println!(
-        "| hub RSS every 5 s while typing (MiB) | {} |",
+        "| hub RSS every 5 s until settled (MiB) | {} |",
         mib.join(" ")
     );
     if config.hostile {
         for (what, count) in hostile_counts.report() {
             println!("| hostile: {what} | {count} |");
+        }
+        let unanswered = hostile_counts.garbage_unanswered.lock().unwrap().clone();
+        if !unanswered.is_empty() {
+            println!("garbage frames unanswered, by index: {unanswered:?}");
         }
     }
     println!("| errors | {errors} |");

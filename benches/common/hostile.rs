@@ -32,6 +32,8 @@ pub struct Counts {
     pub origins_refused: AtomicU64,
     /// Wide ops based on an old revision refused as too costly.
     pub costly_refused: AtomicU64,
+    /// Garbage frames the hub did not answer within 5 s (by index).
+    pub garbage_unanswered: std::sync::Mutex<Vec<usize>>,
 }
 
 impl Counts {
@@ -54,6 +56,10 @@ impl Counts {
                 get(&self.origins_refused),
             ),
             ("too-costly stale ops refused", get(&self.costly_refused)),
+            (
+                "garbage frames left unanswered",
+                self.garbage_unanswered.lock().unwrap().len() as u64,
+            ),
         ]
     }
 }
@@ -189,10 +195,7 @@ async fn garbage(url: String, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
         Message::binary(vec![0u8; 64]),
         Message::text(r#"{"type":"op","doc":"nowhere.txt","rev":0,"op":["x"]}"#),
         Message::text(r#"{"type":"op","doc":"g.txt","rev":0,"op":["\u0000"]}"#),
-        Message::text(format!(
-            r#"{{"type":"op","doc":"g.txt","rev":0,"op":[2,"{}"]}}"#,
-            "x".repeat(2000)
-        )),
+        Message::text(r#"{"type":"op","doc":"g.txt","rev":0,"op":[5,"x"]}"#),
         Message::text(r#"{"type":"op","doc":"g.txt","rev":999999,"op":[2]}"#),
         Message::text(r#"{"type":"open","doc":"../../etc/passwd","text":""}"#),
     ];
@@ -205,14 +208,19 @@ async fn garbage(url: String, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
             continue;
         }
         'frames: while !stopped(&stop) {
-            for frame in &frames {
+            for (index, frame) in frames.iter().enumerate() {
                 if ws.send(frame.clone()).await.is_err() {
                     break 'frames;
                 }
-                if until_type(&mut ws, "error").await.is_none() {
-                    break 'frames;
-                }
-                counts.garbage_answered.fetch_add(1, Ordering::Relaxed);
+                match tokio::time::timeout(Duration::from_secs(5), until_type(&mut ws, "error"))
+                    .await
+                {
+                    Ok(Some(_)) => counts.garbage_answered.fetch_add(1, Ordering::Relaxed),
+                    _ => {
+                        counts.garbage_unanswered.lock().unwrap().push(index);
+                        break 'frames;
+                    }
+                };
             }
         }
     }
