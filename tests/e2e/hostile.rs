@@ -471,3 +471,44 @@ async fn participants_cannot_forge_log_lines_or_names() {
     );
     assert!(log.contains("notes\\x0aFORGED LINE.txt"), "{log}");
 }
+
+/// Issue 17: catching up by ops is for small gaps; a history larger than
+/// one message is not sent (the hub would build a frame the proxy's limit
+/// may refuse, and the text is cheaper): the answer carries the text only,
+/// and the proxy merges by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_larger_than_a_message_is_answered_with_the_text() {
+    let hub = Hub::start_in_memory("large_history", &["--max-message-bytes", "65536"]).await;
+    let (mut a, _) = HubClient::join(&hub.url, "hist", "a").await;
+    a.open("h.txt", "").await;
+    let line = "x".repeat(1000);
+    for rev in 0..100u64 {
+        let parts = if rev == 0 {
+            json!([line])
+        } else {
+            json!([rev * 1000, line])
+        };
+        let op = json!({ "type": "op", "doc": "h.txt", "rev": rev, "op": parts });
+        a.send_json(&op).await;
+        a.expect_type("ack").await;
+    }
+    let (mut b, _) = HubClient::join(&hub.url, "hist", "b").await;
+    b.send_json(&json!({ "type": "open", "doc": "h.txt", "text": "", "since": 0 }))
+        .await;
+    let opened = b.expect_type("opened").await;
+    assert!(
+        opened.get("history").is_none_or(|h| h.is_null()),
+        "no 100 KB history in one answer"
+    );
+    assert_eq!(opened["text"].as_str().map(str::len), Some(100_000));
+    // A small gap is still caught up by ops.
+    b.send_json(&json!({ "type": "open", "doc": "h.txt", "text": "", "since": 99 }))
+        .await;
+    let opened = b.expect_type("opened").await;
+    assert_eq!(
+        opened["history"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        opened["rev"]
+    );
+}
