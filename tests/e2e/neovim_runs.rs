@@ -96,3 +96,57 @@ async fn a_run_error_is_a_diagnostic_in_every_neovim_until_the_next_run() {
         .await;
     }
 }
+
+/// Issue 16 in real Neovim: Ada runs a program that asks for a name, Bob
+/// answers it from his Neovim with `:ChorusInput`; both run buffers show
+/// who answered what and the program's reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_asking_for_input_is_answered_from_another_neovim() {
+    if !have_neovim() || !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("neovim_run_input").await;
+    let session = "nvim-run-input";
+    let project = hub.log_dir.join("ada");
+    std::fs::create_dir_all(project.join(".git")).expect("create the project");
+    std::fs::write(
+        project.join("main.py"),
+        "name = input('name? ')\nprint('hi', name)\n",
+    )
+    .expect("write main.py");
+    let (ok, stderr) = chorus_share(&hub, &project, session).await;
+    assert!(ok, "chorus share failed:\n{stderr}");
+    let ada = Nvim::launch(&hub, &project, session, "ada", None, Route::Plugin).await;
+    wait_joined(&ada).await;
+    let bobs = hub.log_dir.join("bob");
+    std::fs::create_dir_all(bobs.join(".git")).expect("create bob's folder");
+    let bob = Nvim::launch(&hub, &bobs, session, "bob", None, Route::Plugin).await;
+    wait_joined(&bob).await;
+    let nvims = [ada, bob];
+    converged(&hub, session, &nvims).await;
+
+    nvims[0].command("ChorusRun").await;
+    wait_for(
+        "the program's prompt in Bob's run buffer",
+        &nvims[1],
+        "require('chorus.run').text()",
+        |t| t.contains("name? "),
+    )
+    .await;
+    nvims[1].command("ChorusInput Grace Hopper").await;
+    for nvim in &nvims {
+        let text = wait_for(
+            "the echo and the program's answer",
+            nvim,
+            "require('chorus.run').text()",
+            |t| t.contains("# exited with code"),
+        )
+        .await;
+        assert!(
+            text.contains("> Grace Hopper  (from bob)\nhi Grace Hopper\n"),
+            "{}: {text}",
+            nvim.name
+        );
+        assert!(text.contains("exited with code 0"), "{}: {text}", nvim.name);
+    }
+}
