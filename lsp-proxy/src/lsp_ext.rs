@@ -379,10 +379,12 @@ pub const FILES: &str = "chorus.files";
 pub const COMMANDS: [&str; 7] = [RUN, STOP, INPUT, FOLLOW, SHARE, RESYNC, FILES];
 
 /// The arguments of [`INPUT`]: `[text]`, or `[{text, eof, interrupt}]`
-/// (every field optional, at least one needed). Text goes to the program's
-/// stdin as it is: a line the program reads with `input()` ends with `\n`,
-/// which the plugins add. `eof` then closes the program's stdin; `interrupt`
-/// then sends it SIGINT.
+/// (every field optional, at least one needed). `[text]` is a line: the
+/// proxy ends it with `\n` unless it ends so already (what a user typing
+/// `:lsp-workspace-command chorus.input Ada` in Helix means). In the
+/// object, `text` goes to the program's stdin exactly as it is (a line the
+/// program reads with `input()` ends with `\n`, which the plugins add);
+/// `eof` then closes the program's stdin; `interrupt` then sends it SIGINT.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputArguments {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,7 +402,11 @@ impl InputArguments {
             "chorus.input takes the text to send, or {\"text\", \"eof\": true, \"interrupt\": true}";
         let input = match arguments.first() {
             Some(Value::String(text)) => InputArguments {
-                text: Some(text.clone()),
+                text: Some(if text.ends_with('\n') {
+                    text.clone()
+                } else {
+                    format!("{text}\n")
+                }),
                 ..InputArguments::default()
             },
             Some(options @ Value::Object(_)) => {
