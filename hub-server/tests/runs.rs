@@ -209,7 +209,10 @@ async fn input_reaches_the_run_and_everyone_hears_who_sent_it() {
                 }
                 Some("runOutput") => {
                     let data = frame["data"].as_str().unwrap_or_default();
-                    assert!(echoed || !data.contains("got"), "output before its echo: {frame}");
+                    assert!(
+                        echoed || !data.contains("got"),
+                        "output before its echo: {frame}"
+                    );
                     output.push_str(data);
                 }
                 _ => {}
@@ -228,17 +231,23 @@ async fn input_reaches_the_run_and_everyone_hears_who_sent_it() {
         [RunInput::Text("Ada\n".to_owned()), RunInput::Eof]
     );
     // Nothing is running: input has nowhere to go.
-    ada.send(json!({ "type": "input", "interrupt": true })).await;
+    ada.send(json!({ "type": "input", "interrupt": true }))
+        .await;
     assert_eq!(error_code(&ada.until("error").await).0, "no_run");
     // A request's `stdin` is all a one-shot run gets, as older proxies meant.
-    ada.send(json!({ "type": "run", "doc": "main.py", "stdin": "x" })).await;
+    ada.send(json!({ "type": "run", "doc": "main.py", "stdin": "x" }))
+        .await;
     until_finished(&mut ada).await;
     ada.send(json!({ "type": "run", "doc": "main.py", "stdin": "x", "stdinEof": false }))
         .await;
     ada.until("runStarted").await;
-    ada.send(json!({ "type": "input", "interrupt": true, "eof": true })).await;
+    ada.send(json!({ "type": "input", "interrupt": true, "eof": true }))
+        .await;
     let echo = ada.until("runInput").await;
-    assert_eq!((echo["eof"].clone(), echo["interrupt"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (echo["eof"].clone(), echo["interrupt"].clone()),
+        (json!(true), json!(true))
+    );
     until_finished(&mut ada).await;
     // The one-shot run's end-of-file, then the second run's (the fake ends
     // there; the interrupt's order was checked in the echo).
@@ -262,7 +271,9 @@ async fn a_read_only_participant_cannot_send_input() {
     editor.open("main.py", "print(input())\n").await;
     let (mut watcher, _) =
         Client::join_with(&hub, "ro-input", "wat", Some(&tokens.read_only)).await;
-    editor.send(json!({ "type": "run", "doc": "main.py" })).await;
+    editor
+        .send(json!({ "type": "run", "doc": "main.py" }))
+        .await;
     watcher.until("runStarted").await;
     for frame in [
         json!({ "type": "input", "text": "rm -rf /\n" }),

@@ -414,8 +414,7 @@ impl InputArguments {
             }
             _ => return Err(USAGE.to_owned()),
         };
-        if input.text.as_deref().unwrap_or_default().is_empty() && !input.eof && !input.interrupt
-        {
+        if input.text.as_deref().unwrap_or_default().is_empty() && !input.eof && !input.interrupt {
             return Err(format!("{USAGE}; there was nothing to send"));
         }
         Ok(input)

@@ -363,7 +363,9 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> 
 /// Sends SIGINT to the container's PID 1, the wrapper's `timeout`, which passes it on
 /// to the program (see `payload.rs`).
 async fn interrupt(docker: &Docker, id: &str) {
-    let options = KillContainerOptionsBuilder::default().signal("SIGINT").build();
+    let options = KillContainerOptionsBuilder::default()
+        .signal("SIGINT")
+        .build();
     let result = tokio::time::timeout(TEARDOWN_TIMEOUT, docker.kill_container(id, Some(options)));
     if let Ok(Err(err)) = result.await {
         debug!(cause = %err, container = %id, "interrupt failed (container probably exited)");
@@ -714,8 +716,16 @@ async fn run(
     };
     let id = created.id;
 
-    let (mut status, stdout, stderr) =
-        drive(&shared, &limits, &id, payload_bytes, output, &mut cancel, input).await;
+    let (mut status, stdout, stderr) = drive(
+        &shared,
+        &limits,
+        &id,
+        payload_bytes,
+        output,
+        &mut cancel,
+        input,
+    )
+    .await;
     if let Err(err) = guard.remove().await {
         warn!(cause = %err, container = %id, "could not remove sandbox container");
     }

@@ -291,7 +291,11 @@ async fn input_answers_a_program_that_asks() {
     let outcome = run_interactive(&executor, request, vec![("name? ", vec![text("Ada\n")])]).await;
     assert_success(&outcome);
     assert_eq!(outcome.stdout(), "name? hi Ada after one\n");
-    assert!(outcome.elapsed < Duration::from_secs(4), "{:?}", outcome.elapsed);
+    assert!(
+        outcome.elapsed < Duration::from_secs(4),
+        "{:?}",
+        outcome.elapsed
+    );
     assert_no_containers(&executor).await;
 }
 
@@ -340,7 +344,11 @@ async fn interrupt_raises_keyboard_interrupt_in_the_program() {
         outcome.stdout(),
         "waiting 1\ninterrupted 1\nwaiting 2\ninterrupted 2\n"
     );
-    assert!(outcome.elapsed < Duration::from_secs(4), "{:?}", outcome.elapsed);
+    assert!(
+        outcome.elapsed < Duration::from_secs(4),
+        "{:?}",
+        outcome.elapsed
+    );
     assert_no_containers(&executor).await;
 }
 
@@ -390,7 +398,10 @@ async fn a_run_that_ignores_input_is_unaffected() {
          time.sleep(0.5)\n\
          print('done')\n",
     );
-    let steps = vec![("start", (0..40).map(|_| text(&"x".repeat(16 * 1024))).collect())];
+    let steps = vec![(
+        "start",
+        (0..40).map(|_| text(&"x".repeat(16 * 1024))).collect(),
+    )];
     let outcome = run_interactive(&executor, request, steps).await;
     assert_success(&outcome);
     assert_eq!(outcome.stdout(), "start\ndone\n");

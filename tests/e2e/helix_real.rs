@@ -815,7 +815,10 @@ async fn helix_answers_a_runs_input_and_ends_it() {
     ada.wait_log("the second run to start", "[run 2 · ada] started main.py")
         .await;
     ada.keys(&["Escape", "Space", "R", "e"]).await;
-    ada.wait_log("the end of input", "[run 2 · ada] > (end of input)  (from ada)")
-        .await;
+    ada.wait_log(
+        "the end of input",
+        "[run 2 · ada] > (end of input)  (from ada)",
+    )
+    .await;
     ada.wait_log("input() at end of file", "EOFError").await;
 }

@@ -317,11 +317,15 @@ impl Session {
             )
         };
         let Some(run) = self.run.as_mut() else {
-            return refuse(self, "no run is going in this session, so there is nothing to send input to");
+            return refuse(
+                self,
+                "no run is going in this session, so there is nothing to send input to",
+            );
         };
         let run_id = run.run_id;
+        let text = text.filter(|text| !text.is_empty());
         let mut items: Vec<RunInput> = Vec::new();
-        items.extend(text.clone().filter(|t| !t.is_empty()).map(RunInput::Text));
+        items.extend(text.clone().map(RunInput::Text));
         if eof {
             items.push(RunInput::Eof);
         }
@@ -348,8 +352,12 @@ impl Session {
         let input = run.input.clone();
         // All or nothing: the echo must say exactly what the program got.
         if input.capacity() < items.len() {
-            let message = format!("run {run_id} is not taking input as fast as it arrives; try again");
-            return self.send(client_id, &ServerMsg::error(ErrorCode::Overloaded, message, None));
+            let message =
+                format!("run {run_id} is not taking input as fast as it arrives; try again");
+            return self.send(
+                client_id,
+                &ServerMsg::error(ErrorCode::Overloaded, message, None),
+            );
         }
         for item in items {
             if input.try_send(item).is_err() {
