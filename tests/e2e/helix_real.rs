@@ -733,6 +733,19 @@ async fn a_git_checkout_beside_one_helix_reaches_another() {
     }
 }
 
+/// Helix configured with the keys of editor-plugins/helix/run-keys.toml,
+/// as the README says to merge them.
+fn with_run_keys() -> HxOptions {
+    let keys = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/helix/run-keys.toml"),
+    )
+    .expect("read run-keys.toml");
+    HxOptions {
+        config: keys,
+        ..HxOptions::default()
+    }
+}
+
 /// Runs with options from Helix, as editor-plugins/helix documents: typed
 /// (`:lsp-workspace-command chorus.run {...}`, which Helix passes on as
 /// JSON) and through the keys of `run-keys.toml`. The run starting with
@@ -746,14 +759,7 @@ async fn helix_runs_tests_and_command_lines_with_options() {
     let hub = Hub::start("helix_run_options").await;
     let session = "hx-run-options";
     let ws = workspace(&hub, "ws", "print('the file ran')\n");
-    let keys = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/helix/run-keys.toml"),
-    )
-    .expect("read run-keys.toml");
-    let options = HxOptions {
-        config: keys,
-        ..HxOptions::default()
-    };
+    let options = with_run_keys();
     let ada = Hx::start(&hub, &ws, session, "ada", DOC, options).await;
     ada.wait_joined(DOC).await;
 
@@ -788,14 +794,7 @@ async fn helix_answers_a_runs_input_and_ends_it() {
     let hub = Hub::start("helix_run_input").await;
     let session = "hx-run-input";
     let ws = workspace(&hub, "ws", "name = input('name? ')\nprint('hi', name)\n");
-    let keys = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/helix/run-keys.toml"),
-    )
-    .expect("read run-keys.toml");
-    let options = HxOptions {
-        config: keys,
-        ..HxOptions::default()
-    };
+    let options = with_run_keys();
     let ada = Hx::start(&hub, &ws, session, "ada", DOC, options).await;
     ada.wait_joined(DOC).await;
 

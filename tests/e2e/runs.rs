@@ -460,6 +460,9 @@ async fn input_from_another_editor_answers_the_program() {
     let cy = Editor::start(EditorKind::Helix, &hub, session, "cy").await;
     ada.open(doc, "name = input('name? ')\nprint('hi', name)\n");
     assert_converged(&hub, session, doc, &[&ada]).await;
+    // Cy opens it too: then Cy's proxy is surely joined.
+    cy.open(doc, "");
+    assert_converged(&hub, session, doc, &[&ada, &cy]).await;
     // Nothing runs yet: the hub says so (the command itself only sends).
     run_command(&cy, "chorus.input", json!(["early"]))
         .await
