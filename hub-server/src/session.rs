@@ -423,6 +423,7 @@ impl Session {
                 doc,
                 language,
                 stdin,
+                stdin_eof,
                 args,
                 mode,
                 command,
@@ -431,6 +432,8 @@ impl Session {
                 doc,
                 RunWish {
                     language,
+                    // Older proxies' `stdin` was all the program got.
+                    stdin_eof: stdin_eof.unwrap_or(stdin.is_some()),
                     stdin,
                     args,
                     mode,
@@ -439,6 +442,11 @@ impl Session {
             ),
             ClientMsg::Checksum { doc, rev, hash } => self.checksum(client_id, doc, rev, hash),
             ClientMsg::Stop {} => self.stop_run(client_id),
+            ClientMsg::Input {
+                text,
+                eof,
+                interrupt,
+            } => self.run_input(client_id, text, eof, interrupt),
             ClientMsg::Put { path, content } => self.put(client_id, path, content).await?,
             ClientMsg::Files {} => self.files(client_id),
             ClientMsg::Rename { from, to } => self.rename(client_id, from, to).await?,
@@ -495,6 +503,15 @@ impl Session {
                 self.send(
                     client_id,
                     &ServerMsg::error(ErrorCode::ReadOnly, message, Some(doc)),
+                );
+                true
+            }
+            ClientMsg::Input { .. } => {
+                let message =
+                    "you joined this session read-only, so you cannot send input to runs; you see everyone else's";
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, None),
                 );
                 true
             }

@@ -2,7 +2,9 @@
 //! participant asks for (mode, command) reaches the executor with the
 //! session's id, a plan the executor refuses starts nothing, the plan and
 //! the diagnostics reach every participant, read-only participants cannot
-//! run, and a revoked session's build cache is forgotten.
+//! run, and a revoked session's build cache is forgotten. Input reaches the
+//! current run and is echoed to everyone with the sender's name; a
+//! read-only participant's is refused, and input with no run is `no_run`.
 
 #[path = "harness/hub.rs"]
 mod hub;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chorus_hub::access::{self, Access};
 use chorus_hub::{HubConfig, Runner};
-use chorus_sandbox::{RunDiagnostic, RunDiagnosticSeverity, RunMode};
+use chorus_sandbox::{RunDiagnostic, RunDiagnosticSeverity, RunInput, RunMode};
 use serde_json::{json, Value};
 
 use self::hub::{error_code, scratch_store, Client, TestHub};
@@ -172,6 +174,118 @@ async fn a_read_only_participant_cannot_run_whatever_the_mode() {
         ("read_only", "main.py")
     );
     assert!(recorder.requests().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ada runs, Bob answers: the program gets Bob's text, and both hear who
+/// typed what before the output it causes; input after end-of-file is
+/// refused, an interrupt still goes.
+#[tokio::test]
+async fn input_reaches_the_run_and_everyone_hears_who_sent_it() {
+    let recorder = Recorder::interactive();
+    let hub = TestHub::start(hub_config(&recorder)).await;
+    let (mut ada, _) = Client::join(&hub, "input", "ada").await;
+    let (mut bob, bob_welcome) = Client::join(&hub, "input", "bob").await;
+    let bob_id = bob_welcome["clientId"].clone();
+    ada.until("joined").await;
+    ada.open("main.py", "print(input())\n").await;
+    ada.send(json!({ "type": "run", "doc": "main.py" })).await;
+    let started = bob.until("runStarted").await;
+    let run_id = started["runId"].clone();
+    bob.send(json!({ "type": "input", "text": "Ada\n" })).await;
+    let expected_echo = json!({
+        "type": "runInput", "runId": run_id, "clientId": bob_id, "name": "bob", "text": "Ada\n",
+    });
+    for client in [&mut ada, &mut bob] {
+        // The echo comes before the output it caused.
+        let mut echoed = false;
+        let mut output = String::new();
+        while !output.ends_with("got Ada\n") {
+            let frame = client.recv().await;
+            match frame["type"].as_str() {
+                Some("runInput") => {
+                    assert_eq!(frame, expected_echo);
+                    echoed = true;
+                }
+                Some("runOutput") => {
+                    let data = frame["data"].as_str().unwrap_or_default();
+                    assert!(
+                        echoed || !data.contains("got"),
+                        "output before its echo: {frame}"
+                    );
+                    output.push_str(data);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(output, "main.pygot Ada\n");
+    }
+    bob.send(json!({ "type": "input", "eof": true })).await;
+    assert_eq!(ada.until("runInput").await["eof"], true);
+    // The stdin is closed now (the run may be finishing too).
+    bob.send(json!({ "type": "input", "text": "late" })).await;
+    assert_eq!(error_code(&bob.until("error").await).0, "no_run");
+    until_finished(&mut ada).await;
+    assert_eq!(
+        recorder.inputs(),
+        [RunInput::Text("Ada\n".to_owned()), RunInput::Eof]
+    );
+    // Nothing is running: input has nowhere to go.
+    ada.send(json!({ "type": "input", "interrupt": true }))
+        .await;
+    assert_eq!(error_code(&ada.until("error").await).0, "no_run");
+    // A request's `stdin` is all a one-shot run gets, as older proxies meant.
+    ada.send(json!({ "type": "run", "doc": "main.py", "stdin": "x" }))
+        .await;
+    until_finished(&mut ada).await;
+    ada.send(json!({ "type": "run", "doc": "main.py", "stdin": "x", "stdinEof": false }))
+        .await;
+    ada.until("runStarted").await;
+    ada.send(json!({ "type": "input", "interrupt": true, "eof": true }))
+        .await;
+    let echo = ada.until("runInput").await;
+    assert_eq!(
+        (echo["eof"].clone(), echo["interrupt"].clone()),
+        (json!(true), json!(true))
+    );
+    until_finished(&mut ada).await;
+    // The one-shot run's end-of-file, then the second run's (the fake ends
+    // there; the interrupt's order was checked in the echo).
+    assert_eq!(recorder.inputs()[2..], [RunInput::Eof, RunInput::Eof]);
+}
+
+#[tokio::test]
+async fn a_read_only_participant_cannot_send_input() {
+    let (dir, store) = scratch_store("input-read-only").await;
+    let tokens = access::create_session(&store, "ro-input")
+        .await
+        .expect("create the session");
+    let recorder = Recorder::interactive();
+    let config = HubConfig {
+        access: Access::Tokens,
+        store: Some(store),
+        ..hub_config(&recorder)
+    };
+    let hub = TestHub::start(config).await;
+    let (mut editor, _) = Client::join_with(&hub, "ro-input", "ed", Some(&tokens.join)).await;
+    editor.open("main.py", "print(input())\n").await;
+    let (mut watcher, _) =
+        Client::join_with(&hub, "ro-input", "wat", Some(&tokens.read_only)).await;
+    editor
+        .send(json!({ "type": "run", "doc": "main.py" }))
+        .await;
+    watcher.until("runStarted").await;
+    for frame in [
+        json!({ "type": "input", "text": "rm -rf /\n" }),
+        json!({ "type": "input", "interrupt": true }),
+    ] {
+        watcher.send(frame).await;
+        let refusal = watcher.until("error").await;
+        assert_eq!(error_code(&refusal).0, "read_only", "{refusal}");
+    }
+    editor.send(json!({ "type": "input", "eof": true })).await;
+    until_finished(&mut editor).await;
+    assert_eq!(recorder.inputs(), [RunInput::Eof]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

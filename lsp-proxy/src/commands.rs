@@ -5,6 +5,7 @@
 //!   edited), as a run, its tests or a release build, or with a command
 //!   line of the user's;
 //! * `chorus.stop` stops the session's run;
+//! * `chorus.input [text | {text, eof, interrupt}]` sends input to it;
 //! * `chorus.follow [name]` follows a participant's cursor, or no one's;
 //! * `chorus.share` publishes the workspace folder in the background
 //!   (`share.rs`), with `$/progress` and a final message;
@@ -29,7 +30,8 @@ use tower_lsp_server::ls_types::Uri;
 use crate::documents::Documents;
 use crate::hub_link::Link;
 use crate::lsp_ext::{
-    self, Files, FollowArguments, Following, Requested, ResyncArguments, RunArguments, SessionFile,
+    self, Files, FollowArguments, Following, InputArguments, Requested, ResyncArguments,
+    RunArguments, SessionFile,
 };
 use crate::presence::Presence;
 use crate::share::EditorShare;
@@ -178,6 +180,21 @@ impl Commands {
                     requested: "stop".to_owned(),
                 })
             }
+            lsp_ext::INPUT => {
+                let InputArguments {
+                    text,
+                    eof,
+                    interrupt,
+                } = InputArguments::from_arguments(arguments)?;
+                link.send(&ClientMsg::Input {
+                    text: text.filter(|text| !text.is_empty()),
+                    eof,
+                    interrupt,
+                });
+                answer(&Requested {
+                    requested: "input".to_owned(),
+                })
+            }
             lsp_ext::SHARE => {
                 let share = self
                     .share
@@ -222,6 +239,7 @@ impl Commands {
             doc: doc.clone(),
             language: options.language,
             stdin: options.stdin,
+            stdin_eof: options.stdin_eof,
             args: options.args.unwrap_or_default(),
             mode: options.mode.unwrap_or_default(),
             command: options.command,

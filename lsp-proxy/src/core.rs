@@ -31,7 +31,7 @@ use crate::commands::Commands;
 use crate::disk::{DiskSync, Found, Touched, TreeChange, Written};
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
-use crate::lsp_ext::DocumentStateResult;
+use crate::lsp_ext::{DocumentStateResult, RunInputParams};
 use crate::moves::{OwnMove, OwnMoves, Refused};
 use crate::notifier::Notifier;
 use crate::presence::Presence;
@@ -524,6 +524,21 @@ impl Core {
                 stream,
                 data,
             } => self.runs.output(run_id, seq, stream, &data),
+            ServerMsg::RunInput {
+                run_id,
+                client_id,
+                name,
+                text,
+                eof,
+                interrupt,
+            } => self.runs.input(RunInputParams {
+                run_id,
+                client_id,
+                name,
+                text,
+                eof,
+                interrupt,
+            }),
             ServerMsg::RunFinished { run_id, result } => {
                 self.runs.finished(run_id, &result, &self.docs)
             }

@@ -23,12 +23,14 @@
 //!     (`chorus/runStarted`, `chorus/runOutput`, `chorus/runFinished`): the
 //!     session's shared run, whoever started it. Output comes in chunks that
 //!     may split lines; `seq` orders them per run;
+//!   * [`RunInput`] (`chorus/runInput`): someone's input to the run
+//!     ([`INPUT`]), this user's too, with who sent it;
 //! * sends to the proxy:
 //!   * [`LocalCursor`] (`chorus/cursor`): the user's selections, whenever
 //!     they move (throttling is the plugin's business); without a plugin the
 //!     proxy infers the cursor from the user's edits;
-//!   * the commands [`RUN`], [`STOP`], [`FOLLOW`], [`SHARE`], [`RESYNC`]
-//!     and [`FILES`] through `workspace/executeCommand` (any LSP client can
+//!   * the commands [`RUN`], [`STOP`], [`INPUT`], [`FOLLOW`], [`SHARE`],
+//!     [`RESYNC`] and [`FILES`] through `workspace/executeCommand` (any LSP client can
 //!     send those);
 //!   * [`DocumentState`] (`chorus/documentState`), a request for tests and
 //!     health checks.
@@ -272,6 +274,35 @@ pub struct RunFinishedParams {
     pub summary: String,
 }
 
+/// `chorus/runInput`, proxy → editor: someone sent input to the run
+/// (`chorus.input`), as the program got it: `text`, then end-of-file, then
+/// an interrupt. This editor's own input comes back this way too.
+pub enum RunInput {}
+
+impl Notification for RunInput {
+    type Params = RunInputParams;
+    const METHOD: &'static str = "chorus/runInput";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInputParams {
+    pub run_id: u64,
+    /// Who sent it.
+    pub client_id: u64,
+    pub name: String,
+    /// What reached the program's stdin, exactly (a line ends with its
+    /// `\n`); missing for an end-of-file or interrupt alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The program's stdin was closed.
+    #[serde(default)]
+    pub eof: bool,
+    /// The program was sent SIGINT.
+    #[serde(default)]
+    pub interrupt: bool,
+}
+
 /// `chorus/documentState`, editor → proxy request: the proxy's view of one
 /// document; `null` for a document that is not shared.
 pub enum DocumentState {}
@@ -314,6 +345,12 @@ pub const RUN: &str = "chorus.run";
 /// `chorus.stop`, no arguments: stops the session's run. Answers
 /// [`Requested`] with `"stop"`.
 pub const STOP: &str = "chorus.stop";
+/// `chorus.input [text]` or `chorus.input [{text, eof, interrupt}]`: input
+/// for the session's current run (see [`InputArguments`]); everyone sees
+/// it as [`RunInput`] and in the run's log (`> text  (from NAME)`).
+/// Answers [`Requested`] with `"input"`; with no run going, or from a
+/// read-only participant, the hub's refusal arrives as a message.
+pub const INPUT: &str = "chorus.input";
 /// `chorus.follow [name]`: the proxy moves this editor to `name`'s cursor
 /// (`window/showDocument`) as it moves; no name stops following. Answers
 /// [`Following`].
@@ -339,7 +376,55 @@ pub const RESYNC: &str = "chorus.resync";
 /// (the proxy then fills the buffer with the session's text).
 pub const FILES: &str = "chorus.files";
 /// What the proxy declares in `executeCommandProvider`.
-pub const COMMANDS: [&str; 6] = [RUN, STOP, FOLLOW, SHARE, RESYNC, FILES];
+pub const COMMANDS: [&str; 7] = [RUN, STOP, INPUT, FOLLOW, SHARE, RESYNC, FILES];
+
+/// The arguments of [`INPUT`]: `[text]`, or `[{text, eof, interrupt}]`
+/// (every field optional, at least one needed). `[text]` is a line: the
+/// proxy ends it with `\n` unless it ends so already (what a user typing
+/// `:lsp-workspace-command chorus.input Ada` in Helix means). In the
+/// object, `text` goes to the program's stdin exactly as it is (a line the
+/// program reads with `input()` ends with `\n`, which the plugins add);
+/// `eof` then closes the program's stdin; `interrupt` then sends it SIGINT.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputArguments {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub eof: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupt: bool,
+}
+
+impl InputArguments {
+    /// Errors are for the user and name the command.
+    pub fn from_arguments(arguments: &[Value]) -> Result<InputArguments, String> {
+        const USAGE: &str =
+            "chorus.input takes the text to send, or {\"text\", \"eof\": true, \"interrupt\": true}";
+        let input = match arguments.first() {
+            Some(Value::String(text)) => InputArguments {
+                text: Some(if text.ends_with('\n') {
+                    text.clone()
+                } else {
+                    format!("{text}\n")
+                }),
+                ..InputArguments::default()
+            },
+            Some(options @ Value::Object(_)) => {
+                serde_json::from_value(options.clone()).map_err(|_| USAGE.to_owned())?
+            }
+            _ => return Err(USAGE.to_owned()),
+        };
+        if input.text.as_deref().unwrap_or_default().is_empty() && !input.eof && !input.interrupt {
+            return Err(format!("{USAGE}; there was nothing to send"));
+        }
+        Ok(input)
+    }
+
+    pub fn into_arguments(self) -> Vec<Value> {
+        // Cannot fail: a string and two booleans.
+        vec![serde_json::to_value(self).unwrap_or_default()]
+    }
+}
 
 /// The arguments of [`RESYNC`]: `[]` or `[uri]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -419,9 +504,14 @@ impl RunArguments {
 /// The second argument of [`RUN`]; every field is optional.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// The program's standard input.
+    /// The program's standard input, sent first; `chorus.input` may add more.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+    /// Close the program's stdin after `stdin` (`true`) or keep it open
+    /// for `chorus.input` (`false`). Missing: closed when `stdin` is given,
+    /// open otherwise.
+    #[serde(rename = "stdinEof", skip_serializing_if = "Option::is_none")]
+    pub stdin_eof: Option<bool>,
     /// Its command-line arguments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
@@ -475,6 +565,7 @@ impl RunOptions {
         };
         Ok(RunOptions {
             stdin: text("stdin"),
+            stdin_eof: value.get("stdinEof").and_then(Value::as_bool),
             args,
             language: text("language"),
             mode,
@@ -483,12 +574,12 @@ impl RunOptions {
     }
 }
 
-/// The answer to [`RUN`] and [`STOP`]: the request went out to the hub,
-/// nothing more.
+/// The answer to [`RUN`], [`STOP`] and [`INPUT`]: the request went out to
+/// the hub, nothing more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Requested {
     /// The document's path for `chorus.run`, `"stop"` for `chorus.stop`,
-    /// `"share"` for `chorus.share`.
+    /// `"input"` for `chorus.input`, `"share"` for `chorus.share`.
     pub requested: String,
 }
 

@@ -2,7 +2,8 @@
 //! `chorus/run*` notifications for plugins that draw richer views.
 //!
 //! * every output line → `window/logMessage`, prefixed `[run N · who]`
-//!   (VS Code: Output channel; Neovim/Helix: their LSP log);
+//!   (VS Code: Output channel; Neovim/Helix: their LSP log), and so is
+//!   everyone's input, `[run N · who] > text  (from NAME)`;
 //! * `$/progress` begin/end while it runs (when the editor supports it);
 //! * the result → `window/showMessage` (toast, `:messages`, status line);
 //! * the errors the hub found in its output, each on its file and line →
@@ -24,7 +25,8 @@ use tower_lsp_server::ls_types::{
 
 use crate::documents::{lsp_pos, Documents};
 use crate::lsp_ext::{
-    RunFinished, RunFinishedParams, RunOutput, RunOutputParams, RunStarted, RunStartedParams,
+    RunFinished, RunFinishedParams, RunInput, RunInputParams, RunOutput, RunOutputParams,
+    RunStarted, RunStartedParams,
 };
 use crate::notifier::{Layer, Notifier};
 
@@ -127,6 +129,37 @@ impl Runs {
             .collect::<Vec<_>>()
             .join("\n");
         self.log(text);
+    }
+
+    /// Someone's input to the run, as the program got it.
+    pub fn input(&mut self, params: RunInputParams) {
+        if let Some(view) = self.views.get(&params.run_id) {
+            let from = &params.name;
+            let mut lines: Vec<String> = params
+                .text
+                .as_deref()
+                .unwrap_or_default()
+                .strip_suffix('\n')
+                .or(params.text.as_deref())
+                .into_iter()
+                .filter(|text| !text.is_empty())
+                .flat_map(|text| text.split('\n'))
+                .map(|line| line.trim_end_matches('\r').to_owned())
+                .collect();
+            if params.eof {
+                lines.push("(end of input)".to_owned());
+            }
+            if params.interrupt {
+                lines.push("(interrupt)".to_owned());
+            }
+            let text = lines
+                .iter()
+                .map(|line| format!("[{}] > {line}  (from {from})", view.label))
+                .collect::<Vec<_>>()
+                .join("\n");
+            self.log(text);
+        }
+        self.notifier.notify::<RunInput>(params);
     }
 
     pub(crate) fn finished(&mut self, run_id: u64, result: &RunResult, docs: &Documents) {

@@ -20,6 +20,9 @@
 //!    │ run{doc, mode, command, args, stdin} ►│  mode run|test|release
 //!    │ ◄── runStarted{runId, doc, plan}      │  to everyone; or error{run_refused}
 //!    │ ◄── runOutput{runId, seq, data}       │  to everyone, in order
+//!    │ input{text | eof | interrupt}   ──►   │  to the current run's stdin
+//!    │ ◄── runInput{runId, clientId, name,…} │  to everyone, sender too; or
+//!    │                                       │  error{no_run | read_only}
 //!    │ ◄── runFinished{runId, result}        │  result.diagnostics: errors by file
 //! ```
 //!
@@ -196,8 +199,14 @@ pub enum ClientMsg {
         doc: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         language: Option<String>,
+        /// Sent to the program's stdin first; `input` may follow.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stdin: Option<String>,
+        /// Close the program's stdin after `stdin`. Absent means: closed
+        /// when `stdin` is given (what older proxies meant by it), open
+        /// for `input` otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdin_eof: Option<bool>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         args: Vec<String>,
         /// Run, test, or an optimised build; older proxies send none (`run`).
@@ -210,6 +219,22 @@ pub enum ClientMsg {
     },
     /// Stop the session's current run.
     Stop {},
+    /// Input for the session's current run, in this order: `text` to its
+    /// stdin, then `eof` closes its stdin, then `interrupt` sends SIGINT
+    /// to the program (Python raises `KeyboardInterrupt`). Told to
+    /// everyone as `runInput`; refused with `no_run` when no run is
+    /// going (or its stdin is closed already and `text` or `eof` come),
+    /// with `read_only` for a read-only participant. The sandbox caps the
+    /// input of one run (1 MiB by default): text past it is refused on
+    /// the run's stderr.
+    Input {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        eof: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        interrupt: bool,
+    },
     /// "At revision `rev` my text hashes to `hash`" (see
     /// `text::checksum`). The hub answers a mismatch with `error` and a
     /// fresh `opened` snapshot; a match, or a revision it has moved past,
@@ -250,8 +275,8 @@ pub enum ClientMsg {
 
 impl ClientMsg {
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "checksum", "put",
-        "files", "rename", "delete",
+        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "input", "checksum",
+        "put", "files", "rename", "delete",
     ];
 }
 
@@ -426,6 +451,19 @@ pub enum ServerMsg {
         run_id: u64,
         result: RunResult,
     },
+    /// Someone's `input` to the current run, as it went to the program:
+    /// sent to everyone (the sender too), so all see who typed what.
+    RunInput {
+        run_id: u64,
+        client_id: u64,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        eof: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        interrupt: bool,
+    },
     /// The answer to `put`: `created` when the put changed the session's
     /// tree (a new file, or a file only listed until now, replaced: e.g. it
     /// became text); false when a document was at `path` already (its text
@@ -510,7 +548,7 @@ pub enum ErrorCode {
     Overloaded,
     /// The session already has a run going; `stop` it first.
     RunBusy,
-    /// `stop` with no run going.
+    /// `stop` or `input` with no run going (or `input` to a closed stdin).
     NoRun,
     /// This hub cannot run code (no Docker engine, or turned off).
     RunsDisabled,
@@ -727,6 +765,47 @@ mod tests {
         let hello =
             ClientMsg::decode(r#"{"type":"hello","protocol":1,"session":"s","name":"n"}"#).unwrap();
         assert!(matches!(hello, ClientMsg::Hello { protocol: 1, .. }));
+    }
+
+    #[test]
+    fn input_on_the_wire() {
+        let input = ClientMsg::decode(r#"{"type":"input","text":"Ada\n"}"#).unwrap();
+        assert_eq!(
+            input,
+            ClientMsg::Input {
+                text: Some("Ada\n".into()),
+                eof: false,
+                interrupt: false
+            }
+        );
+        assert!(matches!(
+            ClientMsg::decode(r#"{"type":"input","eof":true,"interrupt":true}"#).unwrap(),
+            ClientMsg::Input {
+                text: None,
+                eof: true,
+                interrupt: true
+            }
+        ));
+        let echo = ServerMsg::RunInput {
+            run_id: 4,
+            client_id: 2,
+            name: "Ada".into(),
+            text: Some("x\n".into()),
+            eof: false,
+            interrupt: true,
+        };
+        assert_eq!(
+            echo.to_json(),
+            r#"{"type":"runInput","runId":4,"clientId":2,"name":"Ada","text":"x\n","interrupt":true}"#
+        );
+        let run = ClientMsg::decode(r#"{"type":"run","doc":"a.py","stdinEof":false}"#).unwrap();
+        assert!(matches!(
+            run,
+            ClientMsg::Run {
+                stdin_eof: Some(false),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! ```text
 //!  plan (project.rs) + build payload ─► wait for a slot (FIFO semaphore, cancellable)
 //!  ─► ensure the session's cache volume (project builds) ─► create (all limits)
-//!  ─► attach ─► start ─► write tar+stdin on stdin
+//!  ─► attach ─► start ─► write tar+stdin on stdin, then live input until EOF
 //!  ─► select { cancel | wall clock | output chunk (kept for diagnostics) | exit }
 //!  ─► SIGKILL if needed ─► inspect (oom_killed) ─► remove (force)
 //!  ─► diagnostics from the kept output (diagnostics.rs)
@@ -22,6 +22,10 @@
 //!   and an in-container `timeout` has killed the program long before.
 //! - The wall clock and the output cap are enforced here, not by Docker, and both end in
 //!   SIGKILL; output past the cap is never forwarded.
+//! - Live input ([`RunInput`]) is capped at `Limits::input_bytes` per run and never
+//!   holds the run up: text queues behind a program that does not read (bounded by the
+//!   cap), an interrupt goes out at once (SIGINT to PID 1, which `timeout` passes on to
+//!   the program, see `payload.rs`), and the wall clock is the same with or without it.
 //! - A non-zero exit arrives from bollard as `Err(DockerContainerWaitError { code })`, and
 //!   the attach stream may not end after the container exits (bollard #251), so the loop
 //!   selects on the wait future and gives the stream only a short grace after exit.
@@ -53,7 +57,8 @@ use crate::payload::{self, WORK_DIR, WRAPPER};
 use crate::policy::{self, CACHE_DIR};
 use crate::project::{self, Kind, Planned};
 use crate::{
-    Chunk, Executor, ExecutorConfig, Limits, Plan, RunRequest, RunStatus, SandboxError, Stream,
+    Chunk, Executor, ExecutorConfig, Limits, Plan, RunInput, RunRequest, RunStatus, SandboxError,
+    Stream,
 };
 
 /// Label on every container this crate starts (value `"1"`), so operators can find them.
@@ -300,7 +305,19 @@ impl Executor for DockerExecutor {
         output: mpsc::Sender<Chunk>,
         cancel: oneshot::Receiver<()>,
     ) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> {
-        Box::pin(run(self.shared.clone(), request, output, cancel))
+        // A dropped sender is an end-of-file right after the request's stdin.
+        let (_closed, input) = mpsc::channel(1);
+        Box::pin(run(self.shared.clone(), request, output, cancel, input))
+    }
+
+    fn run_with_input(
+        &self,
+        request: RunRequest,
+        output: mpsc::Sender<Chunk>,
+        cancel: oneshot::Receiver<()>,
+        input: mpsc::Receiver<RunInput>,
+    ) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> {
+        Box::pin(run(self.shared.clone(), request, output, cancel, input))
     }
 }
 
@@ -340,6 +357,71 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> 
     match tokio::time::timeout(TEARDOWN_TIMEOUT, docker.remove_container(id, Some(options))).await {
         Ok(result) => result,
         Err(_) => Err(DockerError::RequestTimeoutError),
+    }
+}
+
+/// Sends SIGINT to the container's PID 1, the wrapper's `timeout`, which passes it on
+/// to the program (see `payload.rs`).
+async fn interrupt(docker: &Docker, id: &str) {
+    let options = KillContainerOptionsBuilder::default()
+        .signal("SIGINT")
+        .build();
+    let result = tokio::time::timeout(TEARDOWN_TIMEOUT, docker.kill_container(id, Some(options)));
+    if let Ok(Err(err)) = result.await {
+        debug!(cause = %err, container = %id, "interrupt failed (container probably exited)");
+    }
+}
+
+/// What the stdin writer does next, in the order participants sent it.
+enum Feed {
+    Bytes(Vec<u8>),
+    Eof,
+}
+
+/// Takes the run's input as it comes: interrupts go out at once, text is counted
+/// against the cap and queued for the writer (the cap bounds the queue), and an EOF,
+/// or the sender going away, ends the feed.
+async fn take_input(
+    docker: Docker,
+    id: String,
+    mut input: mpsc::Receiver<RunInput>,
+    feed: mpsc::UnboundedSender<Feed>,
+    output: mpsc::Sender<Chunk>,
+    cap: usize,
+) {
+    let mut remaining = cap;
+    loop {
+        match input.recv().await {
+            Some(RunInput::Text(text)) => {
+                if text.len() > remaining {
+                    let message = format!(
+                        "chorus: input refused: this run accepts {cap} bytes of input in all,                          {remaining} are left and {} were sent\n",
+                        text.len()
+                    );
+                    let chunk = Chunk {
+                        stream: Stream::Stderr,
+                        data: message,
+                    };
+                    let _ = output.send(chunk).await;
+                    continue;
+                }
+                remaining -= text.len();
+                if feed.send(Feed::Bytes(text.into_bytes())).is_err() {
+                    return;
+                }
+            }
+            Some(RunInput::Interrupt) => interrupt(&docker, &id).await,
+            Some(RunInput::Eof) | None => {
+                let _ = feed.send(Feed::Eof);
+                break;
+            }
+        }
+    }
+    // Interrupts still make sense after an end-of-file; text is ignored.
+    while let Some(item) = input.recv().await {
+        if item == RunInput::Interrupt {
+            interrupt(&docker, &id).await;
+        }
     }
 }
 
@@ -501,7 +583,6 @@ fn container_body(
     planned: &Planned,
     cache_volume: Option<&str>,
     tar_len: usize,
-    stdin_len: usize,
 ) -> ContainerCreateBody {
     let mut cmd = vec![
         "sh".to_owned(),
@@ -512,7 +593,6 @@ fn container_body(
     cmd.extend(planned.argv.iter().cloned());
     let mut env = vec![
         format!("CHORUS_TAR_BYTES={tar_len}"),
-        format!("CHORUS_STDIN_BYTES={stdin_len}"),
         format!(
             "CHORUS_KILL_AFTER={}",
             (limits.wall_clock + BACKSTOP_GRACE).as_secs()
@@ -569,15 +649,16 @@ async fn run(
     request: RunRequest,
     output: mpsc::Sender<Chunk>,
     mut cancel: oneshot::Receiver<()>,
+    input: mpsc::Receiver<RunInput>,
 ) -> RunStatus {
     // Everything that can be refused is refused before queueing or touching the engine.
     let prepared = project::plan(&request, &shared.config.languages, &shared.config.baked)
         .and_then(|planned| {
             let stdin = request.stdin.as_deref().unwrap_or("");
             let (bytes, tar_len) = payload::build(&request.files, stdin)?;
-            Ok((planned, bytes, tar_len, stdin.len()))
+            Ok((planned, bytes, tar_len))
         });
-    let (planned, payload_bytes, tar_len, stdin_len) = match prepared {
+    let (planned, payload_bytes, tar_len) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => return RunStatus::failed(err.to_string()),
     };
@@ -623,7 +704,6 @@ async fn run(
         &planned,
         cache_volume.as_ref().map(|(volume, _)| volume.as_str()),
         tar_len,
-        stdin_len,
     );
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
     let created = match docker.create_container(Some(options), body).await {
@@ -636,8 +716,16 @@ async fn run(
     };
     let id = created.id;
 
-    let (mut status, stdout, stderr) =
-        drive(&shared, &limits, &id, payload_bytes, output, &mut cancel).await;
+    let (mut status, stdout, stderr) = drive(
+        &shared,
+        &limits,
+        &id,
+        payload_bytes,
+        output,
+        &mut cancel,
+        input,
+    )
+    .await;
     if let Err(err) = guard.remove().await {
         warn!(cause = %err, container = %id, "could not remove sandbox container");
     }
@@ -669,6 +757,7 @@ async fn drive(
     payload_bytes: Vec<u8>,
     output: mpsc::Sender<Chunk>,
     cancel: &mut oneshot::Receiver<()>,
+    run_input: mpsc::Receiver<RunInput>,
 ) -> (RunStatus, Capture, Capture) {
     let docker = &shared.docker;
     let mut status = blank_status();
@@ -697,18 +786,43 @@ async fn drive(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + limits.wall_clock;
 
-    // The wrapper reads exact byte counts, so the writer never needs to close stdin; it
-    // runs beside the output loop so a large payload cannot stall reading.
+    // The writer runs beside the output loop so a large payload, or a program that
+    // does not read its input, cannot stall reading. It sends the payload, then live
+    // input as it comes; an end-of-file shuts the connection's write half, which the
+    // engine (`stdin_once`) turns into the program's stdin closing.
+    let (feed, mut fed) = mpsc::unbounded_channel();
+    let taker = tokio::spawn(take_input(
+        docker.clone(),
+        id.to_owned(),
+        run_input,
+        feed,
+        output.clone(),
+        limits.input_bytes,
+    ));
     let writer = tokio::spawn(async move {
         let result = async {
             input.write_all(&payload_bytes).await?;
-            input.flush().await
+            input.flush().await?;
+            while let Some(item) = fed.recv().await {
+                match item {
+                    Feed::Bytes(bytes) => {
+                        input.write_all(&bytes).await?;
+                        input.flush().await?;
+                    }
+                    Feed::Eof => {
+                        input.shutdown().await?;
+                        break;
+                    }
+                }
+            }
+            Ok::<(), std::io::Error>(())
         }
         .await;
         if let Err(err) = result {
-            debug!(cause = %err, "writing the payload failed (container ended early?)");
+            debug!(cause = %err, "writing stdin failed (container ended early?)");
         }
-        // Keep the connection's write half open until the run is over.
+        // Keep the connection open until the run is over (a shut write half still
+        // carries output).
         std::future::pending::<()>().await;
     });
 
@@ -783,6 +897,7 @@ async fn drive(
     // the engine blocks the container's exit (and kill, wait and inspect with it) on the
     // stuck copy; a flood that hit the cap would otherwise hang teardown for seconds.
     drop(log_stream);
+    taker.abort();
     writer.abort();
     let _ = writer.await;
     if must_kill {
@@ -870,7 +985,7 @@ mod tests {
             builds: true,
             compile_timeout: None,
         };
-        let body = container_body(&limits, "instance", &planned, Some("volume"), 10, 0);
+        let body = container_body(&limits, "instance", &planned, Some("volume"), 10);
         let lockdown = policy::locked_down(&limits, Some("volume"));
         assert_eq!(body.user, lockdown.user);
         assert_eq!(body.network_disabled, lockdown.network_disabled);

@@ -2,7 +2,9 @@
 //!
 //! Architecture invariant: only this crate starts containers. The hub hands an
 //! [`Executor`] a [`RunRequest`] built from its authoritative document texts and gets
-//! output [`Chunk`]s streamed back as they are produced, then one [`RunStatus`].
+//! output [`Chunk`]s streamed back as they are produced, then one [`RunStatus`]. While
+//! the run goes, [`RunInput`]s sent on its input channel reach the program's stdin (or
+//! interrupt it).
 //!
 //! Code map:
 //! - `limits.rs`: [`Limits`], the per-run caps, and their defaults (`limits::DEFAULT_*`).
@@ -78,7 +80,9 @@ pub struct RunRequest {
     pub files: Vec<(String, String)>,
     /// Language name; `None` picks by `main`'s extension.
     pub language: Option<String>,
-    /// Bytes fed to the program's stdin; `None` is an empty stdin.
+    /// Bytes fed to the program's stdin first, before any [`RunInput`]; `None` is
+    /// nothing. Whether stdin then closes is up to the input channel (see
+    /// [`Executor::run_with_input`]).
     pub stdin: Option<String>,
     /// Arguments after the program.
     pub args: Vec<String>,
@@ -114,6 +118,19 @@ pub struct Chunk {
     pub data: String,
 }
 
+/// Something sent to a running program while it runs, in the order sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunInput {
+    /// Bytes for the program's stdin. At most [`Limits::input_bytes`] of them per run;
+    /// text past that is refused with a `chorus:` line on the run's stderr.
+    Text(String),
+    /// Close the program's stdin: `read()` returns what it has, `input()` raises
+    /// `EOFError`. Input after it is ignored. Dropping the channel's sender does the same.
+    Eof,
+    /// SIGINT to the program the run started (Python raises `KeyboardInterrupt`).
+    Interrupt,
+}
+
 /// How a run ended: the protocol's own type, so that the hub hands it to
 /// participants as it is.
 pub use chorus_protocol::wire::RunResult as RunStatus;
@@ -135,12 +152,28 @@ pub trait Executor: Send + Sync + 'static {
     /// again); resolves when the run ends; `cancel` resolving (or its sender dropping)
     /// stops the run (SIGKILL). Waits in a queue when `max_concurrent` runs are already
     /// going. Dropping the returned future also kills and removes the container.
+    /// The program's stdin is the request's `stdin` and then closed (a one-shot run).
     fn run(
         &self,
         request: RunRequest,
         output: mpsc::Sender<Chunk>,
         cancel: oneshot::Receiver<()>,
     ) -> Pin<Box<dyn Future<Output = RunStatus> + Send>>;
+
+    /// [`Executor::run`], with the program's stdin kept open after the request's
+    /// `stdin`: every [`RunInput`] received on `input` reaches the program as it comes,
+    /// until [`RunInput::Eof`] or the sender is dropped (which closes stdin). The
+    /// default ignores `input` and closes stdin at once, as `run` does.
+    fn run_with_input(
+        &self,
+        request: RunRequest,
+        output: mpsc::Sender<Chunk>,
+        cancel: oneshot::Receiver<()>,
+        input: mpsc::Receiver<RunInput>,
+    ) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> {
+        drop(input);
+        self.run(request, output, cancel)
+    }
 }
 
 /// Why the executor cannot be used or a request cannot run.

@@ -43,6 +43,9 @@ pub const DEFAULT_BUILD_MEMORY_MIB: i64 = 512;
 pub const DEFAULT_CACHE_MIB: u64 = 1024;
 /// Runs at once across all sessions. Two cores on the reference machine:
 /// more would only make every run slower.
+/// Bytes of input participants may send to one run while it goes (besides the request's
+/// own `stdin`, which the message size caps).
+pub const DEFAULT_INPUT_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT: usize = 2;
 
 const MIB: u64 = 1024 * 1024;
@@ -75,6 +78,9 @@ pub struct Limits {
     /// (no filesystem quota is available on the engine's volumes, so this is checked,
     /// not enforced while a run writes).
     pub cache_bytes: u64,
+    /// Bytes of [`crate::RunInput::Text`] one run accepts; the rest is refused with a
+    /// message on the run's stderr and never reaches the program.
+    pub input_bytes: usize,
 }
 
 impl Default for Limits {
@@ -90,6 +96,7 @@ impl Default for Limits {
             compile_timeout: Duration::from_secs(DEFAULT_COMPILE_TIMEOUT_SECS),
             build_memory_bytes: DEFAULT_BUILD_MEMORY_MIB * MIB as i64,
             cache_bytes: DEFAULT_CACHE_MIB * MIB,
+            input_bytes: DEFAULT_INPUT_BYTES,
         }
     }
 }
@@ -115,6 +122,7 @@ mod tests {
                 compile_timeout: Duration::from_secs(120),
                 build_memory_bytes: 512 * 1024 * 1024,
                 cache_bytes: 1024 * 1024 * 1024,
+                input_bytes: 1024 * 1024,
             }
         );
     }

@@ -4,10 +4,10 @@
 //! The root fs is read-only, and Docker refuses `upload_to_container` on a read-only
 //! root fs, so the code travels on stdin instead. A small `sh` wrapper (the container's
 //! command) reads exactly `CHORUS_TAR_BYTES` bytes into a tar and unpacks it into the
-//! work dir, reads exactly `CHORUS_STDIN_BYTES` more into a file, then `exec`s the
-//! language command with that file as stdin. Reading exact byte counts (with `head -c`,
-//! which never reads past its count) means the run never depends on the engine passing
-//! an end-of-file through the attach connection.
+//! work dir, then `exec`s the language command, which inherits the container's stdin:
+//! everything after the tar (the request's `stdin`, then live input) is the program's.
+//! `head -c` never reads past its count, so no byte meant for the program is lost; the
+//! program's end-of-file is the executor closing the attach connection's write half.
 
 use std::path::{Component, Path};
 
@@ -24,6 +24,13 @@ pub const WORK_DIR: &str = "/work";
 /// for the executor's own wall clock (`CHORUS_KILL_AFTER` is a little longer): if the hub
 /// dies mid-run, the program still cannot run forever.
 ///
+/// `timeout` becomes PID 1 and is how an interrupt reaches the program: the executor
+/// sends SIGINT to PID 1 (`docker kill --signal INT`), and `timeout` passes the signals
+/// it catches (INT, TERM, HUP, QUIT) on to its child. `--foreground` keeps it from also
+/// signalling its whole process group, which makes GNU `timeout` ignore the signal from
+/// then on (a second interrupt would be lost); the backstop still ends everything,
+/// because when PID 1 exits the kernel kills every process of the container.
+///
 /// With a build cache mounted (`CHORUS_CACHE_KIB` set), the cache is measured first
 /// and wiped when over its cap: the engine's volumes have no quota, so the cap is
 /// checked once per run, which the compile limit and the wall clock bound. An image
@@ -32,7 +39,6 @@ pub const WRAPPER: &str = r#"set -e
 head -c "$CHORUS_TAR_BYTES" > /tmp/.chorus.tar
 tar -x -f /tmp/.chorus.tar -C /work --no-same-owner --no-same-permissions -m
 rm -f /tmp/.chorus.tar
-head -c "$CHORUS_STDIN_BYTES" > /tmp/.chorus-stdin
 if [ -n "$CHORUS_CACHE_KIB" ]; then
   if [ -w /cache ]; then
     used=$(du -sk /cache 2>/dev/null | cut -f1)
@@ -44,7 +50,7 @@ if [ -n "$CHORUS_CACHE_KIB" ]; then
     export CARGO_TARGET_DIR=/tmp/target CARGO_HOME=/tmp/cargo-home
   fi
 fi
-exec timeout -s KILL "$CHORUS_KILL_AFTER" "$@" < /tmp/.chorus-stdin"#;
+exec timeout --foreground -s KILL "$CHORUS_KILL_AFTER" "$@""#;
 
 /// Checks that a workspace-relative path stays inside the work dir: not empty, not
 /// absolute, no `..`, no NUL, no backslash (which a Windows editor might send).

@@ -131,6 +131,7 @@ mod tests {
             compile_timeout: Duration::from_secs(60),
             build_memory_bytes: 1 << 30,
             cache_bytes: 1 << 30,
+            input_bytes: 1 << 20,
         };
         let tmpfs = |mode: &str| {
             format!("rw,exec,nosuid,nodev,size=5242880,mode={mode},uid=65534,gid=65534")

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use chorus_sandbox::{
-    Chunk, DockerExecutor, Executor, ExecutorConfig, Limits, RunDiagnosticSeverity, RunMode,
-    RunRequest, RunStatus, Stream,
+    Chunk, DockerExecutor, Executor, ExecutorConfig, Limits, RunDiagnosticSeverity, RunInput,
+    RunMode, RunRequest, RunStatus, Stream,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +29,7 @@ fn test_limits() -> Limits {
         compile_timeout: Duration::from_secs(300),
         build_memory_bytes: 512 * 1024 * 1024,
         cache_bytes: 1024 * 1024 * 1024,
+        input_bytes: 1024 * 1024,
     }
 }
 
@@ -231,6 +232,185 @@ async fn stdin_args_exit_code_and_utf8() {
         outcome.stdout(),
         "args ['--name', 'two words']\nstdin LINE ONE\nLINE TWO\n\nhéllo ✓ 😀\n"
     );
+    assert_no_containers(&executor).await;
+}
+
+/// Runs `request` with its input open; each step waits until the stdout so far contains
+/// its text, then sends its inputs. The input sender lives until the run ends (no
+/// implicit end-of-file).
+async fn run_interactive(
+    executor: &DockerExecutor,
+    request: RunRequest,
+    steps: Vec<(&str, Vec<RunInput>)>,
+) -> Outcome {
+    let (sender, mut receiver) = mpsc::channel(64);
+    let (_cancel_sender, cancel) = oneshot::channel();
+    let (input, input_receiver) = mpsc::channel(64);
+    let started = Instant::now();
+    let run = tokio::spawn(executor.run_with_input(request, sender, cancel, input_receiver));
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut steps = steps.into_iter().peekable();
+    while let Some(chunk) = receiver.recv().await {
+        chunks.push(chunk);
+        let stdout: String = chunks
+            .iter()
+            .filter(|chunk| chunk.stream == Stream::Stdout)
+            .map(|chunk| chunk.data.as_str())
+            .collect();
+        while let Some((_, inputs)) = steps.next_if(|(wait_for, _)| stdout.contains(wait_for)) {
+            for item in inputs {
+                input.send(item).await.expect("the run takes input");
+            }
+        }
+    }
+    let status = run.await.expect("run task panicked");
+    drop(input);
+    Outcome {
+        status,
+        chunks,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn text(text: &str) -> RunInput {
+    RunInput::Text(text.to_owned())
+}
+
+/// `input()` is answered by live input, after the request's own `stdin` (sent first).
+#[tokio::test]
+async fn input_answers_a_program_that_asks() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let mut request = python(
+        "first = input()\n\
+         name = input('name? ')\n\
+         print('hi', name, 'after', first)\n",
+    );
+    request.stdin = Some("one\n".to_owned());
+    let outcome = run_interactive(&executor, request, vec![("name? ", vec![text("Ada\n")])]).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.stdout(), "name? hi Ada after one\n");
+    assert!(
+        outcome.elapsed < Duration::from_secs(4),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert_no_containers(&executor).await;
+}
+
+/// An end-of-file ends `sys.stdin.read()` with what was sent.
+#[tokio::test]
+async fn eof_ends_a_read_of_all_stdin() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let request = python(
+        "import sys\n\
+         print('ready', flush=True)\n\
+         data = sys.stdin.read()\n\
+         print('got', repr(data))\n",
+    );
+    let steps = vec![("ready", vec![text("abc\n"), text("déf"), RunInput::Eof])];
+    let outcome = run_interactive(&executor, request, steps).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.stdout(), "ready\ngot 'abc\\ndéf'\n");
+    assert_no_containers(&executor).await;
+}
+
+/// An interrupt is SIGINT to the program: Python raises `KeyboardInterrupt`, and a
+/// second interrupt reaches it too.
+#[tokio::test]
+async fn interrupt_raises_keyboard_interrupt_in_the_program() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let request = python(
+        "import time\n\
+         for attempt in (1, 2):\n\
+         \x20   try:\n\
+         \x20       print('waiting', attempt, flush=True)\n\
+         \x20       time.sleep(30)\n\
+         \x20   except KeyboardInterrupt:\n\
+         \x20       print('interrupted', attempt, flush=True)\n",
+    );
+    let steps = vec![
+        ("waiting 1", vec![RunInput::Interrupt]),
+        ("waiting 2", vec![RunInput::Interrupt]),
+    ];
+    let outcome = run_interactive(&executor, request, steps).await;
+    assert_success(&outcome);
+    assert_eq!(
+        outcome.stdout(),
+        "waiting 1\ninterrupted 1\nwaiting 2\ninterrupted 2\n"
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(4),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert_no_containers(&executor).await;
+}
+
+/// Input past the run's cap never reaches the program and says why; input within it
+/// still does.
+#[tokio::test]
+async fn input_past_the_cap_is_refused_with_a_message() {
+    let Some(executor) = executor_with(
+        Limits {
+            input_bytes: 8,
+            ..test_limits()
+        },
+        2,
+    )
+    .await
+    else {
+        return;
+    };
+    let request = python(
+        "print('ready', flush=True)\n\
+         print('got', input())\n",
+    );
+    let steps = vec![("ready", vec![text("far too long\n"), text("short\n")])];
+    let outcome = run_interactive(&executor, request, steps).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.stdout(), "ready\ngot short\n");
+    assert!(
+        outcome
+            .stderr()
+            .contains("chorus: input refused: this run accepts 8 bytes of input in all"),
+        "{:?}",
+        outcome.stderr()
+    );
+    assert_no_containers(&executor).await;
+}
+
+/// A program that never reads is unaffected by input, however much arrives, and the
+/// wall clock still ends one that runs on with its input open.
+#[tokio::test]
+async fn a_run_that_ignores_input_is_unaffected() {
+    let Some(executor) = executor().await else {
+        return;
+    };
+    let request = python(
+        "import time\n\
+         print('start', flush=True)\n\
+         time.sleep(0.5)\n\
+         print('done')\n",
+    );
+    let steps = vec![(
+        "start",
+        (0..40).map(|_| text(&"x".repeat(16 * 1024))).collect(),
+    )];
+    let outcome = run_interactive(&executor, request, steps).await;
+    assert_success(&outcome);
+    assert_eq!(outcome.stdout(), "start\ndone\n");
+
+    let request = python("import time\ntime.sleep(30)\n");
+    let started = Instant::now();
+    let outcome = run_interactive(&executor, request, vec![]).await;
+    assert!(outcome.status.timed_out, "{:?}", outcome.status);
+    assert!(started.elapsed() < Duration::from_secs(9));
     assert_no_containers(&executor).await;
 }
 

@@ -733,6 +733,19 @@ async fn a_git_checkout_beside_one_helix_reaches_another() {
     }
 }
 
+/// Helix configured with the keys of editor-plugins/helix/run-keys.toml,
+/// as the README says to merge them.
+fn with_run_keys() -> HxOptions {
+    let keys = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/helix/run-keys.toml"),
+    )
+    .expect("read run-keys.toml");
+    HxOptions {
+        config: keys,
+        ..HxOptions::default()
+    }
+}
+
 /// Runs with options from Helix, as editor-plugins/helix documents: typed
 /// (`:lsp-workspace-command chorus.run {...}`, which Helix passes on as
 /// JSON) and through the keys of `run-keys.toml`. The run starting with
@@ -746,14 +759,7 @@ async fn helix_runs_tests_and_command_lines_with_options() {
     let hub = Hub::start("helix_run_options").await;
     let session = "hx-run-options";
     let ws = workspace(&hub, "ws", "print('the file ran')\n");
-    let keys = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("editor-plugins/helix/run-keys.toml"),
-    )
-    .expect("read run-keys.toml");
-    let options = HxOptions {
-        config: keys,
-        ..HxOptions::default()
-    };
+    let options = with_run_keys();
     let ada = Hx::start(&hub, &ws, session, "ada", DOC, options).await;
     ada.wait_joined(DOC).await;
 
@@ -774,4 +780,44 @@ async fn helix_runs_tests_and_command_lines_with_options() {
         .await;
     ada.wait_screen("the keyed run's result", |s| s.contains("run 2 · ada"))
         .await;
+}
+
+/// Issue 16 in real Helix: a run's `input()` answered with
+/// `:lsp-workspace-command chorus.input "Grace"` (a line), the echo and
+/// the answer in Helix's log; then `space R e` from `run-keys.toml` ends
+/// the next run's input, so its `input()` raises `EOFError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helix_answers_a_runs_input_and_ends_it() {
+    if !have_helix() || !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("helix_run_input").await;
+    let session = "hx-run-input";
+    let ws = workspace(&hub, "ws", "name = input('name? ')\nprint('hi', name)\n");
+    let options = with_run_keys();
+    let ada = Hx::start(&hub, &ws, session, "ada", DOC, options).await;
+    ada.wait_joined(DOC).await;
+
+    ada.command("lsp-workspace-command chorus.run").await;
+    ada.wait_log("the run to start", "[run 1 · ada] started main.py")
+        .await;
+    ada.command(r#"lsp-workspace-command chorus.input "Grace""#)
+        .await;
+    ada.wait_log("the echo", "[run 1 · ada] > Grace  (from ada)")
+        .await;
+    ada.wait_log("the answer", "[run 1 · ada] name? hi Grace")
+        .await;
+    ada.wait_screen("the run's result", |s| s.contains("exited with code 0"))
+        .await;
+
+    ada.keys(&["Escape", "Space", "R", "r"]).await;
+    ada.wait_log("the second run to start", "[run 2 · ada] started main.py")
+        .await;
+    ada.keys(&["Escape", "Space", "R", "e"]).await;
+    ada.wait_log(
+        "the end of input",
+        "[run 2 · ada] > (end of input)  (from ada)",
+    )
+    .await;
+    ada.wait_log("input() at end of file", "EOFError").await;
 }

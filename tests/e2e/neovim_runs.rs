@@ -4,6 +4,8 @@
 //! finds none clears them. Needs Docker with the sandbox image, and the
 //! sandbox's output parser that fills `RunResult.diagnostics`.
 
+use std::path::PathBuf;
+
 use crate::neovim::{converged, have_neovim, wait_for, wait_joined, Nvim, Route};
 use crate::runs::{FAILING_HELPER as HELPER, FAILING_MAIN as MAIN};
 use crate::support::hub::Hub;
@@ -19,6 +21,31 @@ fn run_diagnostics(path: &std::path::Path) -> String {
     )
 }
 
+/// Ada shares a project of `files` and opens its main.py; Bob joins from
+/// an empty folder. Returns both Neovims, once converged, and the folders.
+async fn ada_shares_bob_joins(
+    hub: &Hub,
+    session: &str,
+    files: &[(&str, &str)],
+) -> ([Nvim; 2], PathBuf, PathBuf) {
+    let project = hub.log_dir.join("ada");
+    std::fs::create_dir_all(project.join(".git")).expect("create the project");
+    for (path, text) in files {
+        std::fs::write(project.join(path), text).expect("write a project file");
+    }
+    let (ok, stderr) = chorus_share(hub, &project, session).await;
+    assert!(ok, "chorus share failed:\n{stderr}");
+    let ada = Nvim::launch(hub, &project, session, "ada", None, Route::Plugin).await;
+    wait_joined(&ada).await;
+    let bobs = hub.log_dir.join("bob");
+    std::fs::create_dir_all(bobs.join(".git")).expect("create bob's folder");
+    let bob = Nvim::launch(hub, &bobs, session, "bob", None, Route::Plugin).await;
+    wait_joined(&bob).await;
+    let nvims = [ada, bob];
+    converged(hub, session, &nvims).await;
+    (nvims, project, bobs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_error_is_a_diagnostic_in_every_neovim_until_the_next_run() {
     if !have_neovim() || !chorus_testkit::docker() {
@@ -26,21 +53,9 @@ async fn a_run_error_is_a_diagnostic_in_every_neovim_until_the_next_run() {
     }
     let hub = Hub::start("neovim_run_diagnostics").await;
     let session = "nvim-run-diagnostics";
-    let project = hub.log_dir.join("ada");
-    std::fs::create_dir_all(project.join(".git")).expect("create the project");
-    std::fs::write(project.join("main.py"), MAIN).expect("write main.py");
-    std::fs::write(project.join("helper.py"), HELPER).expect("write helper.py");
-    let (ok, stderr) = chorus_share(&hub, &project, session).await;
-    assert!(ok, "chorus share failed:\n{stderr}");
-    let ada = Nvim::launch(&hub, &project, session, "ada", None, Route::Plugin).await;
-    wait_joined(&ada).await;
     // Bob's folder is empty: helper.py is neither open nor on disk there.
-    let bobs = hub.log_dir.join("bob");
-    std::fs::create_dir_all(bobs.join(".git")).expect("create bob's folder");
-    let bob = Nvim::launch(&hub, &bobs, session, "bob", None, Route::Plugin).await;
-    wait_joined(&bob).await;
-    let nvims = [ada, bob];
-    converged(&hub, session, &nvims).await;
+    let (nvims, project, bobs) =
+        ada_shares_bob_joins(&hub, session, &[("main.py", MAIN), ("helper.py", HELPER)]).await;
     let helpers = [project.join("helper.py"), bobs.join("helper.py")];
 
     nvims[1].command("ChorusRun").await;
@@ -94,5 +109,44 @@ async fn a_run_error_is_a_diagnostic_in_every_neovim_until_the_next_run() {
             |count| count == "0",
         )
         .await;
+    }
+}
+
+/// Issue 16 in real Neovim: Ada runs a program that asks for a name, Bob
+/// answers it from his Neovim with `:ChorusInput`; both run buffers show
+/// who answered what and the program's reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_asking_for_input_is_answered_from_another_neovim() {
+    if !have_neovim() || !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("neovim_run_input").await;
+    let session = "nvim-run-input";
+    let program = "name = input('name? ')\nprint('hi', name)\n";
+    let (nvims, _, _) = ada_shares_bob_joins(&hub, session, &[("main.py", program)]).await;
+
+    nvims[0].command("ChorusRun").await;
+    wait_for(
+        "the program's prompt in Bob's run buffer",
+        &nvims[1],
+        "require('chorus.run').text()",
+        |t| t.contains("name? "),
+    )
+    .await;
+    nvims[1].command("ChorusInput Grace Hopper").await;
+    for nvim in &nvims {
+        let text = wait_for(
+            "the echo and the program's answer",
+            nvim,
+            "require('chorus.run').text()",
+            |t| t.contains("# exited with code"),
+        )
+        .await;
+        assert!(
+            text.contains("> Grace Hopper  (from bob)\nhi Grace Hopper\n"),
+            "{}: {text}",
+            nvim.name
+        );
+        assert!(text.contains("exited with code 0"), "{}: {text}", nvim.name);
     }
 }

@@ -444,3 +444,42 @@ async fn byte_at_a_time_output_is_gathered_into_few_messages() {
         "2000 one-byte writes came as {messages} messages"
     );
 }
+
+/// Issue 16: Ada's run asks for a name; Cy, in (the model of) Helix,
+/// answers with `:lsp-workspace-command chorus.input Grace`, which is a
+/// line; both logs show who answered what, then the program's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_from_another_editor_answers_the_program() {
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("input_from_another_editor_answers_the_program").await;
+    let session = "input";
+    let doc = "ask.py";
+    let ada = Editor::start(EditorKind::VsCode, &hub, session, "ada").await;
+    let cy = Editor::start(EditorKind::Helix, &hub, session, "cy").await;
+    ada.open(doc, "name = input('name? ')\nprint('hi', name)\n");
+    assert_converged(&hub, session, doc, &[&ada]).await;
+    // Cy opens it too: then Cy's proxy is surely joined.
+    cy.open(doc, "");
+    assert_converged(&hub, session, doc, &[&ada, &cy]).await;
+    // Nothing runs yet: the hub says so (the command itself only sends).
+    run_command(&cy, "chorus.input", json!(["early"]))
+        .await
+        .expect("sent");
+    cy.wait_message("window/showMessage", "no run is going", WAIT)
+        .await;
+    run_command(&ada, "chorus.run", json!([ada.uri(doc)]))
+        .await
+        .expect("accepted");
+    wait_log(&cy, "started ask.py").await;
+    let answer = run_command(&cy, "chorus.input", json!(["Grace"])).await;
+    assert_eq!(answer, Ok(json!({ "requested": "input" })));
+    for editor in [&ada, &cy] {
+        wait_log(editor, "> Grace  (from cy)").await;
+        wait_log(editor, "hi Grace").await;
+        wait_show(editor, "exited with code 0").await;
+    }
+    let bad = run_command(&cy, "chorus.input", json!([{ "text": 3 }])).await;
+    assert!(bad.is_err_and(|e| e.contains("chorus.input takes")));
+}

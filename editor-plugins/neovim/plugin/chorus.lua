@@ -43,6 +43,18 @@ vim.api.nvim_create_user_command('ChorusStop', function()
   chorus().stop()
 end, { nargs = 0, desc = "Chorus: stop the session's run" })
 
+vim.api.nvim_create_user_command('ChorusInput', function(opts)
+  chorus().input(opts.args, opts.bang)
+end, {
+  nargs = '*',
+  bang = true,
+  desc = "Chorus: send a line to the session's run (!: then end its input)",
+})
+
+vim.api.nvim_create_user_command('ChorusInterrupt', function()
+  chorus().interrupt()
+end, { nargs = 0, desc = "Chorus: interrupt the session's run (SIGINT)" })
+
 vim.api.nvim_create_user_command('ChorusShare', function()
   chorus().share()
 end, { nargs = 0, desc = 'Chorus: publish the workspace folder to the session' })

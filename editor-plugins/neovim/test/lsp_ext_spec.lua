@@ -207,6 +207,23 @@ check('a line cut off on stdout does not swallow the stderr that follows it', fu
   assert(run.text():find('hello\nstderr: oops\n', 1, true), run.text())
 end)
 
+check('chorus/runInput shows who sent what in the run buffer, on lines of its own', function()
+  run.on_started({ runId = 1, clientId = 1, name = 'Ada', doc = 'main.py' })
+  run.on_output({ runId = 1, seq = 0, stream = 'stdout', data = 'name? ' })
+  local params = deliver('runInput')
+  local line = vim.split(params.text, '\n', { plain = true })[1]
+  local expected = string.format('name? \n> %s  (from %s)\n', line, params.name)
+  if params.eof then
+    expected = expected .. string.format('> (end of input)  (from %s)\n', params.name)
+  end
+  if params.interrupt then
+    expected = expected .. string.format('> (interrupt)  (from %s)\n', params.name)
+  end
+  assert(run.text():find(expected, 1, true), run.text())
+  run.on_output({ runId = 1, seq = 1, stream = 'stdout', data = 'hi\n' })
+  assert(run.text():find('(from ' .. params.name .. ')\nhi\n', 1, true), run.text())
+end)
+
 check('initializationOptions carry only settings the proxy reads', function()
   local options = chorus.init_options()
   eq(sent_problems(options, fixture.initializationOptions), {}, 'problems')
@@ -266,6 +283,24 @@ check(':ChorusRun words become chorus.run options the proxy reads', function()
   for _, mode in ipairs(fixture.enums.runMode) do
     assert(mode == 'run' or chorus.parse_run_args(mode).options.mode == mode, 'mode ' .. mode)
   end
+end)
+
+check(':ChorusInput, :ChorusInput! and :ChorusInterrupt send chorus.input as the proxy reads it', function()
+  local before = #sent.commands
+  vim.cmd('ChorusInput Ada Lovelace')
+  vim.cmd('ChorusInput! last line')
+  vim.cmd('ChorusInput!')
+  vim.cmd('ChorusInterrupt')
+  eq(#sent.commands, before + 4, 'commands sent')
+  local input = fixture.commands.input
+  for i = before + 1, before + 4 do
+    eq(sent.commands[i].command, input.command, 'input command')
+    eq(sent_problems(sent.commands[i].arguments, input.arguments), {}, 'input arguments')
+  end
+  eq(sent.commands[before + 1].arguments, { { text = 'Ada Lovelace\n' } }, ':ChorusInput')
+  eq(sent.commands[before + 2].arguments, { { text = 'last line\n', eof = true } }, ':ChorusInput! text')
+  eq(sent.commands[before + 3].arguments, { { eof = true } }, ':ChorusInput!')
+  eq(sent.commands[before + 4].arguments, { { interrupt = true } }, ':ChorusInterrupt')
 end)
 
 check('chorus.files: the command, its answer listed through vim.ui.select, and opened', function()

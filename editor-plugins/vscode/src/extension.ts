@@ -24,7 +24,9 @@ import {
   type PresenceParams,
   type RemoteCursorParams,
   type RunArguments,
+  type InputOptions,
   type RunFinishedParams,
+  type RunInputParams,
   type RunMode,
   type RunOutputParams,
   type RunStartedParams,
@@ -231,6 +233,7 @@ class Chorus implements vscode.Disposable {
     client.onNotification(Methods.cursor, (params: RemoteCursorParams) => this.onRemoteCursor(params));
     client.onNotification(Methods.runStarted, (params: RunStartedParams) => this.onRunStarted(params));
     client.onNotification(Methods.runOutput, (params: RunOutputParams) => this.onRunOutput(params));
+    client.onNotification(Methods.runInput, (params: RunInputParams) => this.onRunInput(params));
     client.onNotification(Methods.runFinished, (params: RunFinishedParams) => this.onRunFinished(params));
     client.onDidChangeState((e) => {
       if (this.client !== client) {
@@ -345,6 +348,39 @@ class Chorus implements vscode.Disposable {
     }
   }
 
+  /**
+   * Input for the session's run: a line typed in an input box, or (with the
+   * box left empty) an empty line, end of input or an interrupt picked from
+   * a list. Everyone sees it in the Chorus Run output.
+   */
+  async sendInput(): Promise<void> {
+    const client = this.clientOrWarn();
+    if (!client) {
+      return;
+    }
+    const text = await vscode.window.showInputBox({
+      title: 'Chorus: Send Input to Run',
+      prompt: 'A line for the running program (Enter sends it); leave empty for end of input or interrupt',
+    });
+    if (text === undefined) {
+      return;
+    }
+    let options: InputOptions = { text: `${text}\n` };
+    if (text === '') {
+      const choices = [
+        { label: 'Send an empty line', options: { text: '\n' } },
+        { label: 'End of input (EOF)', options: { eof: true } },
+        { label: 'Interrupt (SIGINT)', options: { interrupt: true } },
+      ];
+      const picked = await vscode.window.showQuickPick(choices, { title: 'Chorus: Send Input to Run' });
+      if (!picked) {
+        return;
+      }
+      options = picked.options;
+    }
+    await this.execute(client, ServerCommands.input, [options]);
+  }
+
   /** Publishes the workspace folder; the proxy reports progress through $/progress. */
   async share(): Promise<void> {
     const client = this.clientOrWarn();
@@ -457,6 +493,10 @@ class Chorus implements vscode.Disposable {
     this.runOutput.append(this.runFormatter.output(params));
   }
 
+  private onRunInput(params: RunInputParams): void {
+    this.runOutput.append(this.runFormatter.input(params));
+  }
+
   private onRunFinished(params: RunFinishedParams): void {
     this.state.onRunFinished(params);
     this.runOutput.append(this.runFormatter.finished(params));
@@ -509,6 +549,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('chorus.runRelease', (args?: RunArgs) => instance.run(args, 'release')),
     vscode.commands.registerCommand('chorus.runWithCommand', (args?: RunArgs) => instance.runWithCommand(args)),
     vscode.commands.registerCommand('chorus.stopRun', () => instance.stop()),
+    vscode.commands.registerCommand('chorus.sendInput', () => instance.sendInput()),
     vscode.commands.registerCommand('chorus.shareWorkspace', () => instance.share()),
     vscode.commands.registerCommand('chorus.resyncDocument', () => instance.resync()),
     vscode.commands.registerCommand('chorus.followParticipant', (name?: string) => instance.follow(name)),

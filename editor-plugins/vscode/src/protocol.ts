@@ -71,6 +71,28 @@ export interface RunOutputParams {
   data: string;
 }
 
+/** `chorus/runInput`: someone's input to the run, as the program got it (text, then end-of-file, then interrupt). */
+export interface RunInputParams {
+  runId: number;
+  /** Who sent it. */
+  clientId: number;
+  name: string;
+  /** Missing for an end-of-file or interrupt alone. */
+  text?: string;
+  eof?: boolean;
+  interrupt?: boolean;
+}
+
+/** `chorus.input`'s argument: text for the program's stdin, then end-of-file, then SIGINT. */
+export interface InputOptions {
+  text?: string;
+  eof?: boolean;
+  interrupt?: boolean;
+}
+
+/** `chorus.input [text]` or `chorus.input [options]`. */
+export type InputArguments = [text: string] | [options: InputOptions];
+
 /** How a run ended (protocol/src/wire.rs `RunResult`). */
 export interface RunResult {
   /** Null when the program did not exit by itself. */
@@ -142,6 +164,7 @@ export const Methods = {
   cursor: 'chorus/cursor',
   runStarted: 'chorus/runStarted',
   runOutput: 'chorus/runOutput',
+  runInput: 'chorus/runInput',
   runFinished: 'chorus/runFinished',
   documentState: 'chorus/documentState',
 } as const;
@@ -150,6 +173,7 @@ export const Methods = {
 export const ServerCommands = {
   run: 'chorus.run',
   stop: 'chorus.stop',
+  input: 'chorus.input',
   follow: 'chorus.follow',
   share: 'chorus.share',
   resync: 'chorus.resync',
@@ -159,6 +183,8 @@ export const ServerCommands = {
 /** `chorus.run`'s second argument. */
 export interface RunOptions {
   stdin?: string;
+  /** Close stdin after `stdin` (missing: closed when `stdin` is given, else open for `chorus.input`). */
+  stdinEof?: boolean;
   args?: string[];
   /** By name; by default the document's extension decides. */
   language?: string;
@@ -177,7 +203,7 @@ export type ResyncArguments = [] | [uri: string];
 /** `chorus.follow [name]`; without a name, stop following. */
 export type FollowArguments = [] | [name: string];
 
-/** What `chorus.run` and `chorus.resync` (the document's path), `chorus.stop` (`"stop"`) and `chorus.share` (`"share"`) answer. */
+/** What `chorus.run` and `chorus.resync` (the document's path), `chorus.stop` (`"stop"`), `chorus.input` (`"input"`) and `chorus.share` (`"share"`) answer. */
 export interface RequestedAnswer {
   requested: string;
 }

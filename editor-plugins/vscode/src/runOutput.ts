@@ -2,7 +2,7 @@
 // run, its output as it streams (stderr lines marked), and how it ended.
 // No `vscode` import: unit-tested in node.
 
-import type { RunFinishedParams, RunOutputParams, RunStartedParams } from './protocol';
+import type { RunFinishedParams, RunInputParams, RunOutputParams, RunStartedParams } from './protocol';
 
 export class RunFormatter {
   /**
@@ -46,6 +46,28 @@ export class RunFormatter {
     this.atLineStart = data.endsWith('\n');
     this.lastStream = params.stream;
     return prefix + data;
+  }
+
+  /** Someone's input: `> line  (from NAME)` per line sent, on lines of their own. */
+  input(params: RunInputParams): string {
+    const lines: string[] = [];
+    if (params.text) {
+      lines.push(...params.text.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n'));
+    }
+    if (params.eof) {
+      lines.push('(end of input)');
+    }
+    if (params.interrupt) {
+      lines.push('(interrupt)');
+    }
+    if (lines.length === 0) {
+      return '';
+    }
+    const text = lines.map((line) => `> ${line}  (from ${params.name})\n`).join('');
+    const prefix = this.atLineStart ? '' : '\n';
+    this.atLineStart = true;
+    this.lastStream = undefined;
+    return prefix + text;
   }
 
   finished(params: RunFinishedParams): string {

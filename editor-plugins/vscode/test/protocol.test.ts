@@ -77,6 +77,19 @@ const runOutput: Shape<P.RunOutputParams> = {
   stream: { oneOf: { stdout: true, stderr: true } },
   data: 'string',
 };
+const runInput: Shape<P.RunInputParams> = {
+  runId: 'number',
+  clientId: 'number',
+  name: 'string',
+  text: { optional: 'string' },
+  eof: { optional: 'boolean' },
+  interrupt: { optional: 'boolean' },
+};
+const inputOptions: Shape<P.InputOptions> = {
+  text: { optional: 'string' },
+  eof: { optional: 'boolean' },
+  interrupt: { optional: 'boolean' },
+};
 const runDiagnosticSeverity = { oneOf: { error: true, warning: true } } as const;
 const runDiagnostic: Shape<P.RunDiagnostic> = {
   path: 'string',
@@ -120,6 +133,7 @@ const initOptions: Shape<P.InitializationOptions> = {
 const runMode = { oneOf: { run: true, test: true, release: true } } as const;
 const runOptions: Shape<P.RunOptions> = {
   stdin: { optional: 'string' },
+  stdinEof: { optional: 'boolean' },
   args: { optional: { arrayOf: 'string' } },
   language: { optional: 'string' },
   mode: { optional: runMode },
@@ -141,6 +155,7 @@ const filesAnswer: Shape<P.FilesAnswer> = { files: { arrayOf: { object: sessionF
 // fixture, and the tuple types beside them in protocol.ts.
 const runArguments: Spec[] = [{ optional: 'string' }, { optional: { object: runOptions } }];
 const followArguments: Spec[] = [{ optional: 'string' }];
+const inputArguments: Spec[] = [{ object: inputOptions }];
 const resyncArguments: Spec[] = [{ optional: 'string' }];
 
 type Direction = 'proxyToEditor' | 'editorToProxy';
@@ -237,6 +252,7 @@ const notifications: Record<string, { method: string; shape: Fields }> = {
   localCursor: { method: P.Methods.cursor, shape: localCursor },
   runStarted: { method: P.Methods.runStarted, shape: runStarted },
   runOutput: { method: P.Methods.runOutput, shape: runOutput },
+  runInput: { method: P.Methods.runInput, shape: runInput },
   runFinished: { method: P.Methods.runFinished, shape: runFinished },
 };
 
@@ -259,7 +275,10 @@ test('chorus/documentState: method, params and answer agree', () => {
 
 test('commands: names, arguments and answers agree', () => {
   assert.deepEqual(Object.keys(fixture.commands).sort(), Object.keys(P.ServerCommands).sort());
-  const { run, stop, follow, share, resync, files } = fixture.commands;
+  const { run, stop, input, follow, share, resync, files } = fixture.commands;
+  assert.equal(P.ServerCommands.input, input.command);
+  assert.deepEqual(argumentProblems(inputArguments, input.arguments), []);
+  assert.deepEqual(problems({ object: requested }, input.result.example, '', input.result), []);
   assert.equal(P.ServerCommands.files, files.command);
   assert.deepEqual(argumentProblems([], files.arguments), []);
   assert.deepEqual(problems({ object: filesAnswer }, files.result.example, '', files.result), []);

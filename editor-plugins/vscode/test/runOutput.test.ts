@@ -47,3 +47,16 @@ test('CRLF output becomes plain lines', () => {
   const f = new RunFormatter();
   assert.equal(out(f, 'stdout', 'a\r\nb\r\n'), 'a\nb\n');
 });
+
+test("someone's input shows who sent it, on lines of its own", () => {
+  const f = new RunFormatter();
+  let text = f.started({ runId: 1, name: 'Ada', doc: 'a.py' });
+  text += out(f, 'stdout', 'name? ');
+  text += f.input({ runId: 1, clientId: 2, name: 'Bo', text: 'Grace\n' });
+  text += out(f, 'stdout', 'hi Grace\n');
+  text += f.input({ runId: 1, clientId: 2, name: 'Bo', eof: true, interrupt: true });
+  assert.equal(
+    text,
+    '▶ run 1 · Ada · a.py\nname? \n> Grace  (from Bo)\nhi Grace\n> (end of input)  (from Bo)\n> (interrupt)  (from Bo)\n',
+  );
+});

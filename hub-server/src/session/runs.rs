@@ -8,12 +8,15 @@
 //! numbers count up from 0 within each run; a session that stops kills its
 //! run's container; a run whose plan the executor refuses (`run_refused`,
 //! to the asker alone) starts nothing, and every participant hears a
-//! started run's plan and a finished run's diagnostics alike.
+//! started run's plan and a finished run's diagnostics alike; input goes
+//! only to the current run, in the order the session received it, and
+//! everyone hears it (`runInput`, with the sender's name) before any output
+//! it causes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chorus_protocol::wire::{ErrorCode, OutputStream, RunMode, ServerMsg};
-use chorus_sandbox::{Chunk, RunRequest, RunStatus, Stream};
+use chorus_sandbox::{Chunk, RunInput, RunRequest, RunStatus, Stream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
@@ -26,12 +29,24 @@ pub(super) struct ActiveRun {
     /// Dropping or firing it stops the container.
     cancel: Option<oneshot::Sender<()>>,
     next_seq: u64,
+    /// Input to the program; kept until the run ends so that an interrupt
+    /// still reaches a program whose stdin is closed.
+    input: mpsc::Sender<RunInput>,
+    /// An end-of-file was sent: further text or end-of-file is refused.
+    stdin_closed: bool,
 }
+
+/// Inputs waiting for the executor; a sender past this is told to slow
+/// down (the executor takes them at once, so this is only hit when it is
+/// wedged).
+const INPUT_QUEUE: usize = 64;
 
 /// What a participant asked to run, besides the document.
 pub(super) struct RunWish {
     pub language: Option<String>,
     pub stdin: Option<String>,
+    /// Close stdin after `stdin` rather than keep it open for `input`.
+    pub stdin_eof: bool,
     pub args: Vec<String>,
     pub mode: RunMode,
     pub command: Option<String>,
@@ -162,10 +177,17 @@ impl Session {
         };
         let run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
         let (cancel, cancelled) = oneshot::channel();
+        let (input, input_receiver) = mpsc::channel(INPUT_QUEUE);
+        if wish.stdin_eof {
+            // The channel is new and empty, so this cannot fail.
+            let _ = input.try_send(RunInput::Eof);
+        }
         self.run = Some(ActiveRun {
             run_id,
             cancel: Some(cancel),
             next_seq: 0,
+            input,
+            stdin_closed: wish.stdin_eof,
         });
         let name = self.participants[&client_id].info.name.clone();
         info!(session = %self.id, client_id, run_id, doc = %doc, "run started");
@@ -182,7 +204,7 @@ impl Session {
         );
         tokio::spawn(async move {
             let (output, mut chunks) = mpsc::channel(64);
-            let run = executor.run(request, output, cancelled);
+            let run = executor.run_with_input(request, output, cancelled, input_receiver);
             tokio::pin!(run);
             let mut gather = Gather::default();
             let status = loop {
@@ -277,6 +299,86 @@ impl Session {
                 &ServerMsg::error(ErrorCode::NoRun, "no run is going in this session", None),
             ),
         }
+    }
+
+    /// A participant's `input`: text, then end-of-file, then interrupt, to
+    /// the current run, told to everyone with the sender's name.
+    pub(super) fn run_input(
+        &mut self,
+        client_id: u64,
+        text: Option<String>,
+        eof: bool,
+        interrupt: bool,
+    ) {
+        let refuse = |session: &mut Session, message: &str| {
+            session.send(
+                client_id,
+                &ServerMsg::error(ErrorCode::NoRun, message, None),
+            )
+        };
+        let Some(run) = self.run.as_mut() else {
+            return refuse(
+                self,
+                "no run is going in this session, so there is nothing to send input to",
+            );
+        };
+        let run_id = run.run_id;
+        let text = text.filter(|text| !text.is_empty());
+        let mut items: Vec<RunInput> = Vec::new();
+        items.extend(text.clone().map(RunInput::Text));
+        if eof {
+            items.push(RunInput::Eof);
+        }
+        if interrupt {
+            items.push(RunInput::Interrupt);
+        }
+        if items.is_empty() {
+            return self.send(
+                client_id,
+                &ServerMsg::error(
+                    ErrorCode::BadMessage,
+                    "input needs text, eof or interrupt",
+                    None,
+                ),
+            );
+        }
+        let writes_stdin = items.iter().any(|item| *item != RunInput::Interrupt);
+        if writes_stdin && run.stdin_closed {
+            return refuse(
+                self,
+                &format!("run {run_id} has closed its input (end-of-file was sent)"),
+            );
+        }
+        let input = run.input.clone();
+        // All or nothing: the echo must say exactly what the program got.
+        if input.capacity() < items.len() {
+            let message =
+                format!("run {run_id} is not taking input as fast as it arrives; try again");
+            return self.send(
+                client_id,
+                &ServerMsg::error(ErrorCode::Overloaded, message, None),
+            );
+        }
+        for item in items {
+            if input.try_send(item).is_err() {
+                break; // the run is ending; its finish follows
+            }
+        }
+        run.stdin_closed |= eof;
+        let name = self.participants[&client_id].info.name.clone();
+        info!(session = %self.id, client_id, run_id, eof, interrupt, "run input");
+        self.broadcast(
+            &ServerMsg::RunInput {
+                run_id,
+                client_id,
+                name,
+                text,
+                eof,
+                interrupt,
+            },
+            None,
+            None,
+        );
     }
 
     /// Kills the current run's container, if any (its cancel fires once).

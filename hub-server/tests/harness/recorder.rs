@@ -1,6 +1,8 @@
 //! A fake executor for the hub's wire tests: it records what it was asked
 //! to run (and which sessions it was told to forget), answers `plan` as it
 //! was set up to, and "runs" by printing the names of the files it got.
+//! An interactive recorder then also takes input: it records each
+//! [`RunInput`], prints `got TEXT` for text, and ends at end-of-file.
 //! Included by each test binary with `#[path]`; a binary uses only some of
 //! it.
 #![allow(dead_code)]
@@ -8,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use chorus_sandbox::{
-    Chunk, Executor, Plan, RunDiagnostic, RunRequest, RunStatus, SandboxError, Stream,
+    Chunk, Executor, Plan, RunDiagnostic, RunInput, RunRequest, RunStatus, SandboxError, Stream,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,6 +26,10 @@ pub struct Recorder {
     pub refuse: Option<String>,
     /// Put in every run's result.
     pub diagnostics: Vec<RunDiagnostic>,
+    /// Runs take input until end-of-file instead of ending at once.
+    pub interactive: bool,
+    /// Every input an interactive run received, in order.
+    pub inputs: Arc<Mutex<Vec<RunInput>>>,
 }
 
 impl Recorder {
@@ -43,6 +49,20 @@ impl Recorder {
 
     pub fn requests(&self) -> Vec<RunRequest> {
         self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn interactive() -> Recorder {
+        Recorder {
+            interactive: true,
+            ..Recorder::default()
+        }
+    }
+
+    pub fn inputs(&self) -> Vec<RunInput> {
+        self.inputs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -97,6 +117,41 @@ impl Executor for Recorder {
                 diagnostics,
                 ..RunStatus::default()
             }
+        })
+    }
+
+    fn run_with_input(
+        &self,
+        request: RunRequest,
+        output: mpsc::Sender<Chunk>,
+        cancel: oneshot::Receiver<()>,
+        mut input: mpsc::Receiver<RunInput>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RunStatus> + Send>> {
+        if !self.interactive {
+            return self.run(request, output, cancel);
+        }
+        let printed = self.run(request, output.clone(), cancel);
+        let inputs = self.inputs.clone();
+        Box::pin(async move {
+            let status = printed.await;
+            while let Some(item) = input.recv().await {
+                inputs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(item.clone());
+                match item {
+                    RunInput::Text(text) => {
+                        let chunk = Chunk {
+                            stream: Stream::Stdout,
+                            data: format!("got {text}"),
+                        };
+                        let _ = output.send(chunk).await;
+                    }
+                    RunInput::Eof => break,
+                    RunInput::Interrupt => {}
+                }
+            }
+            status
         })
     }
 }

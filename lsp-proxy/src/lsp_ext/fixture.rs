@@ -54,6 +54,7 @@ fn selection() -> SelectionParam {
 fn run_options() -> RunOptions {
     RunOptions {
         stdin: Some("42\n".into()),
+        stdin_eof: Some(false),
         args: Some(vec!["--verbose".into()]),
         language: Some("python".into()),
         mode: Some(RunMode::Test),
@@ -274,6 +275,14 @@ fn fixture() -> Value {
             stream: OutputStream::Stderr,
             data: "Traceback (most recent call last):\n".into(),
         }),
+        "runInput": notification::<RunInput>(PROXY_TO_EDITOR, RunInputParams {
+            run_id: 1,
+            client_id: 3,
+            name: "Bo".into(),
+            text: Some("Ada\n".into()),
+            eof: true,
+            interrupt: true,
+        }),
         "runFinished": notification::<RunFinished>(PROXY_TO_EDITOR, RunFinishedParams {
             run_id: 1,
             result: RunResult {
@@ -315,6 +324,15 @@ fn fixture() -> Value {
         RunArguments::from_arguments(&run.clone().into_arguments()),
         Ok(run.clone())
     );
+    let input = InputArguments {
+        text: Some("Ada\n".into()),
+        eof: true,
+        interrupt: true,
+    };
+    assert_eq!(
+        InputArguments::from_arguments(&input.clone().into_arguments()),
+        Ok(input.clone())
+    );
     let follow = FollowArguments {
         name: Some("Bo".into()),
     };
@@ -340,6 +358,14 @@ fn fixture() -> Value {
             "command": STOP,
             "arguments": payload_with(EDITOR_TO_PROXY, json!([]), |v| v == &json!([])),
             "result": payload(PROXY_TO_EDITOR, Requested { requested: "stop".into() }),
+        },
+        "input": {
+            "command": INPUT,
+            "arguments": payload_with(EDITOR_TO_PROXY, Value::from(input.into_arguments()), |v| {
+                v.as_array()
+                    .is_some_and(|list| InputArguments::from_arguments(list).is_ok())
+            }),
+            "result": payload(PROXY_TO_EDITOR, Requested { requested: "input".into() }),
         },
         "follow": {
             "command": FOLLOW,
@@ -384,7 +410,7 @@ fn fixture() -> Value {
         extensions: Some(true),
         sync_files: Some(true),
     };
-    assert_eq!(COMMANDS, [RUN, STOP, FOLLOW, SHARE, RESYNC, FILES]);
+    assert_eq!(COMMANDS, [RUN, STOP, INPUT, FOLLOW, SHARE, RESYNC, FILES]);
     json!({
         "generatedBy": "lsp-proxy/src/lsp_ext/fixture.rs from lsp-proxy/src/lsp_ext.rs; `UPDATE_FIXTURES=1 cargo test -p chorus-lsp lsp_ext` rewrites it",
         "initializationOptions": payload(EDITOR_TO_PROXY, settings),
@@ -454,8 +480,17 @@ fn optional_paths_follow_the_types() {
             "[1].command",
             "[1].language",
             "[1].mode",
-            "[1].stdin"
+            "[1].stdin",
+            "[1].stdinEof"
         ])
+    );
+    assert_eq!(
+        optional("/notifications/runInput/params/optional"),
+        json!(["eof", "interrupt", "text"])
+    );
+    assert_eq!(
+        optional("/commands/input/arguments/optional"),
+        json!(["[0].eof", "[0].interrupt", "[0].text"])
     );
     assert_eq!(
         optional("/notifications/runStarted/params/optional"),

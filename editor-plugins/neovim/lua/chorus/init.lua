@@ -1,7 +1,7 @@
 -- Chorus for Neovim: joins a session by attaching `chorus lsp` to the
 -- workspace's buffers, and draws what the proxy's chorus/* notifications
 -- report (presence, cursors, runs). Public API: setup, join, leave, run,
--- run_command, stop, share, resync, files, who, follow, statusline.
+-- run_command, stop, input, interrupt, share, resync, files, who, follow, statusline.
 
 local state = require('chorus.state')
 local cursors = require('chorus.cursors')
@@ -102,6 +102,9 @@ local handlers = {
   end,
   ['chorus/runOutput'] = function(_, params)
     run.on_output(params)
+  end,
+  ['chorus/runInput'] = function(_, params)
+    run.on_input(params)
   end,
   ['chorus/runFinished'] = function(_, params)
     run.on_finished(params)
@@ -336,6 +339,37 @@ function M.stop()
   local client = client_or_warn()
   if client then
     exec(client, 'chorus.stop', {})
+  end
+end
+
+--- Sends input to the session's run (`chorus.input`): `text` as a line
+--- (a newline is added), then, with `eof`, closes the program's stdin.
+--- Everyone sees it in the run buffer; a hub with no run going, or a
+--- read-only session, answers with a message.
+function M.input(text, eof)
+  local client = client_or_warn()
+  if not client then
+    return
+  end
+  local input = {}
+  if text and text ~= '' then
+    input.text = text .. '\n'
+  end
+  if eof then
+    input.eof = true
+  end
+  if not next(input) then
+    notify(':ChorusInput: nothing to send; give the text, or use :ChorusInput! to end the input', vim.log.levels.WARN)
+    return
+  end
+  exec(client, 'chorus.input', { input })
+end
+
+--- Interrupts the session's run (SIGINT; Python raises KeyboardInterrupt).
+function M.interrupt()
+  local client = client_or_warn()
+  if client then
+    exec(client, 'chorus.input', { { interrupt = true } })
   end
 end
 

@@ -114,6 +114,39 @@ function M.on_output(params)
   show(b)
 end
 
+--- Someone's input to the run (chorus/runInput): one `> line  (from NAME)`
+--- per line sent, and `> (end of input)` / `> (interrupt)`, each on a line
+--- of its own so that a prompt the program left open stays readable.
+function M.on_input(params)
+  local b = M.buffer()
+  local lines = {}
+  local text = params.text
+  if type(text) == 'string' and text ~= '' then
+    text = text:gsub('\r\n', '\n'):gsub('\n$', '')
+    for _, line in ipairs(vim.split(text, '\n', { plain = true })) do
+      table.insert(lines, line)
+    end
+  end
+  if params.eof == true then
+    table.insert(lines, '(end of input)')
+  end
+  if params.interrupt == true then
+    table.insert(lines, '(interrupt)')
+  end
+  if #lines == 0 then
+    return
+  end
+  local out = {}
+  for _, line in ipairs(lines) do
+    table.insert(out, string.format('> %s  (from %s)', line, params.name or '?'))
+  end
+  local last = vim.api.nvim_buf_line_count(b)
+  local tail = vim.api.nvim_buf_get_lines(b, last - 1, last, false)[1] or ''
+  append(b, (tail == '' and '' or '\n') .. table.concat(out, '\n') .. '\n')
+  open_stream = nil
+  show(b)
+end
+
 function M.on_finished(params)
   open_stream = nil
   local b = M.buffer()
