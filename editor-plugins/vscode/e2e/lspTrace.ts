@@ -37,16 +37,19 @@ interface ContentChange {
 }
 
 /**
- * The text of the document whose URI ends with `uriSuffix`, replayed from
- * its last didOpen in `path` (utf-16 columns, VS Code's); undefined when it
- * was never opened.
+ * Replays the didOpen, didChange and didClose notifications of the
+ * document whose URI ends with `uriSuffix` (utf-16 columns, VS Code's);
+ * `onChange` sees each change with the text it removed. Returns the text
+ * after the last one; undefined when the document was never opened (or
+ * was closed).
  */
-export function documentFromTrace(path: string, uriSuffix: string): string | undefined {
-  if (!existsSync(path)) {
-    return undefined;
-  }
+function replayDocument(
+  messages: Message[],
+  uriSuffix: string,
+  onChange?: (change: ContentChange, removed: string) => void,
+): string | undefined {
   let text: string | undefined;
-  for (const message of parseMessages(readFileSync(path))) {
+  for (const message of messages) {
     const params = message.params as
       | { textDocument?: { uri?: string; text?: string }; contentChanges?: ContentChange[] }
       | undefined;
@@ -57,12 +60,9 @@ export function documentFromTrace(path: string, uriSuffix: string): string | und
       text = params.textDocument.text ?? '';
     } else if (message.method === 'textDocument/didChange' && text !== undefined) {
       for (const change of params.contentChanges ?? []) {
-        if (!change.range) {
-          text = change.text;
-          continue;
-        }
-        const start = offsetAt(text, change.range.start);
-        const end = offsetAt(text, change.range.end);
+        const start: number = change.range ? offsetAt(text, change.range.start) : 0;
+        const end: number = change.range ? offsetAt(text, change.range.end) : text.length;
+        onChange?.(change, text.slice(start, end));
         text = text.slice(0, start) + change.text + text.slice(end);
       }
     } else if (message.method === 'textDocument/didClose') {
@@ -70,6 +70,14 @@ export function documentFromTrace(path: string, uriSuffix: string): string | und
     }
   }
   return text;
+}
+
+/**
+ * The text of the document whose URI ends with `uriSuffix`, replayed from
+ * its last didOpen in `path`; undefined when it was never opened.
+ */
+export function documentFromTrace(path: string, uriSuffix: string): string | undefined {
+  return existsSync(path) ? replayDocument(parseMessages(readFileSync(path)), uriSuffix) : undefined;
 }
 
 /** Occurrences of each code point. */
@@ -131,37 +139,22 @@ export function typedByUser(inPath: string, outPath: string, uriSuffix: string):
     JSON.stringify([range.start.line, range.start.character, range.end.line, range.end.character, text]);
   const editorSaid = existsSync(inPath) ? parseMessages(readFileSync(inPath)) : [];
   const applied = new Set<unknown>();
-  // What each reported replacement removed, by range and new text, in order.
-  const removedBy = new Map<string, string[]>();
-  let text: string | undefined;
   for (const message of editorSaid) {
     const reply = message as { id?: unknown; result?: { applied?: boolean } };
     if (message.method === undefined && reply.result?.applied === true) {
       applied.add(reply.id);
     }
-    const params = message.params as
-      | { textDocument?: { uri?: string; text?: string }; contentChanges?: ContentChange[] }
-      | undefined;
-    if (!params?.textDocument?.uri?.endsWith(uriSuffix)) {
-      continue;
-    }
-    if (message.method === 'textDocument/didOpen') {
-      text = params.textDocument.text ?? '';
-    } else if (message.method === 'textDocument/didChange' && text !== undefined) {
-      for (const change of params.contentChanges ?? []) {
-        const start: number = change.range ? offsetAt(text, change.range.start) : 0;
-        const end: number = change.range ? offsetAt(text, change.range.end) : text.length;
-        const removed = text.slice(start, end);
-        add(removed, -1);
-        add(change.text, 1);
-        if (change.range && removed) {
-          const key = rangeKey(change.range, change.text);
-          removedBy.set(key, [...(removedBy.get(key) ?? []), removed]);
-        }
-        text = text.slice(0, start) + change.text + text.slice(end);
-      }
-    }
   }
+  // What each reported replacement removed, by range and new text, in order.
+  const removedBy = new Map<string, string[]>();
+  replayDocument(editorSaid, uriSuffix, (change, removed) => {
+    add(removed, -1);
+    add(change.text, 1);
+    if (change.range && removed) {
+      const key = rangeKey(change.range, change.text);
+      removedBy.set(key, [...(removedBy.get(key) ?? []), removed]);
+    }
+  });
   const proxySaid = existsSync(outPath) ? parseMessages(readFileSync(outPath)) : [];
   for (const message of proxySaid) {
     const request = message as { id?: unknown };
