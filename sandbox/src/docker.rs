@@ -42,8 +42,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    AttachContainerOptions, AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -453,6 +453,18 @@ async fn take_input(
     }
 }
 
+/// Attach to every stdio stream from the start, without earlier logs: runs and
+/// terminals attach before they start, so nothing the program writes is missed.
+pub(crate) fn attach_options() -> AttachContainerOptions {
+    AttachContainerOptionsBuilder::default()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .logs(false)
+        .build()
+}
+
 /// Sends SIGKILL; an error (usually "not running") is harmless because the caller then
 /// waits for the exit and force-removes anyway.
 pub(crate) async fn kill(docker: &Docker, id: &str) {
@@ -790,14 +802,7 @@ async fn drive(
     let docker = &shared.docker;
     let mut status = blank_status();
 
-    let attach_options = AttachContainerOptionsBuilder::default()
-        .stdin(true)
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .logs(false)
-        .build();
-    let attached = match docker.attach_container(id, Some(attach_options)).await {
+    let attached = match docker.attach_container(id, Some(attach_options())).await {
         Ok(attached) => attached,
         Err(err) => {
             let status = RunStatus::failed(format!("cannot attach to container: {err}"));

@@ -51,9 +51,7 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig};
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder};
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -63,8 +61,8 @@ use tracing::{debug, warn};
 
 use crate::cache;
 use crate::docker::{
-    complete_prefix_len, kill, unix_seconds, ContainerGuard, Shared, BACKSTOP_GRACE, EXPIRES_LABEL,
-    EXPIRY_GRACE, INSTANCE_LABEL, SANDBOX_LABEL, TEARDOWN_TIMEOUT,
+    attach_options, complete_prefix_len, kill, unix_seconds, ContainerGuard, Shared,
+    BACKSTOP_GRACE, EXPIRES_LABEL, EXPIRY_GRACE, INSTANCE_LABEL, SANDBOX_LABEL, TEARDOWN_TIMEOUT,
 };
 use crate::payload::{self, WORK_DIR};
 use crate::policy::{self, CACHE_DIR, SANDBOX_USER};
@@ -369,6 +367,15 @@ struct Coalescer {
 }
 
 impl Coalescer {
+    fn new(sender: mpsc::Sender<TerminalEvent>) -> Self {
+        Coalescer {
+            sender,
+            pending: Vec::new(),
+            dropping: 0,
+            flush_at: None,
+        }
+    }
+
     fn push(&mut self, bytes: &[u8]) {
         if self.dropping > 0 || self.pending.len() + bytes.len() > PENDING_BYTES {
             self.dropping += bytes.len() as u64;
@@ -517,14 +524,7 @@ pub(crate) async fn open(
     };
     let id = created.id;
 
-    let attach_options = AttachContainerOptionsBuilder::default()
-        .stdin(true)
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .logs(false)
-        .build();
-    let attached = docker.attach_container(&id, Some(attach_options)).await?;
+    let attached = docker.attach_container(&id, Some(attach_options())).await?;
     docker.start_container(&id, None).await?;
     let opened = Instant::now();
     resize(docker, &id, size).await?;
@@ -554,12 +554,7 @@ pub(crate) async fn open(
         watchdog: Some(watchdog),
         writer,
         control: control_receiver,
-        coalescer: Coalescer {
-            sender: output_sender,
-            pending: Vec::new(),
-            dropping: 0,
-            flush_at: None,
-        },
+        coalescer: Coalescer::new(output_sender),
         replay: replay.clone(),
         activity: activity.clone(),
         end: end_sender,
@@ -909,13 +904,7 @@ mod tests {
 
     fn coalescer(capacity: usize) -> (Coalescer, mpsc::Receiver<TerminalEvent>) {
         let (sender, receiver) = mpsc::channel(capacity);
-        let coalescer = Coalescer {
-            sender,
-            pending: Vec::new(),
-            dropping: 0,
-            flush_at: None,
-        };
-        (coalescer, receiver)
+        (Coalescer::new(sender), receiver)
     }
 
     #[test]
@@ -993,13 +982,7 @@ mod tests {
 
     #[test]
     fn chunks_end_between_characters() {
-        let (sender, _receiver) = mpsc::channel(8);
-        let mut coalescer = Coalescer {
-            sender,
-            pending: Vec::new(),
-            dropping: 0,
-            flush_at: None,
-        };
+        let (mut coalescer, _receiver) = coalescer(8);
         let mut text = vec![b'a'; CHUNK_BYTES - 1];
         text.extend_from_slice("€".as_bytes());
         coalescer.push(&text);

@@ -16,7 +16,7 @@ use chorus_sandbox::{
 use tokio::sync::{mpsc, oneshot};
 
 mod common;
-use common::{assert_no_containers, engine, executor_with, test_limits};
+use common::{assert_no_containers, assert_swept, engine, executor_with, test_limits};
 
 async fn executor() -> Option<DockerExecutor> {
     executor_with(test_limits(), 2).await
@@ -825,22 +825,7 @@ async fn connect_sweeps_expired_orphans() {
     let Some(_executor) = executor().await else {
         return;
     };
-    // Another test's `connect` may be the one removing it; give that removal a moment.
-    let mut still_there = true;
-    for _ in 0..50 {
-        still_there = docker.inspect_container(&name, None).await.is_ok();
-        if !still_there {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if still_there {
-        let force = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .build();
-        docker.remove_container(&name, Some(force)).await.ok();
-    }
-    assert!(!still_there, "connect did not sweep the expired orphan");
+    assert_swept(&docker, &name, "the expired orphan").await;
 }
 
 #[tokio::test]

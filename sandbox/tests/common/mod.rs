@@ -64,3 +64,23 @@ pub async fn assert_no_containers(executor: &DockerExecutor) {
     let left = executor.list_containers().await.expect("list containers");
     assert!(left.is_empty(), "containers left behind: {left:?}");
 }
+
+/// Waits until the container `name` is gone (another test's `connect` may be the one
+/// removing it, so give that a moment), removes it if it is not, and fails then.
+pub async fn assert_swept(docker: &bollard::Docker, name: &str, what: &str) {
+    let mut still_there = true;
+    for _ in 0..50 {
+        still_there = docker.inspect_container(name, None).await.is_ok();
+        if !still_there {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if still_there {
+        let force = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .build();
+        docker.remove_container(name, Some(force)).await.ok();
+    }
+    assert!(!still_there, "connect did not sweep {what}");
+}
