@@ -58,7 +58,8 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Languages a request may use; the first match wins.
     pub languages: Vec<Language>,
-    /// Containers running at once across all sessions; further runs wait in a FIFO queue.
+    /// Containers running at once across all sessions, runs and open terminals alike
+    /// (a terminal holds its slot until it ends); further ones wait in a FIFO queue.
     pub max_concurrent: usize,
     /// What the image holds, to refuse a missing dependency before a run; the default
     /// is the catalogue of [`DEFAULT_IMAGE`].
