@@ -764,6 +764,8 @@ impl Driver {
         let reason = loop {
             let idle_at = self.last_activity() + self.config.idle_timeout;
             let flush_at = self.coalescer.flush_at;
+            // Biased, output last: a flood keeps the output arm always ready, and it
+            // must not starve the timers (lifetime, idle, flush) or a close.
             tokio::select! {
                 biased;
                 request = self.control.recv() => {
@@ -779,21 +781,6 @@ impl Driver {
                     });
                     break TerminalEnd::ShellExited { code: exited.flatten(), oom_killed: false };
                 }
-                item = self.output.next(), if stream_open => match item {
-                    Some(Ok(frame)) => {
-                        let bytes = frame.into_bytes();
-                        self.touch();
-                        if let Ok(mut replay) = self.replay.lock() {
-                            replay.push(&bytes);
-                        }
-                        self.coalescer.push(&bytes);
-                    }
-                    Some(Err(err)) => {
-                        debug!(cause = %err, container = %self.id, "terminal stream failed");
-                        stream_open = false;
-                    }
-                    None => stream_open = false,
-                },
                 _ = sleep_until_some(flush_at) => self.coalescer.flush(),
                 _ = tokio::time::sleep_until(idle_at) => {
                     if self.last_activity() + self.config.idle_timeout <= Instant::now() {
@@ -816,6 +803,21 @@ impl Driver {
                         }
                     }
                 }
+                item = self.output.next(), if stream_open => match item {
+                    Some(Ok(frame)) => {
+                        let bytes = frame.into_bytes();
+                        self.touch();
+                        if let Ok(mut replay) = self.replay.lock() {
+                            replay.push(&bytes);
+                        }
+                        self.coalescer.push(&bytes);
+                    }
+                    Some(Err(err)) => {
+                        debug!(cause = %err, container = %self.id, "terminal stream failed");
+                        stream_open = false;
+                    }
+                    None => stream_open = false,
+                },
             }
         };
         drop(wait);
