@@ -34,10 +34,12 @@
 //!   `open` is dropped half way; and if the hub dies (kill -9), by the watchdog: an exec
 //!   whose stdin is the hub's connection, which kills every process but PID 1 when
 //!   that connection closes, so PID 1 exits and the next `connect` sweeps
-//!   the stopped container (`sweep_expired`). A watchdog killed from inside (e.g.
-//!   `kill -9 -1`) is started again within [`WATCHDOG_RETRY`]; in the window between,
-//!   or if the user keeps it from starting, the in-container `timeout` (lifetime +
-//!   grace) and the expiry label still bound the container's life.
+//!   the stopped container (`sweep_expired`). The user can see and signal the
+//!   watchdog (same uid): killing its `cat` ends the terminal (the watchdog goes on to
+//!   its kill), as does `kill -9 -1` (it kills the shell's parent); a watchdog whose
+//!   `sh` dies first is started again within [`WATCHDOG_RETRY`]. In that window, or
+//!   if the user keeps it from starting, the in-container `timeout` (lifetime + grace)
+//!   and the expiry label still bound the container's life.
 //! - The idle timeout and the lifetime cap are the executor's timers (SIGKILL); only
 //!   the lifetime has an in-container backstop.
 
