@@ -40,10 +40,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    AttachContainerOptions, AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -56,6 +56,7 @@ use crate::diagnostics::{self, Capture, Sources};
 use crate::payload::{self, WORK_DIR, WRAPPER};
 use crate::policy::{self, CACHE_DIR};
 use crate::project::{self, Kind, Planned};
+use crate::terminal::{self, Terminal, TerminalSize, TERMINAL_LABEL};
 use crate::{
     Chunk, Executor, ExecutorConfig, Limits, Plan, RunInput, RunRequest, RunStatus, SandboxError,
     Stream,
@@ -71,18 +72,18 @@ pub const EXPIRES_LABEL: &str = "org.chorus.sandbox.expires";
 
 /// How long output may keep trickling in after the container exited before we stop
 /// reading (the attach stream may never end on its own, bollard #251).
-const DRAIN_GRACE: Duration = Duration::from_millis(300);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(300);
 /// Bound on engine calls made while tearing a run down, so a wedged engine cannot hang
 /// a run forever.
-const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Extra time the in-container `timeout` backstop gives over the executor's wall clock,
 /// so the executor's kill (which reports `timed_out`) normally comes first.
-const BACKSTOP_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const BACKSTOP_GRACE: Duration = Duration::from_secs(2);
 /// Inspections (and the pause between them) while waiting for a late OOM event.
 const OOM_EVENT_ATTEMPTS: u32 = 5;
 const OOM_EVENT_DELAY: Duration = Duration::from_millis(50);
 /// How long after its wall clock a container counts as orphaned and may be swept.
-const EXPIRY_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const EXPIRY_GRACE: Duration = Duration::from_secs(60);
 
 /// Runs requests in Docker containers with the configured limits.
 pub struct DockerExecutor {
@@ -90,18 +91,19 @@ pub struct DockerExecutor {
 }
 
 /// State every run needs; shared with the run futures, which must be `'static`.
-struct Shared {
-    docker: Docker,
-    config: ExecutorConfig,
-    /// One permit per concurrent container; tokio's semaphore is fair, so waiters queue FIFO.
-    slots: Arc<Semaphore>,
+pub(crate) struct Shared {
+    pub(crate) docker: Docker,
+    pub(crate) config: ExecutorConfig,
+    /// One permit per concurrent container (runs and open terminals); tokio's semaphore
+    /// is fair, so waiters queue FIFO.
+    pub(crate) slots: Arc<Semaphore>,
     /// Distinguishes this executor's containers from other hubs' (and other tests').
-    instance: String,
+    pub(crate) instance: String,
     /// Makes container names unique within this instance.
-    next_run: AtomicU64,
+    pub(crate) next_run: AtomicU64,
     /// Cache volumes this executor used, with the Unix time of their last run: a sweep
     /// spares them even when they were created long ago.
-    recent_caches: Mutex<HashMap<String, u64>>,
+    pub(crate) recent_caches: Mutex<HashMap<String, u64>>,
 }
 
 impl DockerExecutor {
@@ -217,8 +219,23 @@ impl DockerExecutor {
         }
     }
 
+    /// Opens the shared terminal of `session`: a persistent locked-down container with
+    /// a PTY running `bash -i` in `/work`, which holds `files`. Waits in the same FIFO
+    /// queue as runs, and holds one of the `max_concurrent` slots until the terminal
+    /// ends. See `terminal.rs` for the life cycle and [`Terminal`] for what the caller
+    /// gets; dropping this future before it resolves removes the container.
+    pub async fn open_terminal(
+        &self,
+        session: &str,
+        files: &[(String, String)],
+        size: TerminalSize,
+    ) -> Result<Terminal, SandboxError> {
+        terminal::open(self.shared.clone(), session, files, size).await
+    }
+
     /// Force-removes every sandbox container (of any executor) whose [`EXPIRES_LABEL`]
-    /// has passed: its run is long over, so its owner is gone. Called by `connect`; a hub
+    /// has passed (its run is long over, so its owner is gone), and every terminal
+    /// container whose shell has ended (labelled [`TERMINAL_LABEL`]). Called by `connect`; a hub
     /// may also call it periodically. Returns how many were removed.
     pub async fn sweep_expired(&self) -> Result<usize, SandboxError> {
         let filters = HashMap::from([("label".to_owned(), vec![SANDBOX_LABEL.to_owned()])]);
@@ -235,10 +252,21 @@ impl DockerExecutor {
                 .as_ref()
                 .and_then(|labels| labels.get(EXPIRES_LABEL))
                 .and_then(|value| value.parse::<u64>().ok());
+            // A terminal whose shell has ended is over whoever owned it: its watchdog
+            // ends it when its hub's connection goes (kill -9 included, see
+            // `terminal.rs`), long before its expiry.
+            let ended_terminal = container
+                .labels
+                .as_ref()
+                .is_some_and(|labels| labels.contains_key(TERMINAL_LABEL))
+                && matches!(
+                    container.state,
+                    Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD)
+                );
             let (Some(expires), Some(id)) = (expires, container.id) else {
                 continue;
             };
-            if expires < now {
+            if expires < now || ended_terminal {
                 // Another executor may be sweeping the same orphan right now; its failure
                 // to remove must not stop the sweep of the others.
                 match remove_container(&self.shared.docker, &id).await {
@@ -323,13 +351,13 @@ impl Executor for DockerExecutor {
 
 /// Force-removes its container when dropped, so a dropped or panicking run still cleans
 /// up. The normal path removes the container itself and then disarms the guard.
-struct ContainerGuard {
-    docker: Docker,
-    id: Option<String>,
+pub(crate) struct ContainerGuard {
+    pub(crate) docker: Docker,
+    pub(crate) id: Option<String>,
 }
 
 impl ContainerGuard {
-    async fn remove(mut self) -> Result<(), DockerError> {
+    pub(crate) async fn remove(mut self) -> Result<(), DockerError> {
         let Some(id) = self.id.take() else {
             return Ok(());
         };
@@ -352,7 +380,7 @@ impl Drop for ContainerGuard {
     }
 }
 
-async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
+pub(crate) async fn remove_container(docker: &Docker, id: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptionsBuilder::default().force(true).build();
     match tokio::time::timeout(TEARDOWN_TIMEOUT, docker.remove_container(id, Some(options))).await {
         Ok(result) => result,
@@ -425,9 +453,21 @@ async fn take_input(
     }
 }
 
+/// Attach to every stdio stream from the start, without earlier logs: runs and
+/// terminals attach before they start, so nothing the program writes is missed.
+pub(crate) fn attach_options() -> AttachContainerOptions {
+    AttachContainerOptionsBuilder::default()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .logs(false)
+        .build()
+}
+
 /// Sends SIGKILL; an error (usually "not running") is harmless because the caller then
 /// waits for the exit and force-removes anyway.
-async fn kill(docker: &Docker, id: &str) {
+pub(crate) async fn kill(docker: &Docker, id: &str) {
     let options = KillContainerOptionsBuilder::default()
         .signal("SIGKILL")
         .build();
@@ -451,7 +491,7 @@ fn exit_code(
 
 /// Splits off an incomplete UTF-8 sequence at the end of `bytes`, so a character cut
 /// between two reads is decoded whole with the next read instead of as two U+FFFDs.
-fn complete_prefix_len(bytes: &[u8]) -> usize {
+pub(crate) fn complete_prefix_len(bytes: &[u8]) -> usize {
     let len = bytes.len();
     for index in (len.saturating_sub(3)..len).rev() {
         let byte = bytes[index];
@@ -762,14 +802,7 @@ async fn drive(
     let docker = &shared.docker;
     let mut status = blank_status();
 
-    let attach_options = AttachContainerOptionsBuilder::default()
-        .stdin(true)
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .logs(false)
-        .build();
-    let attached = match docker.attach_container(id, Some(attach_options)).await {
+    let attached = match docker.attach_container(id, Some(attach_options())).await {
         Ok(attached) => attached,
         Err(err) => {
             let status = RunStatus::failed(format!("cannot attach to container: {err}"));
@@ -957,7 +990,7 @@ fn blank_status() -> RunStatus {
     RunStatus::default()
 }
 
-fn unix_seconds() -> u64 {
+pub(crate) fn unix_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())

@@ -18,6 +18,8 @@
 //! - `diagnostics.rs`: compiler and interpreter errors found in a run's stderr.
 //! - `payload.rs`: path validation and the tar-on-stdin transport into a read-only container.
 //! - `docker.rs`: [`DockerExecutor`], the bollard-driven run loop.
+//! - `terminal.rs`: shared terminals, one persistent container with a PTY per session,
+//!   opened by [`DockerExecutor::open_terminal`] and driven through a [`TerminalHandle`].
 
 mod baked;
 mod cache;
@@ -28,6 +30,7 @@ pub mod limits;
 mod payload;
 mod policy;
 pub mod project;
+mod terminal;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +44,12 @@ pub use docker::{DockerExecutor, EXPIRES_LABEL, INSTANCE_LABEL, SANDBOX_LABEL};
 pub use languages::{default_languages, Language, DEFAULT_IMAGE};
 pub use limits::Limits;
 pub use payload::validate_path;
+pub use terminal::{
+    Terminal, TerminalConfig, TerminalEnd, TerminalError, TerminalEvent, TerminalHandle,
+    TerminalSize, CHUNK_BYTES as TERMINAL_CHUNK_BYTES, DEFAULT_TERMINAL_IDLE_SECS,
+    DEFAULT_TERMINAL_LIFETIME_SECS, DEFAULT_TERMINAL_OUTPUT_QUEUE, DEFAULT_TERMINAL_REPLAY_BYTES,
+    TERMINAL_LABEL,
+};
 
 /// Everything an executor needs besides the requests themselves.
 #[derive(Clone, Debug)]
@@ -49,13 +58,16 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Languages a request may use; the first match wins.
     pub languages: Vec<Language>,
-    /// Containers running at once across all sessions; further runs wait in a FIFO queue.
+    /// Containers running at once across all sessions, runs and open terminals alike
+    /// (a terminal holds its slot until it ends); further ones wait in a FIFO queue.
     pub max_concurrent: usize,
     /// What the image holds, to refuse a missing dependency before a run; the default
     /// is the catalogue of [`DEFAULT_IMAGE`].
     pub baked: Baked,
     /// Build caches unused for longer than this are swept (see `DockerExecutor::sweep_caches`).
     pub cache_ttl: std::time::Duration,
+    /// Shared terminals: idle timeout, lifetime cap, replay and output bounds.
+    pub terminal: TerminalConfig,
 }
 
 impl Default for ExecutorConfig {
@@ -66,6 +78,7 @@ impl Default for ExecutorConfig {
             max_concurrent: limits::DEFAULT_MAX_CONCURRENT,
             baked: Baked::default(),
             cache_ttl: DEFAULT_CACHE_TTL,
+            terminal: TerminalConfig::default(),
         }
     }
 }

@@ -10,47 +10,13 @@
 use std::time::{Duration, Instant};
 
 use chorus_sandbox::{
-    Chunk, DockerExecutor, Executor, ExecutorConfig, Limits, RunDiagnosticSeverity, RunInput,
-    RunMode, RunRequest, RunStatus, Stream,
+    Chunk, DockerExecutor, Executor, Limits, RunDiagnosticSeverity, RunInput, RunMode, RunRequest,
+    RunStatus, Stream,
 };
 use tokio::sync::{mpsc, oneshot};
 
-fn test_limits() -> Limits {
-    Limits {
-        wall_clock: Duration::from_secs(5),
-        memory_bytes: 128 * 1024 * 1024,
-        pids: 64,
-        nano_cpus: 1_000_000_000,
-        output_bytes: 64 * 1024,
-        nofile: 64,
-        tmpfs_bytes: 16 * 1024 * 1024,
-        // Cold Cargo builds of the project tests share two cores with the rest of
-        // the suite; the default compile limit is sized for one build at a time.
-        compile_timeout: Duration::from_secs(300),
-        build_memory_bytes: 512 * 1024 * 1024,
-        cache_bytes: 1024 * 1024 * 1024,
-        input_bytes: 1024 * 1024,
-    }
-}
-
-/// `None` (the test skips) when there is no engine and this is not the full run.
-async fn executor_with(limits: Limits, max_concurrent: usize) -> Option<DockerExecutor> {
-    if !chorus_testkit::docker() {
-        return None;
-    }
-    let config = ExecutorConfig {
-        limits,
-        max_concurrent,
-        ..ExecutorConfig::default()
-    };
-    match DockerExecutor::connect(config).await {
-        Ok(executor) => Some(executor),
-        Err(err) => panic!(
-            "the sandbox tests need a running Docker engine and the local image; \
-             run `bash sandbox/scripts/ensure-docker.sh` first. Cause: {err}"
-        ),
-    }
-}
+mod common;
+use common::{assert_no_containers, assert_swept, engine, executor_with, test_limits};
 
 async fn executor() -> Option<DockerExecutor> {
     executor_with(test_limits(), 2).await
@@ -111,20 +77,6 @@ async fn run(executor: &DockerExecutor, request: RunRequest) -> Outcome {
         chunks,
         elapsed: started.elapsed(),
     }
-}
-
-/// A bare engine client, for setting up what an earlier hub would have left behind.
-async fn engine() -> bollard::Docker {
-    bollard::Docker::connect_with_local_defaults()
-        .expect("docker client")
-        .negotiate_version()
-        .await
-        .expect("Docker engine not reachable: run sandbox/scripts/ensure-docker.sh")
-}
-
-async fn assert_no_containers(executor: &DockerExecutor) {
-    let left = executor.list_containers().await.expect("list containers");
-    assert!(left.is_empty(), "containers left behind: {left:?}");
 }
 
 fn assert_success(outcome: &Outcome) {
@@ -873,22 +825,7 @@ async fn connect_sweeps_expired_orphans() {
     let Some(_executor) = executor().await else {
         return;
     };
-    // Another test's `connect` may be the one removing it; give that removal a moment.
-    let mut still_there = true;
-    for _ in 0..50 {
-        still_there = docker.inspect_container(&name, None).await.is_ok();
-        if !still_there {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if still_there {
-        let force = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .build();
-        docker.remove_container(&name, Some(force)).await.ok();
-    }
-    assert!(!still_there, "connect did not sweep the expired orphan");
+    assert_swept(&docker, &name, "the expired orphan").await;
 }
 
 #[tokio::test]
