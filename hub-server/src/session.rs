@@ -451,6 +451,17 @@ impl Session {
             ClientMsg::Files {} => self.files(client_id),
             ClientMsg::Rename { from, to } => self.rename(client_id, from, to).await?,
             ClientMsg::Delete { path } => self.delete(client_id, path).await?,
+            ClientMsg::Terminal { .. }
+            | ClientMsg::TerminalInput { .. }
+            | ClientMsg::TerminalResize { .. }
+            | ClientMsg::TerminalStop {} => self.send(
+                client_id,
+                &ServerMsg::error(
+                    ErrorCode::NoTerminal,
+                    "this hub has no shared terminal yet",
+                    None,
+                ),
+            ),
         }
         Ok(())
     }

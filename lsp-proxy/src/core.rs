@@ -539,6 +539,11 @@ impl Core {
                 eof,
                 interrupt,
             }),
+            // Shown by the terminal view (issue 16, in progress).
+            ServerMsg::TerminalStarted { .. }
+            | ServerMsg::TerminalOutput { .. }
+            | ServerMsg::TerminalResized { .. }
+            | ServerMsg::TerminalEnded { .. } => {}
             ServerMsg::RunFinished { run_id, result } => {
                 self.runs.finished(run_id, &result, &self.docs)
             }

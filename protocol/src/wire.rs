@@ -24,6 +24,14 @@
 //!    │ ◄── runInput{runId, clientId, name,…} │  to everyone, sender too; or
 //!    │                                       │  error{no_run | read_only}
 //!    │ ◄── runFinished{runId, result}        │  result.diagnostics: errors by file
+//!    │ terminal{cols, rows}            ──►   │  open the shared terminal, or join it
+//!    │ ◄── terminalStarted{terminalId,…}     │  to everyone when it opens; to the
+//!    │ ◄── terminalOutput{seq, data, replay} │  sender with the recent output
+//!    │ terminalInput{data}             ──►   │  keystrokes; error{no_terminal|read_only}
+//!    │ terminalResize{cols, rows}      ──►   │  the sender's view; the last typist's wins
+//!    │ ◄── terminalResized{cols, rows}       │  to everyone
+//!    │ terminalStop{}                  ──►   │
+//!    │ ◄── terminalEnded{terminalId, reason} │  to everyone
 //! ```
 //!
 //! A session's workspace is a tree of files: each is a document (text,
@@ -271,12 +279,59 @@ pub enum ClientMsg {
     Delete {
         path: String,
     },
+    /// Open the session's shared terminal, or join the one already open:
+    /// either way the sender gets `terminalStarted` and the recent output
+    /// (`terminalOutput{replay}`), and everyone gets `terminalStarted` when
+    /// a new one opens. `cols`/`rows` are the sender's view (see
+    /// `terminalResize`). Refused with `read_only` for a read-only
+    /// participant when none is open, `runs_disabled` on a hub that cannot
+    /// run code.
+    Terminal {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cols: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rows: Option<u16>,
+    },
+    /// Keystrokes for the shared terminal, as a terminal sends them
+    /// (`"ls\r"`, `"\u0003"` for Ctrl-C; the one message that may hold
+    /// U+0000, which is Ctrl-Space). The terminal takes the sender's size.
+    /// Refused with `no_terminal` when none is open, `read_only` for a
+    /// read-only participant.
+    TerminalInput {
+        data: String,
+    },
+    /// The size of the sender's view of the terminal. The terminal follows
+    /// the most recent typist: it takes this size now if the sender typed
+    /// last (or opened it and nobody typed since), else when the sender
+    /// next types.
+    TerminalResize {
+        cols: u16,
+        rows: u16,
+    },
+    /// End the shared terminal (its container and every process in it).
+    TerminalStop {},
 }
 
 impl ClientMsg {
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "open", "op", "close", "cursor", "ping", "run", "stop", "input", "checksum",
-        "put", "files", "rename", "delete",
+        "hello",
+        "open",
+        "op",
+        "close",
+        "cursor",
+        "ping",
+        "run",
+        "stop",
+        "input",
+        "checksum",
+        "put",
+        "files",
+        "rename",
+        "delete",
+        "terminal",
+        "terminalInput",
+        "terminalResize",
+        "terminalStop",
     ];
 }
 
@@ -509,6 +564,42 @@ pub enum ServerMsg {
         path: String,
         client_id: u64,
     },
+    /// The session's shared terminal is open: sent to everyone when it
+    /// opens (`clientId`, `name`: who opened it), and to each participant
+    /// that joins the session or sends `terminal` while it is open.
+    TerminalStarted {
+        terminal_id: u64,
+        client_id: u64,
+        name: String,
+        cols: u16,
+        rows: u16,
+    },
+    /// Terminal output as the PTY wrote it (escape sequences included;
+    /// bytes that are not UTF-8 become U+FFFD), to everyone, in order:
+    /// `seq` counts from 0 within a terminal. `replay` marks the recent
+    /// output sent to one participant that joined late (it repeats output
+    /// others already had, and its `seq` is the next live one's).
+    TerminalOutput {
+        terminal_id: u64,
+        seq: u64,
+        data: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replay: bool,
+    },
+    /// The terminal took a new size, because `clientId` typed in a view of
+    /// that size; to everyone.
+    TerminalResized {
+        terminal_id: u64,
+        client_id: u64,
+        cols: u16,
+        rows: u16,
+    },
+    /// The shared terminal is over and its container gone; to everyone.
+    TerminalEnded {
+        terminal_id: u64,
+        /// For people: "the shell exited with code 0", "stopped by Ada"...
+        reason: String,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -570,6 +661,9 @@ pub enum ErrorCode {
     TooManyFiles,
     /// A `rename` onto a path that has a file, or files under it.
     AlreadyExists,
+    /// `terminalInput`, `terminalResize` or `terminalStop` with no shared
+    /// terminal open in the session.
+    NoTerminal,
 }
 
 impl ErrorCode {
@@ -618,7 +712,8 @@ impl ClientMsg {
         }
         let kind = kind.to_owned();
         // JSON carries U+0000 only escaped; the scan is for frames that do.
-        if text.contains("u0000") && holds_nul(&value) {
+        // Keystrokes are not stored, and Ctrl-Space is a NUL.
+        if kind != "terminalInput" && text.contains("u0000") && holds_nul(&value) {
             return Err(DecodeError {
                 code: ErrorCode::BadMessage,
                 message: format!(
@@ -870,5 +965,44 @@ mod tests {
         assert!(validate_session_id("").is_err());
         assert!(validate_session_id("a b").is_err());
         assert!(validate_session_id(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn terminal_messages_round_trip_and_keystrokes_may_hold_nul() {
+        let input = ClientMsg::decode(r#"{"type":"terminalInput","data":"a\u0000\u0003"}"#);
+        assert_eq!(
+            input,
+            Ok(ClientMsg::TerminalInput {
+                data: "a\0\u{3}".into()
+            })
+        );
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"terminal"}"#),
+            Ok(ClientMsg::Terminal {
+                cols: None,
+                rows: None
+            })
+        );
+        let resize = ClientMsg::decode(r#"{"type":"terminalResize","cols":100,"rows":30}"#);
+        assert_eq!(resize, Ok(ClientMsg::TerminalResize { cols: 100, rows: 30 }));
+        assert!(ClientMsg::decode(r#"{"type":"terminalResize","cols":-1,"rows":30}"#).is_err());
+        let output = ServerMsg::TerminalOutput {
+            terminal_id: 3,
+            seq: 0,
+            data: "$ ".into(),
+            replay: true,
+        };
+        assert_eq!(
+            output.to_json(),
+            r#"{"type":"terminalOutput","terminalId":3,"seq":0,"data":"$ ","replay":true}"#
+        );
+        let ended = ServerMsg::TerminalEnded {
+            terminal_id: 3,
+            reason: "stopped by Ada".into(),
+        };
+        assert_eq!(
+            serde_json::from_str::<ServerMsg>(&ended.to_json()).unwrap(),
+            ended
+        );
     }
 }

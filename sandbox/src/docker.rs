@@ -303,6 +303,16 @@ impl DockerExecutor {
 }
 
 impl Executor for DockerExecutor {
+    fn open_terminal(
+        &self,
+        session: String,
+        files: Vec<(String, String)>,
+        size: TerminalSize,
+    ) -> Pin<Box<dyn Future<Output = Result<Terminal, SandboxError>> + Send>> {
+        let shared = self.shared.clone();
+        Box::pin(async move { terminal::open(shared, &session, &files, size).await })
+    }
+
     fn plan(&self, request: &RunRequest) -> Result<Plan, SandboxError> {
         let config = &self.shared.config;
         project::plan(request, &config.languages, &config.baked).map(|planned| Plan {

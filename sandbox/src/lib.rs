@@ -187,6 +187,17 @@ pub trait Executor: Send + Sync + 'static {
         drop(input);
         self.run(request, output, cancel)
     }
+
+    /// Opens `session`'s shared terminal holding `files` (see
+    /// [`DockerExecutor::open_terminal`]). The default has none.
+    fn open_terminal(
+        &self,
+        _session: String,
+        _files: Vec<(String, String)>,
+        _size: TerminalSize,
+    ) -> Pin<Box<dyn Future<Output = Result<Terminal, SandboxError>> + Send>> {
+        Box::pin(async { Err(SandboxError::NoTerminals) })
+    }
 }
 
 /// Why the executor cannot be used or a request cannot run.
@@ -220,6 +231,8 @@ pub enum SandboxError {
     Project(String),
     #[error("docker engine error: {0}")]
     Engine(#[from] bollard::errors::Error),
+    #[error("this hub's executor has no shared terminals")]
+    NoTerminals,
 }
 
 #[cfg(test)]
