@@ -9,9 +9,10 @@
 //!
 //! Layout: this file is the actor (joining, documents, edits, delivery);
 //! `registry` finds or starts a session's actor; `runs` is the session's
-//! one code run at a time; `workspace` the session's file tree beyond its
-//! documents (`put`, `files`, the caps, listed files); `moves` its renames
-//! and deletes, and where messages naming an old path go (ADR 0005).
+//! one code run at a time; `terminal` its shared terminal; `workspace`
+//! the session's file tree beyond its documents (`put`, `files`, the caps,
+//! listed files); `moves` its renames and deletes, and where messages
+//! naming an old path go (ADR 0005).
 
 mod moves;
 mod registry;
