@@ -109,8 +109,7 @@ impl Service {
             // Lines start with their time, so the latest sorts last.
             let last = log
                 .lines()
-                .filter(|line| line.contains("session claimed") && line.contains(session))
-                .last();
+                .rfind(|line| line.contains("session claimed") && line.contains(session));
             if let Some(line) = last {
                 if best
                     .as_ref()
