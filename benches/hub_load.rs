@@ -69,6 +69,9 @@ struct Config {
     hub_args: &'static [&'static str],
     /// Hostile clients attack the hub while the others type (soak).
     hostile: bool,
+    /// Hubs: 1 is a hub alone; 2 or 3 share PostgreSQL behind HAProxy
+    /// (`--hubs N`, issue 18), and the hub figures sum over them.
+    hubs: usize,
 }
 
 /// What every client task reports into.
@@ -138,6 +141,7 @@ fn main() {
             one_typist: false,
             hub_args: &[],
             hostile: false,
+            hubs: 1,
         }],
         "soak" => vec![Config {
             name: "soak: load with hostile clients",
@@ -148,6 +152,7 @@ fn main() {
             one_typist: false,
             hub_args: &[],
             hostile: true,
+            hubs: 1,
         }],
         "fanout" => vec![
             Config {
@@ -161,6 +166,7 @@ fn main() {
                 // lifted so that this measures the broadcast itself.
                 hub_args: &["--messages-per-second", "1000000"],
                 hostile: false,
+                hubs: 1,
             },
             Config {
                 name: "fanout, 100/s",
@@ -171,6 +177,7 @@ fn main() {
                 one_typist: true,
                 hub_args: &[],
                 hostile: false,
+                hubs: 1,
             },
         ],
         other => panic!("unknown mode {other:?}: load, soak or fanout"),
@@ -188,6 +195,9 @@ fn main() {
         if let Some(s) = option("secs") {
             config.secs = s.min(300.0);
         }
+        if let Some(n) = option("hubs") {
+            config.hubs = n as usize;
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -199,9 +209,40 @@ fn main() {
     }
 }
 
-async fn start_hub(extra_args: &[&str]) -> hub::HubProcess {
+/// The hub processes under load, and the URL clients use.
+struct Hubs {
+    url: String,
+    pids: Vec<u32>,
+    /// Dropping it stops them.
+    _running: Box<dyn std::any::Any>,
+}
+
+async fn start_hubs(extra_args: &[&str], hubs: usize) -> Hubs {
     let log = std::env::temp_dir().join(format!("chorus-bench-hub-{}.log", std::process::id()));
-    hub::start_hub(extra_args, &log).await
+    if hubs <= 1 {
+        let hub = hub::start_hub(extra_args, &log).await;
+        return Hubs {
+            url: hub.url.clone(),
+            pids: vec![hub.pid],
+            _running: Box::new(hub),
+        };
+    }
+    let dir = std::env::temp_dir().join(format!("chorus-bench-service-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("log dir");
+    let service = hub::start_service(hubs, extra_args, &dir).await;
+    println!(
+        "{hubs} hubs on PostgreSQL behind HAProxy (logs in {})",
+        dir.display()
+    );
+    Hubs {
+        url: service.url.clone(),
+        pids: service.hubs.iter().map(|hub| hub.pid).collect(),
+        _running: Box::new(service),
+    }
+}
+
+fn sum_over(pids: &[u32], measure: impl Fn(u32) -> f64) -> f64 {
+    pids.iter().map(|pid| measure(*pid)).sum()
 }
 
 /// `(utime + stime)` of a process, in seconds.
@@ -255,7 +296,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 }
 
 async fn run(config: Config) {
-    let hub = start_hub(config.hub_args).await;
+    let hub = start_hubs(config.hub_args, config.hubs).await;
     if !config.hub_args.is_empty() {
         println!("hub started with {}", config.hub_args.join(" "));
     }
@@ -296,9 +337,9 @@ async fn run(config: Config) {
     let start_wait = Instant::now();
     ready.wait().await;
     let ramp = start_wait.elapsed();
-    let cpu_start = cpu_secs(hub.pid);
+    let cpu_start = sum_over(&hub.pids, cpu_secs);
     let own_cpu_start = cpu_secs(std::process::id());
-    let hub_wait_start = run_queue_wait_secs(hub.pid);
+    let hub_wait_start = sum_over(&hub.pids, run_queue_wait_secs);
     let own_wait_start = run_queue_wait_secs(std::process::id());
     let typing_start = Instant::now();
     let stop_hostile = Arc::new(AtomicBool::new(false));
@@ -315,13 +356,14 @@ async fn run(config: Config) {
         Vec::new()
     };
     // The hub's memory every 5 s while the clients type.
-    let pid = hub.pid;
+    let pids = hub.pids.clone();
     let rss_over_time = Arc::new(Mutex::new(Vec::new()));
     let rss_samples = {
         let samples = rss_over_time.clone();
         tokio::spawn(async move {
             loop {
-                samples.lock().unwrap().push(status_kib(pid, "VmRSS:"));
+                let rss = pids.iter().map(|pid| status_kib(*pid, "VmRSS:")).sum();
+                samples.lock().unwrap().push(rss);
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         })
@@ -344,14 +386,14 @@ async fn run(config: Config) {
     let settled = typing_start.elapsed();
     rss_samples.abort();
     let rss_over_time: Vec<u64> = rss_over_time.lock().unwrap().clone();
-    let cpu = cpu_secs(hub.pid) - cpu_start;
+    let cpu = sum_over(&hub.pids, cpu_secs) - cpu_start;
     let own_cpu = cpu_secs(std::process::id()) - own_cpu_start;
-    let hub_wait = run_queue_wait_secs(hub.pid) - hub_wait_start;
+    let hub_wait = sum_over(&hub.pids, run_queue_wait_secs) - hub_wait_start;
     let own_wait = run_queue_wait_secs(std::process::id()) - own_wait_start;
     let machine_load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let rss = status_kib(hub.pid, "VmRSS:");
-    let hwm = status_kib(hub.pid, "VmHWM:");
-    drop(hub.child);
+    let rss: u64 = hub.pids.iter().map(|pid| status_kib(*pid, "VmRSS:")).sum();
+    let hwm: u64 = hub.pids.iter().map(|pid| status_kib(*pid, "VmHWM:")).sum();
+    drop(hub);
 
     // Convergence: every client of a session at the same revision and text.
     let mut by_session: HashMap<usize, Vec<&ClientResult>> = HashMap::new();
@@ -580,7 +622,9 @@ async fn client(args: ClientArgs) -> Option<ClientResult> {
 
 async fn join(args: &ClientArgs) -> Result<(Ws, u64, u64, String), String> {
     // Nagle off, as the hub does on its side: small frames go out at once.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(args.url.as_str(), None, true)
+    // By the session's URL, as proxies connect: a balancer hashes on it.
+    let url = format!("{}ws/load-{}", args.url, args.session);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
         .await
         .map_err(|err| format!("connect: {err}"))?;
     // Frames built as JSON so that optional fields added to the protocol

@@ -82,6 +82,16 @@ fi
 log "git, for the file watcher's end-to-end test (a real checkout)"
 command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git; }
 
+log "haproxy, for the multi-hub tests (deploy/haproxy.cfg in front of three hubs)"
+if ! command -v haproxy >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq haproxy >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+  # Debian starts its own instance on install; the tests run their own.
+  (service haproxy stop || pkill -x haproxy) >/dev/null 2>&1 || true
+fi
+haproxy -v | head -1
+
 log "helix: Helix 25.07.1 built from ../shared/vendor (cached) and tmux, for the real-Helix tests"
 if [ -z "${CHORUS_HELIX:-}" ]; then
   if ! wait "$helix_pid"; then

@@ -50,6 +50,88 @@ pub async fn start_hub(extra_args: &[&str], log: &std::path::Path) -> HubProcess
 /// sandbox image are needed).
 #[allow(dead_code)]
 pub async fn start_hub_with_runs(extra_args: &[&str], log: &std::path::Path) -> HubProcess {
+    start_hub_at("127.0.0.1:0", hub_store_args(), extra_args, log).await
+}
+
+/// Several hubs on the PostgreSQL database in `CHORUS_TEST_POSTGRES`
+/// behind HAProxy running `deploy/haproxy.cfg` (ADR 0009); `url` is the
+/// balancer's. Clients must connect to `URL/ws/SESSION` for the balancer
+/// to spread sessions. At most three (the config's servers).
+#[allow(dead_code)]
+pub async fn start_service(hubs: usize, extra_args: &[&str], log_dir: &std::path::Path) -> Service {
+    assert!((1..=3).contains(&hubs), "1 to 3 hubs");
+    let database = std::env::var("CHORUS_TEST_POSTGRES")
+        .expect("several hubs need CHORUS_TEST_POSTGRES=postgres://…");
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    };
+    let mut processes = Vec::new();
+    let mut addresses = Vec::new();
+    for i in 0..hubs {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let store = vec![
+            "--database".to_owned(),
+            database.clone(),
+            "--open".to_owned(),
+        ];
+        let mut args = vec!["--no-runs"];
+        args.extend_from_slice(extra_args);
+        let log = log_dir.join(format!("hub{}.log", i + 1));
+        processes.push(start_hub_at(&listen, store, &args, &log).await);
+        addresses.push(listen);
+    }
+    // The config names three servers: the ones not started are a port
+    // nobody listens on, which the health checks mark down.
+    while addresses.len() < 3 {
+        addresses.push(format!("127.0.0.1:{}", free_port()));
+    }
+    let lb_port = free_port();
+    let log = std::fs::File::create(log_dir.join("haproxy.log")).expect("haproxy log");
+    let balancer = tokio::process::Command::new("haproxy")
+        .args([
+            "-db",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg"),
+        ])
+        .env("CHORUS_LB_BIND", format!("127.0.0.1:{lb_port}"))
+        .env("CHORUS_HUB1", &addresses[0])
+        .env("CHORUS_HUB2", &addresses[1])
+        .env("CHORUS_HUB3", &addresses[2])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(log.try_clone().expect("log")))
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start haproxy (apt-get install haproxy)");
+    // Health checks every 500 ms, two to mark a server up or down.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    Service {
+        url: format!("ws://127.0.0.1:{lb_port}/"),
+        hubs: processes,
+        addresses,
+        _balancer: balancer,
+    }
+}
+
+/// Hubs behind a balancer.
+#[allow(dead_code)]
+pub struct Service {
+    pub url: String,
+    pub hubs: Vec<HubProcess>,
+    /// Each hub's `127.0.0.1:PORT`, in the config's order.
+    pub addresses: Vec<String>,
+    _balancer: tokio::process::Child,
+}
+
+async fn start_hub_at(
+    listen: &str,
+    store: Vec<String>,
+    extra_args: &[&str],
+    log: &std::path::Path,
+) -> HubProcess {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
         // Every benchmark client comes from 127.0.0.1: the per-address cap
@@ -57,11 +139,11 @@ pub async fn start_hub_with_runs(extra_args: &[&str], log: &std::path::Path) -> 
         .args([
             "hub",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--max-connections-per-ip",
             "1000000",
         ])
-        .args(hub_store_args())
+        .args(store)
         .args(extra_args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

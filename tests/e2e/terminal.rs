@@ -12,7 +12,8 @@ use crate::access::{create_session, start_token_hub};
 use crate::support::hub::{log_dir, Hub};
 use crate::support::HubClient;
 
-const WAIT: Duration = Duration::from_secs(60);
+/// Generous: a container's shell on a loaded two-core machine is slow.
+const WAIT: Duration = Duration::from_secs(120);
 
 /// What one participant's view of the terminal has shown.
 #[derive(Default)]
@@ -350,7 +351,7 @@ async fn an_output_flood_comes_in_bounded_frames_and_the_session_keeps_serving()
     // for the queues to drain.
     keys(
         &mut ada,
-        "yes chorus-flood-line | head -c 30000000; sleep 3; echo flood-done-$((3*3))\r",
+        "yes chorus-flood-line | head -c 12000000; sleep 3; echo flood-done-$((3*3))\r",
     )
     .await;
     wait_text(&mut ada, &mut screen, "flood-done-9").await;
