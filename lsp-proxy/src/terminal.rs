@@ -157,9 +157,9 @@ impl Terminal {
         }
         let plain = open.text.strip(&params.data);
         let mut lines = open.lines.push(&plain);
-        if let (Some(logged), Some(first)) = (open.partial_logged.take(), lines.first()) {
+        if !lines.is_empty() {
             // Only a line break after the prompt logged: nothing new.
-            if *first == logged {
+            if open.partial_logged.take().as_ref() == lines.first() {
                 lines.remove(0);
             }
         }

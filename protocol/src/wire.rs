@@ -984,7 +984,13 @@ mod tests {
             })
         );
         let resize = ClientMsg::decode(r#"{"type":"terminalResize","cols":100,"rows":30}"#);
-        assert_eq!(resize, Ok(ClientMsg::TerminalResize { cols: 100, rows: 30 }));
+        assert_eq!(
+            resize,
+            Ok(ClientMsg::TerminalResize {
+                cols: 100,
+                rows: 30
+            })
+        );
         assert!(ClientMsg::decode(r#"{"type":"terminalResize","cols":-1,"rows":30}"#).is_err());
         let output = ServerMsg::TerminalOutput {
             terminal_id: 3,
