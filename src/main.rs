@@ -81,6 +81,10 @@ enum Command {
         /// Seconds a stored session with nobody in it stays in memory.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().unload_idle_after.as_secs_f64())]
         unload_idle_secs: f64,
+        /// Seconds a session's shared terminal outlives the last
+        /// participant's leaving (their proxies may be reconnecting).
+        #[arg(long, default_value_t = chorus_hub::HubConfig::default().terminal_orphan_grace.as_secs_f64())]
+        terminal_orphan_secs: f64,
         /// Seconds a new connection has to say hello before it is closed.
         #[arg(long, default_value_t = chorus_hub::HubConfig::default().hello_timeout.as_secs_f64())]
         hello_timeout_secs: f64,
@@ -293,7 +297,16 @@ struct RunArgs {
     /// A session's build cache is wiped when a run finds it above this, in MiB.
     #[arg(long, default_value_t = limits::DEFAULT_CACHE_MIB, value_parser = clap::value_parser!(u64).range(1..))]
     run_cache_mib: u64,
-    /// Runs at once across all sessions; more wait in a queue.
+    /// A session's shared terminal ends after this many seconds with no
+    /// keystroke, output or file update.
+    #[arg(long, default_value_t = chorus_sandbox::DEFAULT_TERMINAL_IDLE_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    terminal_idle_secs: u64,
+    /// A session's shared terminal ends this many seconds after it opened,
+    /// however busy.
+    #[arg(long, default_value_t = chorus_sandbox::DEFAULT_TERMINAL_LIFETIME_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    terminal_lifetime_secs: u64,
+    /// Runs and shared terminals at once across all sessions (a terminal
+    /// holds its place until it ends); more wait in a queue.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENT)]
     max_concurrent_runs: usize,
     /// Use this image for every language instead of the defaults.
@@ -319,10 +332,13 @@ impl RunArgs {
         config.limits.build_memory_bytes = self.run_build_memory_mib * 1024 * 1024;
         config.limits.cache_bytes = self.run_cache_mib * 1024 * 1024;
         config.max_concurrent = self.max_concurrent_runs.max(1);
+        config.terminal.idle_timeout = std::time::Duration::from_secs(self.terminal_idle_secs);
+        config.terminal.lifetime = std::time::Duration::from_secs(self.terminal_lifetime_secs);
         if let Some(image) = &self.sandbox_image {
             for language in &mut config.languages {
                 language.image = image.clone();
             }
+            config.terminal.image = image.clone();
         }
         match chorus_sandbox::DockerExecutor::connect(config).await {
             Ok(executor) => {
@@ -394,6 +410,7 @@ fn run() -> anyhow::Result<()> {
             max_connections_per_ip,
             max_sessions,
             unload_idle_secs,
+            terminal_orphan_secs,
             hello_timeout_secs,
             idle_timeout_secs,
             max_file_bytes,
@@ -440,6 +457,7 @@ fn run() -> anyhow::Result<()> {
                 max_connections_per_ip: max_connections_per_ip.max(1),
                 max_sessions: max_sessions.max(1),
                 unload_idle_after: seconds(unload_idle_secs, "--unload-idle-secs")?,
+                terminal_orphan_grace: seconds(terminal_orphan_secs, "--terminal-orphan-secs")?,
                 hello_timeout: seconds(hello_timeout_secs, "--hello-timeout-secs")?,
                 idle_timeout: seconds(idle_timeout_secs, "--idle-timeout-secs")?,
                 history_limit: history_limit.max(1),

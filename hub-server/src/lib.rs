@@ -81,6 +81,10 @@ pub struct HubConfig {
     pub max_sessions: usize,
     /// How long a stored session with nobody in it stays in memory.
     pub unload_idle_after: Duration,
+    /// How long a session's shared terminal outlives the last participant:
+    /// long enough for every proxy to reconnect after a network blip or a
+    /// hub restart, short enough not to hold a container for nobody.
+    pub terminal_orphan_grace: Duration,
     /// How long a new connection may take to say `hello`: connections that
     /// never do would otherwise hold `max_connections` slots forever.
     pub hello_timeout: Duration,
@@ -123,6 +127,7 @@ impl Default for HubConfig {
             max_connections_per_ip: 256,
             max_sessions: 10_000,
             unload_idle_after: Duration::from_secs(300),
+            terminal_orphan_grace: Duration::from_secs(60),
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             messages_per_second: 500,

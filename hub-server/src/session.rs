@@ -17,6 +17,7 @@ mod moves;
 mod registry;
 mod runs;
 use runs::RunWish;
+mod terminal;
 mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -27,7 +28,7 @@ use chorus_protocol::text::checksum;
 use chorus_protocol::wire::{
     validate_doc_path, ClientMsg, ErrorCode, LoggedOp, Participant, Role, ServerMsg,
 };
-use chorus_sandbox::{Chunk, RunStatus};
+use chorus_sandbox::{Chunk, RunStatus, TerminalEvent};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
@@ -35,6 +36,7 @@ use tracing::{debug, error, info, warn};
 use self::moves::Redirects;
 pub use self::registry::{Full, Registry};
 use self::runs::ActiveRun;
+use self::terminal::{Opened, SharedTerminal};
 use self::workspace::Listed;
 use crate::document::{Author, DocError, Document};
 use crate::outbound::Outbound;
@@ -84,6 +86,16 @@ pub enum SessionCmd {
         run_id: u64,
         status: RunStatus,
     },
+    /// The session's terminal started, or could not.
+    TerminalOpened {
+        terminal_id: u64,
+        opened: Opened,
+    },
+    /// Output, a gap or the end of the session's terminal, from its pump.
+    TerminalEvent {
+        terminal_id: u64,
+        event: TerminalEvent,
+    },
     /// The session's tokens were revoked (`chorus session revoke`).
     Revoked,
 }
@@ -132,6 +144,9 @@ struct Session {
     /// name the old paths.
     redirects: Redirects,
     run: Option<ActiveRun>,
+    terminal: Option<SharedTerminal>,
+    /// Since when nobody has been in the session (while it has a terminal).
+    orphaned_since: Option<tokio::time::Instant>,
     /// For run tasks to report back; weak so the session can still end.
     me: mpsc::WeakSender<SessionCmd>,
     /// Durable storage, when the hub keeps sessions.
@@ -172,6 +187,8 @@ impl Session {
             synced_bytes: 0,
             redirects: Redirects::default(),
             run: None,
+            terminal: None,
+            orphaned_since: None,
             me: tx.downgrade(),
             store: config.store.clone(),
             registry,
@@ -229,7 +246,11 @@ impl Session {
             // leaves memory after a while: everything it holds is in
             // storage (acknowledged means stored), and the next join loads
             // it again. Sessions kept only in memory stay.
-            let idle = self.participants.is_empty() && self.run.is_none() && self.store.is_some();
+            let idle = self.participants.is_empty()
+                && self.run.is_none()
+                && self.terminal.is_none()
+                && self.store.is_some();
+            let terminal_due = self.terminal_due();
             let cmd = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => cmd,
@@ -240,6 +261,10 @@ impl Session {
                         info!(session = %self.id, "session unloaded from memory (idle)");
                         return;
                     }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(terminal_due.unwrap_or_else(tokio::time::Instant::now)), if terminal_due.is_some() => {
+                    self.terminal_tick();
                     continue;
                 }
             };
@@ -259,6 +284,17 @@ impl Session {
                 }
                 SessionCmd::RunFinished { run_id, status } => {
                     self.run_finished(run_id, status);
+                    None
+                }
+                SessionCmd::TerminalOpened {
+                    terminal_id,
+                    opened,
+                } => {
+                    self.terminal_opened(terminal_id, opened);
+                    None
+                }
+                SessionCmd::TerminalEvent { terminal_id, event } => {
+                    self.terminal_event(terminal_id, event);
                     None
                 }
                 SessionCmd::Revoked => Some(Stop::Revoked),
@@ -291,6 +327,7 @@ impl Session {
             }
         };
         self.cancel_run();
+        self.end_terminal("the session ended".to_owned());
         let farewell = ServerMsg::error(code, message, None);
         for entry in self.participants.values() {
             let _ = entry.outbound.try_send(Message::text(farewell.to_json()));
@@ -349,6 +386,8 @@ impl Session {
             },
         );
         self.send(client_id, &welcome);
+        self.orphaned_since = None;
+        self.show_terminal_to(client_id);
     }
 
     fn leave(&mut self, client_id: u64) {
@@ -359,6 +398,10 @@ impl Session {
             if let Some(shared) = self.docs.get_mut(path) {
                 shared.subscribers.remove(&client_id);
             }
+        }
+        self.terminal_left(client_id);
+        if self.participants.is_empty() && self.terminal.is_some() {
+            self.orphaned_since = Some(tokio::time::Instant::now());
         }
         info!(session = %self.id, client_id, name = %entry.info.name, "participant left");
         self.broadcast(
@@ -379,6 +422,14 @@ impl Session {
         if role == Role::ReadOnly && self.refused_read_only(client_id, &msg) {
             return Ok(());
         }
+        // What the shared terminal's copy of the files must follow.
+        let changes_files = matches!(
+            msg,
+            ClientMsg::Op { .. }
+                | ClientMsg::Open { .. }
+                | ClientMsg::Put { .. }
+                | ClientMsg::Rename { .. }
+        );
         match msg {
             ClientMsg::Hello { .. } => self.send(
                 client_id,
@@ -451,17 +502,13 @@ impl Session {
             ClientMsg::Files {} => self.files(client_id),
             ClientMsg::Rename { from, to } => self.rename(client_id, from, to).await?,
             ClientMsg::Delete { path } => self.delete(client_id, path).await?,
-            ClientMsg::Terminal { .. }
-            | ClientMsg::TerminalInput { .. }
-            | ClientMsg::TerminalResize { .. }
-            | ClientMsg::TerminalStop {} => self.send(
-                client_id,
-                &ServerMsg::error(
-                    ErrorCode::NoTerminal,
-                    "this hub has no shared terminal yet",
-                    None,
-                ),
-            ),
+            ClientMsg::Terminal { cols, rows } => self.open_terminal(client_id, cols, rows),
+            ClientMsg::TerminalInput { data } => self.terminal_input(client_id, data),
+            ClientMsg::TerminalResize { cols, rows } => self.terminal_resize(client_id, cols, rows),
+            ClientMsg::TerminalStop {} => self.stop_terminal(client_id),
+        }
+        if changes_files {
+            self.terminal_files_changed();
         }
         Ok(())
     }
@@ -528,6 +575,22 @@ impl Session {
             }
             ClientMsg::Stop {} => {
                 let message = "you joined this session read-only, so you cannot stop runs";
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, None),
+                );
+                true
+            }
+            ClientMsg::Terminal { .. } if self.terminal.is_none() => {
+                let message = "you joined this session read-only, so you cannot open the shared terminal; you will see it when someone with edit rights does";
+                self.send(
+                    client_id,
+                    &ServerMsg::error(ErrorCode::ReadOnly, message, None),
+                );
+                true
+            }
+            ClientMsg::TerminalInput { .. } | ClientMsg::TerminalStop {} => {
+                let message = "you joined this session read-only, so your keystrokes do not reach the shared terminal; you see its output";
                 self.send(
                     client_id,
                     &ServerMsg::error(ErrorCode::ReadOnly, message, None),

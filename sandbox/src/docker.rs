@@ -86,6 +86,9 @@ const OOM_EVENT_DELAY: Duration = Duration::from_millis(50);
 pub(crate) const EXPIRY_GRACE: Duration = Duration::from_secs(60);
 
 /// Runs requests in Docker containers with the configured limits.
+/// How often a connected executor sweeps orphaned containers again.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 pub struct DockerExecutor {
     shared: Arc<Shared>,
 }
@@ -159,6 +162,22 @@ impl DockerExecutor {
             Ok(removed) => warn!(removed, "removed expired build caches"),
             Err(err) => warn!(cause = %err, "could not sweep build caches"),
         }
+        // Another hub on this engine may have died since (kill -9): its terminals
+        // stop by themselves (their watchdog) but stay until someone removes them.
+        let weak = Arc::downgrade(&executor.shared);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                match (DockerExecutor { shared }).sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(removed) => warn!(removed, "removed orphaned sandbox containers"),
+                    Err(err) => debug!(cause = %err, "periodic sweep failed"),
+                }
+            }
+        });
         Ok(executor)
     }
 
@@ -235,8 +254,8 @@ impl DockerExecutor {
 
     /// Force-removes every sandbox container (of any executor) whose [`EXPIRES_LABEL`]
     /// has passed (its run is long over, so its owner is gone), and every terminal
-    /// container whose shell has ended (labelled [`TERMINAL_LABEL`]). Called by `connect`; a hub
-    /// may also call it periodically. Returns how many were removed.
+    /// container whose shell has ended (labelled [`TERMINAL_LABEL`]). Called by `connect`, which
+    /// schedules it every [`SWEEP_EVERY`] while the executor lives. Returns how many were removed.
     pub async fn sweep_expired(&self) -> Result<usize, SandboxError> {
         let filters = HashMap::from([("label".to_owned(), vec![SANDBOX_LABEL.to_owned()])]);
         let options = ListContainersOptionsBuilder::default()

@@ -26,6 +26,7 @@ mod run_diagnostics;
 mod runs;
 mod seeding;
 mod stale_edits;
+mod terminal;
 mod terminal_proxy;
 mod tls;
 mod unicode;
