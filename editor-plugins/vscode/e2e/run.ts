@@ -6,7 +6,9 @@
 // * emptyFolder.ts: a VS Code joining with an empty folder and
 //   chorus.syncFiles gets the shared project in its Explorer and runs it;
 // * concurrent.ts: two VS Code windows, a real Neovim and a scripted
-//   editor typing at once at random places, with seeds.
+//   editor typing at once at random places, with seeds;
+// * terminal.ts: VS Code and a scripted editor in the shared terminal:
+//   real keystrokes in VS Code's terminal tab, Stop, a replay on joining.
 //
 // Environment: see harness.ts; CHORUS_E2E_SCENARIOS (comma-separated
 // names, default all) runs some only, CHORUS_E2E_SEEDS the concurrent
@@ -19,8 +21,8 @@ import { pathToFileURL } from 'node:url';
 import { basicScenario } from './basic';
 import { concurrentScenario } from './concurrent';
 import { emptyFolderScenario } from './emptyFolder';
-import { terminalScenario } from './terminal';
 import { artifacts, checkInputs, cleanup, killEverything, step, work } from './harness';
+import { terminalScenario } from './terminal';
 
 /** Whole-test limit, so that a wedged step can never hang CI. */
 const TEST_TIMEOUT_MS = 10 * 60_000;
@@ -29,10 +31,8 @@ const SCENARIOS: [string, () => Promise<void>][] = [
   ['basic', basicScenario],
   ['empty-folder', emptyFolderScenario],
   ['concurrent', concurrentScenario],
+  ['terminal', terminalScenario],
 ];
-
-/** Run only when named in CHORUS_E2E_SCENARIOS until they pass reliably. */
-const EXTRA_SCENARIOS: [string, () => Promise<void>][] = [['terminal', terminalScenario]];
 
 // Last resort for paths that skip cleanup(): synchronous, so it runs on exit.
 process.on('exit', () => killEverything());
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   checkInputs();
   step(`work directory ${work}, artifacts in ${artifacts}`);
   const wanted = process.env.CHORUS_E2E_SCENARIOS?.split(',').map((s) => s.trim());
-  for (const [name, scenario] of wanted ? [...SCENARIOS, ...EXTRA_SCENARIOS] : SCENARIOS) {
+  for (const [name, scenario] of SCENARIOS) {
     if (wanted && !wanted.includes(name)) {
       continue;
     }

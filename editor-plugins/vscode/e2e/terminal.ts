@@ -39,23 +39,20 @@ interface Output {
 
 /**
  * The scripted editor's view of terminal `terminalId` as plain text: its
- * latest replay, then the live output from the replay's seq on (what came
- * earlier is in the replay), without escape sequences (bash and readline
- * turn bracketed paste on and off around each prompt) and with `\r\n` as
- * `\n`.
+ * latest replay (none for a terminal it saw open), then the live output
+ * from the replay's seq on (what came earlier is in the replay), without
+ * escape sequences (bash and readline turn bracketed paste on and off
+ * around each prompt) and with `\r\n` as `\n`.
  */
 function botScreen(bot: ScriptedEditor, terminalId: number): string {
   const outputs = (bot.notificationsOf('chorus/terminalOutput') as Output[]).filter((o) => o.terminalId === terminalId);
-  const replayAt = outputs.map((o) => o.replay === true).lastIndexOf(true);
-  if (replayAt < 0) {
-    return '';
-  }
-  const replay = outputs[replayAt];
+  const replay = outputs.filter((o) => o.replay).pop();
+  const from = replay?.seq ?? 0;
   const seen = new Set<number>();
   const after = outputs
-    .filter((o) => !o.replay && o.seq >= replay.seq && !seen.has(o.seq) && seen.add(o.seq))
+    .filter((o) => !o.replay && o.seq >= from && !seen.has(o.seq) && seen.add(o.seq))
     .sort((a, b) => a.seq - b.seq);
-  return plain(replay.data + after.map((o) => o.data).join(''));
+  return plain((replay?.data ?? '') + after.map((o) => o.data).join(''));
 }
 
 /** OSC (titles), CSI (colours, modes, cursor moves) and two-byte escape sequences. */
@@ -126,7 +123,11 @@ async function drive(code: VsCodeWindow, bot: ScriptedEditor, hub: Hub): Promise
 
   step('the scripted editor joins it');
   await bot.request('workspace/executeCommand', { command: 'chorus.terminal', arguments: [BOT_SIZE] });
-  await bot.waitFor('the replay, with the prompt', STEP_TIMEOUT_MS, () => botScreen(bot, first).endsWith('$ '));
+  await bot.waitFor('the replay, with the prompt', STEP_TIMEOUT_MS, () =>
+    (bot.notificationsOf('chorus/terminalOutput') as Output[]).some(
+      (o) => o.terminalId === first && o.replay && plain(o.data).endsWith('$ '),
+    ),
+  );
 
   step('VS Code starts python3 and sets x with real keystrokes');
   await code.focusTerminal();

@@ -179,6 +179,18 @@ export interface TerminalInputOptions {
   data: string;
 }
 
+/** `chorus.terminal [size]`: open the session's terminal or join it; `size` is this view's. */
+export type TerminalArguments = [size: TerminalSize];
+
+/** `chorus.terminal.input [{data}]`. */
+export type TerminalInputArguments = [options: TerminalInputOptions];
+
+/** `chorus.terminal.resize [size]`: this view's size, which the terminal takes when this user typed last. */
+export type TerminalResizeArguments = [size: TerminalSize];
+
+/** `chorus.terminal.stop []`: end it for everyone. */
+export type TerminalStopArguments = [];
+
 /** `chorus/documentState` (client → server request). */
 export interface DocumentStateParams {
   uri: string;
@@ -233,19 +245,10 @@ export const ServerCommands = {
   share: 'chorus.share',
   resync: 'chorus.resync',
   files: 'chorus.files',
-} as const;
-
-/**
- * The shared terminal's commands: `chorus.terminal [size]` opens it or
- * joins the open one, `chorus.terminal.input [{data}]`,
- * `chorus.terminal.resize [size]` (this view's), `chorus.terminal.stop []`
- * ends it for everyone.
- */
-export const TerminalCommands = {
   terminal: 'chorus.terminal',
-  input: 'chorus.terminal.input',
-  resize: 'chorus.terminal.resize',
-  stop: 'chorus.terminal.stop',
+  terminalInput: 'chorus.terminal.input',
+  terminalResize: 'chorus.terminal.resize',
+  terminalStop: 'chorus.terminal.stop',
 } as const;
 
 /** `chorus.run`'s second argument. */

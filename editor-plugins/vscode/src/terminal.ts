@@ -2,7 +2,7 @@
 // Pseudoterminal fed by the proxy's chorus/terminal* notifications, whose
 // keystrokes and size go back as chorus.terminal.* commands. Closing the
 // view leaves the terminal running for the others; only Stop ends it. What
-// needs no editor (replay and seq order, sizes, request order) is in
+// needs no editor (seq order and replays, sizes, request order) is in
 // terminalFeed.ts.
 
 import * as vscode from 'vscode';
@@ -10,12 +10,16 @@ import { ExecuteCommandRequest, State, type LanguageClient } from 'vscode-langua
 
 import {
   Methods,
-  TerminalCommands,
+  ServerCommands,
+  type TerminalArguments,
   type TerminalEndedParams,
+  type TerminalInputArguments,
   type TerminalOutputParams,
+  type TerminalResizeArguments,
   type TerminalResizedParams,
   type TerminalSize,
   type TerminalStartedParams,
+  type TerminalStopArguments,
 } from './protocol';
 import { RequestQueue, SizeFollower, TerminalFeed, type TerminalRequest } from './terminalFeed';
 
@@ -41,12 +45,18 @@ function message(err: unknown): string {
 
 function toRequest(request: TerminalRequest): { command: string; arguments: unknown[] } {
   switch (request.kind) {
-    case 'open':
-      return { command: TerminalCommands.terminal, arguments: [request.size] };
-    case 'input':
-      return { command: TerminalCommands.input, arguments: [{ data: request.data }] };
-    case 'resize':
-      return { command: TerminalCommands.resize, arguments: [request.size] };
+    case 'open': {
+      const args: TerminalArguments = [request.size];
+      return { command: ServerCommands.terminal, arguments: args };
+    }
+    case 'input': {
+      const args: TerminalInputArguments = [{ data: request.data }];
+      return { command: ServerCommands.terminalInput, arguments: args };
+    }
+    case 'resize': {
+      const args: TerminalResizeArguments = [request.size];
+      return { command: ServerCommands.terminalResize, arguments: args };
+    }
   }
 }
 
@@ -104,10 +114,7 @@ class TerminalView implements vscode.Pseudoterminal {
   }
 
   started(params: TerminalStartedParams): void {
-    if (this.feed.started(params)) {
-      // Output was missed: the replay redraws the screen.
-      this.requests.push({ kind: 'open', size: this.sizes.size ?? DEFAULT_SIZE });
-    }
+    this.write(this.feed.started(params));
     if (params.terminalId === this.feed.terminalId) {
       this.force(this.sizes.terminalSized(params));
     }
@@ -222,9 +229,10 @@ export class SharedTerminal implements vscode.Disposable {
       return;
     }
     try {
-      await client.sendRequest(ExecuteCommandRequest.type, { command: TerminalCommands.stop, arguments: [] });
+      const args: TerminalStopArguments = [];
+      await client.sendRequest(ExecuteCommandRequest.type, { command: ServerCommands.terminalStop, arguments: args });
     } catch (err) {
-      void vscode.window.showErrorMessage(`Chorus: ${TerminalCommands.stop}: ${message(err)}`);
+      void vscode.window.showErrorMessage(`Chorus: ${ServerCommands.terminalStop}: ${message(err)}`);
     }
   }
 

@@ -1,5 +1,5 @@
 // What a view of the session's shared terminal shows and sends, apart from
-// VS Code: the replay, then live output in seq order (TerminalFeed); the
+// VS Code: live output in seq order, redrawn by a replay (TerminalFeed); the
 // size it shows the terminal at (SizeFollower); and keystrokes sent one
 // request at a time (RequestQueue). No `vscode` import: unit-tested in node.
 
@@ -12,94 +12,93 @@ import type { TerminalEndedParams, TerminalOutputParams, TerminalSize, TerminalS
 export const RESET = '\x1bc';
 
 /**
- * Live output kept while the replay is awaited: it normally comes before
- * the replay and is inside it, but what came after it must not be lost.
- * Past this many chunks the oldest go, which the replay covers.
+ * Live output shown since the last replay that a replay arriving after it
+ * must draw again; the oldest go first, and a replay covers those.
  */
-const MAX_EARLY = 4096;
+const MAX_RECENT = 256;
 
+/**
+ * The hub sends a replay with the terminalStarted of a terminal that was
+ * already open (to a view that joins, to an editor that rejoins), none for
+ * one that just opened, whose output starts at seq 0. So live output is
+ * shown as it comes, and a replay redraws the screen: what it repeats of
+ * the live output shown before it is drawn once.
+ */
 export class TerminalFeed {
-  /** The terminal shown; undefined until its terminalStarted or replay. */
+  /** The terminal shown; undefined until the first message about one. */
   terminalId: number | undefined;
   /** Ended for good: a later Open makes a new view. */
   ended = false;
-  /** No replay since the view asked for one: live output waits for it. */
-  private awaitingReplay = true;
-  /** The seq of the next live output to show; older is in the replay. */
+  /** The seq of the next live output to show; older is on screen already. */
   private nextSeq = 0;
-  private early: TerminalOutputParams[] = [];
-  /** Whether anything was written, which a replay must then clear. */
+  private recent: TerminalOutputParams[] = [];
+  /** Whether anything was written that a replay must clear. */
   private drawn = false;
 
-  /**
-   * A terminalStarted. Returns true when the view must ask for the replay
-   * again (send `chorus.terminal`): it is one the view did not ask for, so
-   * the proxy rejoined the hub and output may have been missed, or a new
-   * terminal opened after this one ended unseen.
-   */
-  started(params: TerminalStartedParams): boolean {
-    if (this.ended) {
-      return false;
+  /** A terminalStarted: the text to write ('' unless it replaces another terminal). */
+  started(params: TerminalStartedParams): string {
+    if (this.ended || params.terminalId === this.terminalId) {
+      return '';
     }
-    if (this.terminalId === undefined) {
-      this.terminalId = params.terminalId;
-      return false;
-    }
-    if (params.terminalId === this.terminalId && this.awaitingReplay) {
-      return false;
-    }
-    if (params.terminalId !== this.terminalId) {
-      this.terminalId = params.terminalId;
-      this.early = [];
-    }
-    this.awaitingReplay = true;
-    return true;
+    // A new terminal while this view showed another: that one ended while
+    // this editor was away from the hub.
+    this.adopt(params.terminalId);
+    return this.clear();
   }
 
-  /** A terminalOutput: the text to write to the view ('' for none). */
+  /** A terminalOutput: the text to write ('' for none). */
   output(params: TerminalOutputParams): string {
     if (this.ended) {
+      return '';
+    }
+    if (this.terminalId === undefined) {
+      this.adopt(params.terminalId);
+    }
+    if (params.terminalId !== this.terminalId) {
       return '';
     }
     if (params.replay) {
       return this.replay(params);
     }
-    if (this.awaitingReplay) {
-      if (this.terminalId === undefined || params.terminalId === this.terminalId) {
-        this.early.push(params);
-        if (this.early.length > MAX_EARLY) {
-          this.early.shift();
-        }
-      }
-      return '';
-    }
-    if (params.terminalId !== this.terminalId || params.seq < this.nextSeq) {
+    if (params.seq < this.nextSeq) {
       return '';
     }
     this.nextSeq = params.seq + 1;
+    this.recent.push(params);
+    if (this.recent.length > MAX_RECENT) {
+      this.recent.shift();
+    }
     this.drawn ||= params.data !== '';
     return params.data;
   }
 
   private replay(params: TerminalOutputParams): string {
-    this.terminalId ??= params.terminalId;
-    if (params.terminalId !== this.terminalId) {
-      return '';
-    }
-    let text = (this.drawn ? RESET : '') + params.data;
-    this.drawn = true;
-    this.awaitingReplay = false;
+    let text = this.clear() + params.data;
+    this.drawn = params.data !== '';
     this.nextSeq = params.seq;
-    const after = this.early
-      .filter((e) => e.terminalId === this.terminalId && e.seq >= this.nextSeq)
-      .sort((a, b) => a.seq - b.seq);
-    this.early = [];
+    const after = this.recent.filter((e) => e.seq >= params.seq).sort((a, b) => a.seq - b.seq);
+    this.recent = [];
     for (const e of after) {
       if (e.seq >= this.nextSeq) {
         text += e.data;
+        this.drawn ||= e.data !== '';
         this.nextSeq = e.seq + 1;
+        this.recent.push(e);
       }
     }
+    return text;
+  }
+
+  private adopt(terminalId: number): void {
+    this.terminalId = terminalId;
+    this.nextSeq = 0;
+    this.recent = [];
+  }
+
+  /** What clears the screen, if anything is on it. */
+  private clear(): string {
+    const text = this.drawn ? RESET : '';
+    this.drawn = false;
     return text;
   }
 
@@ -117,7 +116,7 @@ export class TerminalFeed {
       return '';
     }
     this.ended = true;
-    this.early = [];
+    this.recent = [];
     return `\r\n[terminal ended: ${reason}]\r\n`;
   }
 }
@@ -142,11 +141,6 @@ export class SizeFollower {
   /** The size this view opens with. */
   opened(size: TerminalSize): void {
     this.own = size;
-  }
-
-  /** This view's own size, as last sent. */
-  get size(): TerminalSize | undefined {
-    return this.own;
   }
 
   /** VS Code sized the view: the size to send, if any. */

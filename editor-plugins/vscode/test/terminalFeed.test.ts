@@ -1,5 +1,5 @@
-// A view of the shared terminal: what it shows of the replay and live
-// output, the size it shows the terminal at, and the order its requests go.
+// A view of the shared terminal: what it shows of live output and
+// replays, the size it shows the terminal at, and the order its requests go.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
@@ -18,88 +18,80 @@ function replay(seq: number, data: string, terminalId = 1): TerminalOutputParams
   return { terminalId, seq, data, replay: true };
 }
 
-test('the replay, then live output from its seq on', () => {
+test('a terminal that just opened: live output from seq 0, no replay', () => {
   const feed = new TerminalFeed();
-  assert.equal(feed.started(started()), false);
+  assert.equal(feed.started(started()), '');
+  const shown = feed.output(live(0, '$ ')) + feed.output(live(1, 'ls'));
+  assert.equal(shown, '$ ls');
+  assert.equal(feed.output(live(1, 'ls')), '', 'a repeat is dropped');
+});
+
+test('joining an open terminal: the replay, then live output from its seq on', () => {
+  const feed = new TerminalFeed();
+  feed.started(started());
   let shown = feed.output(replay(3, '$ ls\r\na b\r\n$ '));
   shown += feed.output(live(3, 'e')) + feed.output(live(4, 'cho'));
   assert.equal(shown, '$ ls\r\na b\r\n$ echo');
 });
 
-test('live output before the replay is inside it and shows once', () => {
+test('live output shown before the replay is inside it: the replay redraws the screen', () => {
   const feed = new TerminalFeed();
-  feed.started(started());
-  // Everyone's output, sent before the hub answered this view with the replay.
-  assert.equal(feed.output(live(0, '$ ')), '');
-  assert.equal(feed.output(live(1, 'l')), '');
-  assert.equal(feed.output(replay(2, '$ l')), '$ l');
-  assert.equal(feed.output(live(2, 's')), 's');
+  // Everyone's output, sent before the hub answered this view.
+  assert.equal(feed.output(live(4, '$ l')), '$ l');
+  assert.equal(feed.started(started()), '');
+  assert.equal(feed.output(replay(5, 'x\r\n$ l')), `${RESET}x\r\n$ l`);
+  assert.equal(feed.output(live(4, '$ l')), '', 'inside the replay');
+  assert.equal(feed.output(live(5, 's')), 's');
 });
 
-test('live output that overtook its replay is shown after it, in seq order', () => {
+test('live output newer than a replay that came after it is drawn again after the replay', () => {
   const feed = new TerminalFeed();
   feed.started(started());
-  feed.output(live(5, 'c'));
-  feed.output(live(4, 'b'));
-  feed.output(live(2, 'old'));
-  assert.equal(feed.output(replay(4, 'a')), 'abc');
-  assert.equal(feed.output(live(5, 'c')), '', 'a repeat is dropped');
-  assert.equal(feed.output(live(6, 'd')), 'd');
+  assert.equal(feed.output(live(6, 'b')) + feed.output(live(5, 'a')), 'b', 'older than what is shown');
+  assert.equal(feed.output(replay(6, '$ ')), `${RESET}$ b`);
+  assert.equal(feed.output(live(7, 'c')), 'c');
 });
 
-test("another terminal's output and a replay for it are not this view's", () => {
+test('an editor that rejoins gets a replay that replaces the screen', () => {
+  const feed = new TerminalFeed();
+  feed.started(started());
+  feed.output(live(0, '$ '));
+  feed.output(live(1, 'ls'));
+  // Away from the hub meanwhile: seq 2 to 8 never came.
+  assert.equal(feed.started(started()), '', 'the same terminal');
+  assert.equal(feed.output(replay(9, '$ ls\r\nx\r\n$ ')), `${RESET}$ ls\r\nx\r\n$ `);
+  assert.equal(feed.output(live(9, 'y')), 'y');
+});
+
+test("another terminal's messages are not this view's", () => {
   const feed = new TerminalFeed();
   feed.started(started(2));
-  feed.output(live(0, 'x', 1));
+  assert.equal(feed.output(live(0, 'x', 1)), '');
   assert.equal(feed.output(replay(0, 'other', 1)), '');
-  assert.equal(feed.output(replay(1, 'mine', 2)), 'mine');
-  assert.equal(feed.output(live(1, '!', 1)), '');
-  assert.equal(feed.output(live(1, '!', 2)), '!');
+  assert.equal(feed.output(live(0, 'mine', 2)), 'mine');
+  assert.equal(feed.end({ terminalId: 1, reason: 'not this one' }), '');
+  assert.equal(feed.ended, false);
 });
 
-test('a replay after a reconnect redraws the screen from scratch', () => {
-  const feed = new TerminalFeed();
-  feed.started(started());
-  feed.output(replay(0, '$ '));
-  feed.output(live(0, 'ls'));
-  // The proxy rejoined the hub: the hub's terminalStarted is unasked for.
-  assert.equal(feed.started(started()), true, 'ask for the replay again');
-  assert.equal(feed.output(live(4, '$ ')), '', 'waits for the replay');
-  assert.equal(feed.output(replay(5, '$ ls\r\nx\r\n$ ')), `${RESET}$ ls\r\nx\r\n$ `);
-  assert.equal(feed.output(live(4, '$ ')), '', 'inside the replay');
-  assert.equal(feed.output(live(5, 'y')), 'y');
-});
-
-test('the terminalStarted answering its own request asks for nothing more', () => {
-  const feed = new TerminalFeed();
-  // Someone's terminal opened as this view asked for the session's: the
-  // broadcast and the answer both arrive before the replay.
-  assert.equal(feed.started(started()), false);
-  assert.equal(feed.started(started()), false);
-  assert.equal(feed.output(replay(0, '$ ')), '$ ');
-});
-
-test('a new terminal while this one was live: follow it, with its replay', () => {
+test('a new terminal while this one was shown: its end was missed, the screen is cleared for the new one', () => {
   const feed = new TerminalFeed();
   feed.started(started(1));
-  feed.output(replay(0, 'one'));
-  assert.equal(feed.started(started(2)), true);
+  feed.output(live(0, 'one'));
+  assert.equal(feed.started(started(2)), RESET);
   assert.equal(feed.terminalId, 2);
-  assert.equal(feed.output(live(9, 'late', 1)), '');
-  assert.equal(feed.output(replay(0, 'two', 2)), `${RESET}two`);
+  assert.equal(feed.output(live(1, 'late', 1)), '');
+  assert.equal(feed.output(live(0, 'two', 2)), 'two');
 });
 
 test('the end is written once, and nothing after it', () => {
   const feed = new TerminalFeed();
   feed.started(started());
-  feed.output(replay(0, '$ '));
-  assert.equal(feed.end({ terminalId: 9, reason: 'not this one' }), '');
-  assert.equal(feed.ended, false);
+  feed.output(live(0, '$ '));
   assert.equal(feed.end({ terminalId: 1, reason: 'stopped by Ada' }), '\r\n[terminal ended: stopped by Ada]\r\n');
   assert.equal(feed.ended, true);
   assert.equal(feed.end({ terminalId: 1, reason: 'again' }), '');
   assert.equal(feed.output(live(0, 'x')), '');
-  assert.equal(feed.started(started(2)), false, 'a later Open makes a new view');
+  assert.equal(feed.started(started(2)), '', 'a later Open makes a new view');
   assert.equal(feed.close('you left the session'), '');
 });
 
@@ -114,7 +106,6 @@ test('the view shows the terminal at its size until this user types', () => {
   assert.equal(sizes.typing(), undefined);
   assert.equal(sizes.viewSized({ cols: 120, rows: 40 }), undefined, 'back to our size, which the hub has');
   assert.deepEqual(sizes.viewSized({ cols: 100, rows: 40 }), { cols: 100, rows: 40 });
-  assert.deepEqual(sizes.size, { cols: 100, rows: 40 });
 });
 
 test("the terminal taking this view's size lifts the forced one", () => {
