@@ -102,7 +102,8 @@ class TerminalView implements vscode.Pseudoterminal {
     if (!this.live) {
       return;
     }
-    this.force(this.sizes.typing());
+    // The terminal takes this view's size with these keystrokes.
+    this.force(this.sizes.release());
     this.requests.push({ kind: 'input', data });
   }
 
@@ -145,7 +146,7 @@ class TerminalView implements vscode.Pseudoterminal {
 
   private finish(): void {
     this.requests.dispose();
-    this.force(null);
+    this.force(this.sizes.release());
   }
 
   private write(text: string): void {

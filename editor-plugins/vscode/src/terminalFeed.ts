@@ -160,7 +160,7 @@ export class SizeFollower {
    */
   terminalSized(size: TerminalSize): TerminalSize | null | undefined {
     if (sameSize(size, this.own)) {
-      return this.lift();
+      return this.release();
     }
     if (sameSize(size, this.forced)) {
       return undefined;
@@ -169,12 +169,11 @@ export class SizeFollower {
     return this.forced;
   }
 
-  /** This user types: null when the override must go, as the terminal is about to take this view's size. */
-  typing(): null | undefined {
-    return this.lift();
-  }
-
-  private lift(): null | undefined {
+  /**
+   * Null when the override must go (this user types, so the terminal is
+   * about to take this view's size; or the view is done), else undefined.
+   */
+  release(): null | undefined {
     if (!this.forced) {
       return undefined;
     }

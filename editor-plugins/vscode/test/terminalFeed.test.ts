@@ -102,8 +102,8 @@ test('the view shows the terminal at its size until this user types', () => {
   assert.deepEqual(sizes.terminalSized({ cols: 80, rows: 24 }), { cols: 80, rows: 24 });
   assert.equal(sizes.terminalSized({ cols: 80, rows: 24 }), undefined, 'already forced');
   assert.equal(sizes.viewSized({ cols: 80, rows: 24 }), undefined, 'the forced size is not ours to send');
-  assert.equal(sizes.typing(), null, 'typing lifts it');
-  assert.equal(sizes.typing(), undefined);
+  assert.equal(sizes.release(), null, 'typing lifts it');
+  assert.equal(sizes.release(), undefined);
   assert.equal(sizes.viewSized({ cols: 120, rows: 40 }), undefined, 'back to our size, which the hub has');
   assert.deepEqual(sizes.viewSized({ cols: 100, rows: 40 }), { cols: 100, rows: 40 });
 });
