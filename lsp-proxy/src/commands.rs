@@ -10,7 +10,9 @@
 //! * `chorus.share` publishes the workspace folder in the background
 //!   (`share.rs`), with `$/progress` and a final message;
 //! * `chorus.resync [uri]` puts the session's text back in a buffer;
-//! * `chorus.files` lists the session's files.
+//! * `chorus.files` lists the session's files;
+//! * `chorus.terminal*`, the shared terminal's, are `terminal.rs`'s, and so
+//!   is `chorus.input` when it types into the terminal.
 //!
 //! A command is answered at once and only says the request went out:
 //! a run's output and result arrive as notifications, at every
@@ -159,12 +161,7 @@ impl Commands {
         docs: &mut Documents,
         presence: &mut Presence,
     ) -> Result<Value, String> {
-        if !link.is_configured() {
-            return Err("Chorus: no session configured".into());
-        }
-        if !link.is_connected() {
-            return Err("Chorus: not connected to the hub".into());
-        }
+        check_connected(link)?;
         match command {
             lsp_ext::RUN => answer(&self.run(arguments, link, docs)?),
             lsp_ext::FOLLOW => {
@@ -246,6 +243,17 @@ impl Commands {
         });
         Ok(Requested { requested: doc })
     }
+}
+
+/// Why a command cannot go to the hub now, if it cannot.
+pub(crate) fn check_connected(link: &Link) -> Result<(), String> {
+    if !link.is_configured() {
+        return Err("Chorus: no session configured".into());
+    }
+    if !link.is_connected() {
+        return Err("Chorus: not connected to the hub".into());
+    }
+    Ok(())
 }
 
 /// A command's answer as the JSON `workspace/executeCommand` carries.

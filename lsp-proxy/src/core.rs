@@ -4,6 +4,7 @@
 //! starts the hub link at `initialize`); each job lives in its own module:
 //! the documents in `documents.rs`, cursors and participants in
 //! `presence.rs`, `chorus.*` in `commands.rs`, runs in `runs.rs`, the
+//! shared terminal and its `chorus.terminal*` in `terminal.rs`, the
 //! connection's state in `hub_link.rs`, the session's files on disk
 //! (`syncFiles`) in `disk.rs`: a path's hub messages go to `disk.rs` while
 //! it follows the path for a file the editor does not have open, else to
@@ -31,13 +32,17 @@ use crate::commands::Commands;
 use crate::disk::{DiskSync, Found, Touched, TreeChange, Written};
 use crate::documents::{Documents, Opened};
 use crate::hub_link::Link;
-use crate::lsp_ext::{DocumentStateResult, RunInputParams};
+use crate::lsp_ext::{
+    DocumentStateResult, RunInputParams, TerminalEndedParams, TerminalOutputParams,
+    TerminalResizedParams, TerminalStartedParams,
+};
 use crate::moves::{OwnMove, OwnMoves, Refused};
 use crate::notifier::Notifier;
 use crate::presence::Presence;
 use crate::runs::Runs;
 use crate::share::{EditorShare, ShareTarget};
 use crate::sync::Change;
+use crate::terminal::Terminal;
 use crate::Settings;
 
 /// How often edits the editor left unanswered are looked at (and, less
@@ -133,6 +138,8 @@ pub enum Event {
     DiskFound { found: Vec<Found> },
     /// `chorus.share` published the workspace folder.
     Shared,
+    /// The terminal's output may have paused: time to log a prompt.
+    TerminalIdle,
 }
 
 pub enum HubEvent {
@@ -158,6 +165,8 @@ struct Core {
     commands: Commands,
     /// The session's runs, as the editor shows them.
     runs: Runs,
+    /// The session's shared terminal, as the editor shows it.
+    terminal: Terminal,
     /// The session's files on disk (`syncFiles`), for those the editor
     /// does not have open.
     disk: DiskSync,
@@ -177,6 +186,7 @@ pub async fn run(
     let mut core = Core {
         docs: Documents::new(client, events.clone(), notifier.clone()),
         disk: DiskSync::new(events.clone(), notifier.clone()),
+        terminal: Terminal::new(notifier.clone(), events.clone()),
         events,
         link: Link::new(notifier.clone()),
         presence: Presence::new(notifier.clone()),
@@ -225,6 +235,14 @@ impl Core {
                 arguments,
                 reply,
             } => {
+                let run_going = self.runs.is_going();
+                if let Some(answer) = self
+                    .terminal
+                    .command(&command, &arguments, run_going, &self.link)
+                {
+                    let _ = reply.send(answer);
+                    return;
+                }
                 self.commands.execute(
                     &command,
                     &arguments,
@@ -336,6 +354,7 @@ impl Core {
             Event::DiskTouched(touched) => self.disk.touched(touched, &self.link),
             Event::DiskFound { found } => self.disk_found(found),
             Event::Shared => self.disk.shared(&self.link),
+            Event::TerminalIdle => self.terminal.idle(),
         }
     }
 
@@ -350,6 +369,7 @@ impl Core {
     ) {
         let extensions = settings.extensions.unwrap_or(false);
         self.presence.set_extensions(extensions);
+        self.terminal.set_extensions(extensions);
         // Neovim's own applyEdit handler answers `applied: true` for edits
         // it skipped as stale; the Chorus plugin replaces it with one that
         // says no (editor-plugins/neovim/lua/chorus/edits.lua).
@@ -435,6 +455,7 @@ impl Core {
                     .welcomed(client_id, &session, role, max_message_bytes);
                 // Whatever was unanswered went with the old connection.
                 self.own_moves.clear();
+                self.terminal.welcomed();
                 self.presence.welcome(participants);
                 self.docs.rejoin_all(&self.link);
                 let disk_asked_files = self.disk.welcomed(workspace, &self.link);
@@ -539,11 +560,48 @@ impl Core {
                 eof,
                 interrupt,
             }),
-            // Shown by the terminal view (issue 16, in progress).
-            ServerMsg::TerminalStarted { .. }
-            | ServerMsg::TerminalOutput { .. }
-            | ServerMsg::TerminalResized { .. }
-            | ServerMsg::TerminalEnded { .. } => {}
+            ServerMsg::TerminalStarted {
+                terminal_id,
+                client_id,
+                name,
+                cols,
+                rows,
+            } => self.terminal.started(TerminalStartedParams {
+                terminal_id,
+                client_id,
+                name,
+                cols,
+                rows,
+            }),
+            ServerMsg::TerminalOutput {
+                terminal_id,
+                seq,
+                data,
+                replay,
+            } => self.terminal.output(TerminalOutputParams {
+                terminal_id,
+                seq,
+                data,
+                replay,
+            }),
+            ServerMsg::TerminalResized {
+                terminal_id,
+                client_id,
+                cols,
+                rows,
+            } => self.terminal.resized(TerminalResizedParams {
+                terminal_id,
+                client_id,
+                cols,
+                rows,
+            }),
+            ServerMsg::TerminalEnded {
+                terminal_id,
+                reason,
+            } => self.terminal.ended(TerminalEndedParams {
+                terminal_id,
+                reason,
+            }),
             ServerMsg::RunFinished { run_id, result } => {
                 self.runs.finished(run_id, &result, &self.docs)
             }

@@ -241,7 +241,12 @@ impl Link {
                 | ErrorCode::RunsDisabled
                 | ErrorCode::RunRefused
                 | ErrorCode::NoRun
-        ) {
+                | ErrorCode::NoTerminal
+        ) || (code == ErrorCode::Overloaded && self.is_connected())
+        {
+            // Overloaded before the welcome refuses the join, and the
+            // retries say what they need to; after it, input (a run's, the
+            // terminal's) came faster than it could be taken.
             self.notifier
                 .tell_user(MessageType::ERROR, format!("Chorus hub: {message}"));
         }

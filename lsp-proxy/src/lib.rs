@@ -21,6 +21,9 @@
 //! * [`workspace`] — the walk of a folder that sharing publishes;
 //! * [`share`] — publishing a folder (`chorus share`, `chorus.share`);
 //! * [`runs`] — showing shared runs through standard LSP messages;
+//! * `terminal` — the shared terminal: `chorus/terminal*` for plugins,
+//!   log lines without escape sequences for other editors, and the
+//!   `chorus.terminal*` commands;
 //! * [`lsp_ext`] — the `chorus/*` messages, commands and settings plugins
 //!   speak, as types (the only place their wire shape is defined).
 //!
@@ -42,6 +45,7 @@ pub mod share;
 pub mod sync;
 #[cfg(test)]
 mod sync_sim;
+mod terminal;
 pub mod transport;
 pub mod workspace;
 

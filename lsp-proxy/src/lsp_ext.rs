@@ -25,13 +25,22 @@
 //!     may split lines; `seq` orders them per run;
 //!   * [`RunInput`] (`chorus/runInput`): someone's input to the run
 //!     ([`INPUT`]), this user's too, with who sent it;
+//!   * [`TerminalStarted`], [`TerminalOutput`], [`TerminalResized`],
+//!     [`TerminalEnded`] (`chorus/terminalStarted`, `chorus/terminalOutput`,
+//!     `chorus/terminalResized`, `chorus/terminalEnded`): the session's
+//!     shared terminal, for the plugin to draw as a real terminal. Without
+//!     the extensions the proxy logs its output instead (`window/logMessage`
+//!     lines `[terminal · NAME] …`, escape sequences taken out) and says
+//!     when it opens and ends (`window/showMessage`);
 //! * sends to the proxy:
 //!   * [`LocalCursor`] (`chorus/cursor`): the user's selections, whenever
 //!     they move (throttling is the plugin's business); without a plugin the
 //!     proxy infers the cursor from the user's edits;
 //!   * the commands [`RUN`], [`STOP`], [`INPUT`], [`FOLLOW`], [`SHARE`],
-//!     [`RESYNC`] and [`FILES`] through `workspace/executeCommand` (any LSP client can
-//!     send those);
+//!     [`RESYNC`], [`FILES`], and [`TERMINAL`], [`TERMINAL_INPUT`],
+//!     [`TERMINAL_RESIZE`], [`TERMINAL_STOP`] for the shared terminal,
+//!     through `workspace/executeCommand` (any LSP client can send those;
+//!     [`INPUT`] types a line into the terminal when no run is going);
 //!   * [`DocumentState`] (`chorus/documentState`), a request for tests and
 //!     health checks.
 //!
@@ -303,6 +312,88 @@ pub struct RunInputParams {
     pub interrupt: bool,
 }
 
+/// `chorus/terminalStarted`, proxy → editor: the session's shared terminal
+/// is open. Sent when it opens, again when this proxy (re)joins while it is
+/// open, and in answer to [`TERMINAL`]: the same `terminalId` may come more
+/// than once.
+pub enum TerminalStarted {}
+
+impl Notification for TerminalStarted {
+    type Params = TerminalStartedParams;
+    const METHOD: &'static str = "chorus/terminalStarted";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalStartedParams {
+    pub terminal_id: u64,
+    /// Who opened it.
+    pub client_id: u64,
+    pub name: String,
+    /// Its size now, in character cells.
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// `chorus/terminalOutput`, proxy → editor: what the shared terminal wrote.
+pub enum TerminalOutput {}
+
+impl Notification for TerminalOutput {
+    type Params = TerminalOutputParams;
+    const METHOD: &'static str = "chorus/terminalOutput";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalOutputParams {
+    pub terminal_id: u64,
+    /// From 0 within a terminal, one per chunk.
+    pub seq: u64,
+    /// As the terminal wrote it, escape sequences included; chunks split
+    /// lines and escape sequences anywhere.
+    pub data: String,
+    /// The recent output, sent to this editor alone after its [`TERMINAL`]:
+    /// it repeats output others already had, and its `seq` is the next
+    /// live chunk's. A view shows the replay, then live output whose `seq`
+    /// is at least the replay's (older live output is inside the replay).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
+}
+
+/// `chorus/terminalResized`, proxy → editor: the shared terminal took the
+/// size of `clientId`'s view, because they typed last.
+pub enum TerminalResized {}
+
+impl Notification for TerminalResized {
+    type Params = TerminalResizedParams;
+    const METHOD: &'static str = "chorus/terminalResized";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalResizedParams {
+    pub terminal_id: u64,
+    pub client_id: u64,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// `chorus/terminalEnded`, proxy → editor: the shared terminal is over.
+pub enum TerminalEnded {}
+
+impl Notification for TerminalEnded {
+    type Params = TerminalEndedParams;
+    const METHOD: &'static str = "chorus/terminalEnded";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalEndedParams {
+    pub terminal_id: u64,
+    /// For people: "the shell exited with code 0", "stopped by Ada".
+    pub reason: String,
+}
+
 /// `chorus/documentState`, editor → proxy request: the proxy's view of one
 /// document; `null` for a document that is not shared.
 pub enum DocumentState {}
@@ -350,6 +441,11 @@ pub const STOP: &str = "chorus.stop";
 /// it as [`RunInput`] and in the run's log (`> text  (from NAME)`).
 /// Answers [`Requested`] with `"input"`; with no run going, or from a
 /// read-only participant, the hub's refusal arrives as a message.
+/// When this proxy knows of no run going but the shared terminal is open,
+/// the input goes to the terminal instead, as keystrokes: the text (its
+/// final line break dropped, the others as `\r`) then Enter (`\r`),
+/// Ctrl-D for `eof`, Ctrl-C for `interrupt`. That is how an editor
+/// without a terminal view (Helix) types into it.
 pub const INPUT: &str = "chorus.input";
 /// `chorus.follow [name]`: the proxy moves this editor to `name`'s cursor
 /// (`window/showDocument`) as it moves; no name stops following. Answers
@@ -375,8 +471,36 @@ pub const RESYNC: &str = "chorus.resync";
 /// by its URI like any other document, whether or not it is on disk yet
 /// (the proxy then fills the buffer with the session's text).
 pub const FILES: &str = "chorus.files";
+/// `chorus.terminal []` or `chorus.terminal [{cols, rows}]`: opens the
+/// session's shared terminal, or joins the one open, with a view of that
+/// size (see [`TerminalArguments`]). Answers `null`; [`TerminalStarted`]
+/// and a replay ([`TerminalOutputParams::replay`]) follow.
+pub const TERMINAL: &str = "chorus.terminal";
+/// `chorus.terminal.input [{data}]` or `chorus.terminal.input [data]`:
+/// keystrokes for the shared terminal, as a terminal sends them (`"ls\r"`,
+/// `"\u0003"` for Ctrl-C); see [`TerminalInputArguments`]. Answers `null`.
+pub const TERMINAL_INPUT: &str = "chorus.terminal.input";
+/// `chorus.terminal.resize [{cols, rows}]`: this editor's view of the
+/// terminal has that size now; the terminal takes it when this user types
+/// (it follows the most recent typist). Answers `null`.
+pub const TERMINAL_RESIZE: &str = "chorus.terminal.resize";
+/// `chorus.terminal.stop`, no arguments: ends the shared terminal for
+/// everyone. Answers `null`.
+pub const TERMINAL_STOP: &str = "chorus.terminal.stop";
 /// What the proxy declares in `executeCommandProvider`.
-pub const COMMANDS: [&str; 7] = [RUN, STOP, INPUT, FOLLOW, SHARE, RESYNC, FILES];
+pub const COMMANDS: [&str; 11] = [
+    RUN,
+    STOP,
+    INPUT,
+    FOLLOW,
+    SHARE,
+    RESYNC,
+    FILES,
+    TERMINAL,
+    TERMINAL_INPUT,
+    TERMINAL_RESIZE,
+    TERMINAL_STOP,
+];
 
 /// The arguments of [`INPUT`]: `[text]`, or `[{text, eof, interrupt}]`
 /// (every field optional, at least one needed). `[text]` is a line: the
@@ -422,6 +546,91 @@ impl InputArguments {
 
     pub fn into_arguments(self) -> Vec<Value> {
         // Cannot fail: a string and two booleans.
+        vec![serde_json::to_value(self).unwrap_or_default()]
+    }
+}
+
+/// The arguments of [`TERMINAL`]: `[]`, or `[{cols, rows}]` (either may be
+/// missing), the size of the view the user opens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TerminalArguments {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cols: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u16>,
+}
+
+impl TerminalArguments {
+    pub fn from_arguments(arguments: &[Value]) -> Result<TerminalArguments, String> {
+        const USAGE: &str = "chorus.terminal takes no arguments, or {\"cols\": N, \"rows\": N}";
+        match arguments.first() {
+            None => Ok(TerminalArguments::default()),
+            Some(size @ Value::Object(_)) => {
+                serde_json::from_value(size.clone()).map_err(|_| USAGE.to_owned())
+            }
+            Some(_) => Err(USAGE.to_owned()),
+        }
+    }
+
+    pub fn into_arguments(self) -> Vec<Value> {
+        // Cannot fail: two numbers.
+        vec![serde_json::to_value(self).unwrap_or_default()]
+    }
+}
+
+/// The arguments of [`TERMINAL_INPUT`]: `[{data}]` or `[data]`, sent as
+/// it is (no line break is added: `"\r"` is Enter).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TerminalInputArguments {
+    pub data: String,
+}
+
+impl TerminalInputArguments {
+    pub fn from_arguments(arguments: &[Value]) -> Result<TerminalInputArguments, String> {
+        const USAGE: &str =
+            "chorus.terminal.input takes the keystrokes to send, or {\"data\": keystrokes}";
+        let input = match arguments.first() {
+            Some(Value::String(data)) => TerminalInputArguments { data: data.clone() },
+            Some(input @ Value::Object(_)) => {
+                serde_json::from_value(input.clone()).map_err(|_| USAGE.to_owned())?
+            }
+            _ => return Err(USAGE.to_owned()),
+        };
+        if input.data.is_empty() {
+            return Err(format!("{USAGE}; there was nothing to send"));
+        }
+        Ok(input)
+    }
+
+    pub fn into_arguments(self) -> Vec<Value> {
+        // Cannot fail: a string.
+        vec![serde_json::to_value(self).unwrap_or_default()]
+    }
+}
+
+/// The arguments of [`TERMINAL_RESIZE`]: `[{cols, rows}]`, both at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TerminalResizeArguments {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl TerminalResizeArguments {
+    pub fn from_arguments(arguments: &[Value]) -> Result<TerminalResizeArguments, String> {
+        const USAGE: &str =
+            "chorus.terminal.resize takes {\"cols\": N, \"rows\": N}, both at least 1";
+        let size: TerminalResizeArguments = arguments
+            .first()
+            .and_then(|size| serde_json::from_value(size.clone()).ok())
+            .ok_or(USAGE)?;
+        if size.cols == 0 || size.rows == 0 {
+            return Err(USAGE.to_owned());
+        }
+        Ok(size)
+    }
+
+    pub fn into_arguments(self) -> Vec<Value> {
+        // Cannot fail: two numbers.
         vec![serde_json::to_value(self).unwrap_or_default()]
     }
 }
@@ -710,6 +919,38 @@ mod tests {
         .unwrap();
         assert_eq!(test.mode, Some(RunMode::Test));
         assert_eq!(test.command.as_deref(), Some("make check"));
+        assert_eq!(
+            TerminalInputArguments::from_arguments(&[json!("ls\r")]),
+            Ok(TerminalInputArguments {
+                data: "ls\r".into()
+            })
+        );
+        assert!(
+            TerminalInputArguments::from_arguments(&[json!({"data": ""})])
+                .is_err_and(|e| e.contains("nothing to send"))
+        );
+        assert!(TerminalInputArguments::from_arguments(&[]).is_err());
+        assert_eq!(
+            TerminalArguments::from_arguments(&[json!({"cols": 80})]),
+            Ok(TerminalArguments {
+                cols: Some(80),
+                rows: None
+            })
+        );
+        assert!(TerminalArguments::from_arguments(&[json!({"cols": -1})]).is_err());
+        for bad in [
+            json!({"cols": 80}),
+            json!({"cols": 0, "rows": 24}),
+            json!(80),
+        ] {
+            let refused = TerminalResizeArguments::from_arguments(std::slice::from_ref(&bad));
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("chorus.terminal.resize")),
+                "{bad}: {refused:?}"
+            );
+        }
         assert_eq!(
             FollowArguments::from_arguments(&[json!(null)]),
             Err("chorus.follow takes a participant's name".to_owned())

@@ -36,9 +36,8 @@ pub const DIAGNOSTIC_SOURCE: &str = "chorus run";
 struct RunView {
     label: String,
     doc: String,
-    /// Output not yet ending in a newline, per stream, so that log lines
-    /// are whole lines.
-    partial: HashMap<&'static str, String>,
+    /// Output cut into whole lines, per stream.
+    partial: HashMap<&'static str, Lines>,
     progress: Option<NumberOrString>,
 }
 
@@ -59,6 +58,11 @@ impl Runs {
             views: HashMap::new(),
             diagnosed: Vec::new(),
         }
+    }
+
+    /// Whether a run this proxy heard start has not finished yet.
+    pub fn is_going(&self) -> bool {
+        !self.views.is_empty()
     }
 
     pub fn set_progress_support(&mut self, supported: bool) {
@@ -112,23 +116,15 @@ impl Runs {
             OutputStream::Stdout => "stdout",
             OutputStream::Stderr => "stderr",
         };
-        let buffer = view.partial.entry(key).or_default();
-        buffer.push_str(data);
-        let Some(last_newline) = buffer.rfind('\n') else {
+        let lines = view.partial.entry(key).or_default().push(data);
+        if lines.is_empty() {
             return;
-        };
-        let complete: String = buffer.drain(..=last_newline).collect();
+        }
         let prefix = match stream {
             OutputStream::Stdout => format!("[{}] ", view.label),
             OutputStream::Stderr => format!("[{}] stderr: ", view.label),
         };
-        let text = complete
-            .trim_end_matches('\n')
-            .split('\n')
-            .map(|line| format!("{prefix}{}", line.trim_end_matches('\r')))
-            .collect::<Vec<_>>()
-            .join("\n");
-        self.log(text);
+        self.log(prefixed(&prefix, &lines));
     }
 
     /// Someone's input to the run, as the program got it.
@@ -173,7 +169,11 @@ impl Runs {
         let Some(mut view) = self.views.remove(&run_id) else {
             return;
         };
-        let mut rest: Vec<(&str, String)> = view.partial.drain().collect();
+        let mut rest: Vec<(&str, String)> = view
+            .partial
+            .drain()
+            .map(|(stream, mut lines)| (stream, lines.take_partial()))
+            .collect();
         rest.sort();
         for (stream, text) in rest {
             if !text.is_empty() {
@@ -254,6 +254,50 @@ impl Runs {
     fn log(&self, message: String) {
         self.notifier.log(MessageType::INFO, message);
     }
+}
+
+/// Output cut into whole lines, for the log: chunks end anywhere, and a
+/// log line must be a whole one.
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    /// The output since the last line break.
+    partial: String,
+}
+
+impl Lines {
+    /// Adds `data`; returns the lines it ends, without their `\n` (nor a
+    /// `\r` before it), and keeps the rest for the next chunk.
+    pub(crate) fn push(&mut self, data: &str) -> Vec<String> {
+        self.partial.push_str(data);
+        let Some(last_newline) = self.partial.rfind('\n') else {
+            return Vec::new();
+        };
+        let complete: String = self.partial.drain(..=last_newline).collect();
+        complete[..last_newline]
+            .split('\n')
+            .map(|line| line.trim_end_matches('\r').to_owned())
+            .collect()
+    }
+
+    /// The output since the last line break.
+    pub(crate) fn partial(&self) -> &str {
+        &self.partial
+    }
+
+    /// Takes the output since the last line break (the end of a program
+    /// that did not end its last line).
+    pub(crate) fn take_partial(&mut self) -> String {
+        std::mem::take(&mut self.partial)
+    }
+}
+
+/// `lines` as one log message, each line behind `prefix`.
+pub(crate) fn prefixed(prefix: &str, lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|line| format!("{prefix}{line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One line a person reads: how the run ended.
@@ -384,6 +428,19 @@ mod tests {
             summarize(&failed),
             "exited with code 101 in 1.50 s; error at src/main.rs:3:5 and 1 more"
         );
+    }
+
+    #[test]
+    fn output_becomes_whole_lines_however_it_is_cut() {
+        let mut lines = Lines::default();
+        assert!(lines.push("name").is_empty());
+        assert_eq!(lines.partial(), "name");
+        assert_eq!(lines.push("? Ada\r\nhi A"), ["name? Ada"]);
+        // Blank lines count, at the end of a chunk too.
+        assert_eq!(lines.push("da\n\n"), ["hi Ada", ""]);
+        assert_eq!(lines.push("\nbye"), [""]);
+        assert_eq!(lines.take_partial(), "bye");
+        assert_eq!(lines.partial(), "");
     }
 
     fn diagnostic(

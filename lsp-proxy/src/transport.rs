@@ -13,7 +13,9 @@
 //! * A damaged frame is repaired where it can be (invalid UTF-8 replaced
 //!   with U+FFFD, so that a request still gets its answer and a change
 //!   lands roughly where it was typed), except `didOpen`, whose text may be
-//!   a file that is not text at all: that document is not shared.
+//!   a file that is not text at all: that document is not shared. U+0000
+//!   is damage too (no hub stores it), except in `chorus.terminal.input`'s
+//!   keystrokes.
 //! * Every damaged frame is followed, in the same stream, by a
 //!   [`DAMAGED_METHOD`] notification naming what it could recover, so
 //!   that the core resyncs that document after whatever the repaired frame
@@ -181,7 +183,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
 fn check(body: Vec<u8>) -> (Option<Vec<u8>>, Option<Damaged>) {
     let utf8_error = match std::str::from_utf8(&body) {
         Ok(text) => match serde_json::from_str::<Value>(text) {
-            Ok(mut value) if text.contains("u0000") && holds_nul(&value) => {
+            Ok(mut value) if text.contains("u0000") && holds_nul(&value) && !keystrokes(&value) => {
                 // No hub takes U+0000 (PostgreSQL cannot store it): the
                 // change goes on with U+FFFD in its place, and the resync
                 // that follows brings the buffer to that.
@@ -216,6 +218,14 @@ fn check(body: Vec<u8>) -> (Option<Vec<u8>>, Option<Damaged>) {
         return (None, Some(damaged));
     };
     pass_repaired(repaired, &value, format!("not UTF-8: {utf8_error}"))
+}
+
+/// Whether `value` is `chorus.terminal.input`, whose keystrokes may hold
+/// U+0000 (Ctrl-Space): they go to a terminal, not into a document, and
+/// the hub takes them.
+fn keystrokes(value: &Value) -> bool {
+    value["method"] == "workspace/executeCommand"
+        && value["params"]["command"] == crate::lsp_ext::TERMINAL_INPUT
 }
 
 /// Every U+0000 in `value`'s strings becomes U+FFFD.
@@ -383,6 +393,16 @@ mod tests {
         );
         assert_eq!(bodies[1]["method"], DAMAGED_METHOD);
         assert_eq!(bodies[1]["params"]["repaired"], true);
+    }
+
+    /// Ctrl-Space is U+0000: the shared terminal's keystrokes keep it.
+    #[tokio::test]
+    async fn terminal_keystrokes_holding_nul_pass_byte_for_byte() {
+        let keys = br#"{"jsonrpc":"2.0","id":4,"method":"workspace/executeCommand","params":{"command":"chorus.terminal.input","arguments":[{"data":"\u0000"}]}}"#;
+        let input = frame(keys);
+        let mut output = Vec::new();
+        guard(&input[..], &mut output).await;
+        assert_eq!(output, input);
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@ mod runs;
 mod seeding;
 mod stale_edits;
 mod terminal;
+mod terminal_proxy;
 mod tls;
 mod unicode;
 mod watcher;

@@ -9,132 +9,40 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chorus_protocol::wire::{
-    ClientMsg, Participant, Role, RunDiagnostic, RunDiagnosticSeverity, RunResult, ServerMsg,
-    PROTOCOL_VERSION,
+    ClientMsg, RunDiagnostic, RunDiagnosticSeverity, RunResult, ServerMsg,
 };
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::editor::{Editor, EditorKind, EditorOptions};
+use crate::support::fake_hub::FakeHub;
 use crate::support::hub::log_dir;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Just enough of a hub for runs: welcomes, opens every document as sent,
-/// and answers each `run` by telling everyone it started and how it ended,
-/// the n-th with the n-th of `results`.
-struct FakeHub {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-type Peers = Arc<Mutex<Vec<(u64, String, mpsc::UnboundedSender<String>)>>>;
-
-impl FakeHub {
-    async fn start(results: Vec<RunResult>) -> FakeHub {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("ws://{}/", listener.local_addr().expect("address"));
-        let peers: Peers = Arc::default();
-        let results = Arc::new(Mutex::new(results.into_iter()));
-        let task = tokio::spawn(async move {
-            let mut next_client = 1;
-            while let Ok((socket, _)) = listener.accept().await {
-                let client_id = next_client;
-                next_client += 1;
-                tokio::spawn(serve(socket, client_id, peers.clone(), results.clone()));
-            }
+/// A hub for runs: it answers each `run` by telling everyone it started
+/// and how it ended, the n-th with the n-th of `results`.
+async fn fake_hub(results: Vec<RunResult>) -> FakeHub {
+    let results = Mutex::new(results.into_iter());
+    FakeHub::start(Arc::new(move |room, client_id, msg| {
+        let ClientMsg::Run { doc, .. } = msg else {
+            return;
+        };
+        let result = results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next()
+            .expect("a result for every run");
+        let run_id = result.duration_ms;
+        room.broadcast(&ServerMsg::RunStarted {
+            run_id,
+            client_id,
+            name: format!("client {client_id}"),
+            doc: doc.clone(),
+            plan: "python3 main.py (main.py)".into(),
         });
-        FakeHub { url, task }
-    }
-}
-
-async fn serve(
-    socket: tokio::net::TcpStream,
-    client_id: u64,
-    peers: Peers,
-    results: Arc<Mutex<std::vec::IntoIter<RunResult>>>,
-) {
-    let Ok(ws) = tokio_tungstenite::accept_async(socket).await else {
-        return;
-    };
-    let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(Message::text(text)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let send = |msg: &ServerMsg| {
-        let _ = tx.send(msg.to_json());
-    };
-    let broadcast = |msg: &ServerMsg| {
-        for (_, _, peer) in peers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = peer.send(msg.to_json());
-        }
-    };
-    while let Some(Ok(frame)) = stream.next().await {
-        let Message::Text(text) = frame else {
-            continue;
-        };
-        let Ok(msg) = serde_json::from_str::<ClientMsg>(text.as_str()) else {
-            continue;
-        };
-        match msg {
-            ClientMsg::Hello { session, name, .. } => {
-                send(&ServerMsg::Welcome {
-                    protocol: PROTOCOL_VERSION,
-                    session,
-                    client_id,
-                    participants: Vec::<Participant>::new(),
-                    role: Role::Editor,
-                    workspace: None,
-                    max_message_bytes: None,
-                });
-                peers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((client_id, name, tx.clone()));
-            }
-            ClientMsg::Open { doc, text, .. } => send(&ServerMsg::Opened {
-                doc,
-                rev: 0,
-                text,
-                created: true,
-                history: None,
-                last_seq: None,
-            }),
-            ClientMsg::Ping { nonce } => send(&ServerMsg::Pong { nonce }),
-            ClientMsg::Run { doc, .. } => {
-                let result = results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .next()
-                    .expect("a result for every run");
-                let run_id = result.duration_ms;
-                let name = format!("client {client_id}");
-                broadcast(&ServerMsg::RunStarted {
-                    run_id,
-                    client_id,
-                    name,
-                    doc,
-                    plan: "python3 main.py (main.py)".into(),
-                });
-                broadcast(&ServerMsg::RunFinished { run_id, result });
-            }
-            _ => {}
-        }
-    }
+        room.broadcast(&ServerMsg::RunFinished { run_id, result });
+    }))
+    .await
 }
 
 fn error_at(path: &str, line: u32, column: u32) -> RunDiagnostic {
@@ -208,7 +116,7 @@ async fn run_diagnostics_reach_every_editor_in_its_encoding_and_the_next_run_cle
         duration_ms: 2,
         ..RunResult::default()
     };
-    let hub = FakeHub::start(vec![failed, clean]).await;
+    let hub = fake_hub(vec![failed, clean]).await;
     let logs = log_dir("run_diagnostics_reach_every_editor");
     let text = "import helper\n😀x = helper.greet()\n";
     let start =

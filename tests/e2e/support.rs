@@ -3,6 +3,7 @@
 
 pub mod converge;
 pub mod editor;
+pub mod fake_hub;
 pub mod helix;
 pub mod hub;
 pub mod hub_client;

@@ -513,6 +513,26 @@ export class VsCodeWindow {
     }, container);
   }
 
+  /**
+   * The screen of the terminal shown in the panel, row by row, trailing
+   * blanks trimmed. Needs `terminal.integrated.gpuAcceleration: "off"`:
+   * xterm's WebGL renderer draws on a canvas, its DOM renderer draws rows
+   * of spans. Only the rows in view are there.
+   */
+  async terminalText(): Promise<string> {
+    return this.page.evaluate(() => {
+      const rows = document.querySelector('.terminal-wrapper.active .xterm-rows');
+      return [...(rows?.children ?? [])]
+        .map((row) => (row.textContent ?? '').replace(/\u00a0/g, ' ').trimEnd())
+        .join('\n');
+    });
+  }
+
+  /** Puts the keyboard in the terminal shown in the panel. */
+  async focusTerminal(): Promise<void> {
+    await this.page.locator('.terminal-wrapper.active .xterm-screen').click();
+  }
+
   /** Opens a file of the folder through Go to File. */
   async openFile(name: string): Promise<void> {
     await this.runCommand('Go to File');

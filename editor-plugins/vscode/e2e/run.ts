@@ -6,7 +6,9 @@
 // * emptyFolder.ts: a VS Code joining with an empty folder and
 //   chorus.syncFiles gets the shared project in its Explorer and runs it;
 // * concurrent.ts: two VS Code windows, a real Neovim and a scripted
-//   editor typing at once at random places, with seeds.
+//   editor typing at once at random places, with seeds;
+// * terminal.ts: VS Code and a scripted editor in the shared terminal:
+//   real keystrokes in VS Code's terminal tab, Stop, a replay on joining.
 //
 // Environment: see harness.ts; CHORUS_E2E_SCENARIOS (comma-separated
 // names, default all) runs some only, CHORUS_E2E_SEEDS the concurrent
@@ -20,6 +22,7 @@ import { basicScenario } from './basic';
 import { concurrentScenario } from './concurrent';
 import { emptyFolderScenario } from './emptyFolder';
 import { artifacts, checkInputs, cleanup, killEverything, step, work } from './harness';
+import { terminalScenario } from './terminal';
 
 /** Whole-test limit, so that a wedged step can never hang CI. */
 const TEST_TIMEOUT_MS = 10 * 60_000;
@@ -28,6 +31,7 @@ const SCENARIOS: [string, () => Promise<void>][] = [
   ['basic', basicScenario],
   ['empty-folder', emptyFolderScenario],
   ['concurrent', concurrentScenario],
+  ['terminal', terminalScenario],
 ];
 
 // Last resort for paths that skip cleanup(): synchronous, so it runs on exit.

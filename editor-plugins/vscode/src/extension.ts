@@ -1,7 +1,8 @@
 // Chorus for VS Code: joins a session by starting `chorus lsp` as a language
 // client for every file in the workspace folder, and shows what its chorus/*
-// notifications report (people, cursors, runs). The logic that needs no
-// editor lives in settings.ts, status.ts, cursors.ts and runOutput.ts.
+// notifications report (people, cursors, runs, the shared terminal in
+// terminal.ts). The logic that needs no editor lives in settings.ts,
+// status.ts, cursors.ts, runOutput.ts and terminalFeed.ts.
 
 import * as vscode from 'vscode';
 import {
@@ -43,6 +44,7 @@ import {
   type ChorusSettings,
 } from './settings';
 import { SessionState, statusText, statusTooltip, whoLines } from './status';
+import { SharedTerminal } from './terminal';
 import { Throttle } from './throttle';
 
 /** Milliseconds between two chorus/cursor notifications while moving. */
@@ -89,6 +91,12 @@ class Chorus implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   /** Per document, the timer of the comparison after its burst settles (bufferCheck.ts). */
   private readonly checks = new Map<string, ReturnType<typeof setTimeout>>();
+  readonly terminal = new SharedTerminal({
+    runningClient: () => this.clientOrWarn(),
+    currentClient: () => this.client,
+    clientId: () => this.state.clientId,
+    log: (line) => this.log.appendLine(line),
+  });
 
   constructor() {
     this.status = vscode.window.createStatusBarItem('chorus.status', vscode.StatusBarAlignment.Left, 100);
@@ -235,6 +243,7 @@ class Chorus implements vscode.Disposable {
     client.onNotification(Methods.runOutput, (params: RunOutputParams) => this.onRunOutput(params));
     client.onNotification(Methods.runInput, (params: RunInputParams) => this.onRunInput(params));
     client.onNotification(Methods.runFinished, (params: RunFinishedParams) => this.onRunFinished(params));
+    this.terminal.listen(client);
     client.onDidChangeState((e) => {
       if (this.client !== client) {
         return;
@@ -273,6 +282,7 @@ class Chorus implements vscode.Disposable {
       clearTimeout(timer);
     }
     this.checks.clear();
+    this.terminal.leave();
     this.cursorThrottle.dispose();
     this.cursors.clearAll();
     this.state.reset();
@@ -533,6 +543,7 @@ class Chorus implements vscode.Disposable {
     this.status.dispose();
     this.log.dispose();
     this.runOutput.dispose();
+    this.terminal.dispose();
   }
 }
 
@@ -554,6 +565,8 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('chorus.resyncDocument', () => instance.resync()),
     vscode.commands.registerCommand('chorus.followParticipant', (name?: string) => instance.follow(name)),
     vscode.commands.registerCommand('chorus.who', () => instance.who()),
+    vscode.commands.registerCommand('chorus.openTerminal', () => instance.terminal.open()),
+    vscode.commands.registerCommand('chorus.stopTerminal', () => instance.terminal.stop()),
   );
 }
 

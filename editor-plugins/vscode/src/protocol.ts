@@ -128,6 +128,69 @@ export interface RunFinishedParams {
   result?: RunResult;
 }
 
+/** A terminal's or a view's size in character cells. */
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+}
+
+/**
+ * `chorus/terminalStarted`: the session's shared terminal is open. To
+ * everyone when it opens (`clientId`, `name`: who opened it), and to one
+ * editor that joins late or sends `chorus.terminal`. `cols`/`rows`: its
+ * size now.
+ */
+export interface TerminalStartedParams {
+  terminalId: number;
+  clientId: number;
+  name: string;
+  cols: number;
+  rows: number;
+}
+
+/**
+ * `chorus/terminalOutput`: raw PTY output, escape sequences included.
+ * `seq` counts from 0 per terminal; a `replay` (the recent output, for one
+ * editor) has the `seq` of the next live output.
+ */
+export interface TerminalOutputParams {
+  terminalId: number;
+  seq: number;
+  data: string;
+  replay?: boolean;
+}
+
+/** `chorus/terminalResized`: the terminal took the size of `clientId`'s view, who typed last. */
+export interface TerminalResizedParams {
+  terminalId: number;
+  clientId: number;
+  cols: number;
+  rows: number;
+}
+
+/** `chorus/terminalEnded`; `reason` is for people ("stopped by Ada"). */
+export interface TerminalEndedParams {
+  terminalId: number;
+  reason: string;
+}
+
+/** `chorus.terminal.input`'s argument: keystrokes as a terminal sends them (`"ls\r"`). */
+export interface TerminalInputOptions {
+  data: string;
+}
+
+/** `chorus.terminal [size]`: open the session's terminal or join it; `size` is this view's. */
+export type TerminalArguments = [size: TerminalSize];
+
+/** `chorus.terminal.input [{data}]`. */
+export type TerminalInputArguments = [options: TerminalInputOptions];
+
+/** `chorus.terminal.resize [size]`: this view's size, which the terminal takes when this user typed last. */
+export type TerminalResizeArguments = [size: TerminalSize];
+
+/** `chorus.terminal.stop []`: end it for everyone. */
+export type TerminalStopArguments = [];
+
 /** `chorus/documentState` (client → server request). */
 export interface DocumentStateParams {
   uri: string;
@@ -167,6 +230,10 @@ export const Methods = {
   runInput: 'chorus/runInput',
   runFinished: 'chorus/runFinished',
   documentState: 'chorus/documentState',
+  terminalStarted: 'chorus/terminalStarted',
+  terminalOutput: 'chorus/terminalOutput',
+  terminalResized: 'chorus/terminalResized',
+  terminalEnded: 'chorus/terminalEnded',
 } as const;
 
 /** workspace/executeCommand names the proxy offers. */
@@ -178,6 +245,10 @@ export const ServerCommands = {
   share: 'chorus.share',
   resync: 'chorus.resync',
   files: 'chorus.files',
+  terminal: 'chorus.terminal',
+  terminalInput: 'chorus.terminal.input',
+  terminalResize: 'chorus.terminal.resize',
+  terminalStop: 'chorus.terminal.stop',
 } as const;
 
 /** `chorus.run`'s second argument. */

@@ -20,6 +20,8 @@ export class SessionState {
   /** The proxy's link to the hub, from chorus/connection. */
   hub: ConnectionParams['state'] | undefined;
   readOnly = false;
+  /** Our id at the hub while online; a reconnect brings a new one. */
+  clientId: number | undefined;
 
   /** Applies chorus/connection; returns a line worth telling the user, if any. */
   onConnection(params: ConnectionParams): string | undefined {
@@ -27,6 +29,7 @@ export class SessionState {
     this.hub = params.state;
     if (params.state === 'online') {
       this.readOnly = params.role === 'readOnly';
+      this.clientId = params.clientId;
       return was === 'offline' ? 'back online' : undefined;
     }
     if (params.state === 'offline') {
@@ -83,6 +86,7 @@ export class SessionState {
     this.run = undefined;
     this.hub = undefined;
     this.readOnly = false;
+    this.clientId = undefined;
   }
 }
 

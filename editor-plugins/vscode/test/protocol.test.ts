@@ -149,6 +149,28 @@ const sessionFile: Shape<P.SessionFile> = {
   notSynced: { optional: notSynced },
 };
 const filesAnswer: Shape<P.FilesAnswer> = { files: { arrayOf: { object: sessionFile } } };
+const terminalStarted: Shape<P.TerminalStartedParams> = {
+  terminalId: 'number',
+  clientId: 'number',
+  name: 'string',
+  cols: 'number',
+  rows: 'number',
+};
+const terminalOutput: Shape<P.TerminalOutputParams> = {
+  terminalId: 'number',
+  seq: 'number',
+  data: 'string',
+  replay: { optional: 'boolean' },
+};
+const terminalResized: Shape<P.TerminalResizedParams> = {
+  terminalId: 'number',
+  clientId: 'number',
+  cols: 'number',
+  rows: 'number',
+};
+const terminalEnded: Shape<P.TerminalEndedParams> = { terminalId: 'number', reason: 'string' };
+const terminalSize: Shape<P.TerminalSize> = { cols: 'number', rows: 'number' };
+const terminalInputOptions: Shape<P.TerminalInputOptions> = { data: 'string' };
 
 // Positional command arguments, one spec per position. Tuples do not map
 // through Shape; the test below at least checks these against the
@@ -157,6 +179,9 @@ const runArguments: Spec[] = [{ optional: 'string' }, { optional: { object: runO
 const followArguments: Spec[] = [{ optional: 'string' }];
 const inputArguments: Spec[] = [{ object: inputOptions }];
 const resyncArguments: Spec[] = [{ optional: 'string' }];
+const terminalArguments: Spec[] = [{ object: terminalSize }];
+const terminalInputArguments: Spec[] = [{ object: terminalInputOptions }];
+const terminalResizeArguments: Spec[] = [{ object: terminalSize }];
 
 type Direction = 'proxyToEditor' | 'editorToProxy';
 interface Payload {
@@ -254,6 +279,10 @@ const notifications: Record<string, { method: string; shape: Fields }> = {
   runOutput: { method: P.Methods.runOutput, shape: runOutput },
   runInput: { method: P.Methods.runInput, shape: runInput },
   runFinished: { method: P.Methods.runFinished, shape: runFinished },
+  terminalStarted: { method: P.Methods.terminalStarted, shape: terminalStarted },
+  terminalOutput: { method: P.Methods.terminalOutput, shape: terminalOutput },
+  terminalResized: { method: P.Methods.terminalResized, shape: terminalResized },
+  terminalEnded: { method: P.Methods.terminalEnded, shape: terminalEnded },
 };
 
 test('every notification the proxy defines is mirrored, under its method', () => {
@@ -297,6 +326,21 @@ test('commands: names, arguments and answers agree', () => {
   assert.deepEqual(problems({ object: requested }, stop.result.example, '', stop.result), []);
   assert.deepEqual(problems({ object: following }, follow.result.example, '', follow.result), []);
   assert.deepEqual(problems({ object: requested }, share.result.example, '', share.result), []);
+});
+
+test("the shared terminal's commands: names and arguments agree, and they answer null", () => {
+  const { terminal, terminalInput, terminalResize, terminalStop } = fixture.commands;
+  assert.equal(P.ServerCommands.terminal, terminal.command);
+  assert.equal(P.ServerCommands.terminalInput, terminalInput.command);
+  assert.equal(P.ServerCommands.terminalResize, terminalResize.command);
+  assert.equal(P.ServerCommands.terminalStop, terminalStop.command);
+  assert.deepEqual(argumentProblems(terminalArguments, terminal.arguments), []);
+  assert.deepEqual(argumentProblems(terminalInputArguments, terminalInput.arguments), []);
+  assert.deepEqual(argumentProblems(terminalResizeArguments, terminalResize.arguments), []);
+  assert.deepEqual(argumentProblems([], terminalStop.arguments), []);
+  for (const { result } of [terminal, terminalInput, terminalResize, terminalStop]) {
+    assert.equal(result.example, null);
+  }
 });
 
 test('initializationOptions: every field the proxy reads, and only those', () => {

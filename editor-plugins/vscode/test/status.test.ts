@@ -88,3 +88,14 @@ test('the hub link shows: read-only, offline and back, refused', () => {
   assert.match(state.onConnection({ state: 'refused', reason: 'wrong token' }) ?? '', /wrong token/);
   assert.equal(statusText(state), '$(broadcast) demo · 1 person · refused');
 });
+
+test('our hub id is the one of the latest connection', () => {
+  const state = new SessionState();
+  state.onConnection({ state: 'online', role: 'editor', clientId: 3 });
+  assert.equal(state.clientId, 3);
+  state.onConnection({ state: 'offline', reason: 'connection lost' });
+  state.onConnection({ state: 'online', role: 'editor', clientId: 8 });
+  assert.equal(state.clientId, 8);
+  state.reset();
+  assert.equal(state.clientId, undefined);
+});

@@ -303,6 +303,29 @@ fn fixture() -> Value {
             },
             summary: "exited with code 1 in 0.12 s; error at helper.py:3:1".into(),
         }),
+        "terminalStarted": notification::<TerminalStarted>(PROXY_TO_EDITOR, TerminalStartedParams {
+            terminal_id: 1,
+            client_id: 3,
+            name: "Bo".into(),
+            cols: 100,
+            rows: 30,
+        }),
+        "terminalOutput": notification::<TerminalOutput>(PROXY_TO_EDITOR, TerminalOutputParams {
+            terminal_id: 1,
+            seq: 4,
+            data: "\u{1b}[01;32mbo@chorus\u{1b}[00m:~$ ".into(),
+            replay: true,
+        }),
+        "terminalResized": notification::<TerminalResized>(PROXY_TO_EDITOR, TerminalResizedParams {
+            terminal_id: 1,
+            client_id: 3,
+            cols: 120,
+            rows: 40,
+        }),
+        "terminalEnded": notification::<TerminalEnded>(PROXY_TO_EDITOR, TerminalEndedParams {
+            terminal_id: 1,
+            reason: "stopped by Bo".into(),
+        }),
     });
     let requests = json!({
         "documentState": request::<DocumentState>(
@@ -345,6 +368,30 @@ fn fixture() -> Value {
         ResyncArguments::from_arguments(&resync.clone().into_arguments()),
         Ok(resync.clone())
     );
+    let terminal = TerminalArguments {
+        cols: Some(100),
+        rows: Some(30),
+    };
+    assert_eq!(
+        TerminalArguments::from_arguments(&terminal.into_arguments()),
+        Ok(terminal)
+    );
+    let terminal_input = TerminalInputArguments {
+        data: "ls\r".into(),
+    };
+    assert_eq!(
+        TerminalInputArguments::from_arguments(&terminal_input.clone().into_arguments()),
+        Ok(terminal_input.clone())
+    );
+    let terminal_resize = TerminalResizeArguments {
+        cols: 120,
+        rows: 40,
+    };
+    assert_eq!(
+        TerminalResizeArguments::from_arguments(&terminal_resize.into_arguments()),
+        Ok(terminal_resize)
+    );
+    let null_result = || payload_with(PROXY_TO_EDITOR, Value::Null, Value::is_null);
     let commands = json!({
         "run": {
             "command": RUN,
@@ -400,6 +447,35 @@ fn fixture() -> Value {
                 }],
             }),
         },
+        "terminal": {
+            "command": TERMINAL,
+            "arguments": payload_with(EDITOR_TO_PROXY, Value::from(terminal.into_arguments()), |v| {
+                v.as_array()
+                    .is_some_and(|list| TerminalArguments::from_arguments(list).is_ok())
+            }),
+            "result": null_result(),
+        },
+        "terminalInput": {
+            "command": TERMINAL_INPUT,
+            "arguments": payload_with(EDITOR_TO_PROXY, Value::from(terminal_input.into_arguments()), |v| {
+                v.as_array()
+                    .is_some_and(|list| TerminalInputArguments::from_arguments(list).is_ok())
+            }),
+            "result": null_result(),
+        },
+        "terminalResize": {
+            "command": TERMINAL_RESIZE,
+            "arguments": payload_with(EDITOR_TO_PROXY, Value::from(terminal_resize.into_arguments()), |v| {
+                v.as_array()
+                    .is_some_and(|list| TerminalResizeArguments::from_arguments(list).is_ok())
+            }),
+            "result": null_result(),
+        },
+        "terminalStop": {
+            "command": TERMINAL_STOP,
+            "arguments": payload_with(EDITOR_TO_PROXY, json!([]), |v| v == &json!([])),
+            "result": null_result(),
+        },
     });
     let settings = Settings {
         hub: Some("wss://hub.example:7420/".into()),
@@ -410,7 +486,22 @@ fn fixture() -> Value {
         extensions: Some(true),
         sync_files: Some(true),
     };
-    assert_eq!(COMMANDS, [RUN, STOP, INPUT, FOLLOW, SHARE, RESYNC, FILES]);
+    assert_eq!(
+        COMMANDS,
+        [
+            RUN,
+            STOP,
+            INPUT,
+            FOLLOW,
+            SHARE,
+            RESYNC,
+            FILES,
+            TERMINAL,
+            TERMINAL_INPUT,
+            TERMINAL_RESIZE,
+            TERMINAL_STOP
+        ]
+    );
     json!({
         "generatedBy": "lsp-proxy/src/lsp_ext/fixture.rs from lsp-proxy/src/lsp_ext.rs; `UPDATE_FIXTURES=1 cargo test -p chorus-lsp lsp_ext` rewrites it",
         "initializationOptions": payload(EDITOR_TO_PROXY, settings),
@@ -503,6 +594,26 @@ fn optional_paths_follow_the_types() {
     assert_eq!(
         optional("/commands/follow/arguments/optional"),
         json!(["[0]"])
+    );
+    assert_eq!(
+        optional("/notifications/terminalOutput/params/optional"),
+        json!(["replay"])
+    );
+    assert_eq!(
+        optional("/notifications/terminalStarted/params/optional"),
+        json!([])
+    );
+    assert_eq!(
+        optional("/commands/terminal/arguments/optional"),
+        json!(["[0]", "[0].cols", "[0].rows"])
+    );
+    assert_eq!(
+        optional("/commands/terminalResize/arguments/optional"),
+        json!([])
+    );
+    assert_eq!(
+        optional("/commands/terminalInput/arguments/optional"),
+        json!([])
     );
     assert_eq!(
         optional("/commands/files/result/optional"),

@@ -113,6 +113,10 @@ pub struct EditorOptions {
     /// Whether the editor says it renames files for `applyEdit`
     /// (`resourceOperations`), as the three editors do.
     pub resource_operations: bool,
+    /// Declare the Chorus extensions (`initializationOptions.extensions`),
+    /// as the Neovim and VS Code plugins do: the proxy then sends
+    /// `chorus/terminal*` instead of logging the terminal.
+    pub extensions: bool,
 }
 
 impl EditorOptions {
@@ -141,6 +145,7 @@ impl EditorOptions {
             initialized_delay: None,
             workspace: None,
             resource_operations: true,
+            extensions: false,
         }
     }
 }
@@ -339,6 +344,9 @@ impl Editor {
                 "hub": options.hub_url, "session": options.session, "name": options.name,
                 "token": options.token,
             });
+        }
+        if options.extensions {
+            params["initializationOptions"]["extensions"] = json!(true);
         }
         let result = client
             .request("initialize", params)
