@@ -78,7 +78,9 @@ struct Config {
 #[derive(Default)]
 struct Shared {
     /// Keystroke time of each wire op, per sending client id, in order.
-    sent: Mutex<HashMap<u64, Vec<Instant>>>,
+    /// By session and client id: ids are unique within a session only
+    /// (several hubs each count their own).
+    sent: Mutex<HashMap<(usize, u64), Vec<Instant>>>,
     errors: AtomicU64,
     error_samples: Mutex<Vec<String>>,
     keystrokes: AtomicU64,
@@ -418,12 +420,12 @@ async fn run(config: Config) {
     let keystrokes = shared.keystrokes.load(Ordering::Relaxed);
     let wire_ops = shared.wire_ops.load(Ordering::Relaxed);
     let mut latencies: Vec<Duration> = Vec::new();
-    let mut slowest: HashMap<(u64, usize), (usize, Duration)> = HashMap::new();
+    let mut slowest: HashMap<(usize, u64, usize), (usize, Duration)> = HashMap::new();
     for result in &results {
         for arrival in &result.arrivals {
             latencies.push(arrival.latency);
             let entry = slowest
-                .entry((arrival.from, arrival.seq))
+                .entry((result.session, arrival.from, arrival.seq))
                 .or_insert((0, Duration::ZERO));
             entry.0 += 1;
             entry.1 = entry.1.max(arrival.latency);
@@ -596,8 +598,13 @@ async fn client(args: ClientArgs) -> Option<ClientResult> {
         remote_seq: HashMap::new(),
         arrivals: Vec::new(),
         shared: args.shared.clone(),
+        session: args.session,
     };
-    args.shared.sent.lock().unwrap().insert(me, Vec::new());
+    args.shared
+        .sent
+        .lock()
+        .unwrap()
+        .insert((args.session, me), Vec::new());
     let result = state.type_and_listen(&args).await;
     args.done_typing.wait().await;
     let result = match result {
@@ -690,6 +697,7 @@ async fn recv(ws: &mut Ws) -> Result<ServerMsg, String> {
 struct ClientState {
     ws: Ws,
     me: u64,
+    session: usize,
     ot: OtClient,
     text: Rope,
     cursor: usize,
@@ -772,7 +780,7 @@ impl ClientState {
                     .sent
                     .lock()
                     .unwrap()
-                    .get(&client_id)
+                    .get(&(self.session, client_id))
                     .and_then(|times| times.get(*seq).copied());
                 match sent {
                     Some(sent) => self.arrivals.push(Arrival {
@@ -832,7 +840,7 @@ impl ClientState {
             .sent
             .lock()
             .unwrap()
-            .get_mut(&self.me)
+            .get_mut(&(self.session, self.me))
             .expect("registered before typing")
             .push(since);
         self.shared.wire_ops.fetch_add(1, Ordering::Relaxed);
