@@ -156,6 +156,7 @@ impl Terminal {
         } else {
             self.logged_live = Some(params.terminal_id);
         }
+        open.last_output = Instant::now();
         let plain = open.text.strip(&params.data);
         let mut lines = open.lines.push(&plain);
         if !lines.is_empty() {

@@ -43,6 +43,19 @@ impl Shell {
         self.next_seq += 1;
         self.transcript.push_str(data);
     }
+
+    /// `before`, then the prompt: cut inside an escape sequence and, a
+    /// moment later, inside its text, so that an editor without the
+    /// extensions must wait for the output to pause to log it whole.
+    fn prompt(&mut self, room: &Room, before: &str) {
+        let (start, rest) = PROMPT.split_at(PROMPT.len() - 8);
+        let (dollar, space) = rest.split_at(3);
+        self.write(room, &format!("{before}{start}"));
+        self.write(room, dollar);
+        // Blocks the fake hub's connection task, not the proxy.
+        std::thread::sleep(Duration::from_millis(40));
+        self.write(room, space);
+    }
 }
 
 /// A hub with one shared terminal, whose shell echoes what is typed and
@@ -65,11 +78,7 @@ fn scripted_hub() -> Answer {
                 if !shell.open {
                     shell.open = true;
                     room.broadcast(&started);
-                    // The first prompt, live to everyone, cut inside an
-                    // escape sequence.
-                    let (start, rest) = PROMPT.split_at(PROMPT.len() - 8);
-                    shell.write(room, &format!("Chorus terminal\r\n{start}"));
-                    shell.write(room, rest);
+                    shell.prompt(room, "Chorus terminal\r\n");
                 } else {
                     room.send(client_id, &started);
                 }
@@ -88,15 +97,16 @@ fn scripted_hub() -> Answer {
                 for c in data.chars() {
                     if c == '\r' {
                         let line = std::mem::take(&mut shell.typed);
-                        echo.push_str(&format!(
-                            "\r\n\u{1b}[1myou said:\u{1b}[0m {line}\r\n{PROMPT}"
-                        ));
+                        echo.push_str(&format!("\r\n\u{1b}[1myou said:\u{1b}[0m {line}\r\n"));
+                        shell.prompt(room, &std::mem::take(&mut echo));
                     } else {
                         shell.typed.push(c);
                         echo.push(c);
                     }
                 }
-                shell.write(room, &echo);
+                if !echo.is_empty() {
+                    shell.write(room, &echo);
+                }
             }
             ClientMsg::TerminalResize { cols, rows } => {
                 room.broadcast(&ServerMsg::TerminalResized {
@@ -288,7 +298,7 @@ async fn a_plugin_gets_the_terminal_as_chorus_notifications() {
         .wait_notification("chorus/terminalOutput", WAIT, |p| p["replay"] == true)
         .await
         .expect("ada's replay");
-    assert_eq!(replay["seq"], 2, "{replay}");
+    assert_eq!(replay["seq"], 3, "{replay}");
     assert_eq!(replay["data"], format!("Chorus terminal\r\n{PROMPT}"));
     command(&bob, "chorus.terminal.input", json!(["ls\r"]))
         .await
@@ -297,17 +307,18 @@ async fn a_plugin_gets_the_terminal_as_chorus_notifications() {
         let echo = editor
             .client()
             .wait_notification("chorus/terminalOutput", WAIT, |p| {
-                p["seq"] == 2 && p.get("replay").is_none()
+                p["seq"] == 3 && p.get("replay").is_none()
             })
             .await
             .unwrap_or_else(|| panic!("{}: no echo", editor.name));
         // As the terminal wrote it, escape sequences and all.
+        let (prompt_start, _) = PROMPT.split_at(PROMPT.len() - 8);
         assert_eq!(
             echo,
             json!({
                 "terminalId": TERMINAL_ID,
-                "seq": 2,
-                "data": format!("ls\r\n\u{1b}[1myou said:\u{1b}[0m ls\r\n{PROMPT}"),
+                "seq": 3,
+                "data": format!("ls\r\n\u{1b}[1myou said:\u{1b}[0m ls\r\n{prompt_start}"),
             })
         );
     }
