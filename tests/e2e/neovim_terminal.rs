@@ -17,65 +17,11 @@ const WAIT: Duration = Duration::from_secs(60);
 
 const TERMINAL_TEXT: &str = "require('chorus.terminal').text()";
 
-async fn command(editor: &Editor, command: &str, arguments: Value) -> Value {
-    editor
-        .client()
-        .request(
-            "workspace/executeCommand",
-            json!({ "command": command, "arguments": arguments }),
-        )
-        .await
-        .unwrap_or_else(|err| panic!("{}: {command}: {err}", editor.name))
-}
-
-/// Waits for a `window/logMessage` line that is exactly `line`.
-async fn wait_log_line(editor: &Editor, line: &str) {
-    let found = editor
-        .client()
-        .wait_notification("window/logMessage", WAIT, |p| {
-            p["message"]
-                .as_str()
-                .is_some_and(|m| m.lines().any(|l| l == line))
-        })
-        .await;
-    assert!(
-        found.is_some(),
-        "{}: no log line {line:?}; the terminal's: {:#?}\nproxy log:\n{}",
-        editor.name,
-        terminal_log(editor),
-        editor.client().log_tail(30)
-    );
-}
-
 /// The terminal's lines in `editor`'s log.
 fn terminal_log(editor: &Editor) -> Vec<String> {
-    editor
-        .client()
-        .notifications("window/logMessage")
-        .iter()
-        .filter_map(|p| p["message"].as_str())
-        .flat_map(str::lines)
-        .filter(|line| line.starts_with("[terminal"))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits until Neovim's terminal buffer shows `needle`; returns its text.
-async fn wait_screen(nvim: &Nvim, what: &str, accept: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = nvim.lua(TERMINAL_TEXT).await;
-        if accept(&text) {
-            return text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}: the terminal never showed {what}; it shows:\n{text}\n{}",
-            nvim.name,
-            nvim.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut lines = editor.log_lines();
+    lines.retain(|line| line.starts_with("[terminal"));
+    lines
 }
 
 /// Ada opens the terminal in Neovim and starts Python in it, typing in
@@ -103,12 +49,16 @@ async fn neovim_and_a_helix_style_editor_share_a_python_repl_in_the_terminal() {
     let cy = Editor::start(EditorKind::Helix, &hub, session, "cy").await;
 
     ada.command("ChorusTerminal").await;
-    wait_screen(&ada, "the shell's prompt", |t| t.contains("$")).await;
+    // Told once the container is up, which takes longest.
     cy.wait_message(
         "window/showMessage",
         "ada opened the shared terminal: type with :lsp-workspace-command chorus.input",
         WAIT,
     )
+    .await;
+    wait_for("the shell's prompt", &ada, TERMINAL_TEXT, |t| {
+        t.contains("$")
+    })
     .await;
     // Keys typed in the terminal buffer, in terminal mode, go through its
     // on_input.
@@ -120,16 +70,26 @@ async fn neovim_and_a_helix_style_editor_share_a_python_repl_in_the_terminal() {
     })
     .await;
     ada.keys("python3<CR>").await;
-    wait_screen(&ada, "Python's prompt", |t| t.contains(">>> ")).await;
+    wait_for("Python's prompt", &ada, TERMINAL_TEXT, |t| {
+        t.contains(">>> ")
+    })
+    .await;
     ada.keys("x = 2<CR>").await;
-    wait_log_line(&cy, "[terminal · ada] >>> x = 2").await;
+    cy.wait_log_line("[terminal · ada] >>> x = 2", WAIT).await;
 
-    let answer = command(&cy, "chorus.input", json!(["print(x * 21)"])).await;
+    let answer = cy
+        .execute("chorus.input", json!(["print(x * 21)"]))
+        .await
+        .expect("cy's command");
     assert_eq!(answer, json!({ "requested": "input" }));
-    let screen = wait_screen(&ada, "42", |t| t.lines().any(|l| l.trim_end() == "42")).await;
+    let screen = wait_for("42", &ada, TERMINAL_TEXT, |t| {
+        t.lines().any(|l| l.trim_end() == "42")
+    })
+    .await;
     assert!(screen.contains(">>> print(x * 21)"), "{screen}");
-    wait_log_line(&cy, "[terminal · ada] >>> print(x * 21)").await;
-    wait_log_line(&cy, "[terminal · ada] 42").await;
+    cy.wait_log_line("[terminal · ada] >>> print(x * 21)", WAIT)
+        .await;
+    cy.wait_log_line("[terminal · ada] 42", WAIT).await;
     for line in terminal_log(&cy) {
         assert!(
             !line.contains('\u{1b}') && !line.contains('\r'),
@@ -142,7 +102,10 @@ async fn neovim_and_a_helix_style_editor_share_a_python_repl_in_the_terminal() {
     // Ada ends it from Neovim: her buffer says so, Cy is told why.
     ada.keys("<C-\\><C-n>").await;
     ada.command("ChorusTerminal stop").await;
-    let screen = wait_screen(&ada, "the end", |t| t.contains("[terminal ended: ")).await;
+    let screen = wait_for("the end", &ada, TERMINAL_TEXT, |t| {
+        t.contains("[terminal ended: ")
+    })
+    .await;
     assert!(
         screen.contains("ada"),
         "the reason names who stopped it: {screen}"
@@ -151,9 +114,9 @@ async fn neovim_and_a_helix_style_editor_share_a_python_repl_in_the_terminal() {
         .await;
 }
 
-/// An editor without the extensions opens the terminal itself: the
-/// replay and bash's prompt, which no line break ends, reach its log, and
-/// so does what it types.
+/// An editor without the extensions opens the terminal itself: bash's
+/// prompt, which no line break ends, reaches its log, and so does what
+/// it types and what that prints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helix_style_editor_opens_the_terminal_and_reads_it_in_its_log() {
     if !chorus_testkit::docker() {
@@ -166,7 +129,9 @@ async fn a_helix_style_editor_opens_the_terminal_and_reads_it_in_its_log() {
         .await
         .expect("online");
     assert_eq!(
-        command(&cy, "chorus.terminal", json!([])).await,
+        cy.execute("chorus.terminal", json!([]))
+            .await
+            .expect("cy's command"),
         Value::Null
     );
     cy.wait_message("window/showMessage", "cy opened the shared terminal", WAIT)
@@ -185,13 +150,17 @@ async fn a_helix_style_editor_opens_the_terminal_and_reads_it_in_its_log() {
         "no prompt logged: {:#?}",
         terminal_log(&cy)
     );
-    command(&cy, "chorus.input", json!(["echo $((6 * 7))"])).await;
-    wait_log_line(&cy, "[terminal · cy] 42").await;
+    cy.execute("chorus.input", json!(["echo $((6 * 7))"]))
+        .await
+        .expect("cy's command");
+    cy.wait_log_line("[terminal · cy] 42", WAIT).await;
     let typed = terminal_log(&cy)
         .into_iter()
         .any(|line| line.ends_with("$ echo $((6 * 7))"));
     assert!(typed, "the typed line: {:#?}", terminal_log(&cy));
-    command(&cy, "chorus.terminal.stop", json!([])).await;
+    cy.execute("chorus.terminal.stop", json!([]))
+        .await
+        .expect("cy's command");
     cy.wait_message("window/showMessage", "the shared terminal ended: ", WAIT)
         .await;
     for line in terminal_log(&cy) {
