@@ -57,6 +57,11 @@ enum Command {
         /// through a visitor's browser. Editors send no Origin.
         #[arg(long = "allow-origin", value_name = "ORIGIN", env = "CHORUS_ALLOW_ORIGIN", value_delimiter = ',', value_parser = origin)]
         allowed_origins: Vec<String>,
+        /// Where the other hubs sharing this hub's PostgreSQL database reach
+        /// it, to relay connections for sessions it holds (`ws://host:port/`
+        /// on their network); by default the address it listens on.
+        #[arg(long, value_name = "URL", env = "CHORUS_ADVERTISE")]
+        advertise: Option<String>,
         /// Largest message accepted from a client, in bytes; also the
         /// largest document one can share, as its text travels in one
         /// message (proxies learn it when they join).
@@ -403,6 +408,7 @@ fn run() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             allowed_origins,
+            advertise,
             max_message_bytes,
             max_document_chars,
             messages_per_second,
@@ -449,6 +455,25 @@ fn run() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr().context("no local address")?;
             let scheme = if tls.is_some() { "wss" } else { "ws" };
+            // Several hubs on one PostgreSQL database are one service: each
+            // session is claimed by one of them (ADR 0009).
+            let cluster = match store.as_ref().filter(|store| store.is_shared()) {
+                Some(store) => {
+                    let address = match advertise {
+                        Some(address) => address,
+                        None if addr.ip().is_unspecified() => anyhow::bail!(
+                            "listening on {addr} with a shared database: say where the other hubs reach this one with --advertise ws://HOST:{}/",
+                            addr.port()
+                        ),
+                        None => format!("ws://{addr}/"),
+                    };
+                    let cluster = chorus_hub::cluster::Cluster::join(store.clone(), address)
+                        .await
+                        .context("cannot take this hub's lease in the database")?;
+                    Some(cluster)
+                }
+                None => None,
+            };
             let config = chorus_hub::HubConfig {
                 max_message_bytes,
                 max_document_chars,
@@ -471,14 +496,31 @@ fn run() -> anyhow::Result<()> {
                 access,
                 tls,
                 allowed_origins,
+                cluster,
                 ..chorus_hub::HubConfig::default()
             };
             // The one line on stdout, once ready: scripts and tests read the
             // port here.
             println!("listening {scheme}://{addr}/");
             tracing::info!(%addr, "chorus hub ready");
+            // SIGTERM (a deploy, systemd) drains like Ctrl-C: sessions are
+            // handed over, nothing acknowledged is lost.
             let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .context("cannot watch for SIGTERM")?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("shutting down: draining sessions");
+                anyhow::Ok(())
+            };
+            let shutdown = async {
+                if let Err(err) = shutdown.await {
+                    tracing::warn!(cause = %err, "no SIGTERM handling; Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             };
             chorus_hub::run(listener, config, shutdown).await;
             Ok(())

@@ -39,7 +39,17 @@ pub struct HubProcess {
 
 /// Starts `chorus hub` (runs off) with `extra_args`, logging to `log`, and
 /// waits for its `listening` line.
+#[allow(dead_code)]
 pub async fn start_hub(extra_args: &[&str], log: &std::path::Path) -> HubProcess {
+    let mut args = vec!["--no-runs"];
+    args.extend_from_slice(extra_args);
+    start_hub_with_runs(&args, log).await
+}
+
+/// [`start_hub`] with runs and terminals on (a Docker engine and the
+/// sandbox image are needed).
+#[allow(dead_code)]
+pub async fn start_hub_with_runs(extra_args: &[&str], log: &std::path::Path) -> HubProcess {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
         // Every benchmark client comes from 127.0.0.1: the per-address cap
@@ -48,7 +58,6 @@ pub async fn start_hub(extra_args: &[&str], log: &std::path::Path) -> HubProcess
             "hub",
             "--listen",
             "127.0.0.1:0",
-            "--no-runs",
             "--max-connections-per-ip",
             "1000000",
         ])

@@ -5,6 +5,9 @@
 //! beyond the hard transport limit, a peer that cannot keep up, one that
 //! does not say `hello` in time, or one that goes silent end it.
 //!
+//! A connection for a session another hub holds (ADR 0009) is relayed to
+//! that hub: its frames are copied both ways, undecoded, after the hello.
+//!
 //! Silence: the hub pings every third of `idle_timeout`, and any frame
 //! (a pong included: tungstenite answers pings for the peer as it reads)
 //! counts as life. A peer that vanished without closing is so dropped and
@@ -25,6 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, instrument, warn};
 
 use crate::access;
+use crate::cluster::Target;
 use crate::outbound::{self, Outbound};
 use crate::session::{Full, JoinRequest, Registry, SessionCmd, SessionHandle};
 use crate::HubConfig;
@@ -36,9 +40,27 @@ struct Joined {
     client_id: u64,
 }
 
+/// What the upgrade request said about the connection.
+#[derive(Clone, Debug, Default)]
+pub struct Route {
+    /// The session named by the URL (`/ws/SESSION`), which the load
+    /// balancer routed by; `hello` must name the same.
+    pub session: Option<String>,
+    /// Relayed by another hub (`x-chorus-relayed`): never relayed again.
+    pub relayed: bool,
+}
+
+/// The header a relaying hub sets, with its id.
+pub const RELAYED_HEADER: &str = "x-chorus-relayed";
+
 #[instrument(skip_all, fields(peer = %peer))]
-pub async fn serve<S>(ws: WebSocketStream<S>, peer: String, registry: Registry, config: HubConfig)
-where
+pub async fn serve<S>(
+    ws: WebSocketStream<S>,
+    peer: String,
+    registry: Registry,
+    config: HubConfig,
+    route: Route,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
@@ -136,13 +158,39 @@ where
                                 kick: &kick,
                                 end: &end,
                             };
-                            match handle(msg, &mut joined, &outbound, notify, &registry, &config)
-                                .await
-                            {
+                            let flow = handle(
+                                msg,
+                                &mut joined,
+                                &outbound,
+                                notify,
+                                &registry,
+                                &config,
+                                &route,
+                            )
+                            .await;
+                            match flow {
                                 Flow::Continue(reply) => reply,
                                 Flow::Close(reply) => {
                                     let _ = outbound.try_send(Message::text(reply.to_json()));
                                     break;
+                                }
+                                Flow::Relay(address) => {
+                                    let notify = Notifies {
+                                        kick: &kick,
+                                        end: &end,
+                                    };
+                                    let hello = text.to_string();
+                                    let relay = Relay {
+                                        stream: &mut stream,
+                                        outbound: &outbound,
+                                        registry: &registry,
+                                        config: &config,
+                                        route: &route,
+                                    };
+                                    match relay.run(address, hello, &mut joined, notify).await {
+                                        Relayed::JoinedHere => None,
+                                        Relayed::Over => break,
+                                    }
                                 }
                             }
                         }
@@ -224,6 +272,166 @@ impl Pace {
 enum Flow {
     Continue(Option<ServerMsg>),
     Close(ServerMsg),
+    /// Relay the connection to the hub at this address (ADR 0009).
+    Relay(String),
+}
+
+/// How long to wait for the holding hub to accept a relayed connection.
+const RELAY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Between attempts at a holder that does not answer.
+const RELAY_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a join keeps trying holders that do not answer.
+const RELAY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+enum Relayed {
+    /// The holder went away and this hub claimed the session: the
+    /// connection is joined here and goes on as any other.
+    JoinedHere,
+    /// The relay ended (either side closed); so does the connection.
+    Over,
+}
+
+/// A connection being relayed to the hub holding its session.
+struct Relay<'a, S> {
+    stream: &'a mut futures_util::stream::SplitStream<WebSocketStream<S>>,
+    outbound: &'a Outbound,
+    registry: &'a Registry,
+    config: &'a HubConfig,
+    route: &'a Route,
+}
+
+impl<S> Relay<'_, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn run(
+        self,
+        mut address: String,
+        hello: String,
+        joined: &mut Option<Joined>,
+        notify: Notifies<'_>,
+    ) -> Relayed {
+        let deadline = Instant::now() + RELAY_PATIENCE;
+        let session = self.route_session(&hello);
+        loop {
+            match self.connect(&address, &session).await {
+                Ok(upstream) => return self.pump(upstream, hello).await,
+                Err(err) => debug!(%address, cause = %err, "the holding hub does not answer"),
+            }
+            if Instant::now() >= deadline {
+                let message = "the hub holding this session does not answer; reconnecting";
+                let _ = self.outbound.try_send(Message::text(
+                    error(ErrorCode::Unavailable, message).to_json(),
+                ));
+                return Relayed::Over;
+            }
+            tokio::time::sleep(RELAY_RETRY).await;
+            // The holder may be dead: once its lease lapses this hub may
+            // claim the session, or another hub may have.
+            let Ok(msg) = ClientMsg::decode(&hello) else {
+                return Relayed::Over;
+            };
+            let again = Notifies {
+                kick: notify.kick,
+                end: notify.end,
+            };
+            match handle(
+                msg,
+                joined,
+                self.outbound,
+                again,
+                self.registry,
+                self.config,
+                self.route,
+            )
+            .await
+            {
+                Flow::Continue(None) => return Relayed::JoinedHere,
+                Flow::Continue(Some(reply)) | Flow::Close(reply) => {
+                    let _ = self.outbound.try_send(Message::text(reply.to_json()));
+                    return Relayed::Over;
+                }
+                Flow::Relay(next) => address = next,
+            }
+        }
+    }
+
+    fn route_session(&self, hello: &str) -> String {
+        match ClientMsg::decode(hello) {
+            Ok(ClientMsg::Hello { session, .. }) => session,
+            _ => String::new(),
+        }
+    }
+
+    async fn connect(
+        &self,
+        address: &str,
+        session: &str,
+    ) -> Result<WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String>
+    {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let base = address.trim_end_matches('/');
+        let mut request = format!("{base}/ws/{session}")
+            .into_client_request()
+            .map_err(|err| err.to_string())?;
+        let hub = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or("", |cluster| cluster.hub_id.as_str());
+        request.headers_mut().insert(
+            RELAYED_HEADER,
+            hub.parse().map_err(|_| "bad hub id".to_owned())?,
+        );
+        // As large as any frame the holder sends its own clients.
+        let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(1 << 30))
+            .max_frame_size(Some(1 << 30));
+        let connecting =
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        match tokio::time::timeout(RELAY_CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// Copies frames both ways until either side ends.
+    async fn pump(
+        self,
+        upstream: WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        hello: String,
+    ) -> Relayed {
+        let (mut up_sink, mut up_stream) = upstream.split();
+        if up_sink.send(Message::text(hello)).await.is_err() {
+            return Relayed::Over;
+        }
+        debug!("relaying to the hub holding the session");
+        loop {
+            tokio::select! {
+                frame = self.stream.next() => match frame {
+                    Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => {
+                        if up_sink.send(frame).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+                frame = up_stream.next() => match frame {
+                    Some(Ok(frame @ Message::Text(_))) => {
+                        if self.outbound.try_send(frame).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        let _ = up_sink.close().await;
+        Relayed::Over
+    }
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
@@ -242,6 +450,7 @@ async fn handle(
     notify: Notifies<'_>,
     registry: &Registry,
     config: &HubConfig,
+    route: &Route,
 ) -> Flow {
     if let Some(j) = joined {
         if !j
@@ -281,6 +490,14 @@ async fn handle(
     if let Err(message) = validate_session_id(&session) {
         return Flow::Continue(Some(error(ErrorCode::BadSession, message)));
     }
+    if let Some(routed) = route.session.as_ref().filter(|routed| **routed != session) {
+        // The balancer sent this connection by the URL's session: a hello
+        // for another would land on whichever hub that one hashed to.
+        return Flow::Close(error(
+            ErrorCode::BadSession,
+            format!("connected to /ws/{routed} but said hello to session {session:?}; connect to /ws/{session}"),
+        ));
+    }
     let name = name.trim();
     // Names are shown in every editor and log: no line breaks or escapes.
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
@@ -304,15 +521,30 @@ async fn handle(
         }
     };
     let client_id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
-    let handle = match registry.get_or_create(&session, config) {
-        Ok(handle) => handle,
-        Err(Full(max)) => {
-            warn!(%session, max, "session limit reached; join refused");
-            return Flow::Close(error(
-                ErrorCode::Overloaded,
-                format!("this hub holds its limit of {max} sessions in memory; try again later"),
-            ));
-        }
+    let handle = match &config.cluster {
+        Some(cluster) => match cluster
+            .target(&session, registry, config, route.relayed)
+            .await
+        {
+            Target::Local(handle) => handle,
+            Target::Relay(address) => return Flow::Relay(address),
+            Target::Refuse(code, message) => {
+                debug!(%session, ?code, "join refused: {message}");
+                return Flow::Close(error(code, message));
+            }
+        },
+        None => match registry.get_or_create(&session, config, None) {
+            Ok(handle) => handle,
+            Err(Full(max)) => {
+                warn!(%session, max, "session limit reached; join refused");
+                return Flow::Close(error(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "this hub holds its limit of {max} sessions in memory; try again later"
+                    ),
+                ));
+            }
+        },
     };
     let sent = handle
         .send(SessionCmd::Join(JoinRequest {

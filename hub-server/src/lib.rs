@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod cluster;
 pub mod connection;
 pub mod document;
 pub mod outbound;
@@ -114,6 +115,9 @@ pub struct HubConfig {
     /// upgrades carrying any other `Origin` are refused. Editors' proxies
     /// send none and are not affected.
     pub allowed_origins: Vec<String>,
+    /// This hub as one of several on a shared PostgreSQL database (ADR
+    /// 0009); `None` for a hub alone (SQLite, in memory).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Default for HubConfig {
@@ -139,6 +143,7 @@ impl Default for HubConfig {
             access: access::Access::Open,
             tls: None,
             allowed_origins: Vec::new(),
+            cluster: None,
         }
     }
 }

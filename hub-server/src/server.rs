@@ -120,6 +120,10 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
             };
             tokio::spawn(watch_revocations(store, registry.clone(), executor))
         });
+    let heartbeats = config
+        .cluster
+        .clone()
+        .map(|cluster| tokio::spawn(cluster.heartbeats(registry.clone())));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(root)
@@ -185,7 +189,22 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
         watcher.abort();
     }
     info!("hub stopped accepting connections");
+    // Hand every session over before the process ends, so that nothing
+    // waits for this hub's lease to lapse and no proxy for an error.
+    registry.drain(DRAIN_PATIENCE).await;
+    if let Some(heartbeats) = heartbeats {
+        heartbeats.abort();
+    }
+    if let Some(cluster) = &config.cluster {
+        cluster.leave().await;
+    }
+    // The farewells still queued reach their proxies (each connection's
+    // writer has two seconds).
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
+
+/// How long a shutting-down hub waits for its sessions to hand over.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// One connection's HTTP/1.1, until it closes or is upgraded.
 async fn serve_http<S>(io: S, conn: Conn, app: Router)
@@ -246,6 +265,16 @@ async fn root(
         return (StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n").into_response();
     };
     let accept = derive_accept_key(key.as_bytes());
+    // `/ws/SESSION` (at the end of any prefix): what a load balancer hashes.
+    let route = connection::Route {
+        session: request
+            .uri()
+            .path()
+            .rsplit_once("/ws/")
+            .map(|(_, session)| session.to_owned())
+            .filter(|session| !session.is_empty()),
+        relayed: headers.contains_key(connection::RELAYED_HEADER),
+    };
     let Some(upgrade) = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
@@ -274,7 +303,7 @@ async fn root(
         let io = TokioIo::new(upgraded);
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
         // `conn` (and its connection slot) lives as long as the WebSocket.
-        connection::serve(ws, conn.peer.clone(), hub.registry, config).await;
+        connection::serve(ws, conn.peer.clone(), hub.registry, config, route).await;
         drop(conn);
     });
     Response::builder()

@@ -9,9 +9,10 @@
 //!
 //! Layout: this file is the actor (joining, documents, edits, delivery);
 //! `registry` finds or starts a session's actor; `runs` is the session's
-//! one code run at a time; `workspace` the session's file tree beyond its
-//! documents (`put`, `files`, the caps, listed files); `moves` its renames
-//! and deletes, and where messages naming an old path go (ADR 0005).
+//! one code run at a time; `terminal` its shared terminal; `workspace`
+//! the session's file tree beyond its documents (`put`, `files`, the caps,
+//! listed files); `moves` its renames and deletes, and where messages
+//! naming an old path go (ADR 0005).
 
 mod moves;
 mod registry;
@@ -98,6 +99,10 @@ pub enum SessionCmd {
     },
     /// The session's tokens were revoked (`chorus session revoke`).
     Revoked,
+    /// Another hub claimed the session (ADR 0009): stop serving it.
+    Lost,
+    /// The hub is shutting down: hand the session over.
+    Drain,
 }
 
 #[derive(Clone)]
@@ -151,6 +156,9 @@ struct Session {
     me: mpsc::WeakSender<SessionCmd>,
     /// Durable storage, when the hub keeps sessions.
     store: Option<Store>,
+    /// The claim this actor serves under, on a database several hubs
+    /// share (ADR 0009); released when the actor ends.
+    epoch: Option<i64>,
     /// Where the actor unloads itself from when idle.
     registry: Registry,
 }
@@ -160,6 +168,10 @@ enum Stop {
     /// Its storage failed: nothing more can be acknowledged durably.
     Storage(StorageError),
     Revoked,
+    /// Another hub holds the session now (ADR 0009).
+    Lost,
+    /// The hub is shutting down; its claim is released already.
+    Draining,
 }
 
 /// Ends a session actor that cannot serve: joins already queued get
@@ -176,7 +188,12 @@ async fn turn_away(mut rx: mpsc::Receiver<SessionCmd>, answer: &ServerMsg) {
 
 impl Session {
     /// Starts the actor of session `id` on a task of its own.
-    fn spawn(id: &str, config: &HubConfig, registry: Registry) -> SessionHandle {
+    fn spawn(
+        id: &str,
+        config: &HubConfig,
+        registry: Registry,
+        epoch: Option<i64>,
+    ) -> SessionHandle {
         let (tx, rx) = mpsc::channel(1024);
         let actor = Session {
             id: id.to_owned(),
@@ -191,6 +208,7 @@ impl Session {
             orphaned_since: None,
             me: tx.downgrade(),
             store: config.store.clone(),
+            epoch,
             registry,
         };
         tokio::spawn(actor.run(rx));
@@ -229,7 +247,20 @@ impl Session {
         self.load_listed().await
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
+    async fn run(mut self, rx: mpsc::Receiver<SessionCmd>) {
+        let lost = self.serve(rx).await;
+        // Whatever ended it, the claim goes (unless it is not ours any
+        // more), so that the next hub need not wait for this one's lease.
+        if let (Some(store), Some(epoch), false) = (&self.store, self.epoch, lost) {
+            if let Err(err) = store.release(&self.id, epoch).await {
+                warn!(session = %self.id, cause = %err, "could not release the session's claim; it lapses with this hub's lease");
+            }
+        }
+    }
+
+    /// Serves until the actor ends; true when it ended because another
+    /// hub holds the session.
+    async fn serve(&mut self, mut rx: mpsc::Receiver<SessionCmd>) -> bool {
         if let Err(err) = self.load().await {
             // Serving from memory would acknowledge edits that a restart
             // then loses: refuse, and let proxies retry.
@@ -239,7 +270,8 @@ impl Session {
                 "the hub cannot load this session from its storage; retrying",
                 None,
             );
-            return turn_away(rx, &refusal).await;
+            turn_away(rx, &refusal).await;
+            return false;
         }
         loop {
             // With nobody in it and nothing running, a stored session
@@ -254,12 +286,12 @@ impl Session {
             let cmd = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => cmd,
-                    None => return,
+                    None => return false,
                 },
                 _ = tokio::time::sleep(self.config.unload_idle_after), if idle => {
                     if self.registry.unload_if_unused(&self.id, &self.me) {
                         info!(session = %self.id, "session unloaded from memory (idle)");
-                        return;
+                        return false;
                     }
                     continue;
                 }
@@ -298,10 +330,23 @@ impl Session {
                     None
                 }
                 SessionCmd::Revoked => Some(Stop::Revoked),
+                SessionCmd::Lost => Some(Stop::Lost),
+                SessionCmd::Drain => {
+                    // Released before anyone is told, so that the hub their
+                    // proxies reach next can claim it at once.
+                    if let (Some(store), Some(epoch)) = (&self.store, self.epoch.take()) {
+                        if let Err(err) = store.release(&self.id, epoch).await {
+                            warn!(session = %self.id, cause = %err, "could not release the session's claim; it lapses with this hub's lease");
+                        }
+                    }
+                    Some(Stop::Draining)
+                }
             };
             if let Some(stop) = stop {
+                let lost = matches!(stop, Stop::Lost | Stop::Storage(StorageError::Fenced(_)));
                 let farewell = self.stop(stop);
-                return turn_away(rx, &farewell).await;
+                turn_away(rx, &farewell).await;
+                return lost;
             }
         }
     }
@@ -316,6 +361,24 @@ impl Session {
                 (
                     ErrorCode::Unauthorized,
                     format!("session {:?} was revoked by its owner", self.id),
+                )
+            }
+            Stop::Storage(StorageError::Fenced(why)) => {
+                warn!(session = %self.id, cause = %why, "another hub claimed this session; sending everyone there");
+                (
+                    ErrorCode::Unavailable,
+                    "another hub now serves this session; reconnecting".to_owned(),
+                )
+            }
+            Stop::Lost => (
+                ErrorCode::Unavailable,
+                "another hub now serves this session; reconnecting".to_owned(),
+            ),
+            Stop::Draining => {
+                info!(session = %self.id, "session handed over (hub shutting down)");
+                (
+                    ErrorCode::Unavailable,
+                    "this hub is shutting down; reconnecting to another".to_owned(),
                 )
             }
             Stop::Storage(err) => {

@@ -99,6 +99,21 @@ pub enum StorageError {
     Commit(String),
     #[error("the storage thread is gone")]
     Closed,
+    /// Another hub claimed the session (ADR 0009); nothing was written.
+    #[error("another hub now sequences this session ({0})")]
+    Fenced(String),
+}
+
+/// Who sequences a session (ADR 0009).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This hub, under this epoch: its writes are fenced by it.
+    Mine { epoch: i64 },
+    /// Hub `hub`, reachable at `address` (none when its lease row is gone).
+    Elsewhere {
+        hub: String,
+        address: Option<String>,
+    },
 }
 
 /// A document as stored: a snapshot and the ops logged since.
@@ -291,6 +306,73 @@ impl Store {
         Ok(Store {
             backend: Arc::new(backend),
         })
+    }
+
+    /// Whether several hubs may share this storage, and so must claim
+    /// sessions (ADR 0009): PostgreSQL.
+    pub fn is_shared(&self) -> bool {
+        matches!(&*self.backend, AnyBackend::Postgres(_))
+    }
+
+    /// Makes this store hub `id`'s: from now on each write of a session
+    /// needs this hub's claim on it. No-op on SQLite.
+    pub fn set_hub(&self, id: &str) {
+        if let AnyBackend::Postgres(pg) = &*self.backend {
+            pg.set_hub(id);
+        }
+    }
+
+    /// Renews this hub's lease for `lease` at `address`; returns the
+    /// sessions the database says it holds, with their epochs.
+    pub async fn heartbeat(
+        &self,
+        address: &str,
+        lease: std::time::Duration,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        match &*self.backend {
+            AnyBackend::Postgres(pg) => pg.heartbeat(address, lease.as_secs_f64() * 1000.0).await,
+            AnyBackend::Sqlite(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Claims `session` for this hub if nobody live holds it.
+    pub async fn claim(&self, session: &str) -> Result<Claim, StorageError> {
+        match &*self.backend {
+            AnyBackend::Postgres(pg) => pg.claim(session).await,
+            AnyBackend::Sqlite(_) => Ok(Claim::Mine { epoch: 0 }),
+        }
+    }
+
+    /// Gives up this hub's claim made at `epoch`, if it still holds it.
+    pub async fn release(&self, session: &str, epoch: i64) -> Result<(), StorageError> {
+        match &*self.backend {
+            AnyBackend::Postgres(pg) => pg.release(session, epoch).await,
+            AnyBackend::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// The claims this hub believes it holds.
+    pub fn held(&self) -> std::collections::HashMap<String, i64> {
+        match &*self.backend {
+            AnyBackend::Postgres(pg) => pg.held(),
+            AnyBackend::Sqlite(_) => Default::default(),
+        }
+    }
+
+    /// Forgets a claim the database says is lost: nothing more is written
+    /// under it.
+    pub fn drop_claim(&self, session: &str, epoch: i64) {
+        if let AnyBackend::Postgres(pg) = &*self.backend {
+            pg.drop_claim(session, epoch);
+        }
+    }
+
+    /// Removes this hub's lease (a clean shutdown).
+    pub async fn leave(&self) -> Result<(), StorageError> {
+        match &*self.backend {
+            AnyBackend::Postgres(pg) => pg.leave().await,
+            AnyBackend::Sqlite(_) => Ok(()),
+        }
     }
 
     /// Every document of `session`: snapshot and log, checked to follow on.

@@ -366,6 +366,13 @@ pub(crate) async fn connect(
     Ok(ws)
 }
 
+/// The URL of `session` on the hub at `hub`: `/ws/SESSION` after any path
+/// the hub URL has, so that a load balancer in front of several hubs can
+/// route a session's connections by the URL (ADR 0009).
+pub(crate) fn session_url(hub: &str, session: &str) -> String {
+    format!("{}/ws/{session}", hub.trim_end_matches('/'))
+}
+
 /// Runs until the core goes away, or the hub refuses this proxy for good
 /// (a wrong token, say), which reconnecting cannot fix.
 pub async fn run(
@@ -376,8 +383,12 @@ pub async fn run(
     mut outgoing: mpsc::UnboundedReceiver<String>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let session_url = match &hello {
+        ClientMsg::Hello { session, .. } => session_url(&url, session),
+        _ => url.clone(),
+    };
     loop {
-        match connect(&url, tls.as_ref()).await {
+        match connect(&session_url, tls.as_ref()).await {
             Err(err) => {
                 let reason = format!("cannot reach the Chorus hub at {url}: {err}");
                 debug!(%reason);

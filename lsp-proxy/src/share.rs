@@ -271,7 +271,8 @@ async fn join(target: &ShareTarget) -> Result<(Socket, WorkspaceLimits), ShareEr
     if let Some(warning) = crate::hub_link::token_in_clear(&target.hub, target.token.as_deref()) {
         tracing::warn!("{warning}");
     }
-    let mut ws = crate::hub_link::connect(&target.hub, target.tls.as_ref())
+    let url = crate::hub_link::session_url(&target.hub, &target.session);
+    let mut ws = crate::hub_link::connect(&url, target.tls.as_ref())
         .await
         .map_err(|reason| ShareError::Connect {
             hub: target.hub.clone(),

@@ -83,7 +83,8 @@ pub const DEFAULT_TERMINAL_REPLAY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_TERMINAL_OUTPUT_QUEUE: usize = 64;
 /// The largest output chunk: what the hub's run output uses too (SECURITY.md).
 pub const CHUNK_BYTES: usize = 16 * 1024;
-/// How long the first byte of a chunk waits for more before the chunk goes out.
+/// Output after a quiet spell goes at once (an echo); within this of the last chunk
+/// sent, it waits until this has passed, gathering a burst into few chunks.
 pub const GATHER: Duration = Duration::from_millis(25);
 /// Output held by the coalescer while the channel is full, before output is dropped.
 pub const PENDING_BYTES: usize = 4 * CHUNK_BYTES;
@@ -366,6 +367,7 @@ struct Coalescer {
     dropping: u64,
     /// When the pending bytes go out even if no chunk is full.
     flush_at: Option<Instant>,
+    last_sent: Option<Instant>,
 }
 
 impl Coalescer {
@@ -375,6 +377,7 @@ impl Coalescer {
             pending: Vec::new(),
             dropping: 0,
             flush_at: None,
+            last_sent: None,
         }
     }
 
@@ -435,6 +438,7 @@ impl Coalescer {
         match self.sender.try_send(TerminalEvent::Output(chunk)) {
             Ok(()) => {
                 self.pending.drain(..cut);
+                self.last_sent = Some(Instant::now());
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => false,
@@ -461,10 +465,16 @@ impl Coalescer {
     }
 
     /// Sets the timer when something can go out: whole characters, or a drop notice.
+    /// After a quiet spell it goes at once (a keystroke's echo must not wait);
+    /// otherwise at most one piece per [`GATHER`], so a burst becomes few large ones.
     fn schedule(&mut self) {
         let waiting = complete_prefix_len(&self.pending) > 0 || self.dropping > 0;
         if self.flush_at.is_none() && waiting {
-            self.flush_at = Some(Instant::now() + GATHER);
+            let now = Instant::now();
+            self.flush_at = Some(match self.last_sent {
+                Some(sent) if now < sent + GATHER => sent + GATHER,
+                _ => now,
+            });
         }
     }
 }
@@ -928,6 +938,22 @@ mod tests {
         assert_eq!(replay.snapshot(), "x€".as_bytes());
         replay.push(&[b'z'; 9]);
         assert_eq!(replay.snapshot(), b"zzzzz");
+    }
+
+    #[tokio::test]
+    async fn an_echo_after_quiet_goes_at_once_and_a_burst_waits_its_turn() {
+        let (mut coalescer, mut receiver) = coalescer(8);
+        coalescer.push(b"a");
+        let first = coalescer.flush_at.expect("scheduled");
+        assert!(first <= Instant::now(), "nothing was sent lately: now");
+        coalescer.flush();
+        assert_eq!(
+            receiver.try_recv(),
+            Ok(TerminalEvent::Output(b"a".to_vec()))
+        );
+        coalescer.push(b"b");
+        let next = coalescer.flush_at.expect("scheduled");
+        assert!(next >= first + GATHER, "just sent: after the gather window");
     }
 
     #[tokio::test]

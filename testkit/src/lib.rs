@@ -120,6 +120,25 @@ pub fn postgres() -> Option<String> {
     }
 }
 
+/// Whether HAProxy runs (`apt-get install haproxy`): the multi-hub tests
+/// put Debian's in front of several hubs.
+pub fn haproxy() -> bool {
+    match std::process::Command::new("haproxy").arg("-v").output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            unavailable("HAProxy", &format!("`haproxy -v` failed ({})", out.status));
+            false
+        }
+        Err(err) => {
+            unavailable(
+                "HAProxy",
+                &format!("haproxy: {err}; `apt-get install haproxy`"),
+            );
+            false
+        }
+    }
+}
+
 /// Whether `git` runs (the file watcher's checkout test drives a real
 /// repository).
 pub fn git() -> bool {

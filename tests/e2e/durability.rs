@@ -145,7 +145,7 @@ async fn kill_9_while_typing_in(
 
 /// Types `token` at a boundary between earlier tokens (never inside one):
 /// the `pick`-th, counted round the buffer.
-fn type_token(editor: &Editor, doc: &str, token: &str, pick: usize) {
+pub(crate) fn type_token(editor: &Editor, doc: &str, token: &str, pick: usize) {
     editor.edit_with(doc, |text| {
         let boundaries: Vec<usize> = std::iter::once(0)
             .chain(
@@ -161,7 +161,7 @@ fn type_token(editor: &Editor, doc: &str, token: &str, pick: usize) {
 }
 
 /// The document is `seed` plus every typed token exactly once.
-fn assert_each_token_once(text: &str, typed: &[String], seed: &str) {
+pub(crate) fn assert_each_token_once(text: &str, typed: &[String], seed: &str) {
     for token in typed {
         assert_eq!(
             text.matches(token.as_str()).count(),
@@ -177,7 +177,7 @@ fn assert_each_token_once(text: &str, typed: &[String], seed: &str) {
 }
 
 /// Unique per run: a PostgreSQL database outlives test runs.
-fn test_session(test: &str) -> String {
+pub(crate) fn test_session(test: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -8,6 +8,7 @@
 mod support;
 
 mod access;
+mod cluster;
 mod durability;
 mod helix;
 mod helix_real;

@@ -27,7 +27,14 @@ pub struct Registry {
 pub struct Full(pub usize);
 
 impl Registry {
-    pub fn get_or_create(&self, id: &str, config: &HubConfig) -> Result<SessionHandle, Full> {
+    /// The session's live actor, or a new one; `epoch` is the claim a new
+    /// one runs under on a shared database (ADR 0009).
+    pub fn get_or_create(
+        &self,
+        id: &str,
+        config: &HubConfig,
+        epoch: Option<i64>,
+    ) -> Result<SessionHandle, Full> {
         // Held only for a map lookup; never across an await.
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(handle) = sessions.get(id) {
@@ -45,7 +52,7 @@ impl Registry {
             }
         }
         info!(session = %id, "session started");
-        let handle = Session::spawn(id, config, self.clone());
+        let handle = Session::spawn(id, config, self.clone(), epoch);
         sessions.insert(id.to_owned(), handle.clone());
         Ok(handle)
     }
@@ -75,6 +82,29 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<SessionHandle> {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.get(id).filter(|h| !h.tx.is_closed()).cloned()
+    }
+
+    /// Tells every session to hand over (release its claim, send its
+    /// participants to reconnect) and waits until each has, or `patience`
+    /// has passed.
+    pub async fn drain(&self, patience: std::time::Duration) {
+        let handles: Vec<SessionHandle> = {
+            let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.values().cloned().collect()
+        };
+        info!(
+            sessions = handles.len(),
+            "draining: handing every session over"
+        );
+        for handle in &handles {
+            let _ = handle.tx.send(SessionCmd::Drain).await;
+        }
+        let _ = tokio::time::timeout(patience, async {
+            for handle in &handles {
+                handle.tx.closed().await;
+            }
+        })
+        .await;
     }
 
     pub fn len(&self) -> usize {

@@ -1,13 +1,19 @@
-//! The PostgreSQL backend: four connections, a session keeping to one.
+//! The PostgreSQL backend: four connections, a session keeping to one;
+//! and the claims by which several hubs share one database (ADR 0009).
 //!
 //! Invariants (ADR 0003): a session's statements all go through the same
 //! connection, chosen by a hash of its name, so its writes stay in order;
 //! no transaction holds a shared connection, which is why a snapshot and
 //! the trimming of the log are one statement, and so is a rename or a
 //! delete of all three tables' rows; a broken connection is made again by
-//! the next statement that needs it.
+//! the next statement that needs it. In a hub (once [`Pg::set_hub`] named
+//! it), every write of a session is fenced: the same statement calls
+//! `chorus_fence`, which fails it unless this hub still holds the session's
+//! claim at the epoch it claimed (ADR 0009); a session this hub has not
+//! claimed cannot be written at all.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::{error, warn};
 
@@ -17,7 +23,80 @@ use super::schema::{
     LOAD_DOCS, LOAD_LISTED, LOAD_OPS, PUT_LISTED, RENAME_DOCS, RENAME_LISTED, RENAME_OPS,
     REVOKED_SINCE, REVOKE_SESSION, SCHEMA, SNAPSHOT_DOC, STORED_REV, TRIM_OPS,
 };
-use super::{Backend, StorageError};
+use super::{Backend, Claim, StorageError};
+
+/// The tables and the function of claims (ADR 0009): PostgreSQL only,
+/// since only PostgreSQL is shared by several hubs.
+const CLUSTER_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hubs (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS session_owners (
+    session TEXT PRIMARY KEY,
+    hub TEXT,
+    epoch BIGINT NOT NULL
+);
+CREATE OR REPLACE FUNCTION chorus_fence(s TEXT, h TEXT, e BIGINT) RETURNS INT
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- FOR SHARE: a claim (an UPDATE of this row) waits until this write
+    -- commits, and this write waits for a claim in flight, then sees it.
+    PERFORM 1 FROM session_owners WHERE session = s AND hub = h AND epoch = e FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'hub % no longer holds session % (epoch %)', h, s, e
+            USING ERRCODE = 'CH001';
+    END IF;
+    RETURN 1;
+END $$;
+";
+
+/// SQLSTATE of `chorus_fence`'s refusal.
+const FENCED: &str = "CH001";
+
+const HEARTBEAT: &str = "INSERT INTO hubs (id, address, expires_at)
+    VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+    ON CONFLICT (id) DO UPDATE SET address = excluded.address, expires_at = excluded.expires_at";
+const OWNED: &str = "SELECT session, epoch FROM session_owners WHERE hub = $1";
+/// Takes the session when nobody holds it, this hub does, or the holder's
+/// lease lapsed (by the database's clock); every claim is a new epoch.
+const CLAIM: &str = "INSERT INTO session_owners AS o (session, hub, epoch) VALUES ($1, $2, 1)
+    ON CONFLICT (session) DO UPDATE SET hub = $2, epoch = o.epoch + 1
+    WHERE o.hub IS NULL OR o.hub = $2
+        OR NOT EXISTS (SELECT 1 FROM hubs h WHERE h.id = o.hub AND h.expires_at > now())
+    RETURNING epoch";
+const HOLDER: &str = "SELECT o.hub, h.address FROM session_owners o
+    LEFT JOIN hubs h ON h.id = o.hub WHERE o.session = $1";
+const RELEASE: &str =
+    "UPDATE session_owners SET hub = NULL WHERE session = $1 AND hub = $2 AND epoch = $3";
+const LEAVE: &str = "DELETE FROM hubs WHERE id = $1";
+
+/// `writes` (whose parameters are `$1`, the session, to `$params`) as one
+/// statement that fails unless this hub holds the session's claim: the
+/// fence's hub and epoch are the two parameters after them.
+fn fenced(writes: &[&str], params: usize) -> String {
+    let ctes: Vec<String> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, write)| format!("w{i} AS ({write})"))
+        .collect();
+    format!(
+        "WITH {} SELECT chorus_fence($1, ${}, ${})",
+        ctes.join(", "),
+        params + 1,
+        params + 2
+    )
+}
+
+/// Who this hub is and what it holds, for the fence.
+#[derive(Default)]
+struct Claims {
+    /// Set once by a hub; `chorus session` commands leave it unset and
+    /// write unfenced (they write no session's documents or log).
+    hub: OnceLock<String>,
+    epochs: Mutex<HashMap<String, i64>>,
+}
 
 /// A few PostgreSQL connections for the hub, each made again when it
 /// breaks. A session always uses the same one, so its writes stay in order;
@@ -26,6 +105,7 @@ use super::{Backend, StorageError};
 pub(super) struct Pg {
     url: String,
     slots: Vec<tokio::sync::Mutex<Option<Arc<PgConn>>>>,
+    claims: Claims,
 }
 
 const PG_CONNECTIONS: usize = 4;
@@ -35,6 +115,7 @@ const PG_CONNECTIONS: usize = 4;
 struct PgConn {
     client: tokio_postgres::Client,
     append_op: tokio_postgres::Statement,
+    append_op_fenced: tokio_postgres::Statement,
 }
 
 impl std::ops::Deref for PgConn {
@@ -53,6 +134,7 @@ impl Pg {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
         let connection = tokio::spawn(connection);
         client.batch_execute(SCHEMA).await?;
+        client.batch_execute(CLUSTER_SCHEMA).await?;
         drop(client);
         let _ = connection.await;
         let pg = Pg::new(url.to_owned());
@@ -66,7 +148,147 @@ impl Pg {
             slots: (0..PG_CONNECTIONS)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
+            claims: Claims::default(),
         }
+    }
+
+    /// From now on this is hub `id`: every session write is fenced.
+    pub(super) fn set_hub(&self, id: &str) {
+        let _ = self.claims.hub.set(id.to_owned());
+    }
+
+    /// The fence's parameters for `session`: `None` when unfenced (not a
+    /// hub); an error when this hub holds no claim on it.
+    fn fence(&self, session: &str) -> Result<Option<(&str, i64)>, StorageError> {
+        let Some(hub) = self.claims.hub.get() else {
+            return Ok(None);
+        };
+        let epochs = self.claims.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        match epochs.get(session) {
+            Some(epoch) => Ok(Some((hub.as_str(), *epoch))),
+            None => Err(StorageError::Fenced(format!(
+                "hub {hub} holds no claim on session {session}"
+            ))),
+        }
+    }
+
+    /// Runs `writes` for `session` as one statement, fenced in a hub.
+    async fn write(
+        &self,
+        session: &str,
+        writes: &[&str],
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(), StorageError> {
+        let client = self.client(session).await?;
+        match self.fence(session)? {
+            None => {
+                let sql = match writes {
+                    [one] => (*one).to_owned(),
+                    _ => {
+                        let (last, first) = writes.split_last().expect("a write");
+                        let ctes: Vec<String> = first
+                            .iter()
+                            .enumerate()
+                            .map(|(i, write)| format!("w{i} AS ({write})"))
+                            .collect();
+                        format!("WITH {} {last}", ctes.join(", "))
+                    }
+                };
+                client.execute(sql.as_str(), params).await?;
+            }
+            Some((hub, epoch)) => {
+                let sql = fenced(writes, params.len());
+                let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.to_vec();
+                all.push(&hub);
+                all.push(&epoch);
+                client
+                    .query(sql.as_str(), &all)
+                    .await
+                    .map_err(fence_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn heartbeat(
+        &self,
+        address: &str,
+        lease_ms: f64,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        let hub = self.claims.hub.get().map(String::as_str).unwrap_or("");
+        let client = self.client("").await?;
+        client
+            .execute(HEARTBEAT, &[&hub, &address, &lease_ms])
+            .await?;
+        client
+            .query(OWNED, &[&hub])
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    pub(super) async fn claim(&self, session: &str) -> Result<Claim, StorageError> {
+        let hub = self.claims.hub.get().map(String::as_str).unwrap_or("");
+        let client = self.client(session).await?;
+        if let Some(row) = client.query_opt(CLAIM, &[&session, &hub]).await? {
+            let epoch: i64 = row.try_get(0)?;
+            self.claims
+                .epochs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(session.to_owned(), epoch);
+            return Ok(Claim::Mine { epoch });
+        }
+        match client.query_opt(HOLDER, &[&session]).await? {
+            Some(row) => Ok(Claim::Elsewhere {
+                hub: row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+                address: row.try_get(1)?,
+            }),
+            // Released between the two statements: claim again.
+            None => Ok(Claim::Elsewhere {
+                hub: String::new(),
+                address: None,
+            }),
+        }
+    }
+
+    pub(super) async fn release(&self, session: &str, epoch: i64) -> Result<(), StorageError> {
+        {
+            let mut epochs = self.claims.epochs.lock().unwrap_or_else(|p| p.into_inner());
+            if epochs.get(session) == Some(&epoch) {
+                epochs.remove(session);
+            }
+        }
+        let hub = self.claims.hub.get().map(String::as_str).unwrap_or("");
+        self.client(session)
+            .await?
+            .execute(RELEASE, &[&session, &hub, &epoch])
+            .await?;
+        Ok(())
+    }
+
+    /// The sessions this hub believes it holds, with their epochs.
+    pub(super) fn held(&self) -> HashMap<String, i64> {
+        self.claims
+            .epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets a claim found lost, so that nothing more is written under it.
+    pub(super) fn drop_claim(&self, session: &str, epoch: i64) {
+        let mut epochs = self.claims.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        if epochs.get(session) == Some(&epoch) {
+            epochs.remove(session);
+        }
+    }
+
+    pub(super) async fn leave(&self) -> Result<(), StorageError> {
+        let hub = self.claims.hub.get().map(String::as_str).unwrap_or("");
+        self.client("").await?.execute(LEAVE, &[&hub]).await?;
+        Ok(())
     }
 
     /// The connection for `key` (a session id; "" for hub-wide queries).
@@ -89,7 +311,12 @@ impl Pg {
             }
         });
         let append_op = client.prepare(APPEND_OP).await?;
-        let conn = Arc::new(PgConn { client, append_op });
+        let append_op_fenced = client.prepare(&fenced(&[APPEND_OP], 6)).await?;
+        let conn = Arc::new(PgConn {
+            client,
+            append_op,
+            append_op_fenced,
+        });
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -125,11 +352,8 @@ impl Backend for Pg {
     }
 
     async fn create_doc(&self, session: &str, path: &str, text: &str) -> Result<(), StorageError> {
-        self.client(session)
-            .await?
-            .execute(CREATE_DOC, &[&session, &path, &text])
-            .await?;
-        Ok(())
+        self.write(session, &[CREATE_DOC], &[&session, &path, &text])
+            .await
     }
 
     async fn append_op(
@@ -141,12 +365,25 @@ impl Backend for Pg {
         instance: Option<String>,
         seq: Option<i64>,
     ) -> Result<(), StorageError> {
+        let fence = self.fence(session)?;
         let conn = self.client(session).await?;
-        conn.execute(
-            &conn.append_op,
-            &[&session, &path, &rev, &json, &instance, &seq],
-        )
-        .await?;
+        match fence {
+            None => {
+                conn.execute(
+                    &conn.append_op,
+                    &[&session, &path, &rev, &json, &instance, &seq],
+                )
+                .await?;
+            }
+            Some((hub, epoch)) => {
+                conn.query(
+                    &conn.append_op_fenced,
+                    &[&session, &path, &rev, &json, &instance, &seq, &hub, &epoch],
+                )
+                .await
+                .map_err(fence_error)?;
+            }
+        }
         Ok(())
     }
 
@@ -159,12 +396,12 @@ impl Backend for Pg {
     ) -> Result<(), StorageError> {
         // One statement, so atomic without holding a transaction on the
         // connection every session shares.
-        let both = format!("WITH snap AS ({SNAPSHOT_DOC}) {TRIM_OPS}");
-        self.client(session)
-            .await?
-            .execute(both.as_str(), &[&session, &path, &rev, &text])
-            .await?;
-        Ok(())
+        self.write(
+            session,
+            &[SNAPSHOT_DOC, TRIM_OPS],
+            &[&session, &path, &rev, &text],
+        )
+        .await
     }
 
     async fn stored_rev(&self, session: &str, path: &str) -> Result<Option<i64>, StorageError> {
@@ -193,38 +430,32 @@ impl Backend for Pg {
         size: i64,
         reason: &'static str,
     ) -> Result<(), StorageError> {
-        self.client(session)
-            .await?
-            .execute(PUT_LISTED, &[&session, &path, &size, &reason])
-            .await?;
-        Ok(())
+        self.write(session, &[PUT_LISTED], &[&session, &path, &size, &reason])
+            .await
     }
 
     async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError> {
-        self.client(session)
-            .await?
-            .execute(DELETE_LISTED, &[&session, &path])
-            .await?;
-        Ok(())
+        self.write(session, &[DELETE_LISTED], &[&session, &path])
+            .await
     }
 
     async fn rename_paths(&self, session: &str, from: &str, to: &str) -> Result<(), StorageError> {
         // One statement, as for a snapshot: the three tables or none.
-        let all = format!("WITH d AS ({RENAME_DOCS}), o AS ({RENAME_OPS}) {RENAME_LISTED}");
-        self.client(session)
-            .await?
-            .execute(all.as_str(), &[&session, &from, &to])
-            .await?;
-        Ok(())
+        self.write(
+            session,
+            &[RENAME_DOCS, RENAME_OPS, RENAME_LISTED],
+            &[&session, &from, &to],
+        )
+        .await
     }
 
     async fn delete_paths(&self, session: &str, path: &str) -> Result<(), StorageError> {
-        let all = format!("WITH d AS ({DELETE_DOCS}), o AS ({DELETE_OPS}) {DELETE_LISTED_UNDER}");
-        self.client(session)
-            .await?
-            .execute(all.as_str(), &[&session, &path])
-            .await?;
-        Ok(())
+        self.write(
+            session,
+            &[DELETE_DOCS, DELETE_OPS, DELETE_LISTED_UNDER],
+            &[&session, &path],
+        )
+        .await
     }
 
     async fn create_session(
@@ -277,5 +508,13 @@ impl Backend for Pg {
             ));
         }
         Ok(out)
+    }
+}
+
+/// `chorus_fence`'s refusal as [`StorageError::Fenced`].
+fn fence_error(err: tokio_postgres::Error) -> StorageError {
+    match err.as_db_error() {
+        Some(db) if db.code().code() == FENCED => StorageError::Fenced(db.message().to_owned()),
+        _ => StorageError::Postgres(err),
     }
 }

@@ -121,6 +121,23 @@ impl Hub {
         let _ = self._child.kill().await;
     }
 
+    /// SIGTERM: the hub drains (hands its sessions over) and exits.
+    pub fn terminate(&self) {
+        if let Some(pid) = self._child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Waits up to `patience` for the hub to exit; its status, if it did.
+    pub async fn wait_exit(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(patience, self._child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
     /// Whether the hub process is still running, or how it ended: for
     /// failure reports.
     pub fn exit_status(&mut self) -> String {
