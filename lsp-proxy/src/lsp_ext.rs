@@ -352,10 +352,13 @@ pub struct TerminalOutputParams {
     /// As the terminal wrote it, escape sequences included; chunks split
     /// lines and escape sequences anywhere.
     pub data: String,
-    /// The recent output, sent to this editor alone after its [`TERMINAL`]:
-    /// it repeats output others already had, and its `seq` is the next
-    /// live chunk's. A view shows the replay, then live output whose `seq`
-    /// is at least the replay's (older live output is inside the replay).
+    /// The recent output, sent to this editor alone when it joins the
+    /// session, or sends [`TERMINAL`], while the terminal is open: it
+    /// repeats output others already had, and its `seq` is the next live
+    /// chunk's. A view shows the replay, then live output whose `seq` is at
+    /// least the replay's (older live output is inside the replay). A
+    /// terminal that [`TERMINAL`] opens has no replay: its output is all
+    /// live, from `seq` 0.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
 }
@@ -474,7 +477,8 @@ pub const FILES: &str = "chorus.files";
 /// `chorus.terminal []` or `chorus.terminal [{cols, rows}]`: opens the
 /// session's shared terminal, or joins the one open, with a view of that
 /// size (see [`TerminalArguments`]). Answers `null`; [`TerminalStarted`]
-/// and a replay ([`TerminalOutputParams::replay`]) follow.
+/// follows, then the output: a replay ([`TerminalOutputParams::replay`])
+/// when joining the one open.
 pub const TERMINAL: &str = "chorus.terminal";
 /// `chorus.terminal.input [{data}]` or `chorus.terminal.input [data]`:
 /// keystrokes for the shared terminal, as a terminal sends them (`"ls\r"`,

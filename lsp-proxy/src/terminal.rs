@@ -58,6 +58,9 @@ pub(crate) struct Terminal {
     /// The last terminal the user was told had opened: the hub says so
     /// again at each rejoin, which is no news.
     announced: Option<u64>,
+    /// The last terminal whose live output was logged: a replay of it
+    /// (the hub's, at a rejoin) would repeat it.
+    logged_live: Option<u64>,
 }
 
 /// The open terminal, and for an editor without the extensions, its log.
@@ -70,8 +73,6 @@ struct OpenTerminal {
     /// The unfinished line as it was logged (a prompt), so that it is not
     /// logged twice when a line break alone ends it.
     partial_logged: Option<String>,
-    /// Live output was logged: a replay would repeat it.
-    logged_live: bool,
     last_output: Instant,
     /// An [`Event::TerminalIdle`] is on its way.
     idle_timer: bool,
@@ -85,6 +86,7 @@ impl Terminal {
             extensions: false,
             open: None,
             announced: None,
+            logged_live: None,
         }
     }
 
@@ -107,7 +109,6 @@ impl Terminal {
                 text: PlainText::default(),
                 lines: Lines::default(),
                 partial_logged: None,
-                logged_live: false,
                 last_output: Instant::now(),
                 idle_timer: false,
             });
@@ -146,15 +147,16 @@ impl Terminal {
             return;
         };
         if params.replay {
-            if open.logged_live {
+            if self.logged_live == Some(params.terminal_id) {
                 return;
             }
             // The replay starts wherever the hub's memory of the output
             // does, maybe inside an escape sequence: start afresh.
             open.text = PlainText::default();
         } else {
-            open.logged_live = true;
+            self.logged_live = Some(params.terminal_id);
         }
+        open.last_output = Instant::now();
         let plain = open.text.strip(&params.data);
         let mut lines = open.lines.push(&plain);
         if !lines.is_empty() {

@@ -821,3 +821,52 @@ async fn helix_answers_a_runs_input_and_ends_it() {
     .await;
     ada.wait_log("input() at end of file", "EOFError").await;
 }
+
+/// Issue 16's shared terminal in real Helix, as its README describes it:
+/// `space R o` from `run-keys.toml` opens it, bash's prompt (no line
+/// break after it) shows in the log, a line typed with
+/// `:lsp-workspace-command chorus.input "…"` runs, its output is logged
+/// without escape sequences, and `space R x` ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helix_types_into_the_shared_terminal_and_reads_it_in_the_log() {
+    if !have_helix() || !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("helix_terminal").await;
+    let session = "hx-terminal";
+    let ws = workspace(&hub, "ws", "print('hi')\n");
+    let ada = Hx::start(&hub, &ws, session, "ada", DOC, with_run_keys()).await;
+    ada.wait_joined(DOC).await;
+
+    ada.keys(&["Escape", "Space", "R", "o"]).await;
+    ada.wait_screen("the terminal opening", |s| {
+        s.contains("opened the shared terminal")
+    })
+    .await;
+    ada.wait_log("bash's prompt", "[terminal · ada] nobody@chorus:/work$ ")
+        .await;
+    ada.command(r#"lsp-workspace-command chorus.input "echo $((6 * 7))""#)
+        .await;
+    ada.wait_log(
+        "the line typed",
+        "[terminal · ada] nobody@chorus:/work$ echo $((6 * 7))",
+    )
+    .await;
+    ada.wait_log("its output", "[terminal · ada] 42").await;
+    let logged = ada.log_text();
+    let terminal_lines: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains("[terminal · ada]"))
+        .collect();
+    assert!(
+        terminal_lines
+            .iter()
+            .all(|line| !line.contains('\u{1b}') && !line.contains("\\u001b")),
+        "escape sequences reached the log: {terminal_lines:#?}"
+    );
+    ada.keys(&["Escape", "Space", "R", "x"]).await;
+    ada.wait_screen("the terminal's end", |s| {
+        s.contains("the shared terminal ended")
+    })
+    .await;
+}

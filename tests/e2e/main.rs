@@ -22,6 +22,7 @@ mod neovim_files;
 mod neovim_lsp_ext;
 mod neovim_random;
 mod neovim_runs;
+mod neovim_terminal;
 mod random_typing;
 mod run_diagnostics;
 mod runs;

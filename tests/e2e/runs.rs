@@ -17,16 +17,6 @@ use crate::support::hub_client::HubClient;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn run_command(editor: &Editor, command: &str, arguments: Value) -> Result<Value, String> {
-    editor
-        .client()
-        .request(
-            "workspace/executeCommand",
-            json!({ "command": command, "arguments": arguments }),
-        )
-        .await
-}
-
 async fn wait_log(editor: &Editor, needle: &str) -> Value {
     editor.wait_message("window/logMessage", needle, WAIT).await
 }
@@ -83,7 +73,8 @@ async fn a_run_reaches_every_editor() {
     assert_eq!(action["title"], "Run with Chorus", "{code_actions}");
     assert_eq!(action["command"]["command"], "chorus.run");
 
-    let answer = run_command(&starter, "chorus.run", json!([starter.uri(doc)]))
+    let answer = starter
+        .execute("chorus.run", json!([starter.uri(doc)]))
         .await
         .expect("chorus.run is accepted");
     assert_eq!(answer["requested"], doc);
@@ -148,7 +139,7 @@ async fn editing_goes_on_during_a_hostile_run_until_it_is_stopped() {
     b.open(doc, text);
     assert_converged(&hub, session, doc, &[&a, &b]).await;
 
-    run_command(&a, "chorus.run", json!([a.uri(doc)]))
+    a.execute("chorus.run", json!([a.uri(doc)]))
         .await
         .expect("first run accepted");
     a.client()
@@ -163,12 +154,12 @@ async fn editing_goes_on_during_a_hostile_run_until_it_is_stopped() {
     let text = assert_converged(&hub, session, doc, &[&a, &b]).await;
     assert!(text.contains("#a19") && text.contains("#b19"), "{text:?}");
 
-    run_command(&b, "chorus.run", json!([b.uri(doc)]))
+    b.execute("chorus.run", json!([b.uri(doc)]))
         .await
         .expect("the request itself is accepted");
     wait_show(&b, "still going").await;
 
-    run_command(&b, "chorus.stop", json!([]))
+    b.execute("chorus.stop", json!([]))
         .await
         .expect("stop accepted");
     for editor in [&a, &b] {
@@ -189,21 +180,18 @@ async fn stdin_and_arguments_reach_the_program() {
     let editor = Editor::start(EditorKind::Helix, &hub, "io", "io").await;
     editor.open(doc, text);
     assert_converged(&hub, "io", doc, &[&editor]).await;
-    run_command(
-        &editor,
-        "chorus.run",
-        json!([editor.uri(doc), { "stdin": "from stdin\n", "args": ["one", "two"] }]),
-    )
-    .await
-    .expect("accepted");
+    editor
+        .execute(
+            "chorus.run",
+            json!([editor.uri(doc), { "stdin": "from stdin\n", "args": ["one", "two"] }]),
+        )
+        .await
+        .expect("accepted");
     wait_log(&editor, "args ['one', 'two']").await;
     wait_log(&editor, "stdin from stdin").await;
-    let bad = run_command(
-        &editor,
-        "chorus.run",
-        json!([editor.uri(doc), { "args": "nope" }]),
-    )
-    .await;
+    let bad = editor
+        .execute("chorus.run", json!([editor.uri(doc), { "args": "nope" }]))
+        .await;
     assert!(
         bad.as_ref().is_err_and(|e| e.contains("list of strings")),
         "{bad:?}"
@@ -272,12 +260,9 @@ async fn a_command_line_runs_instead_of_the_project() {
     editor.open(doc, "print('the file ran')\n");
     assert_converged(&hub, "command", doc, &[&editor]).await;
 
-    let refused = run_command(
-        &editor,
-        "chorus.run",
-        json!([editor.uri(doc), { "mode": "bench" }]),
-    )
-    .await;
+    let refused = editor
+        .execute("chorus.run", json!([editor.uri(doc), { "mode": "bench" }]))
+        .await;
     assert!(
         refused
             .as_ref()
@@ -289,13 +274,13 @@ async fn a_command_line_runs_instead_of_the_project() {
         .notifications("chorus/runStarted")
         .is_empty());
 
-    run_command(
-        &editor,
-        "chorus.run",
-        json!([editor.uri(doc), { "mode": "test", "command": "echo hi; exit 3" }]),
-    )
-    .await
-    .expect("accepted");
+    editor
+        .execute(
+            "chorus.run",
+            json!([editor.uri(doc), { "mode": "test", "command": "echo hi; exit 3" }]),
+        )
+        .await
+        .expect("accepted");
     let started = editor
         .client()
         .wait_notification("chorus/runStarted", WAIT, |_| true)
@@ -337,7 +322,7 @@ async fn a_run_error_is_a_diagnostic_for_everyone_until_a_clean_run() {
     assert_converged(&hub, session, "main.py", &[&ada, &bob]).await;
     assert_converged(&hub, session, "helper.py", &[&ada]).await;
 
-    run_command(&bob, "chorus.run", json!([bob.uri("main.py")]))
+    bob.execute("chorus.run", json!([bob.uri("main.py")]))
         .await
         .expect("accepted");
     for editor in [&ada, &bob] {
@@ -390,7 +375,7 @@ async fn a_run_error_is_a_diagnostic_for_everyone_until_a_clean_run() {
                 .len()
         })
         .collect();
-    run_command(&ada, "chorus.run", json!([ada.uri("main.py")]))
+    ada.execute("chorus.run", json!([ada.uri("main.py")]))
         .await
         .expect("accepted");
     for (editor, before) in [&ada, &bob].into_iter().zip(published_before) {
@@ -464,22 +449,22 @@ async fn input_from_another_editor_answers_the_program() {
     cy.open(doc, "");
     assert_converged(&hub, session, doc, &[&ada, &cy]).await;
     // Nothing runs yet: the hub says so (the command itself only sends).
-    run_command(&cy, "chorus.input", json!(["early"]))
+    cy.execute("chorus.input", json!(["early"]))
         .await
         .expect("sent");
     cy.wait_message("window/showMessage", "no run is going", WAIT)
         .await;
-    run_command(&ada, "chorus.run", json!([ada.uri(doc)]))
+    ada.execute("chorus.run", json!([ada.uri(doc)]))
         .await
         .expect("accepted");
     wait_log(&cy, "started ask.py").await;
-    let answer = run_command(&cy, "chorus.input", json!(["Grace"])).await;
+    let answer = cy.execute("chorus.input", json!(["Grace"])).await;
     assert_eq!(answer, Ok(json!({ "requested": "input" })));
     for editor in [&ada, &cy] {
         wait_log(editor, "> Grace  (from cy)").await;
         wait_log(editor, "hi Grace").await;
         wait_show(editor, "exited with code 0").await;
     }
-    let bad = run_command(&cy, "chorus.input", json!([{ "text": 3 }])).await;
+    let bad = cy.execute("chorus.input", json!([{ "text": 3 }])).await;
     assert!(bad.is_err_and(|e| e.contains("chorus.input takes")));
 }

@@ -14,6 +14,7 @@ use chorus_protocol::wire::{ClientMsg, RunResult, ServerMsg};
 use serde_json::{json, Value};
 
 use crate::support::editor::{Editor, EditorKind, EditorOptions};
+use crate::support::eventually;
 use crate::support::fake_hub::{Answer, FakeHub, Room};
 use crate::support::hub::log_dir;
 
@@ -43,6 +44,19 @@ impl Shell {
         self.next_seq += 1;
         self.transcript.push_str(data);
     }
+
+    /// `before`, then the prompt: cut inside an escape sequence and, a
+    /// moment later, inside its text, so that an editor without the
+    /// extensions must wait for the output to pause to log it whole.
+    fn prompt(&mut self, room: &Room, before: &str) {
+        let (start, rest) = PROMPT.split_at(PROMPT.len() - 8);
+        let (dollar, space) = rest.split_at(3);
+        self.write(room, &format!("{before}{start}"));
+        self.write(room, dollar);
+        // Blocks the fake hub's connection task, not the proxy.
+        std::thread::sleep(Duration::from_millis(40));
+        self.write(room, space);
+    }
 }
 
 /// A hub with one shared terminal, whose shell echoes what is typed and
@@ -65,11 +79,7 @@ fn scripted_hub() -> Answer {
                 if !shell.open {
                     shell.open = true;
                     room.broadcast(&started);
-                    // The first prompt, live to everyone, cut inside an
-                    // escape sequence.
-                    let (start, rest) = PROMPT.split_at(PROMPT.len() - 8);
-                    shell.write(room, &format!("Chorus terminal\r\n{start}"));
-                    shell.write(room, rest);
+                    shell.prompt(room, "Chorus terminal\r\n");
                 } else {
                     room.send(client_id, &started);
                 }
@@ -88,15 +98,16 @@ fn scripted_hub() -> Answer {
                 for c in data.chars() {
                     if c == '\r' {
                         let line = std::mem::take(&mut shell.typed);
-                        echo.push_str(&format!(
-                            "\r\n\u{1b}[1myou said:\u{1b}[0m {line}\r\n{PROMPT}"
-                        ));
+                        echo.push_str(&format!("\r\n\u{1b}[1myou said:\u{1b}[0m {line}\r\n"));
+                        shell.prompt(room, &std::mem::take(&mut echo));
                     } else {
                         shell.typed.push(c);
                         echo.push(c);
                     }
                 }
-                shell.write(room, &echo);
+                if !echo.is_empty() {
+                    shell.write(room, &echo);
+                }
             }
             ClientMsg::TerminalResize { cols, rows } => {
                 room.broadcast(&ServerMsg::TerminalResized {
@@ -145,16 +156,6 @@ async fn editor(hub: &FakeHub, test: &str, kind: EditorKind, name: &str) -> Edit
     editor
 }
 
-async fn command(editor: &Editor, command: &str, arguments: Value) -> Result<Value, String> {
-    editor
-        .client()
-        .request(
-            "workspace/executeCommand",
-            json!({ "command": command, "arguments": arguments }),
-        )
-        .await
-}
-
 /// The frames about terminals and input the hub received, in order.
 fn terminal_frames(hub: &FakeHub) -> Vec<ClientMsg> {
     hub.room()
@@ -174,34 +175,6 @@ fn terminal_frames(hub: &FakeHub) -> Vec<ClientMsg> {
         .collect()
 }
 
-/// Waits for a `window/logMessage` that is exactly `line`.
-async fn wait_log_line(editor: &Editor, line: &str) {
-    let found = editor
-        .client()
-        .wait_notification("window/logMessage", WAIT, |p| {
-            p["message"]
-                .as_str()
-                .is_some_and(|m| m.lines().any(|l| l == line))
-        })
-        .await;
-    assert!(
-        found.is_some(),
-        "{}: no log line {line:?}; the log: {:#?}",
-        editor.name,
-        log_lines(editor)
-    );
-}
-
-fn log_lines(editor: &Editor) -> Vec<String> {
-    editor
-        .client()
-        .notifications("window/logMessage")
-        .iter()
-        .filter_map(|p| p["message"].as_str())
-        .flat_map(|m| m.lines().map(str::to_owned).collect::<Vec<_>>())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_commands_become_the_hubs_terminal_messages() {
     let hub = FakeHub::start(Arc::new(|_: &Room, _: u64, _: &ClientMsg| {})).await;
@@ -218,7 +191,7 @@ async fn terminal_commands_become_the_hubs_terminal_messages() {
         ("chorus.terminal.stop", json!([])),
     ];
     for (name, arguments) in calls {
-        let answer = command(&ada, name, arguments).await;
+        let answer = ada.execute(name, arguments).await;
         assert_eq!(answer, Ok(Value::Null), "{name}");
     }
     for (name, arguments, why) in [
@@ -230,7 +203,7 @@ async fn terminal_commands_become_the_hubs_terminal_messages() {
         ("chorus.terminal.input", json!([]), "keystrokes"),
         ("chorus.terminal", json!(["big"]), "cols"),
     ] {
-        let refused = command(&ada, name, arguments).await;
+        let refused = ada.execute(name, arguments).await;
         assert!(
             refused.as_ref().is_err_and(|e| e.contains(why)),
             "{name}: {refused:?}"
@@ -269,7 +242,9 @@ async fn a_plugin_gets_the_terminal_as_chorus_notifications() {
     let hub = FakeHub::start(scripted_hub()).await;
     let ada = editor(&hub, "terminal_plugin", EditorKind::VsCode, "ada").await;
     let bob = editor(&hub, "terminal_plugin", EditorKind::Neovim, "bob").await;
-    let answer = command(&ada, "chorus.terminal", json!([{ "cols": 90, "rows": 20 }])).await;
+    let answer = ada
+        .execute("chorus.terminal", json!([{ "cols": 90, "rows": 20 }]))
+        .await;
     assert_eq!(answer, Ok(Value::Null));
     for editor in [&ada, &bob] {
         let started = editor
@@ -288,58 +263,60 @@ async fn a_plugin_gets_the_terminal_as_chorus_notifications() {
         .wait_notification("chorus/terminalOutput", WAIT, |p| p["replay"] == true)
         .await
         .expect("ada's replay");
-    assert_eq!(replay["seq"], 2, "{replay}");
+    assert_eq!(replay["seq"], 3, "{replay}");
     assert_eq!(replay["data"], format!("Chorus terminal\r\n{PROMPT}"));
-    command(&bob, "chorus.terminal.input", json!(["ls\r"]))
+    bob.execute("chorus.terminal.input", json!(["ls\r"]))
         .await
         .expect("chorus.terminal.input");
     for editor in [&ada, &bob] {
         let echo = editor
             .client()
             .wait_notification("chorus/terminalOutput", WAIT, |p| {
-                p["seq"] == 2 && p.get("replay").is_none()
+                p["seq"] == 3 && p.get("replay").is_none()
             })
             .await
             .unwrap_or_else(|| panic!("{}: no echo", editor.name));
         // As the terminal wrote it, escape sequences and all.
+        let (prompt_start, _) = PROMPT.split_at(PROMPT.len() - 8);
         assert_eq!(
             echo,
             json!({
                 "terminalId": TERMINAL_ID,
-                "seq": 2,
-                "data": format!("ls\r\n\u{1b}[1myou said:\u{1b}[0m ls\r\n{PROMPT}"),
+                "seq": 3,
+                "data": format!("ls\r\n\u{1b}[1myou said:\u{1b}[0m ls\r\n{prompt_start}"),
             })
         );
     }
-    command(
-        &bob,
+    bob.execute(
         "chorus.terminal.resize",
         json!([{ "cols": 132, "rows": 43 }]),
     )
     .await
     .expect("chorus.terminal.resize");
-    command(&ada, "chorus.terminal.stop", json!([]))
+    ada.execute("chorus.terminal.stop", json!([]))
         .await
         .expect("chorus.terminal.stop");
+    let expected = [
+        (
+            "chorus/terminalResized",
+            json!({ "terminalId": TERMINAL_ID, "clientId": 2, "cols": 132, "rows": 43 }),
+        ),
+        (
+            "chorus/terminalEnded",
+            json!({ "terminalId": TERMINAL_ID, "reason": "stopped by ada" }),
+        ),
+    ];
     for editor in [&ada, &bob] {
-        let resized = editor
-            .client()
-            .wait_notification("chorus/terminalResized", WAIT, |_| true)
-            .await;
-        assert_eq!(
-            resized,
-            Some(json!({ "terminalId": TERMINAL_ID, "clientId": 2, "cols": 132, "rows": 43 }))
-        );
-        let ended = editor
-            .client()
-            .wait_notification("chorus/terminalEnded", WAIT, |_| true)
-            .await;
-        assert_eq!(
-            ended,
-            Some(json!({ "terminalId": TERMINAL_ID, "reason": "stopped by ada" }))
-        );
+        for (method, params) in &expected {
+            let got = editor
+                .client()
+                .wait_notification(method, WAIT, |_| true)
+                .await;
+            assert_eq!(got.as_ref(), Some(params), "{}: {method}", editor.name);
+        }
         // The plugin draws the terminal: nothing of it in the log.
-        let logged: Vec<String> = log_lines(editor)
+        let logged: Vec<String> = editor
+            .log_lines()
             .into_iter()
             .filter(|line| line.contains("terminal"))
             .collect();
@@ -352,7 +329,7 @@ async fn an_editor_without_extensions_reads_the_terminal_in_its_log_and_types_wi
     let hub = FakeHub::start(scripted_hub()).await;
     let ada = editor(&hub, "terminal_log", EditorKind::VsCode, "ada").await;
     let cy = editor(&hub, "terminal_log", EditorKind::Helix, "cy").await;
-    command(&ada, "chorus.terminal", json!([]))
+    ada.execute("chorus.terminal", json!([]))
         .await
         .expect("chorus.terminal");
     cy.wait_message(
@@ -361,14 +338,27 @@ async fn an_editor_without_extensions_reads_the_terminal_in_its_log_and_types_wi
         WAIT,
     )
     .await;
-    wait_log_line(&cy, "[terminal · ada] Chorus terminal").await;
+    cy.wait_log_line("[terminal · ada] Chorus terminal", WAIT)
+        .await;
     // The prompt ends no line, yet it shows once the output pauses.
-    wait_log_line(&cy, "[terminal · ada] $ ").await;
+    cy.wait_log_line("[terminal · ada] $ ", WAIT).await;
 
-    let answer = command(&cy, "chorus.input", json!(["echo hi"])).await;
+    let answer = cy.execute("chorus.input", json!(["echo hi"])).await;
     assert_eq!(answer, Ok(json!({ "requested": "input" })));
-    wait_log_line(&cy, "[terminal · ada] $ echo hi").await;
-    wait_log_line(&cy, "[terminal · ada] you said: echo hi").await;
+    cy.wait_log_line("[terminal · ada] $ echo hi", WAIT).await;
+    cy.wait_log_line("[terminal · ada] you said: echo hi", WAIT)
+        .await;
+    // The next prompt, whole, before typing again: typing would log the
+    // part of it come so far.
+    let prompts = || {
+        let lines = cy.log_lines();
+        lines.iter().filter(|l| *l == "[terminal · ada] $ ").count()
+    };
+    assert!(
+        eventually(WAIT, || prompts() == 2).await,
+        "{:#?}",
+        cy.log_lines()
+    );
     let received = terminal_frames(&hub);
     assert_eq!(
         received.last(),
@@ -378,7 +368,7 @@ async fn an_editor_without_extensions_reads_the_terminal_in_its_log_and_types_wi
         "{received:?}"
     );
     // Ctrl-C for an interrupt.
-    command(&cy, "chorus.input", json!([{ "interrupt": true }]))
+    cy.execute("chorus.input", json!([{ "interrupt": true }]))
         .await
         .expect("chorus.input interrupt");
     hub.wait_received("the interrupt", WAIT, |received| {
@@ -390,7 +380,7 @@ async fn an_editor_without_extensions_reads_the_terminal_in_its_log_and_types_wi
     })
     .await;
 
-    command(&ada, "chorus.terminal.stop", json!([]))
+    ada.execute("chorus.terminal.stop", json!([]))
         .await
         .expect("stop");
     cy.wait_message(
@@ -399,7 +389,7 @@ async fn an_editor_without_extensions_reads_the_terminal_in_its_log_and_types_wi
         WAIT,
     )
     .await;
-    let lines = log_lines(&cy);
+    let lines = cy.log_lines();
     let terminal: Vec<&String> = lines
         .iter()
         .filter(|l| l.starts_with("[terminal"))
@@ -427,9 +417,9 @@ async fn an_editor_without_extensions_reads_the_terminal_in_its_log_and_types_wi
     assert_eq!(terminal, expected.iter().collect::<Vec<_>>());
     // The other editor, with the extensions, logs none of it.
     assert!(
-        !log_lines(&ada).iter().any(|l| l.starts_with("[terminal")),
+        !ada.log_lines().iter().any(|l| l.starts_with("[terminal")),
         "{:?}",
-        log_lines(&ada)
+        ada.log_lines()
     );
 }
 
@@ -441,26 +431,26 @@ async fn chorus_input_goes_to_the_run_while_one_is_going_else_to_the_open_termin
     let send = |text: &'static str| {
         let cy = &cy;
         async move {
-            command(cy, "chorus.input", json!([text]))
+            cy.execute("chorus.input", json!([text]))
                 .await
                 .expect("chorus.input")
         }
     };
     // Neither a run nor a terminal: for the hub to refuse, as always.
     send("one").await;
-    command(&cy, "chorus.terminal", json!([]))
+    cy.execute("chorus.terminal", json!([]))
         .await
         .expect("open");
     cy.wait_message("window/showMessage", "opened the shared terminal", WAIT)
         .await;
     send("two").await;
-    command(&cy, "chorus.run", json!([cy.uri("main.py")]))
+    cy.execute("chorus.run", json!([cy.uri("main.py")]))
         .await
         .expect("chorus.run");
     cy.wait_message("window/logMessage", "[run 3 · cy] started", WAIT)
         .await;
     send("three").await;
-    command(&cy, "chorus.stop", json!([])).await.expect("stop");
+    cy.execute("chorus.stop", json!([])).await.expect("stop");
     cy.wait_message("window/showMessage", "stopped after", WAIT)
         .await;
     send("four").await;

@@ -55,6 +55,20 @@ vim.api.nvim_create_user_command('ChorusInterrupt', function()
   chorus().interrupt()
 end, { nargs = 0, desc = "Chorus: interrupt the session's run (SIGINT)" })
 
+vim.api.nvim_create_user_command('ChorusTerminal', function(opts)
+  chorus().terminal(opts.args)
+end, {
+  nargs = '?',
+  complete = function()
+    return { 'stop' }
+  end,
+  desc = "Chorus: open or join the session's shared terminal (stop: end it for everyone)",
+})
+
+vim.api.nvim_create_user_command('ChorusTerminalStop', function()
+  chorus().terminal_stop()
+end, { nargs = 0, desc = "Chorus: end the session's shared terminal for everyone" })
+
 vim.api.nvim_create_user_command('ChorusShare', function()
   chorus().share()
 end, { nargs = 0, desc = 'Chorus: publish the workspace folder to the session' })

@@ -352,6 +352,104 @@ check('chorus.files: the command, its answer listed through vim.ui.select, and o
   assert(ok, err)
 end)
 
+check('the shared terminal: a view shows the replay, then live output from its seq on', function()
+  local terminal = require('chorus.terminal')
+  local commands = fixture.commands
+  local notes, notify = {}, vim.notify
+  vim.notify = function(message)
+    table.insert(notes, message)
+  end
+  local ok, err = pcall(function()
+    state.connection = 'online'
+    vim.cmd('ChorusTerminal')
+    local opened = sent.commands[#sent.commands]
+    eq(opened.command, commands.terminal.command, 'terminal command')
+    eq(sent_problems(opened.arguments, commands.terminal.arguments), {}, 'terminal arguments')
+    local win = vim.api.nvim_get_current_win()
+    eq(vim.api.nvim_win_get_buf(win), terminal.buffer(), 'the view is the current window')
+    eq(opened.arguments[1].rows, vim.api.nvim_win_get_height(win), 'rows: the window height')
+    local started = fixture.notifications.terminalStarted.params.example
+    local replay = fixture.notifications.terminalOutput.params.example
+    eq(replay.replay, true, 'the example is a replay')
+    local output = chorus.handlers['chorus/terminalOutput']
+    -- Live output before the replay: the older is inside it, the newer
+    -- follows it.
+    output(nil, { terminalId = started.terminalId, seq = replay.seq - 1, data = 'inside\r\n' }, {})
+    output(nil, { terminalId = started.terminalId, seq = replay.seq, data = 'four\r\n' }, {})
+    deliver('terminalStarted')
+    deliver('terminalOutput')
+    output(nil, { terminalId = started.terminalId, seq = replay.seq + 1, data = 'five\r\n' }, {})
+    output(nil, { terminalId = started.terminalId, seq = replay.seq, data = 'four again\r\n' }, {})
+    output(nil, { terminalId = started.terminalId + 1, seq = replay.seq + 2, data = 'another terminal\r\n' }, {})
+    local shown = vim.wait(2000, function()
+      return terminal.text():find('five', 1, true) ~= nil
+    end)
+    assert(shown, 'no live output: ' .. terminal.text())
+    local text = terminal.text()
+    assert(text:find('bo@chorus:~$ four\nfive', 1, true), text)
+    assert(not text:find('inside', 1, true) and not text:find('again', 1, true), text)
+    assert(not text:find('another', 1, true), text)
+    eq(notes, {}, 'no news of the terminal we opened ourselves')
+    eq(state.terminal.name, started.name, 'state.terminal')
+
+    -- Our window's size changes: the proxy hears it.
+    local before = #sent.commands
+    local height = vim.api.nvim_win_get_height(win) - 2
+    vim.cmd.resize(height)
+    -- Neovim's main loop fires WinResized; a script (-l) runs outside it.
+    vim.api.nvim_exec_autocmds('WinResized', {})
+    eq(#sent.commands, before + 1, 'commands sent')
+    local resize = sent.commands[#sent.commands]
+    eq(resize.command, commands.terminalResize.command, 'resize command')
+    eq(sent_problems(resize.arguments, commands.terminalResize.arguments), {}, 'resize arguments')
+    eq(resize.arguments[1].rows, height, 'the new height')
+
+    deliver('terminalResized')
+    local ended = deliver('terminalEnded')
+    assert(
+      vim.wait(2000, function()
+        return terminal.text():find('[terminal ended: ' .. ended.reason .. ']', 1, true) ~= nil
+      end),
+      terminal.text()
+    )
+    eq(state.terminal, nil, 'state.terminal after the end')
+
+    -- Someone else opens the next one: the user hears of it.
+    chorus.handlers['chorus/terminalStarted'](
+      nil,
+      { terminalId = 9, clientId = 4, name = 'Cy', cols = 80, rows = 24 },
+      {}
+    )
+    eq(notes, { 'Chorus: Cy opened the shared terminal: :ChorusTerminal to join' }, 'notes')
+    -- Cy's was the last: a view of the next one, which our own
+    -- chorus.terminal opens, starts with live output at seq 0.
+    terminal.on_ended({ terminalId = 9, reason = 'exit' })
+    vim.cmd('ChorusTerminal')
+    eq(sent.commands[#sent.commands].command, commands.terminal.command, 'terminal command')
+    chorus.handlers['chorus/terminalStarted'](
+      nil,
+      { terminalId = 10, clientId = 1, name = 'Ada', cols = 80, rows = 24 },
+      {}
+    )
+    output(nil, { terminalId = 10, seq = 0, data = 'fresh\r\n' }, {})
+    output(nil, { terminalId = 10, seq = 1, data = 'prompt$ ' }, {})
+    assert(
+      vim.wait(2000, function()
+        return terminal.text():find('fresh\nprompt$', 1, true) ~= nil
+      end),
+      terminal.text()
+    )
+    for _, stop in ipairs({ 'ChorusTerminal stop', 'ChorusTerminalStop' }) do
+      vim.cmd(stop)
+      local sent_stop = sent.commands[#sent.commands]
+      eq(sent_stop.command, commands.terminalStop.command, stop)
+      eq(sent_stop.arguments, {}, stop .. ' arguments')
+    end
+  end)
+  vim.notify = notify
+  assert(ok, err)
+end)
+
 if #failures > 0 then
   io.stderr:write(table.concat(failures, '\n\n') .. '\n')
   os.exit(1)

@@ -607,6 +607,49 @@ impl Editor {
     }
 
     /// Kills the proxy process, as if it crashed.
+    /// `workspace/executeCommand`: `command` with `arguments`; the
+    /// result, or the error's description.
+    pub async fn execute(&self, command: &str, arguments: Value) -> Result<Value, String> {
+        self.client
+            .request(
+                "workspace/executeCommand",
+                json!({ "command": command, "arguments": arguments }),
+            )
+            .await
+    }
+
+    /// Every line of the `window/logMessage`s so far (one message may
+    /// hold several).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.client
+            .notifications("window/logMessage")
+            .iter()
+            .filter_map(|p| p["message"].as_str())
+            .flat_map(str::lines)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits for a `window/logMessage` holding a line that is exactly
+    /// `line`; panics with the log otherwise.
+    pub async fn wait_log_line(&self, line: &str, timeout: Duration) {
+        let found = self
+            .client
+            .wait_notification("window/logMessage", timeout, |p| {
+                p["message"]
+                    .as_str()
+                    .is_some_and(|m| m.lines().any(|l| l == line))
+            })
+            .await;
+        assert!(
+            found.is_some(),
+            "{}: no log line {line:?} within {timeout:?}; the log: {:#?}\nproxy log:\n{}",
+            self.name,
+            self.log_lines(),
+            self.client.log_tail(30)
+        );
+    }
+
     /// Waits for a `method` notification (`window/showMessage`,
     /// `window/logMessage`) whose message contains `needle`; panics with
     /// what did arrive and the proxy's log otherwise.

@@ -1,12 +1,14 @@
 -- Chorus for Neovim: joins a session by attaching `chorus lsp` to the
 -- workspace's buffers, and draws what the proxy's chorus/* notifications
--- report (presence, cursors, runs). Public API: setup, join, leave, run,
--- run_command, stop, input, interrupt, share, resync, files, who, follow, statusline.
+-- report (presence, cursors, runs, the shared terminal). Public API: setup,
+-- join, leave, run, run_command, stop, input, interrupt, share, resync,
+-- files, who, follow, terminal, terminal_stop, statusline.
 
 local state = require('chorus.state')
 local cursors = require('chorus.cursors')
 local check = require('chorus.check')
 local run = require('chorus.run')
+local terminal = require('chorus.terminal')
 
 local M = {}
 
@@ -108,6 +110,18 @@ local handlers = {
   end,
   ['chorus/runFinished'] = function(_, params)
     run.on_finished(params)
+  end,
+  ['chorus/terminalStarted'] = function(_, params)
+    terminal.on_started(params)
+  end,
+  ['chorus/terminalOutput'] = function(_, params)
+    terminal.on_output(params)
+  end,
+  ['chorus/terminalResized'] = function(_, params)
+    terminal.on_resized(params)
+  end,
+  ['chorus/terminalEnded'] = function(_, params)
+    terminal.on_ended(params)
   end,
   ['workspace/applyEdit'] = function(...)
     return require('chorus.edits').handler(...)
@@ -237,6 +251,7 @@ function M.leave()
   vim.api.nvim_clear_autocmds({ group = group })
   check.stop_all()
   cursors.clear_all()
+  terminal.reset()
   state.reset()
   if client then
     client:stop()
@@ -261,6 +276,15 @@ local function exec(client, command, arguments)
     end
   end)
 end
+
+-- The terminal view sends its keystrokes and sizes through the proxy
+-- running now, whichever that is by then.
+terminal.set_sender(function(command, arguments)
+  local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
+  if client then
+    exec(client, command, arguments)
+  end
+end)
 
 local RUN_MODES = { run = true, test = true, release = true }
 
@@ -429,6 +453,26 @@ function M.files()
   end)
 end
 
+--- `:ChorusTerminal [stop]`: opens (or focuses) the session's shared
+--- terminal in a split; `stop` ends it for everyone.
+function M.terminal(arg)
+  if arg == 'stop' then
+    return M.terminal_stop()
+  elseif arg and arg ~= '' then
+    return notify('usage: :ChorusTerminal [stop]', vim.log.levels.ERROR)
+  end
+  when_online(function()
+    terminal.open()
+  end)
+end
+
+function M.terminal_stop()
+  local client = client_or_warn()
+  if client then
+    exec(client, 'chorus.terminal.stop', {})
+  end
+end
+
 --- Names of the other people in the session, sorted.
 function M.names()
   local names = {}
@@ -489,6 +533,9 @@ function M.statusline()
     elseif state.run.summary then
       table.insert(parts, 'run #' .. tostring(state.run.id) .. ': ' .. state.run.summary)
     end
+  end
+  if state.terminal then
+    table.insert(parts, 'terminal')
   end
   if state.role == 'readOnly' then
     table.insert(parts, 'read-only')

@@ -25,6 +25,8 @@ M.config = {
   cursor_throttle_ms = 50,
   -- Height of the run output split.
   run_height = 12,
+  -- Height of the shared terminal's split.
+  terminal_height = 15,
 }
 
 --- The session's state, cleared on leave. Fields that may be nil:
@@ -37,6 +39,8 @@ M.config = {
 ---   client_id   id of the chorus lsp client
 ---   following   name of the collaborator being followed
 ---   run         the current or last run: { id, name, doc, running, summary }
+---   terminal    the session's shared terminal, while open:
+---               { id, client_id, name, cols, rows }
 function M.reset()
   M.session = nil
   M.token = nil
@@ -48,6 +52,7 @@ function M.reset()
   M.people = {}
   M.following = nil
   M.run = nil
+  M.terminal = nil
   --- Functions waiting for the proxy to be online, called with its client.
   M.when_online = {}
 end
