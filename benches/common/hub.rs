@@ -126,6 +126,21 @@ pub struct Service {
     _balancer: tokio::process::Child,
 }
 
+#[allow(dead_code)]
+impl Service {
+    /// `kill -9` of hub `i`.
+    pub async fn kill(&mut self, i: usize) {
+        let _ = self.hubs[i].child.kill().await;
+    }
+
+    /// Starts hub `i` again on its address, logging to `log`.
+    pub async fn restart(&mut self, i: usize, log: &std::path::Path) {
+        let database = std::env::var("CHORUS_TEST_POSTGRES").expect("CHORUS_TEST_POSTGRES");
+        let store = vec!["--database".to_owned(), database, "--open".to_owned()];
+        self.hubs[i] = start_hub_at(&self.addresses[i], store, &["--no-runs"], log).await;
+    }
+}
+
 async fn start_hub_at(
     listen: &str,
     store: Vec<String>,
