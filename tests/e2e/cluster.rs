@@ -128,6 +128,23 @@ impl Service {
         Editor::start_with(options, &self.log_dir).await
     }
 
+    /// Editors joining `session` at the given hub URLs; the first seeds
+    /// the document with `|`, the others open it, and all converge.
+    async fn editors(&self, session: &str, who: &[(EditorKind, &str, &str)]) -> Vec<Editor> {
+        let mut editors = Vec::new();
+        for (kind, url, name) in who {
+            editors.push(self.editor(*kind, url, session, name).await);
+        }
+        editors[0].open(DOC, "|");
+        assert_converged(self.any_hub(), session, DOC, &[&editors[0]]).await;
+        for editor in &editors[1..] {
+            editor.open(DOC, "");
+        }
+        let all: Vec<&Editor> = editors.iter().collect();
+        assert_converged(self.any_hub(), session, DOC, &all).await;
+        editors
+    }
+
     async fn restart(&mut self, i: usize, generation: usize) {
         let hub = start_hub(&self.test, &self.database, self.ports[i], i, generation).await;
         self.hubs[i] = Some(hub);
@@ -170,23 +187,22 @@ async fn editors_on_different_hubs_are_one_session() {
         return;
     };
     let session = test_session("spread");
-    let a = service
-        .editor(EditorKind::VsCode, &service.hub(0).url, &session, "a")
+    let editors = service
+        .editors(
+            &session,
+            &[
+                (EditorKind::VsCode, &service.hub(0).url, "a"),
+                (EditorKind::Neovim, &service.hub(1).url, "b"),
+                (EditorKind::Helix, &service.url, "c"),
+            ],
+        )
         .await;
-    let b = service
-        .editor(EditorKind::Neovim, &service.hub(1).url, &session, "b")
-        .await;
-    let c = service
-        .editor(EditorKind::Helix, &service.url, &session, "c")
-        .await;
-    a.open(DOC, "|");
-    assert_converged(service.any_hub(), &session, DOC, &[&a]).await;
-    b.open(DOC, "");
-    c.open(DOC, "");
-    assert_converged(service.any_hub(), &session, DOC, &[&a, &b, &c]).await;
+    let [a, b, c] = &editors[..] else {
+        unreachable!()
+    };
     let mut typed = Vec::new();
-    type_rounds(&[(&a, "a"), (&b, "b"), (&c, "c")], 0..120, &mut typed).await;
-    let text = assert_converged(service.hub(2), &session, DOC, &[&a, &b, &c]).await;
+    type_rounds(&[(a, "a"), (b, "b"), (c, "c")], 0..120, &mut typed).await;
+    let text = assert_converged(service.hub(2), &session, DOC, &[a, b, c]).await;
     assert_each_token_once(&text, &typed, "|");
     // Exactly one hub claimed it; the others relayed.
     let claims: usize = service
@@ -215,28 +231,28 @@ async fn kill_9_of_the_holder_loses_nothing_and_a_restart_rebalances() {
         return;
     };
     let session = test_session("failover");
-    let a = service
-        .editor(EditorKind::VsCode, &service.url, &session, "a")
+    let lb = service.url.clone();
+    let editors = service
+        .editors(
+            &session,
+            &[
+                (EditorKind::VsCode, &lb, "a"),
+                (EditorKind::Neovim, &lb, "b"),
+                (EditorKind::Helix, &lb, "c"),
+            ],
+        )
         .await;
-    let b = service
-        .editor(EditorKind::Neovim, &service.url, &session, "b")
-        .await;
-    let c = service
-        .editor(EditorKind::Helix, &service.url, &session, "c")
-        .await;
-    a.open(DOC, "|");
-    assert_converged(service.any_hub(), &session, DOC, &[&a]).await;
-    b.open(DOC, "");
-    c.open(DOC, "");
-    assert_converged(service.any_hub(), &session, DOC, &[&a, &b, &c]).await;
-    let editors = [(&a, "a"), (&b, "b"), (&c, "c")];
+    let [a, b, c] = &editors[..] else {
+        unreachable!()
+    };
+    let editors = [(a, "a"), (b, "b"), (c, "c")];
     let mut typed = Vec::new();
     type_rounds(&editors, 0..40, &mut typed).await;
     let holder = service.holder(&session);
     let mut dead = service.hubs[holder].take().expect("running");
     dead.kill().await;
     type_rounds(&editors, 40..120, &mut typed).await;
-    let text = assert_converged(service.any_hub(), &session, DOC, &[&a, &b, &c]).await;
+    let text = assert_converged(service.any_hub(), &session, DOC, &[a, b, c]).await;
     assert_each_token_once(&text, &typed, "|");
     let new_holder = service.holder(&session);
     assert_ne!(new_holder, holder);
@@ -246,10 +262,10 @@ async fn kill_9_of_the_holder_loses_nothing_and_a_restart_rebalances() {
         .editor(EditorKind::Neovim, &service.url, &session, "d")
         .await;
     d.open(DOC, "");
-    assert_converged(service.hub(holder), &session, DOC, &[&a, &b, &c, &d]).await;
-    let editors = [(&a, "a"), (&b, "b"), (&c, "c"), (&d, "d")];
+    assert_converged(service.hub(holder), &session, DOC, &[a, b, c, &d]).await;
+    let editors = [(a, "a"), (b, "b"), (c, "c"), (&d, "d")];
     type_rounds(&editors, 120..160, &mut typed).await;
-    let text = assert_converged(service.hub(holder), &session, DOC, &[&a, &b, &c, &d]).await;
+    let text = assert_converged(service.hub(holder), &session, DOC, &[a, b, c, &d]).await;
     assert_each_token_once(&text, &typed, "|");
     assert_eq!(
         service.holder(&session),
@@ -266,17 +282,18 @@ async fn sigterm_hands_the_session_over_without_losing_a_keystroke() {
         return;
     };
     let session = test_session("drain");
-    let a = service
-        .editor(EditorKind::VsCode, &service.url, &session, "a")
+    let lb = service.url.clone();
+    let editors = service
+        .editors(
+            &session,
+            &[
+                (EditorKind::VsCode, &lb, "a"),
+                (EditorKind::Neovim, &lb, "b"),
+            ],
+        )
         .await;
-    let b = service
-        .editor(EditorKind::Neovim, &service.url, &session, "b")
-        .await;
-    a.open(DOC, "|");
-    assert_converged(service.any_hub(), &session, DOC, &[&a]).await;
-    b.open(DOC, "");
-    assert_converged(service.any_hub(), &session, DOC, &[&a, &b]).await;
-    let editors = [(&a, "a"), (&b, "b")];
+    let [a, b] = &editors[..] else { unreachable!() };
+    let editors = [(a, "a"), (b, "b")];
     let mut typed = Vec::new();
     type_rounds(&editors, 0..40, &mut typed).await;
     let holder = service.holder(&session);
@@ -295,7 +312,7 @@ async fn sigterm_hands_the_session_over_without_losing_a_keystroke() {
         "{}",
         draining.log_tail(30)
     );
-    let text = assert_converged(service.any_hub(), &session, DOC, &[&a, &b]).await;
+    let text = assert_converged(service.any_hub(), &session, DOC, &[a, b]).await;
     assert_each_token_once(&text, &typed, "|");
     assert_ne!(service.holder(&session), holder);
 }
