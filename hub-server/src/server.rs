@@ -122,6 +122,7 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
         });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::metrics::routes(&config.runner))
         .fallback(root)
         .with_state(Hub {
             registry: registry.clone(),
@@ -209,7 +210,7 @@ where
     }
 }
 
-/// Everything but `/healthz`: a WebSocket upgrade on any path (proxies may
+/// Everything but `/healthz` and `/metrics`: a WebSocket upgrade on any path (proxies may
 /// sit behind a path prefix), else 426 at `/` and 404 elsewhere.
 async fn root(
     State(hub): State<Hub>,
