@@ -41,6 +41,7 @@ pub async fn serve<S>(ws: WebSocketStream<S>, peer: String, registry: Registry, 
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _open = crate::metrics::connection_open();
     let (mut sink, mut stream) = ws.split();
     // Room for a whole document's snapshot besides the usual traffic.
     let budget = config.outbound_bytes.max(2 * config.max_message_bytes);
@@ -89,12 +90,14 @@ where
                     config.hello_timeout.as_secs_f32()
                 );
                 debug!("{message}");
+                crate::metrics::dropped(crate::metrics::Dropped::HelloTimeout);
                 let _ = outbound.try_send(Message::text(error(ErrorCode::NotJoined, message).to_json()));
                 break;
             }
             _ = pings.tick() => {
                 if last_heard.elapsed() >= config.idle_timeout {
                     debug!(silent_for = ?last_heard.elapsed(), "peer went silent; dropping it");
+                    crate::metrics::dropped(crate::metrics::Dropped::IdleTimeout);
                     break;
                 }
                 if outbound.try_send(Message::Ping(Default::default())).is_err() {
@@ -115,6 +118,7 @@ where
             None => break,
             Some(Err(err)) => {
                 debug!(cause = %err, "connection ended");
+                crate::metrics::read_failed(&err);
                 break;
             }
             Some(Ok(Message::Text(text))) => {
@@ -141,6 +145,7 @@ where
                             {
                                 Flow::Continue(reply) => reply,
                                 Flow::Close(reply) => {
+                                    crate::metrics::count_refusal(&reply);
                                     let _ = outbound.try_send(Message::text(reply.to_json()));
                                     break;
                                 }
@@ -157,6 +162,7 @@ where
             Some(Ok(_)) => None, // ping/pong are answered by tungstenite
         };
         if let Some(reply) = reply {
+            crate::metrics::count_refusal(&reply);
             if outbound.try_send(Message::text(reply.to_json())).is_err() {
                 break;
             }

@@ -121,6 +121,7 @@ struct ParticipantEntry {
     end: Arc<Notify>,
     role: Role,
     docs: BTreeSet<String>,
+    _counted: crate::metrics::Held,
 }
 
 struct SharedDoc {
@@ -231,6 +232,7 @@ impl Session {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
+        let _loaded = crate::metrics::session_loaded();
         if let Err(err) = self.load().await {
             // Serving from memory would acknowledge edits that a restart
             // then loses: refuse, and let proxies retry.
@@ -384,6 +386,7 @@ impl Session {
                 end,
                 role,
                 docs: BTreeSet::new(),
+                _counted: crate::metrics::participant(),
             },
         );
         self.send(client_id, &welcome);
@@ -631,6 +634,7 @@ impl Session {
         let Some(shared) = self.docs.get(path) else {
             return;
         };
+        crate::metrics::resync(code);
         let instance = self
             .participants
             .get(&client_id)
@@ -744,6 +748,7 @@ impl Session {
         op: WireOp,
         seq: Option<u64>,
     ) -> Result<(), Stop> {
+        let started = std::time::Instant::now();
         if !self.is_open(client_id, &path) {
             self.unknown_doc(client_id, &path);
             return Ok(());
@@ -813,6 +818,7 @@ impl Session {
             op: WireOp(applied),
             client_id,
         };
+        crate::metrics::op_applied(started);
         self.send(
             client_id,
             &ServerMsg::Ack {
@@ -825,6 +831,7 @@ impl Session {
     }
 
     fn send(&mut self, client_id: u64, msg: &ServerMsg) {
+        crate::metrics::count_refusal(msg);
         let frame = Message::text(msg.to_json());
         self.deliver(client_id, frame);
     }
@@ -854,6 +861,7 @@ impl Session {
         };
         if entry.outbound.try_send(frame).is_err() {
             warn!(session = %self.id, client_id, "outbound queue full (frames or bytes) or closed; dropping participant");
+            crate::metrics::slow_consumer(&entry.outbound);
             entry.kick.notify_one();
             self.leave(client_id);
         }
