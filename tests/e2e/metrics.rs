@@ -1,9 +1,12 @@
 //! Operations (issue 18 item 5): `GET /metrics` moves with what the hub
-//! does.
+//! does, and `chorus hub --check` tells what would keep a hub from
+//! starting, without starting one.
+
+use std::process::Output;
 
 use serde_json::json;
 
-use crate::support::hub::{log_dir, Hub};
+use crate::support::hub::{chorus_bin, log_dir, Hub};
 use crate::support::hub_client::{http_get, HubClient};
 
 /// The value of one series (`name{labels}`) in a Prometheus exposition.
@@ -129,4 +132,141 @@ async fn metrics_follow_sessions_edits_refusals_and_drops() {
         1.0
     );
     a.ping(1).await.expect("the session goes on");
+}
+
+/// `chorus hub --check ARGS`.
+async fn check(args: &[&str]) -> Output {
+    tokio::process::Command::new(chorus_bin())
+        .args(["hub", "--check"])
+        .args(args)
+        .output()
+        .await
+        .expect("run chorus hub --check")
+}
+
+fn lines(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_check_passes_a_good_configuration_without_listening() {
+    let test = "hub_check_passes";
+    let dir = log_dir(test);
+    let data = dir.join("data");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_pem, key_pem) = (dir.join("hub.pem"), dir.join("hub-key.pem"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    // A port something else holds: checking must not try to take it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+
+    let out = check(&[
+        "--listen",
+        &listen,
+        "--data",
+        data.to_str().unwrap(),
+        "--no-runs",
+        "--tls-cert",
+        cert_pem.to_str().unwrap(),
+        "--tls-key",
+        key_pem.to_str().unwrap(),
+    ])
+    .await;
+    let (stdout, stderr) = lines(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let expected = [
+        "ok      flags: ",
+        "ok      storage: SQLite in ",
+        "skipped docker: --no-runs",
+        "ok      tls: ",
+    ];
+    let got: Vec<&str> = stdout.lines().collect();
+    assert_eq!(got.len(), expected.len(), "{stdout}");
+    for (line, start) in got.iter().zip(expected) {
+        assert!(
+            line.starts_with(start),
+            "{line:?} should start {start:?}:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(
+        data.join("chorus.db").exists(),
+        "the hub's own open made the database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_check_names_what_fails_and_exits_1() {
+    let out = check(&[
+        "--database",
+        "postgres://nobody@127.0.0.1:1/x",
+        "--no-runs",
+        "--unload-idle-secs",
+        "0",
+        "--tls-cert",
+        "/nonexistent/hub.pem",
+        "--tls-key",
+        "/nonexistent/hub-key.pem",
+    ])
+    .await;
+    let (stdout, stderr) = lines(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = |check: &str| {
+        stdout
+            .lines()
+            .find(|line| line.contains(&format!(" {check}: ")))
+            .unwrap_or_else(|| panic!("no {check} line in:\n{stdout}"))
+            .to_owned()
+    };
+    let flags = line("flags");
+    assert!(flags.starts_with("FAILED "), "{flags}");
+    assert!(flags.contains("--unload-idle-secs"), "{flags}");
+    let storage = line("storage");
+    assert!(storage.starts_with("FAILED "), "{storage}");
+    assert!(storage.contains("PostgreSQL at 127.0.0.1:1/x"), "{storage}");
+    let tls = line("tls");
+    assert!(tls.starts_with("FAILED "), "{tls}");
+    assert!(tls.contains("/nonexistent/hub.pem"), "{tls}");
+    assert!(stderr.contains("3 checks failed"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_check_reaches_the_docker_engine() {
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let out = check(&["--in-memory", "--open"]).await;
+    let (stdout, stderr) = lines(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let docker = stdout
+        .lines()
+        .find(|line| line.contains(" docker: "))
+        .unwrap_or_else(|| panic!("no docker line in:\n{stdout}"));
+    assert!(docker.starts_with("ok      docker: "), "{docker}");
+    assert!(docker.contains(chorus_testkit::SANDBOX_IMAGE), "{docker}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_check_reaches_postgresql() {
+    let Some(url) = chorus_testkit::postgres() else {
+        return;
+    };
+    let out = check(&["--database", &url, "--no-runs"]).await;
+    let (stdout, stderr) = lines(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("ok      storage: PostgreSQL at ")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("@"), "the credentials stay out: {stdout}");
 }
