@@ -141,7 +141,8 @@ async fn storage(store: &StoreArgs) -> anyhow::Result<String> {
 }
 
 /// Connects to Docker as the hub would, which checks that the engine
-/// answers and has every language's image.
+/// answers and has every language's image (and, as every hub start does,
+/// sweeps containers orphaned by dead hubs).
 async fn engine(runs: &RunArgs) -> anyhow::Result<String> {
     let image = runs
         .sandbox_image

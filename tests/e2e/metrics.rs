@@ -134,6 +134,47 @@ async fn metrics_follow_sessions_edits_refusals_and_drops() {
     a.ping(1).await.expect("the session goes on");
 }
 
+/// Reads `client`'s frames until one of type `kind`, for up to a minute
+/// (a sandbox container may take a while to start on a busy machine).
+async fn until(client: &mut HubClient, kind: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match client.recv().await {
+            Ok(frame) if frame["type"] == kind => return frame,
+            Ok(frame) if frame["type"] == "error" => panic!("waiting for {kind}: {frame}"),
+            Ok(_) => {}
+            Err(quiet) if quiet.starts_with("no frame") => {}
+            Err(err) => panic!("waiting for {kind}: {err}"),
+        }
+    }
+    panic!("no {kind} within a minute");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_runs_terminals_and_the_engine() {
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("metrics_runs_terminals").await;
+    let (mut ada, _) = HubClient::join(&hub.url, "metrics-runs", "ada").await;
+    ada.open("main.py", "print('hi')\n").await;
+    ada.send_json(&json!({ "type": "run", "doc": "main.py" }))
+        .await;
+    until(&mut ada, "runFinished").await;
+    ada.send_json(&json!({ "type": "terminal" })).await;
+    until(&mut ada, "terminalStarted").await;
+
+    let text = scrape(&hub).await;
+    assert_eq!(series(&text, "chorus_hub_engine_up{engine=\"local\"}"), 1.0);
+    assert_eq!(series(&text, "chorus_hub_runs_started_total"), 1.0);
+    assert_eq!(series(&text, "chorus_hub_terminals_open"), 1.0);
+
+    ada.send_json(&json!({ "type": "terminalStop" })).await;
+    until(&mut ada, "terminalEnded").await;
+    let text = scrape(&hub).await;
+    assert_eq!(series(&text, "chorus_hub_terminals_open"), 0.0);
+}
+
 /// `chorus hub --check ARGS`.
 async fn check(args: &[&str]) -> Output {
     tokio::process::Command::new(chorus_bin())
