@@ -1,5 +1,6 @@
 //! The `chorus` binary: a thin clap front over the hub and proxy crates.
 
+mod check;
 mod log;
 
 use std::net::SocketAddr;
@@ -117,6 +118,11 @@ enum Command {
         history_limit: usize,
         #[command(flatten)]
         runs: RunArgs,
+        /// Check the flags, the storage, the Docker engine and its image,
+        /// and the TLS files as the hub would at start, print one line per
+        /// check, and exit (0 if all pass) without listening.
+        #[arg(long)]
+        check: bool,
     },
     /// Run the LSP server an editor starts beside its language server.
     Lsp {
@@ -424,17 +430,53 @@ fn run() -> anyhow::Result<()> {
             max_files,
             history_limit,
             runs,
+            check,
         } => runtime.block_on(async {
-            // Refused before anything starts: a cap no frame can carry.
-            let max_file_bytes = chorus_hub::max_file_bytes_for(max_file_bytes, max_message_bytes)
-                .map_err(anyhow::Error::msg)?;
-            let access = if open { Access::Open } else { Access::Tokens };
-            let store = if in_memory {
-                if !open {
+            // What the flags alone decide, refused before anything opens
+            // (and reported as such by --check).
+            let flags = (move || -> anyhow::Result<chorus_hub::HubConfig> {
+                // A cap no frame can carry.
+                let max_file_bytes =
+                    chorus_hub::max_file_bytes_for(max_file_bytes, max_message_bytes)
+                        .map_err(anyhow::Error::msg)?;
+                if in_memory && !open {
                     anyhow::bail!(
                         "--in-memory keeps no sessions, so no tokens can exist for them: add --open"
                     );
                 }
+                Ok(chorus_hub::HubConfig {
+                    max_message_bytes,
+                    max_document_chars,
+                    messages_per_second,
+                    max_connections,
+                    max_connections_per_ip: max_connections_per_ip.max(1),
+                    max_sessions: max_sessions.max(1),
+                    unload_idle_after: seconds(unload_idle_secs, "--unload-idle-secs")?,
+                    terminal_orphan_grace: seconds(terminal_orphan_secs, "--terminal-orphan-secs")?,
+                    hello_timeout: seconds(hello_timeout_secs, "--hello-timeout-secs")?,
+                    idle_timeout: seconds(idle_timeout_secs, "--idle-timeout-secs")?,
+                    history_limit: history_limit.max(1),
+                    workspace: chorus_hub::WorkspaceLimits {
+                        max_file_bytes,
+                        max_session_bytes,
+                        max_files,
+                    },
+                    access: if open { Access::Open } else { Access::Tokens },
+                    allowed_origins,
+                    ..chorus_hub::HubConfig::default()
+                })
+            })();
+            if check {
+                return check::run(check::HubCheck {
+                    flags: flags.map(|config| check::describe(&config, listen)),
+                    store: (!in_memory).then_some(&store),
+                    runs: &runs,
+                    tls: tls_cert.as_deref().zip(tls_key.as_deref()),
+                })
+                .await;
+            }
+            let mut config = flags?;
+            config.store = if in_memory {
                 tracing::warn!("sessions are kept in memory only and end with the hub");
                 None
             } else {
@@ -443,10 +485,10 @@ fn run() -> anyhow::Result<()> {
                 tracing::info!(storage = %database.describe(), "sessions are stored");
                 Some(store)
             };
-            if access == Access::Open {
+            if config.access == Access::Open {
                 tracing::warn!("--open: anyone who reaches this hub may join any session");
             }
-            let tls = match (&tls_cert, &tls_key) {
+            config.tls = match (&tls_cert, &tls_key) {
                 (Some(cert), Some(key)) => Some(chorus_hub::tls::server_config(cert, key)?),
                 _ => None,
             };
@@ -454,10 +496,10 @@ fn run() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr().context("no local address")?;
-            let scheme = if tls.is_some() { "wss" } else { "ws" };
+            let scheme = if config.tls.is_some() { "wss" } else { "ws" };
             // Several hubs on one PostgreSQL database are one service: each
             // session is claimed by one of them (ADR 0009).
-            let cluster = match store.as_ref().filter(|store| store.is_shared()) {
+            config.cluster = match config.store.as_ref().filter(|store| store.is_shared()) {
                 Some(store) => {
                     let address = match advertise {
                         Some(address) => address,
@@ -474,31 +516,7 @@ fn run() -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let config = chorus_hub::HubConfig {
-                max_message_bytes,
-                max_document_chars,
-                messages_per_second,
-                max_connections,
-                max_connections_per_ip: max_connections_per_ip.max(1),
-                max_sessions: max_sessions.max(1),
-                unload_idle_after: seconds(unload_idle_secs, "--unload-idle-secs")?,
-                terminal_orphan_grace: seconds(terminal_orphan_secs, "--terminal-orphan-secs")?,
-                hello_timeout: seconds(hello_timeout_secs, "--hello-timeout-secs")?,
-                idle_timeout: seconds(idle_timeout_secs, "--idle-timeout-secs")?,
-                history_limit: history_limit.max(1),
-                workspace: chorus_hub::WorkspaceLimits {
-                    max_file_bytes,
-                    max_session_bytes,
-                    max_files,
-                },
-                runner: runs.runner().await,
-                store,
-                access,
-                tls,
-                allowed_origins,
-                cluster,
-                ..chorus_hub::HubConfig::default()
-            };
+            config.runner = runs.runner().await;
             // The one line on stdout, once ready: scripts and tests read the
             // port here.
             println!("listening {scheme}://{addr}/");

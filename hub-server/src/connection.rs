@@ -63,6 +63,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _open = crate::metrics::connection_open();
     let (mut sink, mut stream) = ws.split();
     // Room for a whole document's snapshot besides the usual traffic.
     let budget = config.outbound_bytes.max(2 * config.max_message_bytes);
@@ -111,12 +112,14 @@ pub async fn serve<S>(
                     config.hello_timeout.as_secs_f32()
                 );
                 debug!("{message}");
+                crate::metrics::dropped(crate::metrics::Dropped::HelloTimeout);
                 let _ = outbound.try_send(Message::text(error(ErrorCode::NotJoined, message).to_json()));
                 break;
             }
             _ = pings.tick() => {
                 if last_heard.elapsed() >= config.idle_timeout {
                     debug!(silent_for = ?last_heard.elapsed(), "peer went silent; dropping it");
+                    crate::metrics::dropped(crate::metrics::Dropped::IdleTimeout);
                     break;
                 }
                 if outbound.try_send(Message::Ping(Default::default())).is_err() {
@@ -137,6 +140,7 @@ pub async fn serve<S>(
             None => break,
             Some(Err(err)) => {
                 debug!(cause = %err, "connection ended");
+                crate::metrics::read_failed(&err);
                 break;
             }
             Some(Ok(Message::Text(text))) => {
@@ -171,6 +175,7 @@ pub async fn serve<S>(
                             match flow {
                                 Flow::Continue(reply) => reply,
                                 Flow::Close(reply) => {
+                                    crate::metrics::count_refusal(&reply);
                                     let _ = outbound.try_send(Message::text(reply.to_json()));
                                     break;
                                 }
@@ -205,6 +210,7 @@ pub async fn serve<S>(
             Some(Ok(_)) => None, // ping/pong are answered by tungstenite
         };
         if let Some(reply) = reply {
+            crate::metrics::count_refusal(&reply);
             if outbound.try_send(Message::text(reply.to_json())).is_err() {
                 break;
             }

@@ -15,7 +15,9 @@
 //! * [`admin`] — `chorus session create|list|revoke`: the work and the
 //!   text they show;
 //! * [`templates`] — the starter projects `session create --template` seeds;
-//! * [`tls`] — the certificate for `wss://`.
+//! * [`tls`] — the certificate for `wss://`;
+//! * [`metrics`] — what `GET /metrics` shows operators, counted through
+//!   one-line hooks in the modules above (ADR 0009).
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
 //! never awaits a socket write.
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod cluster;
 pub mod connection;
 pub mod document;
+pub mod metrics;
 pub mod outbound;
 pub mod server;
 pub mod session;

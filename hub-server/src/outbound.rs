@@ -64,6 +64,12 @@ impl Outbound {
         })
     }
 
+    /// Whether the writer is gone (its connection is ending), as opposed
+    /// to merely behind.
+    pub fn is_closed(&self) -> bool {
+        self.frames.is_closed()
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.queued.load(Ordering::Relaxed)

@@ -126,6 +126,7 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
         .map(|cluster| tokio::spawn(cluster.heartbeats(registry.clone())));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::metrics::routes(&config.runner))
         .fallback(root)
         .with_state(Hub {
             registry: registry.clone(),
@@ -191,6 +192,10 @@ pub async fn run(listener: TcpListener, config: HubConfig, shutdown: impl Future
     info!("hub stopped accepting connections");
     // Hand every session over before the process ends, so that nothing
     // waits for this hub's lease to lapse and no proxy for an error.
+    info!(
+        sessions = registry.len(),
+        "draining: handing every session over"
+    );
     registry.drain(DRAIN_PATIENCE).await;
     if let Some(heartbeats) = heartbeats {
         heartbeats.abort();
@@ -228,7 +233,7 @@ where
     }
 }
 
-/// Everything but `/healthz`: a WebSocket upgrade on any path (proxies may
+/// Everything but `/healthz` and `/metrics`: a WebSocket upgrade on any path (proxies may
 /// sit behind a path prefix), else 426 at `/` and 404 elsewhere.
 async fn root(
     State(hub): State<Hub>,

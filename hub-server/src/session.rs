@@ -125,6 +125,7 @@ struct ParticipantEntry {
     end: Arc<Notify>,
     role: Role,
     docs: BTreeSet<String>,
+    _counted: crate::metrics::Held,
 }
 
 struct SharedDoc {
@@ -248,6 +249,7 @@ impl Session {
     }
 
     async fn run(mut self, rx: mpsc::Receiver<SessionCmd>) {
+        let _loaded = crate::metrics::session_loaded();
         let lost = self.serve(rx).await;
         // Whatever ended it, the claim goes (unless it is not ours any
         // more), so that the next hub need not wait for this one's lease.
@@ -446,6 +448,7 @@ impl Session {
                 end,
                 role,
                 docs: BTreeSet::new(),
+                _counted: crate::metrics::participant(),
             },
         );
         self.send(client_id, &welcome);
@@ -693,6 +696,7 @@ impl Session {
         let Some(shared) = self.docs.get(path) else {
             return;
         };
+        crate::metrics::resync(code);
         let instance = self
             .participants
             .get(&client_id)
@@ -806,6 +810,7 @@ impl Session {
         op: WireOp,
         seq: Option<u64>,
     ) -> Result<(), Stop> {
+        let started = std::time::Instant::now();
         if !self.is_open(client_id, &path) {
             self.unknown_doc(client_id, &path);
             return Ok(());
@@ -875,6 +880,7 @@ impl Session {
             op: WireOp(applied),
             client_id,
         };
+        crate::metrics::op_applied(started);
         self.send(
             client_id,
             &ServerMsg::Ack {
@@ -887,6 +893,7 @@ impl Session {
     }
 
     fn send(&mut self, client_id: u64, msg: &ServerMsg) {
+        crate::metrics::count_refusal(msg);
         let frame = Message::text(msg.to_json());
         self.deliver(client_id, frame);
     }
@@ -916,6 +923,7 @@ impl Session {
         };
         if entry.outbound.try_send(frame).is_err() {
             warn!(session = %self.id, client_id, "outbound queue full (frames or bytes) or closed; dropping participant");
+            crate::metrics::slow_consumer(&entry.outbound);
             entry.kick.notify_one();
             self.leave(client_id);
         }

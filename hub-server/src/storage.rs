@@ -377,6 +377,7 @@ impl Store {
 
     /// Every document of `session`: snapshot and log, checked to follow on.
     pub async fn load_session(&self, session: &str) -> Result<Vec<StoredDoc>, StorageError> {
+        let _timed = crate::metrics::storage("load_session");
         let (heads, logs) = dispatch!(self, db => db.load_session(session).await)?;
         heads
             .into_iter()
@@ -393,6 +394,7 @@ impl Store {
         path: &str,
         text: &str,
     ) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("create_doc");
         dispatch!(self, db => db.create_doc(session, path, text).await)
     }
 
@@ -405,6 +407,7 @@ impl Store {
         op: &OperationSeq,
         author: Option<&Author>,
     ) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("append_op");
         let json = serde_json::to_string(&WireOp(op.clone())).unwrap_or_default();
         let instance = author.map(|a| a.instance.to_string());
         let seq = author.map(|a| a.seq as i64);
@@ -420,18 +423,21 @@ impl Store {
         rev: u64,
         text: &str,
     ) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("snapshot");
         let rev = rev as i64;
         dispatch!(self, db => db.snapshot(session, path, rev, text).await)
     }
 
     /// Revision of the newest logged op or snapshot of `path`, if stored.
     pub async fn stored_rev(&self, session: &str, path: &str) -> Result<Option<u64>, StorageError> {
+        let _timed = crate::metrics::storage("stored_rev");
         let rev = dispatch!(self, db => db.stored_rev(session, path).await)?;
         Ok(rev.map(|r| r as u64))
     }
 
     /// The files of `session` listed but not synced, by path.
     pub async fn load_listed(&self, session: &str) -> Result<Vec<ListedFile>, StorageError> {
+        let _timed = crate::metrics::storage("load_listed");
         let rows = dispatch!(self, db => db.load_listed(session).await)?;
         rows.into_iter()
             .map(|(path, size, reason)| match parse_reason(&reason) {
@@ -453,6 +459,7 @@ impl Store {
         size: u64,
         reason: NotSynced,
     ) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("put_listed");
         let size = i64::try_from(size).unwrap_or(i64::MAX);
         let reason = reason_name(reason);
         dispatch!(self, db => db.put_listed(session, path, size, reason).await)
@@ -460,6 +467,7 @@ impl Store {
 
     /// Takes `path` off the listed files (it became a document).
     pub async fn delete_listed(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("delete_listed");
         dispatch!(self, db => db.delete_listed(session, path).await)
     }
 
@@ -472,6 +480,7 @@ impl Store {
         from: &str,
         to: &str,
     ) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("rename_paths");
         dispatch!(self, db => db.rename_paths(session, from, to).await)
     }
 
@@ -479,6 +488,7 @@ impl Store {
     /// `path`: documents with their op logs, and listed files, in one
     /// transaction.
     pub async fn delete_paths(&self, session: &str, path: &str) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("delete_paths");
         dispatch!(self, db => db.delete_paths(session, path).await)
     }
 
@@ -490,6 +500,7 @@ impl Store {
         join_hash: &str,
         read_hash: &str,
     ) -> Result<(), StorageError> {
+        let _timed = crate::metrics::storage("create_session");
         let now = now_secs();
         let changed =
             dispatch!(self, db => db.create_session(id, now, join_hash, read_hash).await)?;
@@ -500,6 +511,7 @@ impl Store {
     }
 
     pub async fn session_access(&self, id: &str) -> Result<Option<SessionAccess>, StorageError> {
+        let _timed = crate::metrics::storage("session_access");
         let row = dispatch!(self, db => db.session_access(id).await)?;
         Ok(row.map(|(join_hash, read_hash, revoked_at)| SessionAccess {
             join_hash,
@@ -510,6 +522,7 @@ impl Store {
 
     /// Returns false if there was no live session of that id.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, StorageError> {
+        let _timed = crate::metrics::storage("revoke_session");
         let changed = dispatch!(self, db => db.revoke_session(id).await)?;
         Ok(changed > 0)
     }
@@ -518,10 +531,12 @@ impl Store {
     /// (marks count revocations up; older databases hold Unix seconds,
     /// which the count then continues from).
     pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StorageError> {
+        let _timed = crate::metrics::storage("revoked_since");
         dispatch!(self, db => db.revoked_since(since).await)
     }
 
     pub async fn list_sessions(&self) -> Result<Vec<SessionSummary>, StorageError> {
+        let _timed = crate::metrics::storage("list_sessions");
         let rows = dispatch!(self, db => db.list_sessions().await)?;
         Ok(rows
             .into_iter()

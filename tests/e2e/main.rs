@@ -16,6 +16,7 @@ mod hostile;
 mod http;
 mod hub_errors;
 mod joining;
+mod metrics;
 mod moves;
 mod neovim;
 mod neovim_files;

@@ -92,10 +92,6 @@ impl Registry {
             let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
             sessions.values().cloned().collect()
         };
-        info!(
-            sessions = handles.len(),
-            "draining: handing every session over"
-        );
         for handle in &handles {
             let _ = handle.tx.send(SessionCmd::Drain).await;
         }

@@ -203,6 +203,7 @@ impl Session {
             None,
         );
         tokio::spawn(async move {
+            let _active = crate::metrics::run_started();
             let (output, mut chunks) = mpsc::channel(64);
             let run = executor.run_with_input(request, output, cancelled, input_receiver);
             tokio::pin!(run);

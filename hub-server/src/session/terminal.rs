@@ -80,6 +80,7 @@ enum State {
         keys: mpsc::Sender<KeyCmd>,
         files: mpsc::Sender<Vec<(String, String)>>,
         handle: TerminalHandle,
+        _counted: crate::metrics::Held,
     },
 }
 
@@ -230,6 +231,7 @@ impl Session {
                 keys: keys.clone(),
                 files,
                 handle,
+                _counted: crate::metrics::terminal_open(),
             },
         ) {
             State::Opening { early_input, .. } => early_input,
