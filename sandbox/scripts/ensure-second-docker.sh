@@ -60,7 +60,21 @@ if [ ! -s "$TLS_DIR/key.pem" ]; then
     ) >"$LOG_DIR/docker2-tls.log" 2>&1 || fail "making the TLS certificates failed, see $LOG_DIR/docker2-tls.log"
 fi
 
-if ! engine_up; then
+# Whether the pid in this file is a live process whose command line holds the text. A
+# daemon killed with SIGKILL leaves its pid file, and its containerd's (which dies
+# with it): dockerd refuses to start while its pid lives, and waits 50 s for a
+# containerd whose pid lives, yet by now either pid may be a zombie not reaped yet
+# (its command line is empty) or any other process's.
+alive_as() {
+    local pid
+    pid="$(cat "$1" 2>/dev/null)" && [ -n "$pid" ] &&
+        tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$2"
+}
+
+if ! engine_up && ! alive_as "$PIDFILE" "--pidfile $PIDFILE"; then
+    rm -f "$PIDFILE"
+    alive_as "$EXEC_ROOT/containerd/containerd.pid" "$EXEC_ROOT/containerd/" ||
+        rm -f "$EXEC_ROOT/containerd/containerd.pid"
     # Detached from this script and its caller: no inherited output pipe (a test
     # reading ours would wait for the daemon to exit) and not the lock's descriptor.
     setsid nohup dockerd \
@@ -70,12 +84,14 @@ if ! engine_up; then
         --tlscert "$TLS_DIR/server-cert.pem" --tlskey "$TLS_DIR/server-key.pem" \
         --bridge none --iptables=false --ip-masq=false --cgroup-parent chorus-docker2 \
         </dev/null >>"$LOG_DIR/dockerd2.log" 2>&1 9>&- &
-    for _ in $(seq 1 60); do
-        engine_up && break
-        sleep 0.5
-    done
-    engine_up || fail "the second dockerd did not answer within 30 s, see $LOG_DIR/dockerd2.log"
 fi
+# Ours may also be starting already. Restoring after a crash stops what was running,
+# giving each container 10 s to take a SIGTERM.
+for _ in $(seq 1 120); do
+    engine_up && break
+    sleep 0.5
+done
+engine_up || fail "the second dockerd did not answer within 60 s, see $LOG_DIR/dockerd2.log"
 
 if [ "$(second image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null)" != "$FIRST_ID" ]; then
     docker_cli save "$IMAGE" | second load -q >"$LOG_DIR/docker2-load.log" 2>&1 ||
