@@ -150,8 +150,6 @@ pub fn docker() -> bool {
     }
 }
 
-/// One raw HTTP request over the engine's Unix socket: enough to know the
-/// engine is up and has the image, without a Docker client library.
 fn probe_docker() -> Result<(), String> {
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(host) if host.starts_with("unix://") => host["unix://".len()..].to_owned(),
@@ -160,7 +158,14 @@ fn probe_docker() -> Result<(), String> {
         }
         _ => "/var/run/docker.sock".to_owned(),
     };
-    let mut stream = UnixStream::connect(&socket)
+    probe_docker_at(&socket)
+}
+
+/// Whether the Docker engine at this Unix socket answers and holds the
+/// sandbox image: one raw HTTP request, enough to know without a Docker
+/// client library. The engine-pool tests probe a second engine with it.
+pub fn probe_docker_at(socket: &str) -> Result<(), String> {
+    let mut stream = UnixStream::connect(socket)
         .map_err(|err| format!("no Docker engine at {socket} ({err})"))?;
     let timeout = Some(Duration::from_secs(5));
     stream
