@@ -695,7 +695,7 @@ mod tests {
             }
         );
         let remote: EngineConfig =
-            "big-1=tcp://10.0.0.5:2376,capacity=16,tls-ca=/etc/c/ca.pem,tls-cert=/etc/c/cert.pem,tls-key=/etc/c/key.pem"
+            "big-1=tcp://127.0.0.1:2376,capacity=16,tls-ca=/etc/c/ca.pem,tls-cert=/etc/c/cert.pem,tls-key=/etc/c/key.pem"
                 .parse()
                 .unwrap();
         assert_eq!(
@@ -703,7 +703,7 @@ mod tests {
             EngineConfig {
                 name: "big-1".into(),
                 endpoint: Endpoint::Tls {
-                    address: "10.0.0.5:2376".into(),
+                    address: "127.0.0.1:2376".into(),
                     tls: TlsFiles {
                         ca: "/etc/c/ca.pem".into(),
                         cert: "/etc/c/cert.pem".into(),

@@ -5,7 +5,8 @@
 //!
 //! Under plain `cargo test` a missing second engine skips these tests with one line
 //! saying how to start it; in the full run (`CHORUS_FULL_TESTS=1`) the first test to
-//! need it starts it with the script (about a minute when its image must be copied).
+//! need it starts it with the script (about a minute when its image must be copied;
+//! `scripts/test.sh` starts it early, in the background). See chorus-testkit.
 //! The tests that use the second engine take turns (one of them kills it).
 //!
 //! Programs wait on their stdin rather than sleep, so "while it runs" is a state the
@@ -26,53 +27,13 @@ use tokio::sync::{mpsc, oneshot};
 mod common;
 use common::test_limits;
 
-const SECOND_SOCKET: &str = "/run/chorus-docker2.sock";
+const SECOND_SOCKET: &str = chorus_testkit::SECOND_DOCKER_SOCKET;
 const SECOND_PIDFILE: &str = "/run/chorus-docker2.pid";
 const SECOND_TLS_ADDRESS: &str = "127.0.0.1:23762";
 const SECOND_TLS_DIR: &str = "/var/lib/chorus-docker2-tls";
 
 /// The tests using the second engine, one at a time: one of them kills it.
 static SECOND_ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Whether both engines are there; in the full run, starts the second one if needed.
-fn both_engines() -> bool {
-    if !chorus_testkit::docker() {
-        return false;
-    }
-    if chorus_testkit::probe_docker_at(SECOND_SOCKET).is_ok() {
-        return true;
-    }
-    if !chorus_testkit::full_run() {
-        chorus_testkit::unavailable(
-            "a second Docker engine",
-            &format!(
-                "nothing answers with the sandbox image at {SECOND_SOCKET}; \
-                 `bash sandbox/scripts/ensure-second-docker.sh` starts it"
-            ),
-        );
-        return false;
-    }
-    start_second_engine();
-    true
-}
-
-/// Runs the script that starts the second engine (and copies the image into it).
-fn start_second_engine() {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/ensure-second-docker.sh"
-    );
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("run ensure-second-docker.sh");
-    assert!(
-        out.status.success(),
-        "ensure-second-docker.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    chorus_testkit::probe_docker_at(SECOND_SOCKET).expect("the second engine answers");
-}
 
 fn kill_second_engine() {
     let pid = std::fs::read_to_string(SECOND_PIDFILE).expect("the second engine's pid file");
@@ -247,7 +208,7 @@ const ECHO_LINE: &str = "print('ready', flush=True)\nprint('got', input())\n";
 async fn runs_spread_over_two_engines_and_the_third_waits() {
     // First the turn: the engine may be down while another test holds it.
     let _turn = SECOND_ENGINE.lock().await;
-    if !both_engines() {
+    if !chorus_testkit::second_docker() {
         return;
     }
     let executor = connect(vec![EngineConfig::local(1), second_engine(1)]).await;
@@ -290,7 +251,7 @@ async fn runs_spread_over_two_engines_and_the_third_waits() {
 async fn an_engine_killed_mid_run_fails_or_retries_its_work_and_comes_back_swept() {
     // First the turn: the engine may be down while another test holds it.
     let _turn = SECOND_ENGINE.lock().await;
-    if !both_engines() {
+    if !chorus_testkit::second_docker() {
         return;
     }
     let executor = connect(vec![EngineConfig::local(1), second_engine(3)]).await;
@@ -360,7 +321,7 @@ async fn an_engine_killed_mid_run_fails_or_retries_its_work_and_comes_back_swept
     assert_eq!(status.exit_code, Some(0), "{status:?}");
 
     // Back up: healthy again, and what died with it removed before it takes work.
-    start_second_engine();
+    chorus_testkit::start_second_docker();
     until("docker2 healthy again", 60, || {
         status_of(&executor, "docker2").healthy
     })
@@ -426,7 +387,7 @@ async fn an_engine_dead_at_start_is_down_and_the_others_work() {
 async fn a_remote_engine_over_mutual_tls_runs_code() {
     // First the turn: the engine may be down while another test holds it.
     let _turn = SECOND_ENGINE.lock().await;
-    if !both_engines() {
+    if !chorus_testkit::second_docker() {
         return;
     }
     let remote = EngineConfig {
