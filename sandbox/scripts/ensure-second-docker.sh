@@ -33,6 +33,8 @@ docker_cli() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker
 second() { docker_cli -H "unix://$SOCKET" "$@"; }
 engine_up() { second version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+command -v openssl >/dev/null || fail "openssl is missing (apt-get install openssl): it makes the TLS certificates"
+
 exec 9>"$LOG_DIR/docker2.lock"
 flock 9
 
