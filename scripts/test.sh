@@ -43,6 +43,18 @@ cargo clippy --workspace --all-targets -- -D warnings
 log "docker engine and sandbox image (installs docker.io and debootstrap if missing)"
 sandbox/scripts/ensure-docker.sh
 
+# A second Docker engine for the engine-pool tests (sandbox/tests/pool.rs and
+# one hub test). Copying the image into it takes about a minute, spent in the
+# background while the steps below install and build; openssl (its test TLS
+# certificates) first, in the foreground, since apt allows one install at a time.
+if ! command -v openssl >/dev/null 2>&1; then
+  apt-get install -y -q openssl >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q openssl >/dev/null; }
+fi
+docker2_out="$(mktemp -d)"
+sandbox/scripts/ensure-second-docker.sh >"$docker2_out/out" 2>&1 &
+docker2_pid=$!
+
 log "postgresql server for the PostgreSQL storage tests (installs postgresql if missing)"
 if [ -z "${CHORUS_TEST_POSTGRES:-}" ]; then
   CHORUS_TEST_POSTGRES="$(scripts/ensure-postgres.sh)"
@@ -103,6 +115,14 @@ if [ -z "${CHORUS_HELIX:-}" ]; then
   export CHORUS_HELIX
 fi
 "$CHORUS_HELIX" --version
+
+log "second docker engine, for the engine-pool tests"
+if ! wait "$docker2_pid"; then
+  cat "$docker2_out/out" >&2
+  echo "starting the second Docker engine failed" >&2
+  exit 1
+fi
+cat "$docker2_out/out"
 
 log "tests"
 cargo test --workspace --all-targets

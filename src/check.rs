@@ -148,8 +148,21 @@ async fn engine(runs: &RunArgs) -> anyhow::Result<String> {
         .sandbox_image
         .as_deref()
         .unwrap_or(chorus_sandbox::DEFAULT_IMAGE);
-    match runs.runner().await {
-        chorus_hub::Runner::Enabled(_) => Ok(format!("the engine answers and has {image}")),
+    match runs.runner().await? {
+        chorus_hub::Runner::Enabled(executor) => {
+            let engines: Vec<String> = executor
+                .engines()
+                .into_iter()
+                .map(|engine| {
+                    let state = if engine.healthy { "up" } else { "DOWN" };
+                    format!("{} {state}", engine.name)
+                })
+                .collect();
+            Ok(format!(
+                "the engines answer and have {image} ({})",
+                engines.join(", ")
+            ))
+        }
         chorus_hub::Runner::Disabled(reason) => {
             anyhow::bail!("{reason} (or pass --no-runs for a hub that runs no code)")
         }

@@ -316,21 +316,40 @@ struct RunArgs {
     /// however busy.
     #[arg(long, default_value_t = chorus_sandbox::DEFAULT_TERMINAL_LIFETIME_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     terminal_lifetime_secs: u64,
-    /// Runs and shared terminals at once across all sessions (a terminal
-    /// holds its place until it ends); more wait in a queue.
+    /// Runs and shared terminals at once on the local Docker engine (a
+    /// terminal holds its place until it ends); when every engine is full,
+    /// more wait in one queue, first come first served.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENT)]
     max_concurrent_runs: usize,
+    /// Another Docker engine to run code on, besides the local one; repeat
+    /// for several. ENDPOINT is unix:///PATH or tcp://HOST:PORT, the latter
+    /// with mutual TLS only (the engine's CA, this hub's certificate and
+    /// key, as PEM). capacity is the runs and terminals on it at once
+    /// (default 2). Each goes to the least loaded healthy engine, a
+    /// session's to the one holding its build cache while that has room.
+    #[arg(
+        long = "docker-engine",
+        value_name = "NAME=ENDPOINT[,capacity=N][,tls-ca=PATH,tls-cert=PATH,tls-key=PATH]"
+    )]
+    docker_engines: Vec<chorus_sandbox::EngineConfig>,
+    /// Leave the local Docker engine out: only the --docker-engine ones
+    /// run code.
+    #[arg(long, requires = "docker_engines")]
+    no_local_docker: bool,
     /// Use this image for every language instead of the defaults.
     #[arg(long)]
     sandbox_image: Option<String>,
 }
 
 impl RunArgs {
-    async fn runner(&self) -> chorus_hub::Runner {
+    /// The executor these flags describe; an error only for engines that
+    /// cannot make sense (an engine that does not answer disables runs, or
+    /// is left out of the pool, and the hub goes on).
+    async fn runner(&self) -> anyhow::Result<chorus_hub::Runner> {
         if self.no_runs {
-            return chorus_hub::Runner::Disabled(
+            return Ok(chorus_hub::Runner::Disabled(
                 "runs are turned off on this hub (--no-runs)".into(),
-            );
+            ));
         }
         let mut config = chorus_sandbox::ExecutorConfig::default();
         config.limits.wall_clock = std::time::Duration::from_secs(self.run_timeout_secs);
@@ -343,6 +362,22 @@ impl RunArgs {
         config.limits.build_memory_bytes = self.run_build_memory_mib * 1024 * 1024;
         config.limits.cache_bytes = self.run_cache_mib * 1024 * 1024;
         config.max_concurrent = self.max_concurrent_runs.max(1);
+        if !self.docker_engines.is_empty() {
+            let local = chorus_sandbox::EngineConfig::local(config.max_concurrent);
+            config.engines = (!self.no_local_docker)
+                .then_some(local)
+                .into_iter()
+                .chain(self.docker_engines.iter().cloned())
+                .collect();
+            chorus_sandbox::validate_engines(&config.engines).map_err(|why| {
+                let hint = if why.ends_with(chorus_sandbox::LOCAL_ENGINE) && !self.no_local_docker {
+                    " (the local engine's name; pick another, or add --no-local-docker)"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("--docker-engine: {why}{hint}")
+            })?;
+        }
         config.terminal.idle_timeout = std::time::Duration::from_secs(self.terminal_idle_secs);
         config.terminal.lifetime = std::time::Duration::from_secs(self.terminal_lifetime_secs);
         if let Some(image) = &self.sandbox_image {
@@ -351,17 +386,27 @@ impl RunArgs {
             }
             config.terminal.image = image.clone();
         }
-        match chorus_sandbox::DockerExecutor::connect(config).await {
-            Ok(executor) => {
-                tracing::info!("runs enabled (Docker)");
-                chorus_hub::Runner::Enabled(std::sync::Arc::new(executor))
-            }
-            Err(err) => {
-                let reason = err.to_string();
-                tracing::warn!(%reason, "runs disabled; editing still works");
-                chorus_hub::Runner::Disabled(reason)
-            }
-        }
+        Ok(
+            match chorus_sandbox::DockerExecutor::connect(config).await {
+                Ok(executor) => {
+                    let engines: Vec<String> = executor
+                        .engines_status()
+                        .into_iter()
+                        .map(|engine| {
+                            let state = if engine.healthy { "" } else { ", down" };
+                            format!("{} ({}{state})", engine.name, engine.capacity)
+                        })
+                        .collect();
+                    tracing::info!(engines = %engines.join(", "), "runs enabled (Docker)");
+                    chorus_hub::Runner::Enabled(std::sync::Arc::new(executor))
+                }
+                Err(err) => {
+                    let reason = err.to_string();
+                    tracing::warn!(%reason, "runs disabled; editing still works");
+                    chorus_hub::Runner::Disabled(reason)
+                }
+            },
+        )
     }
 }
 
@@ -516,7 +561,7 @@ fn run() -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            config.runner = runs.runner().await;
+            config.runner = runs.runner().await?;
             // The one line on stdout, once ready: scripts and tests read the
             // port here.
             println!("listening {scheme}://{addr}/");

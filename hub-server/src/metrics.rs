@@ -355,15 +355,18 @@ pub fn global() -> &'static Metrics {
     &GLOBAL
 }
 
-/// Each engine that runs code, with whether it can take runs now.
-///
-/// Today a hub has one local executor: up when runs are enabled (Docker
-/// answered and had the image at start), down otherwise, `--no-runs`
-/// included. When the engine pool lands, this is the one place to change:
-/// map its engines' status (`DockerExecutor::engines_status()`, reached
-/// through the `Executor` trait) to their configured names here.
+/// Each engine that runs code, by its configured name, with whether it can
+/// take runs now (the pool pings them every few seconds); a hub that runs
+/// no code shows its local engine down.
 pub fn engines(runner: &Runner) -> Vec<(String, bool)> {
-    vec![("local".to_owned(), matches!(runner, Runner::Enabled(_)))]
+    match runner {
+        Runner::Enabled(executor) => executor
+            .engines()
+            .into_iter()
+            .map(|engine| (engine.name, engine.healthy))
+            .collect(),
+        Runner::Disabled(_) => vec![("local".to_owned(), false)],
+    }
 }
 
 /// `GET /metrics`, for the server's router.
@@ -571,10 +574,20 @@ mod tests {
         );
     }
 
-    /// An executor that is never asked to run anything.
+    /// An executor that is never asked to run anything, on two engines.
     struct Idle;
 
     impl Executor for Idle {
+        fn engines(&self) -> Vec<chorus_sandbox::EngineStatus> {
+            let engine = |name: &str, healthy| chorus_sandbox::EngineStatus {
+                name: name.to_owned(),
+                healthy,
+                running: 0,
+                capacity: 2,
+            };
+            vec![engine("local", true), engine("docker2", false)]
+        }
+
         fn run(
             &self,
             _request: RunRequest,
@@ -586,11 +599,14 @@ mod tests {
     }
 
     #[test]
-    fn the_local_engine_is_up_when_runs_are_enabled() {
+    fn each_engine_is_up_or_down_as_the_pool_says() {
         let disabled = Runner::Disabled("--no-runs".into());
         assert_eq!(engines(&disabled), vec![("local".to_owned(), false)]);
         let enabled = Runner::Enabled(Arc::new(Idle));
-        assert_eq!(engines(&enabled), vec![("local".to_owned(), true)]);
+        assert_eq!(
+            engines(&enabled),
+            vec![("local".to_owned(), true), ("docker2".to_owned(), false)]
+        );
     }
 
     #[tokio::test]

@@ -18,6 +18,8 @@
 //! - `diagnostics.rs`: compiler and interpreter errors found in a run's stderr.
 //! - `payload.rs`: path validation and the tar-on-stdin transport into a read-only container.
 //! - `docker.rs`: [`DockerExecutor`], the bollard-driven run loop.
+//! - `pool.rs`: the Docker engines runs are spread over ([`EngineConfig`]), their
+//!   health, and the one FIFO queue in front of them.
 //! - `terminal.rs`: shared terminals, one persistent container with a PTY per session,
 //!   opened by [`DockerExecutor::open_terminal`] and driven through a [`TerminalHandle`].
 
@@ -29,6 +31,7 @@ mod languages;
 pub mod limits;
 mod payload;
 mod policy;
+mod pool;
 pub mod project;
 mod terminal;
 
@@ -40,10 +43,14 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use baked::Baked;
 pub use cache::{volume_name as cache_volume_name, CACHE_LABEL, CREATED_LABEL, DEFAULT_CACHE_TTL};
-pub use docker::{DockerExecutor, EXPIRES_LABEL, INSTANCE_LABEL, SANDBOX_LABEL};
+pub use docker::{DockerExecutor, ENGINE_LABEL, EXPIRES_LABEL, INSTANCE_LABEL, SANDBOX_LABEL};
 pub use languages::{default_languages, Language, DEFAULT_IMAGE};
 pub use limits::Limits;
 pub use payload::validate_path;
+pub use pool::{
+    validate as validate_engines, Endpoint, EngineConfig, EngineStatus, TlsFiles, HEALTH_EVERY,
+    LOCAL_ENGINE,
+};
 pub use terminal::{
     Terminal, TerminalConfig, TerminalEnd, TerminalError, TerminalEvent, TerminalHandle,
     TerminalSize, CHUNK_BYTES as TERMINAL_CHUNK_BYTES, DEFAULT_TERMINAL_IDLE_SECS,
@@ -58,9 +65,14 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Languages a request may use; the first match wins.
     pub languages: Vec<Language>,
-    /// Containers running at once across all sessions, runs and open terminals alike
-    /// (a terminal holds its slot until it ends); further ones wait in a FIFO queue.
+    /// Containers running at once on the local engine, runs and open terminals alike
+    /// (a terminal holds its slot until it ends), when `engines` is empty; further ones
+    /// wait in a FIFO queue.
     pub max_concurrent: usize,
+    /// The Docker engines runs and terminals are spread over, each with its capacity
+    /// (see `pool.rs`); one FIFO queue serves them all. Empty (the default) is one
+    /// engine: the local socket with `max_concurrent`.
+    pub engines: Vec<EngineConfig>,
     /// What the image holds, to refuse a missing dependency before a run; the default
     /// is the catalogue of [`DEFAULT_IMAGE`].
     pub baked: Baked,
@@ -76,9 +88,21 @@ impl Default for ExecutorConfig {
             limits: Limits::default(),
             languages: default_languages(),
             max_concurrent: limits::DEFAULT_MAX_CONCURRENT,
+            engines: Vec::new(),
             baked: Baked::default(),
             cache_ttl: DEFAULT_CACHE_TTL,
             terminal: TerminalConfig::default(),
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// The engines in use: `engines`, or the local one with `max_concurrent`.
+    pub fn engine_list(&self) -> Vec<EngineConfig> {
+        if self.engines.is_empty() {
+            vec![EngineConfig::local(self.max_concurrent)]
+        } else {
+            self.engines.clone()
         }
     }
 }
@@ -163,8 +187,8 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Streams output chunks into `output` as they are produced (never the whole buffer
     /// again); resolves when the run ends; `cancel` resolving (or its sender dropping)
-    /// stops the run (SIGKILL). Waits in a queue when `max_concurrent` runs are already
-    /// going. Dropping the returned future also kills and removes the container.
+    /// stops the run (SIGKILL). Waits in a queue while every engine is full.
+    /// Dropping the returned future also kills and removes the container.
     /// The program's stdin is the request's `stdin` and then closed (a one-shot run).
     fn run(
         &self,
@@ -186,6 +210,12 @@ pub trait Executor: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> {
         drop(input);
         self.run(request, output, cancel)
+    }
+
+    /// The engines runs go to, with their health and load now (for
+    /// metrics and `chorus hub --check`); none for an executor without.
+    fn engines(&self) -> Vec<EngineStatus> {
+        Vec::new()
     }
 
     /// Opens `session`'s shared terminal holding `files` (see
@@ -211,6 +241,10 @@ pub enum SandboxError {
         language: String,
         cause: String,
     },
+    #[error("code execution disabled: no Docker engine is usable ({0})")]
+    NoEngine(String),
+    #[error("the Docker engine {0} went away")]
+    EngineGone(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("unknown language `{0}`")]

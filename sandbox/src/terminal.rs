@@ -4,12 +4,13 @@
 //!
 //! Life of a terminal:
 //! ```text
-//!  tar of the files ─► wait for a slot (the runs' FIFO semaphore; held until the end)
+//!  tar of the files ─► wait for a place on an engine (the runs' FIFO queue, pool.rs;
+//!     held until the end)
 //!  ─► ensure the session's cache volume ─► create (policy.rs lockdown, tty, open stdin)
 //!  ─► attach ─► start ─► resize ─► watchdog exec ─► setup exec (tar into /work, then the
 //!     gate opens and PID 1's script execs `bash -i`)
-//!  ─► driver task: select { close | output (replay + coalesce) | shell exit
-//!                           | idle | lifetime | watchdog gone }
+//!  ─► driver task: select { close | engine down | output (replay + coalesce)
+//!                           | shell exit | idle | lifetime | watchdog gone }
 //!  ─► drop the attach stream ─► SIGKILL ─► inspect (oom) ─► remove (force)
 //!  ─► release the slot ─► [`TerminalEvent::Ended`] with a [`TerminalEnd`]
 //! ```
@@ -42,6 +43,10 @@
 //!   and the expiry label still bound the container's life.
 //! - The idle timeout and the lifetime cap are the executor's timers (SIGKILL); only
 //!   the lifetime has an in-container backstop.
+//! - A terminal whose engine goes away (the health checks mark it down, or a failed
+//!   wait is followed by a failed ping) ends at once with [`TerminalEnd::Failed`]
+//!   naming the engine; its container is removed when the engine answers again. It is
+//!   not moved: the shell's state died with the engine.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -57,17 +62,19 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, ResizeContainerTT
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::cache;
 use crate::docker::{
-    attach_options, complete_prefix_len, kill, unix_seconds, ContainerGuard, Shared,
-    BACKSTOP_GRACE, EXPIRES_LABEL, EXPIRY_GRACE, INSTANCE_LABEL, SANDBOX_LABEL, TEARDOWN_TIMEOUT,
+    attach_options, complete_prefix_len, is_not_found, kill, unix_seconds, ContainerGuard, Shared,
+    BACKSTOP_GRACE, ENGINE_LABEL, EXPIRES_LABEL, EXPIRY_GRACE, INSTANCE_LABEL, SANDBOX_LABEL,
+    TEARDOWN_TIMEOUT,
 };
 use crate::payload::{self, WORK_DIR};
 use crate::policy::{self, CACHE_DIR, SANDBOX_USER};
+use crate::pool::{self, Slot};
 use crate::{Limits, SandboxError, DEFAULT_IMAGE};
 
 /// Label on terminal containers (value `"1"`), besides the labels every sandbox
@@ -502,48 +509,45 @@ pub(crate) async fn open(
             "terminal idle timeout, lifetime and output queue must not be zero".into(),
         ));
     }
-    let permit = shared
-        .slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| SandboxError::Config("the executor is shutting down".into()))?;
-
-    let docker = &shared.docker;
-    let number = shared.next_run.fetch_add(1, Ordering::Relaxed);
-    let name = format!("chorus-term-{}-{number}", shared.instance);
     // A terminal without a session gets no cache rather than a throwaway one.
     let volume = (!session.is_empty()).then(|| cache::volume_name(session));
-    if let Some(volume) = &volume {
-        cache::ensure(docker, volume, unix_seconds()).await?;
-        if let Ok(mut recent) = shared.recent_caches.lock() {
-            recent.insert(volume.clone(), unix_seconds());
-        }
-    }
-    let limits = terminal_limits(&shared.config.limits);
-    let body = container_body(
-        &limits,
-        &config,
-        &shared.instance,
-        &config.image,
-        volume.as_deref(),
-    );
-    let options = CreateContainerOptionsBuilder::default().name(&name).build();
-    let created = docker.create_container(Some(options), body).await?;
-    let guard = ContainerGuard {
-        docker: docker.clone(),
-        id: Some(created.id.clone()),
-    };
-    let id = created.id;
-
-    let attached = docker.attach_container(&id, Some(attach_options())).await?;
-    docker.start_container(&id, None).await?;
-    let opened = Instant::now();
-    resize(docker, &id, size).await?;
-    let watchdog = start_watchdog(docker, &id).await?;
-    unpack(docker, &id, tar, tar_len)
+    let prefer = volume
+        .as_deref()
+        .and_then(|volume| shared.preferred_engine(volume));
+    let slot = shared
+        .pool
+        .acquire(prefer, false)
         .await
-        .map_err(|why| SandboxError::Payload(format!("cannot unpack into the terminal: {why}")))?;
+        .ok_or_else(|| SandboxError::Config("the executor is shutting down".into()))?;
+    let started = match start(
+        &shared,
+        &slot,
+        volume.as_deref(),
+        &config,
+        tar,
+        tar_len,
+        size,
+    )
+    .await
+    {
+        Ok(started) => started,
+        // What failed may be the engine itself: then say so, and mark it down so the
+        // next terminal goes elsewhere.
+        Err(err) if !slot.engine_alive().await => {
+            debug!(cause = %err, "opening a terminal failed with its engine");
+            return Err(SandboxError::EngineGone(slot.engine.name.clone()));
+        }
+        Err(err) => return Err(err),
+    };
+    let Started {
+        docker,
+        id,
+        name,
+        guard,
+        attached,
+        watchdog,
+        opened,
+    } = started;
 
     let (keys, key_receiver) = mpsc::channel(64);
     let (control, control_receiver) = mpsc::channel(1);
@@ -559,7 +563,8 @@ pub(crate) async fn open(
         docker: docker.clone(),
         id: id.clone(),
         guard,
-        permit,
+        engine_up: slot.engine.watch(),
+        slot,
         config,
         opened,
         output: attached.output,
@@ -589,6 +594,71 @@ pub(crate) async fn open(
     })
 }
 
+/// A terminal's container, started and holding the files, before its driver exists.
+struct Started {
+    docker: Docker,
+    id: String,
+    name: String,
+    guard: ContainerGuard,
+    attached: bollard::container::AttachContainerResults,
+    watchdog: Watchdog,
+    opened: Instant,
+}
+
+/// Creates, starts and fills the terminal's container on the slot's engine.
+async fn start(
+    shared: &Shared,
+    slot: &Slot,
+    volume: Option<&str>,
+    config: &TerminalConfig,
+    tar: Vec<u8>,
+    tar_len: usize,
+    size: TerminalSize,
+) -> Result<Started, SandboxError> {
+    let docker = &slot.docker;
+    let number = shared.next_run.fetch_add(1, Ordering::Relaxed);
+    let name = format!("chorus-term-{}-{number}", shared.instance);
+    if let Some(volume) = volume {
+        cache::ensure(docker, volume, unix_seconds()).await?;
+        shared.used_cache(volume, slot.engine.index);
+    }
+    let limits = terminal_limits(&shared.config.limits);
+    let body = container_body(
+        &limits,
+        config,
+        &shared.instance,
+        &slot.engine.name,
+        &config.image,
+        volume,
+    );
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    let created = docker.create_container(Some(options), body).await?;
+    let guard = ContainerGuard {
+        docker: docker.clone(),
+        id: Some(created.id.clone()),
+        engine: slot.engine.clone(),
+    };
+    let id = created.id;
+
+    let attached = docker.attach_container(&id, Some(attach_options())).await?;
+    docker.start_container(&id, None).await?;
+    let opened = Instant::now();
+    resize(docker, &id, size).await?;
+    let watchdog = start_watchdog(docker, &id).await?;
+    unpack(docker, &id, tar, tar_len)
+        .await
+        .map_err(|why| SandboxError::Payload(format!("cannot unpack into the terminal: {why}")))?;
+    Ok(Started {
+        docker: docker.clone(),
+        id,
+        name,
+        guard,
+        attached,
+        watchdog,
+        opened,
+    })
+}
+
 /// A terminal's limits: the runs', with a build's memory (people build in terminals).
 fn terminal_limits(limits: &Limits) -> Limits {
     Limits {
@@ -602,6 +672,7 @@ fn container_body(
     limits: &Limits,
     config: &TerminalConfig,
     instance: &str,
+    engine: &str,
     image: &str,
     cache_volume: Option<&str>,
 ) -> ContainerCreateBody {
@@ -637,6 +708,7 @@ fn container_body(
         labels: Some(HashMap::from([
             (SANDBOX_LABEL.to_owned(), "1".to_owned()),
             (INSTANCE_LABEL.to_owned(), instance.to_owned()),
+            (ENGINE_LABEL.to_owned(), engine.to_owned()),
             (EXPIRES_LABEL.to_owned(), expires.to_string()),
             (TERMINAL_LABEL.to_owned(), "1".to_owned()),
         ])),
@@ -750,8 +822,10 @@ struct Driver {
     docker: Docker,
     id: String,
     guard: ContainerGuard,
-    /// The executor slot, released when the driver ends.
-    permit: OwnedSemaphorePermit,
+    /// The place on the engine, given back when the driver ends.
+    slot: Slot,
+    /// Turns `false` when the engine is found gone.
+    engine_up: watch::Receiver<bool>,
     config: TerminalConfig,
     opened: Instant,
     output: OutputStream,
@@ -773,6 +847,7 @@ impl Driver {
         let mut watchdog_retry: Option<Instant> = None;
         let mut stream_open = true;
         let mut exited: Option<Option<i64>> = None;
+        let mut engine_gone = false;
         let reason = loop {
             let idle_at = self.last_activity() + self.config.idle_timeout;
             let flush_at = self.coalescer.flush_at;
@@ -785,13 +860,25 @@ impl Driver {
                     let _ = request;
                     break TerminalEnd::Closed;
                 }
+                // The health checks, or a run, found the engine gone: its connections
+                // may hang rather than fail (a remote host that vanished).
+                _ = pool::went_down(&mut self.engine_up) => {
+                    engine_gone = true;
+                    break self.engine_gone();
+                }
                 (item, _rest) = &mut wait => {
-                    exited = Some(match item {
+                    let code = match item {
                         Some(Ok(response)) => Some(response.status_code),
                         Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Some(code),
+                        // The wait itself failed, which is how a killed engine shows.
+                        _ if !self.slot.engine_alive().await => {
+                            engine_gone = true;
+                            break self.engine_gone();
+                        }
                         _ => None,
-                    });
-                    break TerminalEnd::ShellExited { code: exited.flatten(), oom_killed: false };
+                    };
+                    exited = Some(code);
+                    break TerminalEnd::ShellExited { code, oom_killed: false };
                 }
                 _ = sleep_until_some(flush_at) => self.coalescer.flush(),
                 _ = tokio::time::sleep_until(idle_at) => {
@@ -833,17 +920,25 @@ impl Driver {
             }
         };
         drop(wait);
-        self.finish(reason, exited).await;
+        self.finish(reason, exited, engine_gone).await;
+    }
+
+    fn engine_gone(&self) -> TerminalEnd {
+        TerminalEnd::Failed(format!(
+            "the Docker engine {} running this terminal went away",
+            self.slot.engine.name
+        ))
     }
 
     /// Tears down: unread output would block the engine's kill and inspect, so the
     /// attach stream goes first; then kill, inspect, remove, release the slot, report.
-    async fn finish(self, mut reason: TerminalEnd, exited: Option<Option<i64>>) {
+    /// A gone engine is asked nothing: its container waits for the engine's return.
+    async fn finish(self, mut reason: TerminalEnd, exited: Option<Option<i64>>, engine_gone: bool) {
         let Driver {
             docker,
             id,
             guard,
-            permit,
+            slot,
             output,
             watchdog,
             writer,
@@ -854,30 +949,34 @@ impl Driver {
         drop(output);
         drop(watchdog);
         writer.abort();
-        if exited.is_none() {
-            kill(&docker, &id).await;
-        } else if let TerminalEnd::ShellExited { code, oom_killed } = &mut reason {
-            if *code == Some(137) {
-                if let Ok(Ok(inspect)) =
-                    tokio::time::timeout(TEARDOWN_TIMEOUT, docker.inspect_container(&id, None))
-                        .await
-                {
-                    *oom_killed = inspect
-                        .state
-                        .and_then(|state| state.oom_killed)
-                        .unwrap_or(false);
+        if engine_gone {
+            guard.abandon();
+        } else {
+            if exited.is_none() {
+                kill(&docker, &id).await;
+            } else if let TerminalEnd::ShellExited { code, oom_killed } = &mut reason {
+                if *code == Some(137) {
+                    if let Ok(Ok(inspect)) =
+                        tokio::time::timeout(TEARDOWN_TIMEOUT, docker.inspect_container(&id, None))
+                            .await
+                    {
+                        *oom_killed = inspect
+                            .state
+                            .and_then(|state| state.oom_killed)
+                            .unwrap_or(false);
+                    }
+                }
+            }
+            match guard.remove().await {
+                Ok(()) => {}
+                // Swept already by another executor (a stopped terminal is fair game).
+                Err(err) if is_not_found(&err) => {}
+                Err(err) => {
+                    warn!(cause = %err, container = %id, "could not remove terminal container")
                 }
             }
         }
-        match guard.remove().await {
-            Ok(()) => {}
-            // Swept already by another executor (a stopped terminal is fair game).
-            Err(DockerError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(err) => warn!(cause = %err, container = %id, "could not remove terminal container"),
-        }
-        drop(permit);
+        drop(slot);
         let _ = end.send(Some(reason.clone()));
         coalescer.finish(reason).await;
     }
@@ -1027,6 +1126,7 @@ mod tests {
             &limits,
             &TerminalConfig::default(),
             "instance",
+            "engine",
             "image",
             Some("volume"),
         );
@@ -1039,6 +1139,7 @@ mod tests {
         for label in [SANDBOX_LABEL, INSTANCE_LABEL, EXPIRES_LABEL, TERMINAL_LABEL] {
             assert!(labels.contains_key(label), "{label}");
         }
+        assert_eq!(labels.get(ENGINE_LABEL).map(String::as_str), Some("engine"));
         // The in-container backstop is the lifetime plus a grace.
         let cmd = body.cmd.unwrap_or_default();
         assert_eq!(cmd[3..], ["chorus", "7202"]);

@@ -169,8 +169,6 @@ pub fn docker() -> bool {
     }
 }
 
-/// One raw HTTP request over the engine's Unix socket: enough to know the
-/// engine is up and has the image, without a Docker client library.
 fn probe_docker() -> Result<(), String> {
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(host) if host.starts_with("unix://") => host["unix://".len()..].to_owned(),
@@ -179,7 +177,63 @@ fn probe_docker() -> Result<(), String> {
         }
         _ => "/var/run/docker.sock".to_owned(),
     };
-    let mut stream = UnixStream::connect(&socket)
+    probe_docker_at(&socket)
+}
+
+/// The second Docker engine on this machine that the engine-pool tests spread
+/// runs over (`sandbox/scripts/ensure-second-docker.sh` starts it).
+pub const SECOND_DOCKER_SOCKET: &str = "/run/chorus-docker2.sock";
+
+/// Whether both Docker engines answer with the sandbox image: the local one
+/// ([`docker`]) and the second one at [`SECOND_DOCKER_SOCKET`]. The full run
+/// starts the second one when it is missing ([`start_second_docker`]).
+pub fn second_docker() -> bool {
+    if !docker() {
+        return false;
+    }
+    match probe_docker_at(SECOND_DOCKER_SOCKET) {
+        Ok(()) => true,
+        Err(_) if full_run() => {
+            start_second_docker();
+            true
+        }
+        Err(why) => {
+            unavailable(
+                "a second Docker engine",
+                &format!("{why}; `sandbox/scripts/ensure-second-docker.sh` starts it"),
+            );
+            false
+        }
+    }
+}
+
+/// Starts the second Docker engine, or restarts it after a test killed it,
+/// and waits until it answers with the image (a minute when the image must
+/// be copied into it). Panics with the script's message when it cannot.
+pub fn start_second_docker() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sandbox/scripts/ensure-second-docker.sh"
+    );
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {script}: {err}"));
+    assert!(
+        out.status.success(),
+        "ensure-second-docker.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    if let Err(why) = probe_docker_at(SECOND_DOCKER_SOCKET) {
+        panic!("the second Docker engine was started but {why}");
+    }
+}
+
+/// Whether the Docker engine at this Unix socket answers and holds the
+/// sandbox image: one raw HTTP request, enough to know without a Docker
+/// client library. The engine-pool tests probe a second engine with it.
+pub fn probe_docker_at(socket: &str) -> Result<(), String> {
+    let mut stream = UnixStream::connect(socket)
         .map_err(|err| format!("no Docker engine at {socket} ({err})"))?;
     let timeout = Some(Duration::from_secs(5));
     stream

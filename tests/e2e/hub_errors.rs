@@ -437,3 +437,44 @@ fn a_zero_run_limit_is_refused_not_taken_as_unlimited() {
         );
     }
 }
+
+/// Issue 18: an engine the hub could never use is refused at start, saying
+/// what is wrong with it, rather than left out of the pool in silence.
+#[test]
+fn a_docker_engine_that_cannot_make_sense_is_refused() {
+    for (args, needle) in [
+        (
+            vec!["--docker-engine", "far=tcp://127.0.0.1:2376"],
+            "needs tls-ca, tls-cert and tls-key",
+        ),
+        (
+            vec!["--docker-engine", "x=unix://relative.sock"],
+            "needs an absolute path",
+        ),
+        (
+            vec!["--docker-engine", "x=unix:///run/x.sock,capacity=0"],
+            "not a positive whole number",
+        ),
+        (
+            vec!["--docker-engine", "local=unix:///run/x.sock"],
+            "two Docker engines are named local (the local engine's name",
+        ),
+        (
+            vec![
+                "--docker-engine",
+                "far=tcp://127.0.0.1:2376,tls-ca=/nonexistent/ca.pem,tls-cert=/nonexistent/c.pem,tls-key=/nonexistent/k.pem",
+            ],
+            "tls-ca /nonexistent/ca.pem: cannot be read",
+        ),
+        (vec!["--no-local-docker"], "--docker-engine"),
+    ] {
+        let out = std::process::Command::new(crate::support::hub::chorus_bin())
+            .args(["hub", "--in-memory", "--open", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .expect("run chorus hub");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -242,6 +242,46 @@ async fn a_hub_without_runs_says_why() {
     assert_eq!(error["code"], "no_run", "{error}");
 }
 
+/// Issue 18: `--docker-engine` names an engine to run on, and
+/// `--no-local-docker` leaves the local one out; runs work there as here,
+/// and the hub says at start which engines it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_runs_code_on_an_engine_named_by_flag() {
+    if !chorus_testkit::second_docker() {
+        return;
+    }
+    let engine = format!(
+        "docker2=unix://{},capacity=1",
+        chorus_testkit::SECOND_DOCKER_SOCKET
+    );
+    let hub = Hub::start_in_memory(
+        "a_hub_runs_code_on_an_engine_named_by_flag",
+        &["--no-local-docker", "--docker-engine", &engine],
+    )
+    .await;
+    let (mut client, _) = HubClient::join(&hub.url, "elsewhere", "ada").await;
+    client.open("where.py", "print('ran elsewhere')\n").await;
+    client
+        .send_json(&json!({ "type": "run", "doc": "where.py" }))
+        .await;
+    let mut output = String::new();
+    let result = loop {
+        let frame = client.recv().await.expect("run frames");
+        match frame["type"].as_str() {
+            Some("runOutput") => output.push_str(frame["data"].as_str().unwrap_or_default()),
+            Some("runFinished") => break frame["result"].clone(),
+            _ => {}
+        }
+    };
+    assert_eq!(result["exitCode"], 0, "{result}");
+    assert_eq!(output, "ran elsewhere\n");
+    let log = hub.log_tail(50);
+    assert!(
+        log.contains("docker2 (1)") && !log.contains("local ("),
+        "{log}"
+    );
+}
+
 /// `chorus.run URI {mode, command}`: the command line runs instead of the
 /// file (`sh -c` in the project's folder), and the run header says so. A
 /// mode the proxy does not know is refused before anything is sent.
