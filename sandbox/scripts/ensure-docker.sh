@@ -30,7 +30,13 @@ fi
 
 if ! engine_up; then
     # No systemd here: run the daemon ourselves, detached so it outlives this script.
-    if [ ! -S /var/run/docker.sock ] || ! pgrep -x dockerd >/dev/null; then
+    # Only the default engine counts: a second one (ensure-second-docker.sh)
+    # is another dockerd with its own pid file.
+    default_running() {
+        [ -S /var/run/docker.sock ] && [ -f /var/run/docker.pid ] &&
+            kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null
+    }
+    if ! default_running; then
         nohup dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
     fi
     for _ in $(seq 1 60); do
