@@ -52,6 +52,10 @@ BEGIN
 END $$;
 ";
 
+/// The advisory lock taken while the schema is created (any number; the
+/// port Chorus listens on by default).
+const SCHEMA_LOCK: i64 = 7420;
+
 /// SQLSTATE of `chorus_fence`'s refusal.
 const FENCED: &str = "CH001";
 
@@ -133,8 +137,15 @@ impl Pg {
         // statements against them.
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
         let connection = tokio::spawn(connection);
-        client.batch_execute(SCHEMA).await?;
-        client.batch_execute(CLUSTER_SCHEMA).await?;
+        // Hubs starting together (a deploy, the tests) would otherwise race
+        // in the catalog: `CREATE OR REPLACE FUNCTION` and even `CREATE
+        // TABLE IF NOT EXISTS` fail with "tuple concurrently updated". The
+        // lock is this connection's, which is closed right after.
+        client
+            .batch_execute(&format!(
+                "SELECT pg_advisory_lock({SCHEMA_LOCK}); {SCHEMA} {CLUSTER_SCHEMA} SELECT pg_advisory_unlock({SCHEMA_LOCK});"
+            ))
+            .await?;
         drop(client);
         let _ = connection.await;
         let pg = Pg::new(url.to_owned());
