@@ -15,7 +15,9 @@
 //! * [`admin`] — `chorus session create|list|revoke`: the work and the
 //!   text they show;
 //! * [`templates`] — the starter projects `session create --template` seeds;
-//! * [`tls`] — the certificate for `wss://`.
+//! * [`tls`] — the certificate for `wss://`;
+//! * [`web`] — the browser door: the page at `/s/SESSION`, its embedded
+//!   bundle (built from `web/`, committed in `web-dist/`) and its origin rule.
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
 //! never awaits a socket write.
@@ -31,6 +33,7 @@ pub mod session;
 pub mod storage;
 pub mod templates;
 pub mod tls;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;

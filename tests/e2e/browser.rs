@@ -1,0 +1,221 @@
+//! Issue 19: the browser door in real Chromium, with a real Neovim and a
+//! scripted editor, all typing at random places at once.
+//!
+//! Chromium is driven by `web/e2e/browser.mjs` (playwright-core), which
+//! loads the page the hub serves at `/s/SESSION`, joins through its form,
+//! opens the document from its file tree and types through the keyboard.
+//! Each party inserts its own characters (the browser's are outside the
+//! BMP: two UTF-16 units in the page, one character at the hub), so once
+//! everyone is quiet the text must hold every inserted character exactly
+//! once, and the page, Neovim, the editor and the hub must all agree.
+//! Replay a seed with `CHORUS_SEEDS=<seed>`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::neovim::{lua_str, wait_for, wait_joined, workspace, Nvim, Route, DOC};
+use crate::support::editor::EditorKind;
+use crate::support::hub_client::hub_text_with_token;
+use crate::support::{wait_converged, Editor, Hub};
+
+/// Units each party inserts per seed.
+const UNITS: usize = 30;
+const WAIT: Duration = Duration::from_secs(60);
+const SEED_TEXT: &str = "def main():\n    print('hi')\n";
+
+/// The page in Chromium, through the driver's line protocol.
+struct Page {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Page {
+    async fn open(chromium: &Path, url: &str, name: &str, doc: &str, log: &Path) -> Page {
+        let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let log = std::fs::File::create(log).expect("create the driver's log");
+        let mut child = Command::new("node")
+            .arg(web.join("e2e/browser.mjs"))
+            .args([url, name, doc])
+            .env("CHROMIUM", chromium)
+            .current_dir(&web)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node web/e2e/browser.mjs");
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut page = Page {
+            _child: child,
+            stdin,
+            stdout,
+        };
+        let ready = page.next().await;
+        assert_eq!(ready["event"], "ready", "the page did not open: {ready}");
+        page
+    }
+
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.stdout.next_line())
+            .await
+            .expect("the browser driver answers")
+            .expect("read the driver's stdout")
+            .expect("the browser driver exited early (its log is in the test's log dir)");
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("{err}: {line}"))
+    }
+
+    async fn ask(&mut self, command: Value) -> Value {
+        let line = format!("{command}\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to the driver");
+        let answer = self.next().await;
+        assert_ne!(answer["event"], "failed", "{command}: {answer}");
+        answer
+    }
+
+    async fn state(&mut self) -> Value {
+        self.ask(json!({ "cmd": "state" })).await
+    }
+}
+
+/// Unit `k` of party `party`: one character no other party types. The
+/// browser (party 0) types emoji and CJK Extension B, both outside the BMP.
+fn unit(party: u32, k: u32) -> String {
+    let base = match (party, k % 2) {
+        (0, 0) => 0x1f600,
+        (0, _) => 0x20000,
+        (1, 0) => 0x4e00,
+        (1, _) => 0x400,
+        (_, 0) => 0x5800,
+        (_, _) => 0xc0,
+    };
+    char::from_u32(base + k / 2)
+        .expect("a scalar value")
+        .to_string()
+}
+
+fn units(party: u32) -> Vec<String> {
+    (0..UNITS as u32).map(|k| unit(party, k)).collect()
+}
+
+fn counts(text: &str) -> BTreeMap<char, usize> {
+    let mut counts = BTreeMap::new();
+    for c in text.chars() {
+        *counts.entry(c).or_default() += 1;
+    }
+    counts
+}
+
+async fn type_at_random(editor: &Editor, seed: u64, units: Vec<String>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for unit in units {
+        let pick: usize = rng.random_range(0..1_000_000);
+        editor.edit_with(DOC, |buffer| {
+            // Never after the final line break: Neovim would add another
+            // to end its new last line (`fixendofline`), and the count of
+            // line breaks is checked too.
+            let at = pick % buffer.len().max(1);
+            Some((at, at, unit))
+        });
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_neovim_and_an_editor_typing_at_random_converge() {
+    let Some(chromium) = chorus_testkit::chromium() else {
+        return;
+    };
+    if chorus_testkit::neovim().is_none() {
+        return;
+    }
+    for seed in crate::support::seeds(&[1, 2]) {
+        let test = format!("browser_random_{seed}");
+        let hub = Hub::start(&test).await;
+        let session = format!("browser-{seed}");
+        let ws = workspace(&hub, SEED_TEXT);
+        let nvim = Nvim::launch(&hub, &ws, &session, "ada", None, Route::Plugin).await;
+        wait_joined(&nvim).await;
+        let editor = Editor::start(EditorKind::VsCode, &hub, &session, "bot").await;
+        editor.open(DOC, SEED_TEXT);
+        wait_converged(&hub, &session, DOC, &[&editor])
+            .await
+            .unwrap_or_else(|report| panic!("the editor joins: {report}"));
+        let url = format!("http://127.0.0.1:{}/s/{session}", hub.port);
+        let mut page = Page::open(
+            &chromium,
+            &url,
+            "web",
+            DOC,
+            &hub.log_dir.join("browser.log"),
+        )
+        .await;
+
+        let file = hub.log_dir.join("nvim-units.json");
+        std::fs::write(&file, serde_json::to_string(&units(1)).expect("json")).expect("write");
+        let browser_typing =
+            page.ask(json!({ "cmd": "type", "seed": seed, "units": units(0), "gap": 20 }));
+        let nvim_typing = async {
+            nvim.lua(&format!(
+                "T.edit_random({seed}, {}, {UNITS}, 'i', 20) or 'ok'",
+                lua_str(&file.display().to_string())
+            ))
+            .await;
+            wait_for("all its typing done", &nvim, "T.done", |done| {
+                done == UNITS.to_string()
+            })
+            .await;
+        };
+        let editor_typing = type_at_random(&editor, seed, units(2));
+        tokio::join!(browser_typing, nvim_typing, editor_typing);
+
+        // Quiet now: wait until every party holds the hub's text.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let text = loop {
+            let (_, hub_text) = hub_text_with_token(&hub.url, &session, DOC, None)
+                .await
+                .expect("the hub's text");
+            let browser = page.state().await["state"].clone();
+            let nvim_text = nvim.lua("T.text()").await;
+            let editor_text = editor.text(DOC).unwrap_or_default();
+            let agreed = browser["text"] == hub_text.as_str()
+                && browser["synchronized"] == true
+                && nvim_text == hub_text
+                && editor_text == hub_text;
+            if agreed {
+                break hub_text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: no convergence within {WAIT:?}\nhub:     {hub_text:?}\n\
+                 browser: {browser}\nneovim:  {nvim_text:?}\neditor:  {editor_text:?}\n\
+                 hub log:\n{}",
+                hub.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let typed: String = (0..3).flat_map(units).collect();
+        assert_eq!(
+            counts(&text),
+            counts(&format!("{SEED_TEXT}{typed}")),
+            "seed {seed}: characters lost or doubled in {text:?}"
+        );
+        let last = page.state().await;
+        assert_eq!(last["state"]["csp"], json!([]), "no CSP violations: {last}");
+        assert_eq!(last["problems"], json!([]), "no page errors: {last}");
+        page.ask(json!({ "cmd": "screenshot", "path": hub.log_dir.join("browser.png") }))
+            .await;
+    }
+}
