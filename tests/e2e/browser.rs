@@ -219,3 +219,184 @@ async fn a_browser_neovim_and_an_editor_typing_at_random_converge() {
             .await;
     }
 }
+
+/// Waits until the page's state satisfies `accept`; returns it.
+async fn page_wait(page: &mut Page, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let state = page.state().await["state"].clone();
+        if accept(&state) {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never showed {what}: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the page, Neovim and the hub hold one text, the page's OT
+/// client synchronized; returns the text.
+async fn page_and_nvim_agree(hub: &Hub, session: &str, page: &mut Page, nvim: &Nvim) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let hub_text = hub_text_with_token(&hub.url, session, DOC, hub.token.as_deref()).await;
+        let browser = page.state().await["state"].clone();
+        let nvim_text = nvim.lua("T.text()").await;
+        if let Ok((_, hub_text)) = &hub_text {
+            if browser["text"] == hub_text.as_str()
+                && browser["synchronized"] == true
+                && &nvim_text == hub_text
+            {
+                return hub_text.clone();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no convergence within {WAIT:?}\nhub: {hub_text:?}\nbrowser: {browser}\n\
+             neovim: {nvim_text:?}\nhub log:\n{}",
+            hub.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Cursors both ways between the page and Neovim; then the hub is killed,
+/// both type while it is gone, it restarts on the same port and storage,
+/// and nothing typed is lost or doubled (the page resends its pending op
+/// by identity, ADR 0002).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_cross_both_ways_and_typing_survives_a_hub_restart() {
+    let Some(chromium) = chorus_testkit::chromium() else {
+        return;
+    };
+    if chorus_testkit::neovim().is_none() {
+        return;
+    }
+    let test = "browser_restart";
+    let data = crate::support::hub::log_dir(test).join("data");
+    let data = data.to_string_lossy().into_owned();
+    let mut hub = Hub::start_with(
+        test,
+        "hub-1.log",
+        &["--listen", "127.0.0.1:0", "--data", &data, "--open"],
+    )
+    .await;
+    let session = "browser-restart";
+    let ws = workspace(&hub, SEED_TEXT);
+    let nvim = Nvim::launch(&hub, &ws, session, "ada", None, Route::Plugin).await;
+    wait_joined(&nvim).await;
+    let url = format!("http://127.0.0.1:{}/s/{session}", hub.port);
+    let log = hub.log_dir.join("browser.log");
+    let mut page = Page::open(&chromium, &url, "web", DOC, &log).await;
+
+    // The page's caret on line 2 ("    print…"), column 4.
+    page.ask(json!({ "cmd": "cursor", "at": 16 })).await;
+    wait_for("the page's cursor", &nvim, "T.cursors()", |m| {
+        m.contains(r#"["web",1,4]"#)
+    })
+    .await;
+    // Neovim's to line 1, column 3 ("def| main").
+    nvim.keys("gg03l").await;
+    page_wait(&mut page, "Neovim's cursor", |s| {
+        s["remoteCursors"] == json!([{ "name": "ada", "at": 3 }])
+    })
+    .await;
+
+    hub.kill().await;
+    page_wait(&mut page, "that it is offline", |s| {
+        s["connection"] != "connected"
+    })
+    .await;
+    let offline = units(0);
+    page.ask(json!({ "cmd": "type", "seed": 7, "units": offline, "gap": 0 }))
+        .await;
+    nvim.lua("vim.api.nvim_buf_set_text(T.buf(), 0, 0, 0, 0, { 'Ж' }) or 'ok'")
+        .await;
+    let listen = format!("127.0.0.1:{}", hub.port);
+    let hub = Hub::start_with(
+        test,
+        "hub-2.log",
+        &["--listen", &listen, "--data", &data, "--open"],
+    )
+    .await;
+    let text = page_and_nvim_agree(&hub, session, &mut page, &nvim).await;
+    let typed: String = units(0).concat();
+    assert_eq!(
+        counts(&text),
+        counts(&format!("Ж{SEED_TEXT}{typed}")),
+        "everything typed offline is there once: {text:?}"
+    );
+    let last = page.state().await;
+    assert_eq!(last["state"]["error"], Value::Null, "{last}");
+    let cursors = last["state"]["remoteCursors"].as_array().map(Vec::len);
+    assert_eq!(
+        cursors,
+        Some(1),
+        "one cursor for Neovim, none stale: {last}"
+    );
+    // Chromium logs each refused reconnect attempt; anything else is a bug.
+    let problems: Vec<&str> = last["problems"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|p| !p.contains("ERR_CONNECTION_REFUSED"))
+        .collect();
+    assert!(problems.is_empty(), "page errors: {problems:?}");
+}
+
+/// A read-only token gives a page that shows the session, says it is
+/// read-only and cannot type; Neovim's edits still reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_page_watches_and_cannot_type() {
+    let Some(chromium) = chorus_testkit::chromium() else {
+        return;
+    };
+    if chorus_testkit::neovim().is_none() {
+        return;
+    }
+    let test = "browser_read_only";
+    let data = crate::support::hub::log_dir(test).join("data");
+    let store = ["--data", data.to_str().expect("a UTF-8 path")];
+    let session = "browser-ro";
+    let tokens = crate::access::create_session(&store, session).await;
+    let mut hub = crate::access::start_token_hub(test, &data).await;
+    hub.token = Some(tokens.join.clone());
+    let ws = workspace(&hub, SEED_TEXT);
+    let nvim = Nvim::launch(&hub, &ws, session, "ada", Some(&tokens.join), Route::Plugin).await;
+    wait_joined(&nvim).await;
+    // The token in the fragment, as a shared link carries it.
+    let url = format!(
+        "http://127.0.0.1:{}/s/{session}#token={}",
+        hub.port, tokens.read_only
+    );
+    let log = hub.log_dir.join("browser.log");
+    let mut page = Page::open(&chromium, &url, "watcher", DOC, &log).await;
+    let state = page_wait(&mut page, "the read-only role", |s| s["role"] == "readOnly").await;
+    assert_eq!(state["readOnlyNote"], true, "the page says so: {state}");
+    assert_eq!(
+        state["editable"], "false",
+        "the editor takes no input: {state}"
+    );
+
+    page.ask(json!({ "cmd": "type", "seed": 3, "units": ["x", "y"], "gap": 0 }))
+        .await;
+    nvim.lua("vim.api.nvim_buf_set_text(T.buf(), 0, 0, 0, 0, { 'Ж' }) or 'ok'")
+        .await;
+    let text = page_and_nvim_agree(&hub, session, &mut page, &nvim).await;
+    assert_eq!(text, format!("Ж{SEED_TEXT}"), "only Neovim's edit is there");
+    let last = page.state().await;
+    assert_eq!(
+        last["state"]["error"],
+        Value::Null,
+        "the page never sent an edit the hub refused: {last}"
+    );
+    assert!(
+        last["state"]["status"]
+            .as_str()
+            .is_some_and(|s| s.contains("read-only")),
+        "the status line says read-only: {last}"
+    );
+}

@@ -38,6 +38,15 @@ async function state() {
     status: document.getElementById('status').textContent,
     error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
     csp: window.__csp || [],
+    editable: document.querySelector('#editor')?.shadowRoot?.querySelector('.cm-content')?.getAttribute('contenteditable') ?? null,
+    readOnlyNote: !document.getElementById('readonly-note').hidden,
+    // Each collaborator's caret: its name and the character it is at.
+    remoteCursors: [...(document.querySelector('#editor')?.shadowRoot?.querySelectorAll('.remote-cursor') ?? [])].map((c) => {
+      const view = window.chorusView;
+      const at = [...view.state.doc.sliceString(0, view.posAtDOM(c))].length;
+      return { name: c.dataset.name, at };
+    }),
+    people: [...document.querySelectorAll('#people li')].map((li) => li.textContent),
   }));
 }
 
@@ -88,6 +97,15 @@ for await (const line of createInterface({ input: process.stdin })) {
     if (cmd.cmd === 'type') {
       await type(cmd.seed, cmd.units, cmd.gap);
       say({ event: 'typed' });
+    } else if (cmd.cmd === 'cursor') {
+      // Focus as a person would (a click), then the caret to character `at`.
+      await page.locator('.cm-content').click();
+      await page.evaluate((at) => {
+        const view = window.chorusView;
+        const unit = [...view.state.doc.toString()].slice(0, at).join('').length;
+        view.dispatch({ selection: { anchor: unit } });
+      }, cmd.at);
+      say({ event: 'moved' });
     } else if (cmd.cmd === 'state') {
       say({ event: 'state', state: await state(), problems });
     } else if (cmd.cmd === 'screenshot') {

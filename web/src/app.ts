@@ -117,6 +117,9 @@ function receive(msg: any): void {
       status('connected');
       send({ type: 'files' });
       if (doc) {
+        // Client ids are per connection: the cursors of the last one are
+        // stale, whoever is still here will send theirs again.
+        doc.view.dispatch({ effects: clearCursors.of(null) });
         doc.rejoining = true;
         send({ type: 'open', doc: doc.path, text: '', since: doc.client.rev });
       }
@@ -397,6 +400,7 @@ interface RemoteCursor {
   to?: number;
 }
 const setCursor = StateEffect.define<RemoteCursor>();
+const clearCursors = StateEffect.define<null>();
 
 class CursorWidget extends WidgetType {
   constructor(
@@ -433,6 +437,10 @@ const cursors = StateField.define<{ byClient: Map<number, RemoteCursor>; deco: D
       changed = true;
     }
     for (const effect of tr.effects) {
+      if (effect.is(clearCursors)) {
+        byClient = new Map();
+        changed = true;
+      }
       if (!effect.is(setCursor)) continue;
       byClient = new Map(byClient);
       if (effect.value.head === undefined) byClient.delete(effect.value.clientId);
