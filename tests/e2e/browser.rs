@@ -400,3 +400,53 @@ async fn a_read_only_page_watches_and_cannot_type() {
         "the status line says read-only: {last}"
     );
 }
+
+const PROGRAM: &str = "import sys\nprint('ready 😀')\nline = sys.stdin.readline()\nprint('got ' + line.strip()[::-1])\n";
+
+/// Run from the page, by keyboard: the output streams into it, a line of
+/// input reaches the program, and the status line follows the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_in_the_page_streams_its_output_and_takes_input() {
+    let Some(chromium) = chorus_testkit::chromium() else {
+        return;
+    };
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("browser_run").await;
+    let session = "browser-run";
+    let (mut seeder, _) = crate::support::HubClient::join(&hub.url, session, "seeder").await;
+    seeder.open("main.py", PROGRAM).await;
+    let url = format!("http://127.0.0.1:{}/s/{session}", hub.port);
+    let log = hub.log_dir.join("browser.log");
+    let mut page = Page::open(&chromium, &url, "web", "main.py", &log).await;
+
+    page.ask(json!({ "cmd": "press", "selector": "#run", "key": "Enter" }))
+        .await;
+    page_wait(&mut page, "the program's first line", |s| {
+        s["output"].as_str().is_some_and(|o| o.contains("ready 😀"))
+    })
+    .await;
+    page.ask(json!({ "cmd": "fill", "selector": "#stdin", "text": "olleh" }))
+        .await;
+    page.ask(json!({ "cmd": "press", "selector": "#stdin", "key": "Enter" }))
+        .await;
+    let state = page_wait(&mut page, "the run's end", |s| {
+        s["status"]
+            .as_str()
+            .is_some_and(|t| t.contains("run finished"))
+    })
+    .await;
+    let output = state["output"].as_str().unwrap_or_default();
+    assert!(
+        output.contains("got hello"),
+        "the input reached the program: {output:?}"
+    );
+    assert!(output.contains("exit code 0"), "{output:?}");
+    assert!(
+        state["status"]
+            .as_str()
+            .is_some_and(|t| t.contains("exit code 0")),
+        "{state}"
+    );
+}

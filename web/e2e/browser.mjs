@@ -47,6 +47,7 @@ async function state() {
       return { name: c.dataset.name, at };
     }),
     people: [...document.querySelectorAll('#people li')].map((li) => li.textContent),
+    output: document.getElementById('output').textContent,
   }));
 }
 
@@ -106,6 +107,14 @@ for await (const line of createInterface({ input: process.stdin })) {
         view.dispatch({ selection: { anchor: unit } });
       }, cmd.at);
       say({ event: 'moved' });
+    } else if (cmd.cmd === 'press') {
+      // Keyboard only: focus the element as Tab would, then the key.
+      await page.locator(cmd.selector).focus();
+      await page.keyboard.press(cmd.key);
+      say({ event: 'pressed' });
+    } else if (cmd.cmd === 'fill') {
+      await page.locator(cmd.selector).fill(cmd.text);
+      say({ event: 'filled' });
     } else if (cmd.cmd === 'state') {
       say({ event: 'state', state: await state(), problems });
     } else if (cmd.cmd === 'screenshot') {
