@@ -215,8 +215,16 @@ async fn a_browser_neovim_and_an_editor_typing_at_random_converge() {
         let last = page.state().await;
         assert_eq!(last["state"]["csp"], json!([]), "no CSP violations: {last}");
         assert_eq!(last["problems"], json!([]), "no page errors: {last}");
-        page.ask(json!({ "cmd": "screenshot", "path": hub.log_dir.join("browser.png") }))
-            .await;
+        // The main states for a person to look at (docs/browser/ keeps a set).
+        for (name, scheme, width, height) in [
+            ("light", "light", 1280, 720),
+            ("dark", "dark", 1280, 720),
+            ("narrow", "light", 390, 844),
+        ] {
+            let path = hub.log_dir.join(format!("browser-{name}.png"));
+            page.ask(json!({ "cmd": "screenshot", "path": path, "colorScheme": scheme, "width": width, "height": height }))
+                .await;
+        }
     }
 }
 

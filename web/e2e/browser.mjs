@@ -118,6 +118,8 @@ for await (const line of createInterface({ input: process.stdin })) {
     } else if (cmd.cmd === 'state') {
       say({ event: 'state', state: await state(), problems });
     } else if (cmd.cmd === 'screenshot') {
+      await page.emulateMedia({ colorScheme: cmd.colorScheme || 'light' });
+      await page.setViewportSize({ width: cmd.width || 1280, height: cmd.height || 720 });
       await page.screenshot({ path: cmd.path, fullPage: true });
       say({ event: 'screenshot' });
     } else if (cmd.cmd === 'quit') {

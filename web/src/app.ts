@@ -281,6 +281,8 @@ function opened(msg: { doc: string; rev: number; text: string; history?: LoggedO
         // offset counts what the hub counts.
         EditorState.lineSeparator.of('\n'),
         lineNumbers(),
+        // Long lines wrap: on a phone, sideways scrolling hides the caret.
+        EditorView.lineWrapping,
         history(),
         drawSelection(),
         cursors,
