@@ -270,7 +270,8 @@ async fn page_and_nvim_agree(hub: &Hub, session: &str, page: &mut Page, nvim: &N
     }
 }
 
-/// Cursors both ways between the page and Neovim; then the hub is killed,
+/// Cursors both ways between the page and Neovim, and the page following
+/// Neovim from file to file; then the hub is killed,
 /// both type while it is gone, it restarts on the same port and storage,
 /// and nothing typed is lost or doubled (the page resends its pending op
 /// by identity, ADR 0002).
@@ -309,6 +310,23 @@ async fn cursors_cross_both_ways_and_typing_survives_a_hub_restart() {
     nvim.keys("gg03l").await;
     page_wait(&mut page, "Neovim's cursor", |s| {
         s["remoteCursors"] == json!([{ "name": "ada", "at": 3 }])
+    })
+    .await;
+
+    // Following Neovim: the file it opens opens in the page too.
+    page.ask(json!({ "cmd": "press", "selector": "button[data-follow=\"ada\"]", "key": "Enter" }))
+        .await;
+    std::fs::write(ws.join("other.py"), "print('other')\n").expect("write other.py");
+    nvim.command("edit other.py").await;
+    nvim.keys("l").await;
+    page_wait(&mut page, "Neovim's file", |s| {
+        s["doc"] == "other.py" && s["text"] == "print('other')\n"
+    })
+    .await;
+    nvim.command("buffer main.py").await;
+    nvim.keys("gg03l").await;
+    page_wait(&mut page, "Neovim's file again", |s| {
+        s["doc"] == DOC && s["remoteCursors"] == json!([{ "name": "ada", "at": 3 }])
     })
     .await;
 

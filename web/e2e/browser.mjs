@@ -48,6 +48,7 @@ async function state() {
     }),
     people: [...document.querySelectorAll('#people li')].map((li) => li.textContent),
     output: document.getElementById('output').textContent,
+    doc: document.getElementById('doc-title').textContent,
   }));
 }
 

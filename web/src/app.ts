@@ -56,6 +56,10 @@ let runState = 'no run';
 let retryDelay = 250;
 let fatal = false;
 let doc: OpenDoc | undefined;
+/// Everyone's last `cursor` message, shown when their file opens here.
+const lastCursors = new Map<number, { clientId: number; name: string; doc: string; rev: number; selections: { anchor: number; head: number }[] }>();
+/// The participant whose file and caret this page follows, if any.
+let following: number | undefined;
 const participants = new Map<number, Participant>();
 const readOnly = new Compartment();
 
@@ -120,6 +124,7 @@ function receive(msg: any): void {
         // Client ids are per connection: the cursors of the last one are
         // stale, whoever is still here will send theirs again.
         doc.view.dispatch({ effects: clearCursors.of(null) });
+        lastCursors.clear();
         doc.rejoining = true;
         send({ type: 'open', doc: doc.path, text: '', since: doc.client.rev });
       }
@@ -130,7 +135,11 @@ function receive(msg: any): void {
     case 'fileAdded':
     case 'renamed':
     case 'deleted':
-      if (msg.type === 'renamed' && doc && doc.path === msg.from) doc.path = msg.to;
+      if (msg.type === 'renamed' && doc && under(doc.path, msg.from)) doc.path = msg.to + doc.path.slice(msg.from.length);
+      if (msg.type === 'deleted' && doc && under(doc.path, msg.path)) {
+        const who = participants.get(msg.clientId)?.name ?? 'someone';
+        closeDoc(`${doc.path} was deleted by ${who}`);
+      }
       send({ type: 'files' });
       break;
     case 'opened':
@@ -149,6 +158,8 @@ function receive(msg: any): void {
       }
       break;
     case 'cursor':
+      lastCursors.set(msg.clientId, msg);
+      if (msg.clientId === following && doc?.path !== msg.doc) openDoc(msg.doc);
       if (doc?.path === msg.doc) showCursor(msg.clientId, msg.name, msg.rev, msg.selections);
       break;
     case 'joined':
@@ -157,6 +168,7 @@ function receive(msg: any): void {
       break;
     case 'left':
       participants.delete(msg.clientId);
+      lastCursors.delete(msg.clientId);
       doc?.view.dispatch({ effects: setCursor.of({ clientId: msg.clientId }) });
       renderPeople();
       break;
@@ -181,6 +193,12 @@ function receive(msg: any): void {
     }
     case 'error':
       showError(msg);
+      // The hub would not take the outstanding op (too old to transform,
+      // or not valid on its text): start over from its snapshot, which
+      // drops what was not acknowledged. The proxy merges by text here.
+      if (doc && msg.doc === doc.path && ['stale_revision', 'invalid_op'].includes(msg.code)) {
+        send({ type: 'open', doc: doc.path, text: '' });
+      }
       break;
   }
 }
@@ -219,21 +237,49 @@ function renderFiles(entries: { path: string; notSynced?: string }[]): void {
 function renderPeople(): void {
   const list = $('people');
   list.replaceChildren();
+  if (following !== undefined && !participants.has(following)) following = undefined;
   const everyone = [{ clientId, name, editor: 'browser' }, ...[...participants.values()].filter((p) => p.clientId !== clientId)];
   for (const p of everyone) {
     const item = document.createElement('li');
     item.textContent = `${p.name}${p.editor ? ` (${p.editor})` : ''}${p.clientId === clientId ? ' — you' : ''}`;
     item.className = `who c${p.clientId % 6}`;
+    if (p.clientId !== clientId) {
+      // Following: their file opens here and their caret stays in view.
+      const follow = document.createElement('button');
+      follow.type = 'button';
+      follow.textContent = 'Follow';
+      follow.dataset.follow = p.name;
+      follow.setAttribute('aria-pressed', String(following === p.clientId));
+      follow.setAttribute('aria-label', `Follow ${p.name}`);
+      follow.onclick = () => {
+        following = following === p.clientId ? undefined : p.clientId;
+        renderPeople();
+      };
+      item.append(' ', follow);
+    }
     list.append(item);
   }
+}
+
+/// Whether `path` is `prefix` or lies under the directory `prefix`.
+function under(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(`${prefix}/`);
+}
+
+function closeDoc(why: string): void {
+  if (!doc) return;
+  doc.view.destroy();
+  doc = undefined;
+  (window as unknown as { chorusView?: EditorView }).chorusView = undefined;
+  $('doc-title').textContent = why;
+  status();
 }
 
 function openDoc(path: string): void {
   if (doc?.path === path) return;
   if (doc) {
     send({ type: 'close', doc: doc.path });
-    doc.view.destroy();
-    doc = undefined;
+    closeDoc(path);
   }
   $('doc-title').textContent = path;
   for (const b of $('file-list').querySelectorAll('button')) {
@@ -302,6 +348,9 @@ function opened(msg: { doc: string; rev: number; text: string; history?: LoggedO
   doc = { path: msg.doc, client: new OtClient(msg.rev), view, seq: 0, rejoining: false };
   // For automation and debugging (the e2e test places the cursor with it).
   (window as unknown as { chorusView: EditorView }).chorusView = view;
+  for (const c of lastCursors.values()) {
+    if (c.doc === msg.doc && participants.has(c.clientId)) showCursor(c.clientId, c.name, c.rev, c.selections);
+  }
   status();
 }
 
@@ -470,7 +519,8 @@ function showCursor(id: number, who: string, rev: number, selections: { anchor: 
   const { anchor, head } = selections[0];
   const a = charToUnit(text, anchor);
   const h = charToUnit(text, head);
-  doc.view.dispatch({ effects: setCursor.of({ clientId: id, name: who, head: h, from: Math.min(a, h), to: Math.max(a, h) }) });
+  const effects = [setCursor.of({ clientId: id, name: who, head: h, from: Math.min(a, h), to: Math.max(a, h) })];
+  doc.view.dispatch({ effects: id === following ? [...effects, EditorView.scrollIntoView(h, { y: 'center' })] : effects });
 }
 
 /// Inside the shadow root the page's stylesheet does not reach; its
