@@ -242,7 +242,7 @@ async fn root(
     let wants_websocket = header_is(headers, header::UPGRADE, "websocket");
     if !wants_websocket {
         let method = request.method();
-        return match web::serve(request.uri().path()) {
+        return match web::serve(request.uri().path(), web::accepts_gzip(headers)) {
             Some(page) if method == Method::GET || method == Method::HEAD => page,
             Some(_) => StatusCode::METHOD_NOT_ALLOWED.into_response(),
             None => StatusCode::NOT_FOUND.into_response(),

@@ -9,7 +9,8 @@
 //!
 //! * `GET /` — what this hub is and how to join;
 //! * `GET /s/SESSION` — the app page (`no-cache`: it names the assets);
-//! * `GET /assets/NAME-HASH.EXT` — content-addressed, cached for a year.
+//! * `GET /assets/NAME-HASH.EXT` — content-addressed, cached for a year,
+//!   gzipped (at build time) for browsers that take it.
 //!
 //! Every page carries a strict Content-Security-Policy: only the hub's own
 //! scripts, styles and WebSocket, no inline code, no framing.
@@ -21,7 +22,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 const APP_JS: &[u8] = include_bytes!("../web-dist/app.js");
+const APP_JS_GZ: &[u8] = include_bytes!("../web-dist/app.js.gz");
 const APP_CSS: &[u8] = include_bytes!("../web-dist/style.css");
+const APP_CSS_GZ: &[u8] = include_bytes!("../web-dist/style.css.gz");
 const SESSION_HTML: &str = include_str!("../web-dist/session.html");
 const INDEX_HTML: &str = include_str!("../web-dist/index.html");
 
@@ -35,25 +38,43 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 struct Asset {
     name: String,
     body: &'static [u8],
+    /// The same bytes gzipped at build time, for browsers that take gzip.
+    gzipped: &'static [u8],
     content_type: &'static str,
 }
 
 /// `stem-HASH.ext`: the name changes whenever the bytes do, so browsers
 /// may keep an asset forever and a new hub is never served an old one.
-fn hashed(stem: &str, ext: &str, body: &'static [u8], content_type: &'static str) -> Asset {
+fn hashed(
+    stem: &str,
+    ext: &str,
+    (body, gzipped): (&'static [u8], &'static [u8]),
+    content_type: &'static str,
+) -> Asset {
     let digest = Sha256::digest(body);
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     Asset {
         name: format!("{stem}-{hex}.{ext}"),
         body,
+        gzipped,
         content_type,
     }
 }
 
 static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
     [
-        hashed("app", "js", APP_JS, "text/javascript; charset=utf-8"),
-        hashed("style", "css", APP_CSS, "text/css; charset=utf-8"),
+        hashed(
+            "app",
+            "js",
+            (APP_JS, APP_JS_GZ),
+            "text/javascript; charset=utf-8",
+        ),
+        hashed(
+            "style",
+            "css",
+            (APP_CSS, APP_CSS_GZ),
+            "text/css; charset=utf-8",
+        ),
     ]
 });
 
@@ -80,8 +101,8 @@ fn page(body: String) -> Response {
 }
 
 /// Answers a plain (not WebSocket) GET for `path`, or `None` when the
-/// path is not the browser door's.
-pub fn serve(path: &str) -> Option<Response> {
+/// path is not the browser door's. `gzip`: the client accepts it.
+pub fn serve(path: &str, gzip: bool) -> Option<Response> {
     if path == "/" {
         return Some(page(fill(INDEX_HTML, "")));
     }
@@ -100,18 +121,40 @@ pub fn serve(path: &str) -> Option<Response> {
     }
     let name = path.strip_prefix("/assets/")?;
     let asset = ASSETS.iter().find(|asset| asset.name == name)?;
+    let (body, encoding) = if gzip {
+        (asset.gzipped, "gzip")
+    } else {
+        (asset.body, "identity")
+    };
     Some(
         (
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, asset.content_type),
+                (header::CONTENT_ENCODING, encoding),
+                (header::VARY, "Accept-Encoding"),
                 (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
-            asset.body,
+            body,
         )
             .into_response(),
     )
+}
+
+/// Whether `Accept-Encoding` allows gzip (not refused with `q=0`).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 /// Whether the `Origin` of an upgrade is the hub's own: a page the hub
@@ -186,20 +229,40 @@ mod tests {
 
     #[test]
     fn pages_are_not_cached_and_assets_are_cached_for_good() {
-        let page = serve("/s/demo").expect("the session page");
+        let page = serve("/s/demo", true).expect("the session page");
         assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
         assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], CSP);
-        let asset = serve(&format!("/assets/{}", ASSETS[0].name)).expect("the app");
+        let asset = serve(&format!("/assets/{}", ASSETS[0].name), true).expect("the app");
         assert_eq!(
             asset.headers()[header::CACHE_CONTROL],
             "public, max-age=31536000, immutable"
         );
-        assert!(serve("/assets/app.js").is_none(), "only hashed names");
+        assert_eq!(asset.headers()[header::CONTENT_ENCODING], "gzip");
+        assert!(serve("/assets/app.js", true).is_none(), "only hashed names");
         assert_eq!(
-            serve("/s/<script>").unwrap().status(),
+            serve("/s/<script>", true).unwrap().status(),
             StatusCode::NOT_FOUND
         );
-        assert!(serve("/nothing").is_none());
+        assert!(serve("/nothing", true).is_none());
+    }
+
+    #[test]
+    fn gzip_is_served_only_to_those_who_take_it() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            accepts_gzip(&headers)
+        };
+        assert!(with("gzip, deflate, br"));
+        assert!(with("br;q=1.0, gzip;q=0.8"));
+        assert!(!with("br"));
+        assert!(!with("gzip;q=0"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+        let plain = serve(&format!("/assets/{}", ASSETS[0].name), false).expect("the app");
+        assert_eq!(plain.headers()[header::CONTENT_ENCODING], "identity");
     }
 
     fn sha256_hex(path: &Path) -> String {
@@ -258,7 +321,9 @@ mod tests {
             "web/package-lock.json",
             "web/build.mjs",
             "hub-server/web-dist/app.js",
+            "hub-server/web-dist/app.js.gz",
             "hub-server/web-dist/style.css",
+            "hub-server/web-dist/style.css.gz",
         ] {
             assert!(listed.contains(required), "{required} is not in the stamp");
         }
