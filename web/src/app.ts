@@ -56,6 +56,8 @@ let runState = 'no run';
 let retryDelay = 250;
 let fatal = false;
 let doc: OpenDoc | undefined;
+/// The file asked for with `open`, until its `opened` arrives.
+let pendingOpen: string | undefined;
 /// Everyone's last `cursor` message, shown when their file opens here.
 const lastCursors = new Map<number, { clientId: number; name: string; doc: string; rev: number; selections: { anchor: number; head: number }[] }>();
 /// The participant whose file and caret this page follows, if any.
@@ -103,7 +105,8 @@ function connect(): void {
   };
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// The hub's frames as protocol/src/wire.rs declares them (ServerMsg);
+// read field by field below, so typed loosely here.
 function receive(msg: any): void {
   switch (msg.type) {
     case 'welcome':
@@ -288,7 +291,6 @@ function openDoc(path: string): void {
   send({ type: 'open', doc: path, text: '' });
   pendingOpen = path;
 }
-let pendingOpen: string | undefined;
 
 interface LoggedOp {
   rev: number;
