@@ -124,6 +124,30 @@ if ! wait "$docker2_pid"; then
 fi
 cat "$docker2_out/out"
 
+log "browser door: npm ci, type check, unit tests, and the committed bundle rebuilt byte for byte"
+# tests/e2e/browser.rs drives real Chromium through web/node_modules
+# (playwright-core); the hub embeds hub-server/web-dist, committed so that
+# `cargo build` needs no npm: rebuilding it here must change nothing.
+if ! command -v node >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq nodejs npm >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+fi
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npx --no-install tsc -p . && node --test out/test/)
+committed="$(mktemp -d)"
+cp -r hub-server/web-dist/. "$committed"
+(cd web && node build.mjs >/dev/null)
+if ! diff -r "$committed" hub-server/web-dist; then
+  echo "hub-server/web-dist is not what web/ builds: run (cd web && npm ci && npm run build) and commit it" >&2
+  exit 1
+fi
+rm -rf "$committed"
+
 log "tests"
 cargo test --workspace --all-targets
 

@@ -17,7 +17,9 @@
 //! * [`templates`] — the starter projects `session create --template` seeds;
 //! * [`tls`] — the certificate for `wss://`;
 //! * [`metrics`] — what `GET /metrics` shows operators, counted through
-//!   one-line hooks in the modules above (ADR 0009).
+//!   one-line hooks in the modules above (ADR 0010);
+//! * [`web`] — the browser door: the page at `/s/SESSION`, its embedded
+//!   bundle (built from `web/`, committed in `web-dist/`) and its origin rule.
 //!
 //! Architecture invariant: the session actor alone orders revisions, and it
 //! never awaits a socket write.
@@ -34,6 +36,7 @@ pub mod session;
 pub mod storage;
 pub mod templates;
 pub mod tls;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;

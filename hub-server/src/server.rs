@@ -1,7 +1,8 @@
 //! The listener: accepts TCP connections (TLS-wrapped when the hub has a
 //! certificate) and serves HTTP/1.1 on them with hyper, routed by axum:
-//! `GET /healthz`, a plain `GET /` answered 426, and WebSocket upgrades,
-//! handed to tungstenite once hyper has switched protocols.
+//! `GET /healthz`, the browser door's pages and assets ([`crate::web`]),
+//! and WebSocket upgrades, handed to tungstenite once hyper has switched
+//! protocols.
 //!
 //! hyper rather than a hand-written head reader (ADR 0008): it bounds and
 //! times out request heads, answers malformed ones correctly, and the
@@ -10,9 +11,10 @@
 //! connection code does not change.
 //!
 //! Invariant: a WebSocket upgrade carrying an `Origin` header is refused
-//! unless that origin is allowed (`--allow-origin`): browsers send one on
-//! every cross-site connection, native editors' proxies send none. Without
-//! this any web page could drive a hub the user's browser reaches.
+//! unless that origin is allowed (`--allow-origin`) or is the hub's own
+//! (its page, ADR 0011): browsers send one on every cross-site connection,
+//! native editors' proxies send none. Without this any web page could
+//! drive a hub the user's browser reaches.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -40,6 +42,7 @@ use tracing::{debug, info, warn};
 use crate::access::Access;
 use crate::connection;
 use crate::session::{Registry, SessionCmd};
+use crate::web;
 use crate::HubConfig;
 
 /// A request head longer than this is refused (431): nothing legitimate
@@ -233,8 +236,9 @@ where
     }
 }
 
-/// Everything but `/healthz` and `/metrics`: a WebSocket upgrade on any path (proxies may
-/// sit behind a path prefix), else 426 at `/` and 404 elsewhere.
+/// Everything but `/healthz` and `/metrics`: a WebSocket upgrade on any path
+/// (proxies may sit behind a path prefix), else the browser door's pages,
+/// else 404.
 async fn root(
     State(hub): State<Hub>,
     Extension(conn): Extension<Conn>,
@@ -243,20 +247,18 @@ async fn root(
     let headers = request.headers();
     let wants_websocket = header_is(headers, header::UPGRADE, "websocket");
     if !wants_websocket {
-        return if request.uri().path() == "/" {
-            (
-                StatusCode::UPGRADE_REQUIRED,
-                [(header::UPGRADE, "websocket")],
-                "this is a Chorus hub: connect over ws://\n",
-            )
-                .into_response()
-        } else {
-            StatusCode::NOT_FOUND.into_response()
+        let method = request.method();
+        return match web::serve(request.uri().path(), web::accepts_gzip(headers)) {
+            Some(page) if method == Method::GET || method == Method::HEAD => page,
+            Some(_) => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
         };
     }
     if let Err(why) = origin_allowed(headers, &hub.config.allowed_origins) {
-        warn!(peer = %conn.peer, "{why}");
-        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+        if !web::is_own_origin(headers, hub.config.tls.is_some()) {
+            warn!(peer = %conn.peer, "{why}");
+            return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+        }
     }
     if !header_is(headers, header::SEC_WEBSOCKET_VERSION, "13") {
         return (
@@ -345,7 +347,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String>
     }
     Err(format!(
         "refused a WebSocket from a web page at {origin}: browsers may connect only from origins \
-         the hub allows (--allow-origin); editors' proxies send no Origin"
+         the hub allows (--allow-origin) and its own pages; editors' proxies send no Origin"
     ))
 }
 

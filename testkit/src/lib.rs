@@ -1,6 +1,6 @@
 //! The outside services Chorus's integration tests drive for real: a Docker
 //! engine with the sandbox image, a PostgreSQL server, Neovim 0.11,
-//! Helix 25.07 and git.
+//! Helix 25.07, git, and Chromium for the browser door.
 //!
 //! Two ways to run the tests, and this module is the whole difference:
 //! * the full run (`./scripts/test.sh`, which CI runs) installs and starts
@@ -280,6 +280,33 @@ pub fn unavailable(service: &str, why: &str) {
         );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
+}
+
+/// Chromium and the browser door's test driver: `$CHROMIUM` (else
+/// `/usr/bin/chromium`), `node`, and playwright-core in `web/node_modules`
+/// (`npm ci` in `web/`, which scripts/test.sh runs). Returns Chromium's path.
+pub fn chromium() -> Option<PathBuf> {
+    let bin = std::env::var_os("CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
+    let why = if !bin.exists() {
+        format!(
+            "no Chromium at {}; set CHROMIUM or `apt-get install chromium`",
+            bin.display()
+        )
+    } else if !std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+    {
+        "no `node` on the PATH".to_owned()
+    } else if !web.join("node_modules/playwright-core").is_dir() {
+        "web/node_modules/playwright-core is missing; run `npm ci` in web/".to_owned()
+    } else {
+        return Some(bin);
+    };
+    unavailable("Chromium and the web driver", &why);
+    None
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod support;
 
 mod access;
+mod browser;
 mod cluster;
 mod durability;
 mod helix;
