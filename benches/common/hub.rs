@@ -62,12 +62,8 @@ pub async fn start_service(hubs: usize, extra_args: &[&str], log_dir: &std::path
     assert!((1..=3).contains(&hubs), "1 to 3 hubs");
     let database = std::env::var("CHORUS_TEST_POSTGRES")
         .expect("several hubs need CHORUS_TEST_POSTGRES=postgres://…");
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    };
+    // Hubs come back on their port after a kill (the failover bench).
+    let free_port = chorus_testkit::stable_port;
     let mut processes = Vec::new();
     let mut addresses = Vec::new();
     for i in 0..hubs {

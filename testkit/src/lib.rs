@@ -309,6 +309,27 @@ pub fn chromium() -> Option<PathBuf> {
     None
 }
 
+/// A port free now on 127.0.0.1 for a server that must come back on the
+/// same port after being killed: picked below the kernel's ephemeral range
+/// (32768-60999 by default), so that no outgoing connection (a proxy
+/// reconnecting, the balancer) can be holding it when the server restarts,
+/// as a port from `bind(0)` can be.
+pub fn stable_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..2000 {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(step.wrapping_mul(7919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000 on 127.0.0.1");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,10 +32,7 @@ struct Service {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    chorus_testkit::stable_port()
 }
 
 impl Service {
