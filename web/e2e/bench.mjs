@@ -33,8 +33,8 @@ const browser = await chromium.launch({
 async function load(page, name) {
   const begun = performance.now();
   await page.goto(url, { waitUntil: 'commit' });
-  // The status line says "not joined" once app.js has run.
-  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'not joined');
+  // app.js marks the body "not joined" once it has run.
+  await page.waitForFunction(() => document.body.dataset.connection === 'not joined');
   const form = performance.now() - begun;
   await page.locator('#name').fill(name);
   await page.locator('#name').press('Enter');
