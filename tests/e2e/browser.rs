@@ -476,3 +476,92 @@ async fn a_run_started_in_the_page_streams_its_output_and_takes_input() {
         "{state}"
     );
 }
+
+/// The page's network goes away while another editor types more ops
+/// than the hub keeps (`--history-limit 3`) and the page types too. Back
+/// online, the hub cannot catch the page up by ops; the page merges by
+/// text (web/src/merge.ts): its offline typing goes out as one op on the
+/// hub's text, and every character both sides typed is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_offline_survives_when_the_hub_lost_the_history() {
+    let Some(chromium) = chorus_testkit::chromium() else {
+        return;
+    };
+    let test = "browser_offline_merge";
+    let hub = Hub::start_in_memory(test, &["--history-limit", "3"]).await;
+    let relay = crate::support::relay::Relay::start(hub.port).await;
+    let session = "browser-offline";
+    let editor = Editor::start(EditorKind::VsCode, &hub, session, "bot").await;
+    editor.open(DOC, SEED_TEXT);
+    wait_converged(&hub, session, DOC, &[&editor])
+        .await
+        .unwrap_or_else(|report| panic!("the editor joins: {report}"));
+    // The page reaches the hub through the relay, which the test cuts.
+    let url = format!("http://127.0.0.1:{}/s/{session}", relay.port);
+    let log = hub.log_dir.join("browser.log");
+    let mut page = Page::open(&chromium, &url, "web", DOC, &log).await;
+    let page_units = units(0);
+    let (online, offline) = page_units.split_at(5);
+    page.ask(json!({ "cmd": "type", "seed": 5, "units": online, "gap": 0 }))
+        .await;
+    page_and_editor_agree(&hub, session, &mut page, &editor).await;
+
+    relay.cut();
+    page_wait(&mut page, "that it is offline", |s| {
+        s["connection"] != "connected"
+    })
+    .await;
+    type_at_random(&editor, 11, units(2)).await;
+    page.ask(json!({ "cmd": "type", "seed": 9, "units": offline, "gap": 0 }))
+        .await;
+    relay.restore();
+
+    let text = page_and_editor_agree(&hub, session, &mut page, &editor).await;
+    let typed: String = [units(0), units(2)].concat().concat();
+    assert_eq!(
+        counts(&text),
+        counts(&format!("{SEED_TEXT}{typed}")),
+        "both sides' typing is there once: {text:?}"
+    );
+    let last = page.state().await;
+    assert_eq!(
+        last["state"]["error"],
+        Value::Null,
+        "nothing was dropped: {last}"
+    );
+    assert_eq!(
+        last["state"]["merges"], 1,
+        "the page merged by text (the hub had no history to send): {last}"
+    );
+}
+
+/// Waits until the page, the scripted editor and the hub hold one text,
+/// the page's OT client synchronized; returns the text.
+async fn page_and_editor_agree(
+    hub: &Hub,
+    session: &str,
+    page: &mut Page,
+    editor: &Editor,
+) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, hub_text) = hub_text_with_token(&hub.url, session, DOC, None)
+            .await
+            .expect("the hub's text");
+        let browser = page.state().await["state"].clone();
+        let editor_text = editor.text(DOC).unwrap_or_default();
+        if browser["text"] == hub_text.as_str()
+            && browser["synchronized"] == true
+            && editor_text == hub_text
+        {
+            return hub_text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no convergence within {WAIT:?}\nhub: {hub_text:?}\nbrowser: {browser}\n\
+             editor: {editor_text:?}\nhub log:\n{}",
+            hub.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

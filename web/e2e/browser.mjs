@@ -35,6 +35,8 @@ async function state() {
     synchronized: document.body.dataset.synchronized === 'true',
     connection: document.body.dataset.connection,
     role: document.body.dataset.role,
+    // How often the page merged by text after the hub lost its history.
+    merges: Number(document.body.dataset.merges ?? 0),
     status: document.getElementById('status').textContent,
     error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
     csp: window.__csp || [],

@@ -10,8 +10,9 @@ import { Decoration, type DecorationSet, EditorView, keymap, lineNumbers, drawSe
 import { defaultKeymap, history, historyKeymap } from '@codemirror/commands';
 import { OtClient } from './client.js';
 import { changesToOp, charToUnit, opToChanges } from './cm.js';
-import { charCount, type WireOp } from './ot.js';
+import { apply, charCount, isNoop, type WireOp } from './ot.js';
 import { checksum } from './text.js';
+import { rebaseByText } from './merge.js';
 
 const PROTOCOL_VERSION = 1;
 
@@ -197,9 +198,10 @@ function receive(msg: any): void {
     case 'error':
       showError(msg);
       // The hub would not take the outstanding op (too old to transform,
-      // or not valid on its text): start over from its snapshot, which
-      // drops what was not acknowledged. The proxy merges by text here.
+      // or not valid on its text): fetch its snapshot and merge by text
+      // (rejoined), so what was typed here is not lost.
       if (doc && msg.doc === doc.path && ['stale_revision', 'invalid_op'].includes(msg.code)) {
+        doc.rejoining = true;
         send({ type: 'open', doc: doc.path, text: '' });
       }
       break;
@@ -307,7 +309,7 @@ function opened(msg: { doc: string; rev: number; text: string; history?: LoggedO
   if (doc && doc.path === msg.doc) {
     // A fresh snapshot after a checksum mismatch: the hub's text wins.
     replaceText(msg.text);
-    doc.client = new OtClient(msg.rev);
+    doc.client = new OtClient(msg.rev, msg.text);
     doc.outstandingSeq = undefined;
     status();
     return;
@@ -347,7 +349,7 @@ function opened(msg: { doc: string; rev: number; text: string; history?: LoggedO
       ],
     }),
   });
-  doc = { path: msg.doc, client: new OtClient(msg.rev), view, seq: 0, rejoining: false };
+  doc = { path: msg.doc, client: new OtClient(msg.rev, msg.text), view, seq: 0, rejoining: false };
   // For automation and debugging (the e2e test places the cursor with it).
   (window as unknown as { chorusView: EditorView }).chorusView = view;
   for (const c of lastCursors.values()) {
@@ -368,19 +370,53 @@ function rejoined(d: OpenDoc, msg: { rev: number; text: string; history?: Logged
     }
     const s = d.client.state;
     if (s.kind !== 'synchronized') send({ type: 'op', doc: d.path, rev: d.client.rev, op: s.outstanding, seq: d.outstandingSeq });
-  } else {
-    // The history is gone: the hub's text wins; what was not acked is lost
-    // and said so (the proxy merges by text here; not done yet).
-    if (!d.client.synchronized) showError({ code: 'resync', message: 'edits made offline could not be merged and were dropped' });
+  } else if (d.client.synchronized) {
     replaceText(msg.text);
-    d.client = new OtClient(msg.rev);
+    d.client = new OtClient(msg.rev, msg.text);
     d.outstandingSeq = undefined;
+  } else {
+    mergeByText(d, msg.rev, msg.text, msg.lastSeq);
   }
   status();
 }
 
+/// The hub cannot rebase this page's unacknowledged edits any more (its
+/// history is gone, or it refused them): the page keeps its text, the
+/// hub's snapshot becomes the base, and the page's edits since the last
+/// text it knew the hub had go out as one new op on it (ADR 0011).
+function mergeByText(d: OpenDoc, rev: number, theirs: string, lastSeq?: number): void {
+  const mine = d.view.state.doc.toString();
+  let merged: ReturnType<typeof rebaseByText> | undefined;
+  try {
+    let base = d.client.base;
+    // The outstanding op got in before the connection went (its `seq` is
+    // the hub's last from this page): it is in the hub's text already, so
+    // it belongs to the base, or it would be typed twice.
+    const s = d.client.state;
+    if (base !== undefined && s.kind !== 'synchronized' && lastSeq !== undefined && d.outstandingSeq !== undefined && lastSeq >= d.outstandingSeq) {
+      base = apply(base, s.outstanding);
+    }
+    if (base !== undefined) merged = rebaseByText(base, mine, theirs);
+  } catch {
+    // The page's idea of the hub's text was wrong (the op was invalid):
+    // nothing to diff against; the hub's text wins.
+  }
+  d.client = new OtClient(rev, theirs);
+  d.outstandingSeq = undefined;
+  if (!merged) {
+    showError({ code: 'resync', message: 'edits made offline could not be merged and were dropped' });
+    replaceText(theirs);
+    return;
+  }
+  applyRemote(merged.local);
+  local(merged.send);
+  // Counted where automation and the curious can see it (the e2e test).
+  document.body.dataset.merges = String(Number(document.body.dataset.merges ?? 0) + 1);
+}
+
 function local(op: WireOp): void {
   if (!doc) return;
+  if (isNoop(op)) return;
   const out = doc.client.local(op);
   if (out) {
     doc.outstandingSeq = ++doc.seq;

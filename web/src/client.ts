@@ -3,7 +3,7 @@
 // unacknowledged, later local ops are composed into a buffer, and remote
 // ops are transformed against both before they touch the local text.
 
-import { compose, transform, type WireOp } from './ot.js';
+import { apply, compose, transform, type WireOp } from './ot.js';
 
 export type State =
   | { kind: 'synchronized' }
@@ -19,8 +19,14 @@ export interface Outgoing {
 export class OtClient {
   state: State = { kind: 'synchronized' };
 
-  /// `rev` is the last hub revision this client has seen.
-  constructor(public rev: number) {}
+  /// `rev` is the last hub revision this client has seen; `base`, when
+  /// given, the hub's text at `rev`, kept up to date so that a merge by
+  /// text (merge.ts) knows what the page's unacknowledged edits are
+  /// relative to after the hub has lost the history to rebase them.
+  constructor(
+    public rev: number,
+    public base?: string,
+  ) {}
 
   get synchronized(): boolean {
     return this.state.kind === 'synchronized';
@@ -46,6 +52,7 @@ export class OtClient {
   ack(rev: number): Outgoing | undefined {
     const s = this.state;
     this.rev = rev;
+    if (s.kind !== 'synchronized' && this.base !== undefined) this.base = apply(this.base, s.outstanding);
     switch (s.kind) {
       case 'synchronized':
         throw new Error('acknowledgement received with no operation outstanding');
@@ -63,6 +70,7 @@ export class OtClient {
   /// hub has not ordered them yet (the tie rule in protocol/src/ot.rs).
   remote(rev: number, op: WireOp): WireOp {
     const s = this.state;
+    if (this.base !== undefined) this.base = apply(this.base, op);
     let local = op;
     switch (s.kind) {
       case 'synchronized':
