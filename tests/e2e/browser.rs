@@ -477,6 +477,124 @@ async fn a_run_started_in_the_page_streams_its_output_and_takes_input() {
     );
 }
 
+/// The shared terminal in the page (xterm.js, under the page's CSP): the
+/// page opens it and types into it with real keystrokes, a raw client
+/// joins it (and gets the replay) and types too, both read one screen.
+/// A second page joining late shows the replay from the DOM renderer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_opens_the_shared_terminal_and_types_with_another_client() {
+    let Some(chromium) = chorus_testkit::chromium() else {
+        return;
+    };
+    if !chorus_testkit::docker() {
+        return;
+    }
+    let hub = Hub::start("browser_terminal").await;
+    let session = "browser-terminal";
+    let (mut seeder, _) = crate::support::HubClient::join(&hub.url, session, "seeder").await;
+    seeder.open("main.py", "x = 1\n").await;
+    let url = format!("http://127.0.0.1:{}/s/{session}", hub.port);
+    let mut page = Page::open(
+        &chromium,
+        &url,
+        "web",
+        "main.py",
+        &hub.log_dir.join("browser.log"),
+    )
+    .await;
+
+    page.ask(json!({ "cmd": "press", "selector": "#terminal-open", "key": "Enter" }))
+        .await;
+    page_wait(&mut page, "bash's prompt", |s| {
+        s["terminal"].as_str().is_some_and(|t| t.contains("$"))
+    })
+    .await;
+    let keys = |text: &str| json!({ "cmd": "keys", "selector": "#terminal .xterm-helper-textarea", "text": text });
+    page.ask(keys("python3 -q")).await;
+    page.ask(
+        json!({ "cmd": "press", "selector": "#terminal .xterm-helper-textarea", "key": "Enter" }),
+    )
+    .await;
+    page_wait(&mut page, "python's prompt", |s| {
+        s["terminal"].as_str().is_some_and(|t| t.contains(">>>"))
+    })
+    .await;
+    page.ask(keys("x = 2")).await;
+    page.ask(
+        json!({ "cmd": "press", "selector": "#terminal .xterm-helper-textarea", "key": "Enter" }),
+    )
+    .await;
+
+    // Another participant joins the open terminal: it gets the replay.
+    seeder
+        .send_json(&json!({ "type": "terminal", "cols": 80, "rows": 24 }))
+        .await;
+    let mut screen = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !screen.contains("x = 2") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replay never showed the page's typing: {screen:?}"
+        );
+        let msg = seeder.recv().await.expect("the hub answers");
+        if msg["type"] == "terminalOutput" {
+            screen.push_str(msg["data"].as_str().unwrap_or_default());
+        }
+    }
+    seeder
+        .send_json(&json!({ "type": "terminalInput", "data": "print(x * 21)\r" }))
+        .await;
+    while !screen.contains("42") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other client never saw 42: {screen:?}"
+        );
+        let msg = seeder.recv().await.expect("the hub answers");
+        if msg["type"] == "terminalOutput" {
+            screen.push_str(msg["data"].as_str().unwrap_or_default());
+        }
+    }
+    let state = page_wait(&mut page, "42 in the page's terminal", |s| {
+        s["terminal"]
+            .as_str()
+            .is_some_and(|t| t.lines().any(|l| l.trim() == "42"))
+    })
+    .await;
+    let text = state["terminal"].as_str().unwrap_or_default();
+    assert!(text.contains(">>> x = 2"), "the page's keystrokes: {text}");
+    assert!(text.contains("print(x * 21)"), "the other's input: {text}");
+
+    // A page that joins late shows the replay.
+    let mut late = Page::open(
+        &chromium,
+        &url,
+        "late",
+        "main.py",
+        &hub.log_dir.join("browser-late.log"),
+    )
+    .await;
+    page_wait(&mut late, "the replay", |s| {
+        s["terminal"]
+            .as_str()
+            .is_some_and(|t| t.contains("print(x * 21)") && t.lines().any(|l| l.trim() == "42"))
+    })
+    .await;
+
+    page.ask(json!({ "cmd": "press", "selector": "#terminal-stop", "key": "Enter" }))
+        .await;
+    for p in [&mut page, &mut late] {
+        let state = page_wait(p, "the terminal's end", |s| {
+            s["terminal"]
+                .as_str()
+                .is_some_and(|t| t.contains("[terminal ended:"))
+        })
+        .await;
+        assert_eq!(state["csp"], json!([]), "CSP violations: {state}");
+        let problems = p.state().await["problems"].clone();
+        assert_eq!(problems, json!([]), "the page's console: {problems}");
+    }
+}
+
 /// The page's network goes away while another editor types more ops
 /// than the hub keeps (`--history-limit 3`) and the page types too. Back
 /// online, the hub cannot catch the page up by ops; the page merges by

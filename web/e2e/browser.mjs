@@ -51,6 +51,10 @@ async function state() {
     people: [...document.querySelectorAll('#people li')].map((li) => li.textContent),
     output: document.getElementById('output').textContent,
     doc: document.getElementById('doc-title').textContent,
+    terminal: [...document.querySelectorAll('#terminal .xterm-rows > div')]
+      .map((row) => row.textContent.replace(/\u00a0/g, ' ').trimEnd())
+      .join('\n'),
+    terminalStatus: document.getElementById('terminal-status').textContent,
   }));
 }
 
@@ -115,6 +119,10 @@ for await (const line of createInterface({ input: process.stdin })) {
       await page.locator(cmd.selector).focus();
       await page.keyboard.press(cmd.key);
       say({ event: 'pressed' });
+    } else if (cmd.cmd === 'keys') {
+      await page.locator(cmd.selector).focus();
+      await page.keyboard.type(cmd.text);
+      say({ event: 'typed' });
     } else if (cmd.cmd === 'fill') {
       await page.locator(cmd.selector).fill(cmd.text);
       say({ event: 'filled' });

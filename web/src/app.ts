@@ -13,6 +13,7 @@ import { changesToOp, charToUnit, opToChanges } from './cm.js';
 import { apply, charCount, isNoop, type WireOp } from './ot.js';
 import { checksum } from './text.js';
 import { rebaseByText } from './merge.js';
+import { TerminalView } from './terminal.js';
 
 const PROTOCOL_VERSION = 1;
 
@@ -65,6 +66,7 @@ const lastCursors = new Map<number, { clientId: number; name: string; doc: strin
 let following: number | undefined;
 const participants = new Map<number, Participant>();
 const readOnly = new Compartment();
+let terminal: TerminalView | undefined;
 
 function send(msg: object): boolean {
   if (!ws || ws.readyState !== WebSocket.OPEN) return false;
@@ -121,6 +123,11 @@ function receive(msg: any): void {
       $('workspace').hidden = false;
       $('readonly-note').hidden = role !== 'readOnly';
       ($('run') as HTMLButtonElement).disabled = role === 'readOnly';
+      ($('terminal-open') as HTMLButtonElement).disabled = role === 'readOnly';
+      ($('terminal-stop') as HTMLButtonElement).disabled = role === 'readOnly';
+      $('terminal-readonly').hidden = role !== 'readOnly';
+      terminal?.reconnected();
+      terminal?.setTypable(role !== 'readOnly');
       renderPeople();
       status('connected');
       send({ type: 'files' });
@@ -195,6 +202,15 @@ function receive(msg: any): void {
       status();
       break;
     }
+    case 'terminalStarted':
+      terminal?.started(msg, clientId);
+      break;
+    case 'terminalOutput':
+      terminal?.output(msg);
+      break;
+    case 'terminalEnded':
+      terminal?.ended(msg);
+      break;
     case 'error':
       showError(msg);
       // The hub would not take the outstanding op (too old to transform,
@@ -609,6 +625,16 @@ function start(): void {
   });
   $('run').addEventListener('click', () => doc && send({ type: 'run', doc: doc.path }));
   $('stop').addEventListener('click', () => send({ type: 'stop' }));
+  terminal = new TerminalView(
+    $('terminal'),
+    send,
+    () => role !== 'readOnly',
+    (text) => {
+      $('terminal-status').textContent = text;
+    },
+  );
+  $('terminal-open').addEventListener('click', () => terminal?.request());
+  $('terminal-stop').addEventListener('click', () => terminal?.stop());
   $('stdin-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const input = $('stdin') as HTMLInputElement;
