@@ -24,20 +24,19 @@
 
 #[path = "common/hub.rs"]
 mod hub;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpStream;
-use tokio::process::ChildStdout;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::ChildStdout;
+use ws::{next_frame, next_of, send, Ws};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const SESSION: &str = "bench-browser";
@@ -70,36 +69,6 @@ fn main() {
         .build()
         .expect("runtime")
         .block_on(bench(&chromium, loads, keys, rate));
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string()))
-        .await
-        .expect("send");
-}
-
-async fn next_frame(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .expect("the hub answered in time")
-            .expect("connection open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-            assert_ne!(value["type"], "error", "hub error: {value}");
-            return value;
-        }
-    }
-}
-
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
-    loop {
-        let frame = next_frame(ws).await;
-        if frame["type"] == kind {
-            return frame;
-        }
-    }
 }
 
 /// Reads `remote` ops until one inserts `key`.

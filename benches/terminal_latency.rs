@@ -23,18 +23,15 @@
 
 #[path = "common/hub.rs"]
 mod hub;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use futures_util::StreamExt;
+use serde_json::json;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const TIMEOUT: Duration = Duration::from_secs(60);
+use ws::{next_frame, next_of, send, Ws};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -72,36 +69,6 @@ async fn join(url: &str, name: &str) -> Ws {
     .await;
     next_of(&mut ws, "welcome").await;
     ws
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string()))
-        .await
-        .expect("send");
-}
-
-async fn next_frame(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .expect("the hub answered in time")
-            .expect("connection open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-            assert_ne!(value["type"], "error", "hub error: {value}");
-            return value;
-        }
-    }
-}
-
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
-    loop {
-        let frame = next_frame(ws).await;
-        if frame["type"] == kind {
-            return frame;
-        }
-    }
 }
 
 /// Reads terminal output until it holds `needle`.
